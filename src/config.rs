@@ -1,0 +1,501 @@
+//! Command line and environment: the raw flags (clap) and the validated configuration built from
+//! them once at start-up. Every check that can fail on user input happens here, with a message
+//! that names the flag and says what to fix; nothing downstream re-validates.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use reqwest::Url;
+
+use crate::secret::Secret;
+
+/// Environment variable that may hold the X-Auth-Token (secrets never come from a flag value).
+pub const TOKEN_ENV: &str = "CLOUDDEVICE_AUTH_TOKEN";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "clouddevice_exporter",
+    version,
+    about = "Prometheus exporter for Huawei Cloud CloudDevice (KooPhone cloud phone) instances.",
+    long_about = "Prometheus exporter for Huawei Cloud CloudDevice (KooPhone cloud phone) instances.\n\n\
+        Every scrape of the telemetry path reads the tenant's whole instance list from the \
+        batch-query API and exports counts by region, SKU and status.\n\n\
+        Credentials: the X-Auth-Token is read from --clouddevice.auth-token-file or from the \
+        CLOUDDEVICE_AUTH_TOKEN environment variable, never from a flag value. \
+        Every flag can also be set as CLOUDDEVICE_EXPORTER_<FLAG IN UPPER SNAKE CASE>."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub exporter: ExporterArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the built-in CloudDevice API simulator alone, as an HTTP server.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExporterArgs {
+    /// Address to serve metrics on (`:PORT` means all interfaces).
+    #[arg(long = "web.listen-address", env = "CLOUDDEVICE_EXPORTER_WEB_LISTEN_ADDRESS", default_value = ":10123", value_name = "ADDR")]
+    pub listen_address: String,
+
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", env = "CLOUDDEVICE_EXPORTER_WEB_TELEMETRY_PATH", default_value = "/metrics", value_name = "PATH")]
+    pub telemetry_path: String,
+
+    /// Base URL of the CloudDevice API.
+    #[arg(long = "clouddevice.endpoint", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_ENDPOINT", default_value = "https://koophone.myhuaweicloud.com", value_name = "URL")]
+    pub endpoint: String,
+
+    /// page_size asked for; the exporter follows the page size the service actually returns.
+    #[arg(long = "clouddevice.page-size", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_PAGE_SIZE", default_value_t = 100, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub page_size: u32,
+
+    /// Most page requests in flight at once.
+    #[arg(long = "clouddevice.concurrency", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_CONCURRENCY", default_value_t = 4, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+
+    /// Timeout of each request to the API (e.g. 10s, 1500ms).
+    #[arg(long = "clouddevice.timeout", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_TIMEOUT", default_value = "10s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Most pages one scrape reads; a list that would need more fails the scrape instead.
+    #[arg(long = "clouddevice.max-pages", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_PAGES", default_value_t = 10_000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pages: u32,
+
+    /// Optional filter on the resource pool scenario.
+    #[arg(long = "clouddevice.pool-scene-tag", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_POOL_SCENE_TAG", value_name = "TAG")]
+    pub pool_scene_tag: Option<PoolSceneTag>,
+
+    /// Optional filter: only the instance with this ID.
+    #[arg(long = "clouddevice.instance-id", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_INSTANCE_ID", value_name = "ID")]
+    pub instance_id: Option<String>,
+
+    /// Optional filter: only instances with this name.
+    #[arg(long = "clouddevice.instance-name", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_INSTANCE_NAME", value_name = "NAME")]
+    pub instance_name: Option<String>,
+
+    /// Optional query_start_time filter, UTC, as `2023-08-15 14:30:45`.
+    #[arg(long = "clouddevice.query-start-time", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_QUERY_START_TIME", value_name = "TIME",
+          value_parser = parse_query_time)]
+    pub query_start_time: Option<String>,
+
+    /// Optional query_end_time filter, UTC, as `2023-08-15 14:30:45`.
+    #[arg(long = "clouddevice.query-end-time", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_QUERY_END_TIME", value_name = "TIME",
+          value_parser = parse_query_time)]
+    pub query_end_time: Option<String>,
+
+    /// File holding a ready X-Auth-Token (alternative: the CLOUDDEVICE_AUTH_TOKEN environment variable).
+    #[arg(long = "clouddevice.auth-token-file", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_AUTH_TOKEN_FILE", value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Export per-instance series (`--collector.instance-metrics=false` for aggregates only).
+    #[arg(long = "collector.instance-metrics", env = "CLOUDDEVICE_EXPORTER_COLLECTOR_INSTANCE_METRICS", value_name = "BOOL",
+          default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub instance_metrics: bool,
+
+    /// Only log messages with the given severity or above.
+    #[arg(long = "log.level", env = "CLOUDDEVICE_EXPORTER_LOG_LEVEL", default_value = "info", value_name = "LEVEL")]
+    pub log_level: LogLevel,
+
+    /// Output format of log messages.
+    #[arg(long = "log.format", env = "CLOUDDEVICE_EXPORTER_LOG_FORMAT", default_value = "logfmt", value_name = "FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Serve metrics of a built-in simulated fleet: no credentials, no network needed.
+    #[arg(long = "demo", env = "CLOUDDEVICE_EXPORTER_DEMO")]
+    pub demo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Address the simulator listens on.
+    #[arg(long = "listen-address", env = "CLOUDDEVICE_EXPORTER_SIMULATE_LISTEN_ADDRESS", default_value = "127.0.0.1:10124", value_name = "ADDR")]
+    pub listen_address: String,
+
+    /// Number of instances in the simulated fleet.
+    #[arg(long = "instances", env = "CLOUDDEVICE_EXPORTER_SIMULATE_INSTANCES", default_value_t = 1_000, value_name = "N")]
+    pub instances: usize,
+
+    /// Seed the fleet is generated from: the same seed and size give the same fleet.
+    #[arg(long = "seed", env = "CLOUDDEVICE_EXPORTER_SIMULATE_SEED", default_value_t = 1, value_name = "N")]
+    pub seed: u64,
+
+    /// Largest page the simulator serves, whatever page_size asks for.
+    #[arg(long = "max-page-size", env = "CLOUDDEVICE_EXPORTER_SIMULATE_MAX_PAGE_SIZE", default_value_t = 100, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_page_size: u32,
+
+    /// Where the paging fields go: `top` (as the reference's example) or `data` (as its tables).
+    #[arg(long = "paging-fields", env = "CLOUDDEVICE_EXPORTER_SIMULATE_PAGING_FIELDS", default_value = "top", value_name = "PLACE")]
+    pub paging_fields: crate::simulator::PagingFields,
+
+    /// Latency added to every response (e.g. 50ms).
+    #[arg(long = "latency", env = "CLOUDDEVICE_EXPORTER_SIMULATE_LATENCY", default_value = "0s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub latency: Duration,
+
+    /// Answer every request with this documented error code (e.g. KOOPHONE.API.1001).
+    #[arg(long = "error-code", env = "CLOUDDEVICE_EXPORTER_SIMULATE_ERROR_CODE", value_name = "CODE")]
+    pub error_code: Option<String>,
+
+    /// HTTP status sent with --error-code (the service also answers errors with 200).
+    #[arg(long = "error-status", env = "CLOUDDEVICE_EXPORTER_SIMULATE_ERROR_STATUS", default_value_t = 400, value_name = "STATUS",
+          value_parser = clap::value_parser!(u16).range(100..=599))]
+    pub error_status: u16,
+
+    /// File holding the only X-Auth-Token accepted; without it any non-empty token is.
+    #[arg(long = "auth-token-file", env = "CLOUDDEVICE_EXPORTER_SIMULATE_AUTH_TOKEN_FILE", value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Only log messages with the given severity or above.
+    #[arg(long = "log.level", env = "CLOUDDEVICE_EXPORTER_LOG_LEVEL", default_value = "info", value_name = "LEVEL")]
+    pub log_level: LogLevel,
+
+    /// Output format of log messages.
+    #[arg(long = "log.format", env = "CLOUDDEVICE_EXPORTER_LOG_FORMAT", default_value = "logfmt", value_name = "FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PoolSceneTag {
+    #[value(name = "CLOUD_APP")]
+    CloudApp,
+    #[value(name = "CLOUD_PHONE")]
+    CloudPhone,
+}
+
+impl PoolSceneTag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolSceneTag::CloudApp => "CLOUD_APP",
+            PoolSceneTag::CloudPhone => "CLOUD_PHONE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e}; write a duration such as 10s, 1500ms or 1m"))?;
+    Ok(d)
+}
+
+fn parse_query_time(s: &str) -> Result<String, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::PrimitiveDateTime::parse(s, format)
+        .map(|_| s.to_string())
+        .map_err(|_| "write the time in UTC as 2023-08-15 14:30:45".to_string())
+}
+
+/// The optional filters of the batch-query API, sent with every page request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filters {
+    pub pool_scene_tag: Option<PoolSceneTag>,
+    pub instance_id: Option<String>,
+    pub instance_name: Option<String>,
+    pub query_start_time: Option<String>,
+    pub query_end_time: Option<String>,
+}
+
+impl Filters {
+    /// The filters as query parameters, in the reference's names.
+    pub fn query_pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("instance_id", self.instance_id.as_deref()),
+            ("instance_name", self.instance_name.as_deref()),
+            ("query_start_time", self.query_start_time.as_deref()),
+            ("query_end_time", self.query_end_time.as_deref()),
+            ("pool_scene_tag", self.pool_scene_tag.map(PoolSceneTag::as_str)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+    }
+}
+
+/// How the exporter talks to the API.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub endpoint: Url,
+    pub token: Secret,
+    pub page_size: u32,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub max_pages: u32,
+    pub filters: Filters,
+}
+
+/// The validated configuration of the exporter.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen_address: String,
+    pub telemetry_path: String,
+    pub instance_metrics: bool,
+    /// Under `--demo` the endpoint is replaced by the in-process simulator's once it listens.
+    pub upstream: UpstreamConfig,
+    pub demo: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--web.listen-address {0:?} is not HOST:PORT or :PORT; write e.g. :10123 or 127.0.0.1:10123")]
+    ListenAddress(String),
+    #[error("--web.telemetry-path {0:?} {1}")]
+    TelemetryPath(String, &'static str),
+    #[error("--clouddevice.endpoint {0:?} is not an http(s) URL; write e.g. https://koophone.myhuaweicloud.com")]
+    Endpoint(String),
+    #[error("cannot read --clouddevice.auth-token-file {path:?}: {source}; check the path and that this user may read it")]
+    TokenFile { path: PathBuf, source: std::io::Error },
+    #[error("{0} is empty; put the X-Auth-Token in it")]
+    EmptyToken(String),
+    #[error("both --clouddevice.auth-token-file and {TOKEN_ENV} are set; keep only one")]
+    TwoTokens,
+    #[error("no credentials: set {TOKEN_ENV} or --clouddevice.auth-token-file (or try --demo)")]
+    NoToken,
+    #[error("--clouddevice.query-end-time is earlier than --clouddevice.query-start-time; swap them")]
+    EndBeforeStart,
+}
+
+impl ExporterArgs {
+    /// Validates the flags; `env_token` is the value of [`TOKEN_ENV`], passed in so tests need no
+    /// process-wide environment.
+    pub fn validate(self, env_token: Option<String>) -> Result<Config, ConfigError> {
+        let listen_address = listen_address(&self.listen_address)?;
+        let telemetry_path = telemetry_path(&self.telemetry_path)?;
+        let endpoint = Url::parse(&self.endpoint)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .ok_or_else(|| ConfigError::Endpoint(self.endpoint.clone()))?;
+        // Both times have one fixed format, so text order is time order.
+        if let (Some(start), Some(end)) = (&self.query_start_time, &self.query_end_time) {
+            if end < start {
+                return Err(ConfigError::EndBeforeStart);
+            }
+        }
+        let token = if self.demo {
+            Secret::new("demo")
+        } else {
+            load_token(self.auth_token_file.as_deref(), env_token)?
+        };
+        Ok(Config {
+            listen_address,
+            telemetry_path,
+            instance_metrics: self.instance_metrics,
+            upstream: UpstreamConfig {
+                endpoint,
+                token,
+                page_size: self.page_size,
+                concurrency: self.concurrency as usize,
+                timeout: self.timeout,
+                max_pages: self.max_pages,
+                filters: Filters {
+                    pool_scene_tag: self.pool_scene_tag,
+                    instance_id: self.instance_id,
+                    instance_name: self.instance_name,
+                    query_start_time: self.query_start_time,
+                    query_end_time: self.query_end_time,
+                },
+            },
+            demo: self.demo,
+        })
+    }
+}
+
+/// `:PORT` becomes `0.0.0.0:PORT`; anything else must be `HOST:PORT` with a numeric port.
+pub fn listen_address(s: &str) -> Result<String, ConfigError> {
+    let bad = || ConfigError::ListenAddress(s.to_string());
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().map_err(|_| bad())?;
+    if host.is_empty() {
+        Ok(format!("0.0.0.0:{port}"))
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+fn telemetry_path(s: &str) -> Result<String, ConfigError> {
+    let err = |why| Err(ConfigError::TelemetryPath(s.to_string(), why));
+    if !s.starts_with('/') || s.len() < 2 {
+        return err("must start with / and name a path other than /; write e.g. /metrics");
+    }
+    if s.starts_with("/-/") {
+        return err("is reserved for /-/healthy and /-/ready; write e.g. /metrics");
+    }
+    // The router treats `{`, `}` and `*` as captures; plain path characters only.
+    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b)) {
+        return err("may hold only letters, digits and / - _ . ~");
+    }
+    Ok(s.to_string())
+}
+
+fn load_token(file: Option<&Path>, env_token: Option<String>) -> Result<Secret, ConfigError> {
+    let env_token = env_token.filter(|t| !t.trim().is_empty());
+    match (file, env_token) {
+        (Some(_), Some(_)) => Err(ConfigError::TwoTokens),
+        (None, None) => Err(ConfigError::NoToken),
+        (None, Some(token)) => Ok(Secret::new(token.trim())),
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let token = text.trim();
+            if token.is_empty() {
+                return Err(ConfigError::EmptyToken(format!(
+                    "--clouddevice.auth-token-file {path:?}"
+                )));
+            }
+            Ok(Secret::new(token))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("clouddevice_exporter").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let cli = parse(&[]).unwrap();
+        let a = &cli.exporter;
+        assert_eq!(a.listen_address, ":10123");
+        assert_eq!(a.telemetry_path, "/metrics");
+        assert_eq!(a.endpoint, "https://koophone.myhuaweicloud.com");
+        assert_eq!((a.page_size, a.concurrency), (100, 4));
+        assert_eq!(a.pool_scene_tag, None);
+        assert!(a.instance_metrics);
+        assert_eq!((a.log_level, a.log_format), (LogLevel::Info, LogFormat::Logfmt));
+    }
+
+    #[test]
+    fn instance_metrics_can_be_switched_off() {
+        let cli = parse(&["--collector.instance-metrics=false"]).unwrap();
+        assert!(!cli.exporter.instance_metrics);
+        let cli = parse(&["--collector.instance-metrics"]).unwrap();
+        assert!(cli.exporter.instance_metrics);
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_the_parser() {
+        for args in [
+            &["--clouddevice.page-size", "0"][..],
+            &["--clouddevice.concurrency", "many"],
+            &["--clouddevice.pool-scene-tag", "CLOUD_TV"],
+            &["--clouddevice.query-start-time", "2023-08-15T14:30:45"],
+            &["--clouddevice.timeout", "10"],
+            &["--log.format", "xml"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn listen_address_forms() {
+        assert_eq!(listen_address(":10123").unwrap(), "0.0.0.0:10123");
+        assert_eq!(listen_address("127.0.0.1:0").unwrap(), "127.0.0.1:0");
+        assert_eq!(listen_address("[::1]:9000").unwrap(), "[::1]:9000");
+        assert!(listen_address("10123").is_err());
+        assert!(listen_address(":http").is_err());
+        assert!(listen_address(":70000").is_err());
+    }
+
+    #[test]
+    fn telemetry_paths_that_would_break_routing_are_refused() {
+        for bad in ["metrics", "/", "/-/healthy", "/{x}", "/a*"] {
+            assert!(telemetry_path(bad).is_err(), "{bad}");
+        }
+        assert_eq!(telemetry_path("/custom/metrics").unwrap(), "/custom/metrics");
+    }
+
+    #[test]
+    fn token_comes_from_exactly_one_place() {
+        let dir = std::env::temp_dir().join(format!("cde-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "  tok-from-file\n").unwrap();
+        let from_file = load_token(Some(&file), None).unwrap();
+        assert_eq!(from_file.expose(), "tok-from-file");
+        assert_eq!(load_token(None, Some("tok-env".into())).unwrap().expose(), "tok-env");
+        assert!(matches!(load_token(Some(&file), Some("x".into())), Err(ConfigError::TwoTokens)));
+        assert!(matches!(load_token(None, None), Err(ConfigError::NoToken)));
+        assert!(matches!(load_token(None, Some(" ".into())), Err(ConfigError::NoToken)));
+        let missing = dir.join("missing");
+        let err = load_token(Some(&missing), None).unwrap_err().to_string();
+        assert!(err.contains("missing") && err.contains("check the path"), "{err}");
+        std::fs::write(&file, "\n").unwrap();
+        assert!(matches!(load_token(Some(&file), None), Err(ConfigError::EmptyToken(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn validated_config_carries_the_filters() {
+        let cli = parse(&[
+            "--demo",
+            "--clouddevice.pool-scene-tag",
+            "CLOUD_PHONE",
+            "--clouddevice.instance-name",
+            "CCTEST-00001",
+        ])
+        .unwrap();
+        let config = cli.exporter.validate(None).unwrap();
+        let pairs: Vec<_> = config.upstream.filters.query_pairs().collect();
+        assert_eq!(pairs, [("instance_name", "CCTEST-00001"), ("pool_scene_tag", "CLOUD_PHONE")]);
+    }
+
+    #[test]
+    fn end_before_start_is_refused() {
+        let cli = parse(&[
+            "--demo",
+            "--clouddevice.query-start-time",
+            "2024-01-02 00:00:00",
+            "--clouddevice.query-end-time",
+            "2024-01-01 00:00:00",
+        ])
+        .unwrap();
+        assert!(matches!(cli.exporter.validate(None), Err(ConfigError::EndBeforeStart)));
+    }
+}

@@ -1,0 +1,286 @@
+//! The domain model: one snapshot of the tenant's fleet and the status mapping of the reference.
+//! Knows nothing of HTTP or of Prometheus; everything here is plain data and pure functions.
+
+use std::collections::{BTreeMap, HashSet};
+
+/// The six status dimensions the API reports for every instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    Running,
+    Frozen,
+    Login,
+    Assign,
+    Backup,
+    Restore,
+}
+
+/// Label of the bucket that holds codes the reference does not document, and missing codes.
+pub const UNDOCUMENTED: &str = "undocumented";
+
+impl Dimension {
+    pub const ALL: [Dimension; 6] = [
+        Dimension::Running,
+        Dimension::Frozen,
+        Dimension::Login,
+        Dimension::Assign,
+        Dimension::Backup,
+        Dimension::Restore,
+    ];
+
+    /// The documented statuses, indexed by their raw code (the reference numbers them from 0).
+    pub fn statuses(self) -> &'static [&'static str] {
+        match self {
+            Dimension::Running => &[
+                "unknown",
+                "stopped",
+                "running",
+                "going_offline",
+                "starting",
+                "shut_down",
+            ],
+            Dimension::Frozen => &["normal", "frozen"],
+            Dimension::Login => &["not_logged_in", "logged_in"],
+            Dimension::Assign => &["unassigned", "assigned"],
+            Dimension::Backup | Dimension::Restore => {
+                &["preparing", "executing", "successful", "failed", "others"]
+            }
+        }
+    }
+
+    /// The word that names the dimension in metric names (`clouddevice_instances_by_<name>_status`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::Running => "running",
+            Dimension::Frozen => "frozen",
+            Dimension::Login => "login",
+            Dimension::Assign => "assign",
+            Dimension::Backup => "backup",
+            Dimension::Restore => "restore",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The bucket a raw code falls in: its index in [`Dimension::statuses`], or `None` for a code
+    /// the reference does not document (or no code at all).
+    pub fn bucket(self, code: Option<i64>) -> Option<usize> {
+        let code = usize::try_from(code?).ok()?;
+        (code < self.statuses().len()).then_some(code)
+    }
+}
+
+/// One cloud phone as the exporter sees it. Strings are already cleaned of the API's `"null"`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Instance {
+    pub instance_id: String,
+    pub instance_name: String,
+    pub region: String,
+    pub region_name: String,
+    pub sku: String,
+    pub project_id: String,
+    pub project_name: String,
+    pub phone_id: String,
+    pub billing_mode: String,
+    /// Raw status codes, indexed like [`Dimension::ALL`]; `None` when the API sent none.
+    pub status: [Option<i64>; 6],
+    /// `backup_time` as Unix seconds, when present and parsable.
+    pub backup_time: Option<i64>,
+    /// `restore_time` as Unix seconds, when present and parsable.
+    pub restore_time: Option<i64>,
+}
+
+impl Instance {
+    pub fn status(&self, dim: Dimension) -> Option<i64> {
+        self.status[dim.index()]
+    }
+}
+
+/// The instances of one complete read of the list, each counted once.
+#[derive(Debug, Default)]
+pub struct Fleet {
+    instances: Vec<Instance>,
+    seen: HashSet<String>,
+}
+
+impl Fleet {
+    pub fn with_capacity(n: usize) -> Self {
+        Fleet {
+            instances: Vec::with_capacity(n),
+            seen: HashSet::with_capacity(n),
+        }
+    }
+
+    /// Adds an instance unless one with the same id is already held; returns whether it was new.
+    /// Instances without an id cannot be recognised again, so each one counts.
+    pub fn insert(&mut self, instance: Instance) -> bool {
+        if !instance.instance_id.is_empty() && !self.seen.insert(instance.instance_id.clone()) {
+            return false;
+        }
+        self.instances.push(instance);
+        true
+    }
+
+    pub fn instances(&self) -> &[Instance] {
+        &self.instances
+    }
+
+    pub fn len(&self) -> usize {
+        self.instances.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+
+    /// Counts per (region, sku), in label order, so the exposition is stable from scrape to scrape.
+    pub fn aggregate(&self) -> BTreeMap<(&str, &str), Counts> {
+        let mut groups: BTreeMap<(&str, &str), Counts> = BTreeMap::new();
+        for instance in &self.instances {
+            groups
+                .entry((instance.region.as_str(), instance.sku.as_str()))
+                .or_default()
+                .add(instance);
+        }
+        groups
+    }
+}
+
+/// The counts of one (region, sku) group.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counts {
+    pub total: u64,
+    /// Per dimension: one slot per documented status, then the undocumented bucket last.
+    by_status: [[u64; MAX_STATUSES + 1]; 6],
+}
+
+/// The most documented statuses any dimension has (running status has six).
+const MAX_STATUSES: usize = 6;
+
+impl Counts {
+    fn add(&mut self, instance: &Instance) {
+        self.total += 1;
+        for dim in Dimension::ALL {
+            let slot = dim.bucket(instance.status(dim)).unwrap_or(MAX_STATUSES);
+            self.by_status[dim.index()][slot] += 1;
+        }
+    }
+
+    /// The count of each documented status of `dim`, in code order, zeros included.
+    pub fn documented(&self, dim: Dimension) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        dim.statuses()
+            .iter()
+            .zip(self.by_status[dim.index()])
+            .map(|(name, n)| (*name, n))
+    }
+
+    /// How many instances had a code the reference does not document for `dim`.
+    pub fn undocumented(&self, dim: Dimension) -> u64 {
+        self.by_status[dim.index()][MAX_STATUSES]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(id: &str, region: &str, status: [Option<i64>; 6]) -> Instance {
+        Instance {
+            instance_id: id.into(),
+            region: region.into(),
+            sku: "s".into(),
+            status,
+            ..Instance::default()
+        }
+    }
+
+    #[test]
+    fn every_documented_code_maps_to_its_contract_name() {
+        let running: Vec<_> = (0..6)
+            .map(|c| Dimension::Running.statuses()[Dimension::Running.bucket(Some(c)).unwrap()])
+            .collect();
+        assert_eq!(
+            running,
+            ["unknown", "stopped", "running", "going_offline", "starting", "shut_down"]
+        );
+        assert_eq!(Dimension::Frozen.statuses(), ["normal", "frozen"]);
+        assert_eq!(Dimension::Login.statuses(), ["not_logged_in", "logged_in"]);
+        assert_eq!(Dimension::Assign.statuses(), ["unassigned", "assigned"]);
+        for dim in [Dimension::Backup, Dimension::Restore] {
+            assert_eq!(
+                dim.statuses(),
+                ["preparing", "executing", "successful", "failed", "others"]
+            );
+        }
+    }
+
+    #[test]
+    fn undocumented_and_missing_codes_have_no_documented_bucket() {
+        assert_eq!(Dimension::Running.bucket(Some(6)), None);
+        assert_eq!(Dimension::Frozen.bucket(Some(2)), None);
+        assert_eq!(Dimension::Backup.bucket(Some(-1)), None);
+        assert_eq!(Dimension::Backup.bucket(Some(i64::MAX)), None);
+        assert_eq!(Dimension::Login.bucket(None), None);
+        assert_eq!(Dimension::Backup.bucket(Some(4)), Some(4));
+    }
+
+    #[test]
+    fn an_instance_seen_twice_counts_once() {
+        let mut fleet = Fleet::default();
+        assert!(fleet.insert(instance("a", "r", [Some(2); 6])));
+        assert!(!fleet.insert(instance("a", "r", [Some(1); 6])));
+        assert!(fleet.insert(instance("b", "r", [Some(1); 6])));
+        assert_eq!(fleet.len(), 2);
+        // The first sighting wins, so the counts do not depend on which duplicate arrived later.
+        assert_eq!(fleet.instances()[0].status(Dimension::Running), Some(2));
+    }
+
+    #[test]
+    fn instances_without_an_id_are_all_counted() {
+        let mut fleet = Fleet::default();
+        assert!(fleet.insert(instance("", "r", [Some(0); 6])));
+        assert!(fleet.insert(instance("", "r", [Some(0); 6])));
+        assert_eq!(fleet.len(), 2);
+    }
+
+    #[test]
+    fn per_dimension_statuses_add_up_to_the_group_total() {
+        let codes = [None, Some(-3), Some(0), Some(1), Some(2), Some(3), Some(4), Some(5), Some(9)];
+        let mut fleet = Fleet::default();
+        for (i, a) in codes.iter().enumerate() {
+            for (j, b) in codes.iter().enumerate() {
+                let region = if (i + j) % 2 == 0 { "r1" } else { "r2" };
+                let id = format!("{i}-{j}");
+                fleet.insert(instance(&id, region, [*a, *b, *a, *b, *a, *b]));
+            }
+        }
+        let groups = fleet.aggregate();
+        assert_eq!(groups.len(), 2);
+        let mut grand_total = 0;
+        for counts in groups.values() {
+            grand_total += counts.total;
+            for dim in Dimension::ALL {
+                let documented: u64 = counts.documented(dim).map(|(_, n)| n).sum();
+                assert_eq!(documented + counts.undocumented(dim), counts.total, "{dim:?}");
+                assert_eq!(counts.documented(dim).count(), dim.statuses().len());
+            }
+        }
+        assert_eq!(grand_total, (codes.len() * codes.len()) as u64);
+    }
+
+    #[test]
+    fn counts_land_in_the_right_status() {
+        let mut fleet = Fleet::default();
+        fleet.insert(instance("a", "r", [Some(2), Some(1), Some(0), Some(1), Some(3), Some(7)]));
+        fleet.insert(instance("b", "r", [Some(2), Some(0), None, Some(1), Some(2), Some(2)]));
+        let groups = fleet.aggregate();
+        let counts = &groups[&("r", "s")];
+        let running: Vec<_> = counts.documented(Dimension::Running).collect();
+        assert_eq!(running[2], ("running", 2));
+        assert_eq!(counts.documented(Dimension::Frozen).collect::<Vec<_>>(), [("normal", 1), ("frozen", 1)]);
+        assert_eq!(counts.undocumented(Dimension::Login), 1);
+        assert_eq!(counts.documented(Dimension::Backup).nth(3), Some(("failed", 1)));
+        assert_eq!(counts.undocumented(Dimension::Restore), 1);
+    }
+}

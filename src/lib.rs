@@ -1,0 +1,18 @@
+//! clouddevice_exporter: a Prometheus exporter for Huawei Cloud CloudDevice (KooPhone) instances.
+//!
+//! Data flows one way: [`config`] → [`client`] (one page) → [`paging`] (the whole list) →
+//! [`fleet`] (the snapshot) → [`metrics`] (families and encoding) → [`server`] (HTTP).
+//! [`simulator`] is a stand-in for the API, for `--demo`, `simulate`, tests and benchmarks.
+
+pub mod client;
+pub mod config;
+pub mod fleet;
+pub mod logging;
+pub mod metrics;
+pub mod paging;
+pub mod run;
+pub mod scrape;
+pub mod secret;
+pub mod server;
+pub mod simulator;
+pub mod wire;

@@ -1,0 +1,56 @@
+//! The binary: parse flags, start logging, run the exporter or the simulator, and turn any
+//! start-up error into one line on stderr and a non-zero exit.
+
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+
+use clouddevice_exporter::config::{Cli, Command, TOKEN_ENV};
+use clouddevice_exporter::{logging, run};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's message spans several lines with usage; the first says what is wrong.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            return fail(&format!("{first}; see --help"), 2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}"), 1),
+    };
+    let result = match cli.command {
+        Some(Command::Simulate(args)) => {
+            logging::init(args.log_level, args.log_format);
+            runtime.block_on(run::simulate(args))
+        }
+        None => {
+            let args = cli.exporter;
+            let (level, format) = (args.log_level, args.log_format);
+            let config = match args.validate(std::env::var(TOKEN_ENV).ok()) {
+                Ok(config) => config,
+                Err(e) => return fail(&e.to_string(), 2),
+            };
+            logging::init(level, format);
+            runtime.block_on(run::exporter(config))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string(), 1),
+    }
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    eprintln!("clouddevice_exporter: {message}");
+    ExitCode::from(code)
+}

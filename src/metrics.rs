@@ -1,0 +1,355 @@
+//! Everything Prometheus sees: the exporter's own long-lived metrics, the per-scrape families built
+//! afresh from a fleet snapshot, and their text encoding. No I/O and no state beyond the counters.
+
+use prometheus::core::Collector;
+use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::fleet::{Dimension, Fleet, Instance, UNDOCUMENTED};
+
+/// The exporter's own counters and constants, which live as long as the process.
+pub struct ExporterMetrics {
+    registry: Registry,
+    api_requests: IntCounterVec,
+    api_errors: IntCounterVec,
+}
+
+impl ExporterMetrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let api_requests = IntCounterVec::new(
+            Opts::new(
+                "clouddevice_exporter_api_requests_total",
+                "Requests sent to the CloudDevice APIs, by API and HTTP status (error when no answer came).",
+            ),
+            &["api", "code"],
+        )?;
+        let api_errors = IntCounterVec::new(
+            Opts::new(
+                "clouddevice_exporter_api_errors_total",
+                "Failed requests to the CloudDevice APIs, by the API's error code or the cause.",
+            ),
+            &["error_code"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "clouddevice_exporter_build_info",
+                "A metric with a constant '1' value labeled by version, revision and rustc_version.",
+            ),
+            &["version", "revision", "rustc_version"],
+        )?;
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                env!("CLOUDDEVICE_EXPORTER_REVISION"),
+                env!("CLOUDDEVICE_EXPORTER_RUSTC_VERSION"),
+            ])
+            .set(1);
+        registry.register(Box::new(api_requests.clone()))?;
+        registry.register(Box::new(api_errors.clone()))?;
+        registry.register(Box::new(build_info))?;
+        register_process_collector(&registry)?;
+        Ok(ExporterMetrics {
+            registry,
+            api_requests,
+            api_errors,
+        })
+    }
+
+    pub fn api_request(&self, api: &str, code: &str) {
+        self.api_requests.with_label_values(&[api, code]).inc();
+    }
+
+    pub fn api_error(&self, error_code: &str) {
+        self.api_errors.with_label_values(&[error_code]).inc();
+    }
+
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        self.registry.gather()
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn register_process_collector(registry: &Registry) -> Result<(), prometheus::Error> {
+    let collector: Box<dyn Collector> =
+        Box::new(prometheus::process_collector::ProcessCollector::for_self());
+    registry.register(collector)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn register_process_collector(_: &Registry) -> Result<(), prometheus::Error> {
+    Ok(())
+}
+
+/// What one scrape produced, the input of [`scrape_families`].
+pub struct Scrape<'a> {
+    /// The fleet, or `None` when the list could not be read completely.
+    pub fleet: Option<&'a Fleet>,
+    pub duration_seconds: f64,
+    pub instance_metrics: bool,
+}
+
+/// Builds the families of one scrape. Without a fleet, only `clouddevice_up 0` and the duration:
+/// no instance data at all, since partial counts would fire false alerts.
+pub fn scrape_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
+    let mut families = vec![
+        family(
+            "clouddevice_up",
+            "Whether this scrape read every page of the instance list (1) or not (0).",
+            vec![gauge(&[], if scrape.fleet.is_some() { 1.0 } else { 0.0 })],
+        ),
+        family(
+            "clouddevice_scrape_duration_seconds",
+            "Time this scrape spent reading the instance list.",
+            vec![gauge(&[], scrape.duration_seconds)],
+        ),
+    ];
+    if let Some(fleet) = scrape.fleet {
+        aggregate_families(fleet, &mut families);
+        if scrape.instance_metrics {
+            instance_families(fleet, &mut families);
+        }
+    }
+    families
+}
+
+fn aggregate_families(fleet: &Fleet, out: &mut Vec<MetricFamily>) {
+    let groups = fleet.aggregate();
+    let totals = groups
+        .iter()
+        .map(|((region, sku), c)| gauge(&[("region", region), ("sku", sku)], c.total as f64))
+        .collect();
+    out.push(family(
+        "clouddevice_instances",
+        "Number of instances, by region and SKU.",
+        totals,
+    ));
+    for dim in Dimension::ALL {
+        let mut metrics = Vec::new();
+        for ((region, sku), counts) in &groups {
+            // Every documented status, zeros included, so alerts never see a series vanish.
+            for (status, n) in counts.documented(dim) {
+                let labels = [("region", *region), ("sku", *sku), ("status", status)];
+                metrics.push(gauge(&labels, n as f64));
+            }
+            let undocumented = counts.undocumented(dim);
+            if undocumented > 0 {
+                let labels = [("region", *region), ("sku", *sku), ("status", UNDOCUMENTED)];
+                metrics.push(gauge(&labels, undocumented as f64));
+            }
+        }
+        out.push(family(
+            &format!("clouddevice_instances_by_{}_status", dim.name()),
+            &format!(
+                "Number of instances by {} status; codes the API reference does not document count as undocumented.",
+                dim.name()
+            ),
+            metrics,
+        ));
+    }
+}
+
+fn instance_families(fleet: &Fleet, out: &mut Vec<MetricFamily>) {
+    // Without an id an instance cannot be told apart from another with the same name, so it
+    // appears in the aggregates only.
+    let instances: Vec<&Instance> = fleet
+        .instances()
+        .iter()
+        .filter(|i| !i.instance_id.is_empty())
+        .collect();
+    let info = instances
+        .iter()
+        .map(|i| {
+            let labels = [
+                ("billing_mode", i.billing_mode.as_str()),
+                ("instance_id", &i.instance_id),
+                ("instance_name", &i.instance_name),
+                ("phone_id", &i.phone_id),
+                ("project_id", &i.project_id),
+                ("project_name", &i.project_name),
+                ("region", &i.region),
+                ("region_name", &i.region_name),
+                ("sku", &i.sku),
+            ];
+            gauge(&labels, 1.0)
+        })
+        .collect();
+    out.push(family(
+        "clouddevice_instance_info",
+        "Descriptive labels of each instance; the value is always 1.",
+        info,
+    ));
+    let per_instance = |name: &str, help: &str, value: &dyn Fn(&Instance) -> Option<f64>| {
+        let metrics = instances
+            .iter()
+            .filter_map(|i| Some(gauge(&instance_labels(i), value(i)?)))
+            .collect();
+        family(name, help, metrics)
+    };
+    for dim in Dimension::ALL {
+        out.push(per_instance(
+            &format!("clouddevice_instance_{}_status", dim.name()),
+            &format!("Raw {} status code of each instance, as the API reports it.", dim.name()),
+            &|i| i.status(dim).map(|c| c as f64),
+        ));
+    }
+    out.push(per_instance(
+        "clouddevice_instance_backup_timestamp_seconds",
+        "Time of the instance's last backup status change, as Unix seconds.",
+        &|i| i.backup_time.map(|t| t as f64),
+    ));
+    out.push(per_instance(
+        "clouddevice_instance_restore_timestamp_seconds",
+        "Time of the instance's last restore status change, as Unix seconds.",
+        &|i| i.restore_time.map(|t| t as f64),
+    ));
+}
+
+fn instance_labels(i: &Instance) -> [(&str, &str); 3] {
+    [
+        ("instance_id", &i.instance_id),
+        ("instance_name", &i.instance_name),
+        ("region", &i.region),
+    ]
+}
+
+/// Label pairs must be given sorted by name: the encoder writes them in the order given.
+fn gauge(labels: &[(&str, &str)], value: f64) -> Metric {
+    let mut g = Gauge::new();
+    g.set_value(value);
+    let mut m = Metric::from_gauge(g);
+    m.set_label(
+        labels
+            .iter()
+            .map(|(name, value)| {
+                let mut lp = LabelPair::new();
+                lp.set_name(name.to_string());
+                lp.set_value(value.to_string());
+                lp
+            })
+            .collect(),
+    );
+    m
+}
+
+fn family(name: &str, help: &str, metrics: Vec<Metric>) -> MetricFamily {
+    let mut mf = MetricFamily::new();
+    mf.set_name(name.to_string());
+    mf.set_help(help.to_string());
+    mf.set_field_type(MetricType::GAUGE);
+    mf.set_metric(metrics);
+    mf
+}
+
+/// Encodes families in the text format 0.0.4, sorted by name so the output is stable.
+/// Families without samples (no backup times at all, say) are left out: the format has no
+/// place for a family with no samples.
+pub fn encode(mut families: Vec<MetricFamily>) -> Result<String, prometheus::Error> {
+    families.retain(|f| !f.get_metric().is_empty());
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    TextEncoder::new().encode_to_string(&families)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(instances: Vec<Instance>) -> Fleet {
+        let mut f = Fleet::default();
+        for i in instances {
+            f.insert(i);
+        }
+        f
+    }
+
+    fn render(fleet: Option<&Fleet>, instance_metrics: bool) -> String {
+        encode(scrape_families(&Scrape {
+            fleet,
+            duration_seconds: 0.25,
+            instance_metrics,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_scrape_exports_up_zero_and_no_instance_data() {
+        assert_eq!(
+            render(None, true),
+            "# HELP clouddevice_scrape_duration_seconds Time this scrape spent reading the instance list.\n\
+             # TYPE clouddevice_scrape_duration_seconds gauge\n\
+             clouddevice_scrape_duration_seconds 0.25\n\
+             # HELP clouddevice_up Whether this scrape read every page of the instance list (1) or not (0).\n\
+             # TYPE clouddevice_up gauge\n\
+             clouddevice_up 0\n"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let f = fleet(vec![Instance {
+            instance_id: "id-1".into(),
+            instance_name: "say \"hi\"\\path\nnext 云手机".into(),
+            region: "cn-north-4".into(),
+            sku: "s".into(),
+            status: [Some(2); 6],
+            ..Instance::default()
+        }]);
+        let text = render(Some(&f), true);
+        assert!(
+            text.contains(
+                r#"clouddevice_instance_running_status{instance_id="id-1",instance_name="say \"hi\"\\path\nnext 云手机",region="cn-north-4"} 2"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn missing_codes_and_times_leave_out_the_per_instance_series() {
+        let f = fleet(vec![Instance {
+            instance_id: "a".into(),
+            status: [Some(2), None, Some(0), Some(1), Some(3), Some(0)],
+            backup_time: Some(100),
+            ..Instance::default()
+        }]);
+        let text = render(Some(&f), true);
+        assert!(!text.contains("clouddevice_instance_frozen_status"), "{text}");
+        assert!(!text.contains("clouddevice_instance_restore_timestamp_seconds"), "{text}");
+        assert!(text.contains(r#"clouddevice_instance_backup_timestamp_seconds{instance_id="a",instance_name="",region=""} 100"#));
+        // The missing frozen status is still counted, so the aggregates add up.
+        assert!(text.contains(r#"clouddevice_instances_by_frozen_status{region="",sku="",status="undocumented"} 1"#));
+    }
+
+    #[test]
+    fn instance_metrics_off_leaves_only_aggregates() {
+        let f = fleet(vec![Instance {
+            instance_id: "a".into(),
+            status: [Some(1); 6],
+            ..Instance::default()
+        }]);
+        let text = render(Some(&f), false);
+        assert!(!text.contains("clouddevice_instance_"), "{text}");
+        assert!(text.contains("clouddevice_instances_by_running_status"));
+    }
+
+    #[test]
+    fn every_documented_status_is_zero_filled() {
+        let f = fleet(vec![Instance {
+            instance_id: "a".into(),
+            region: "r".into(),
+            sku: "s".into(),
+            status: [Some(2), Some(0), Some(0), Some(0), Some(2), Some(2)],
+            ..Instance::default()
+        }]);
+        let text = render(Some(&f), false);
+        for dim in Dimension::ALL {
+            for status in dim.statuses() {
+                let line = format!(
+                    "clouddevice_instances_by_{}_status{{region=\"r\",sku=\"s\",status=\"{status}\"}} ",
+                    dim.name()
+                );
+                assert!(text.contains(&line), "missing {line}");
+            }
+        }
+        assert!(!text.contains("status=\"undocumented\""));
+    }
+}

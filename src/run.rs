@@ -1,0 +1,105 @@
+//! Start-up wiring: from a validated configuration to a serving process, and the errors that can
+//! stop it, each phrased for the operator who has to fix it.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::client::{Client, ClientError};
+use crate::config::{Config, SimulateArgs};
+use crate::metrics::ExporterMetrics;
+use crate::scrape::Exporter;
+use crate::secret::Secret;
+use crate::simulator::{self, SimConfig};
+use crate::server;
+
+/// Size and seed of the fleet `--demo` serves.
+const DEMO_INSTANCES: usize = 500;
+const DEMO_SEED: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {flag} {address}: {source}; choose another address or stop what is using it")]
+    Bind {
+        flag: &'static str,
+        address: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot set up the exporter's own metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot read {flag} {path:?}: {source}; check the path and that this user may read it")]
+    File {
+        flag: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub async fn bind(address: &str, flag: &'static str) -> Result<TcpListener, RunError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| RunError::Bind {
+            flag,
+            address: address.to_string(),
+            source,
+        })
+}
+
+/// Runs the exporter until SIGINT or SIGTERM.
+pub async fn exporter(mut config: Config) -> Result<(), RunError> {
+    // Bind first: a taken port is the most common start-up mistake and should fail fast.
+    let listener = bind(&config.listen_address, "--web.listen-address").await?;
+    let _demo = if config.demo {
+        let sim_listener = bind("127.0.0.1:0", "the demo simulator's address").await?;
+        let sim = simulator::start(SimConfig::new(DEMO_INSTANCES, DEMO_SEED), sim_listener)?;
+        tracing::info!(instances = DEMO_INSTANCES, endpoint = %sim.url(), "demo mode: scraping a built-in simulated fleet");
+        config.upstream.endpoint = sim
+            .url()
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("demo simulator URL: {e}")))?;
+        Some(sim)
+    } else {
+        None
+    };
+    let metrics = Arc::new(ExporterMetrics::new()?);
+    let client = Client::new(config.upstream.clone(), metrics.clone())?;
+    let exporter = Arc::new(Exporter::new(client, metrics, config.instance_metrics));
+    let app = server::app(exporter, &config.telemetry_path);
+    tracing::info!(
+        address = %listener.local_addr()?,
+        telemetry_path = %config.telemetry_path,
+        endpoint = %config.upstream.endpoint,
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    server::serve(listener, app, server::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `clouddevice_exporter simulate`.
+pub async fn simulate(args: SimulateArgs) -> Result<(), RunError> {
+    let token = match &args.auth_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| RunError::File {
+                flag: "--auth-token-file",
+                path: path.clone(),
+                source,
+            })?;
+            Some(Secret::new(text.trim()))
+        }
+        None => None,
+    };
+    let config = SimConfig {
+        max_page_size: args.max_page_size,
+        paging_fields: args.paging_fields,
+        latency: args.latency,
+        token,
+        error: args.error_code.map(|code| (args.error_status, code)),
+        ..SimConfig::new(args.instances, args.seed)
+    };
+    simulator::run(config, &args.listen_address).await
+}

@@ -1,0 +1,134 @@
+//! The exporter's HTTP face (axum): the telemetry path, the landing page and the health probes,
+//! gzip when asked for, and graceful shutdown. Handlers stay thin; a scrape is `scrape::Exporter`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+
+use crate::scrape::Exporter;
+
+#[derive(Clone)]
+struct AppState {
+    exporter: Arc<Exporter>,
+    telemetry_path: Arc<str>,
+}
+
+/// The router, without a socket, so tests can drive it directly.
+pub fn app(exporter: Arc<Exporter>, telemetry_path: &str) -> Router {
+    let state = AppState {
+        exporter,
+        telemetry_path: telemetry_path.into(),
+    };
+    Router::new()
+        .route("/", get(landing))
+        .route(telemetry_path, get(metrics))
+        .route("/-/healthy", get(|| async { "Healthy\n" }))
+        .route("/-/ready", get(|| async { "Ready\n" }))
+        .layer(CompressionLayer::new().gzip(true).no_br().no_deflate().no_zstd())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes, then lets the scrapes in progress finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on SIGINT or SIGTERM (what `docker stop` and Kubernetes send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.exporter.scrape().await {
+        Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode metrics");
+            let text = format!("cannot encode metrics: {e}\n");
+            (StatusCode::INTERNAL_SERVER_ERROR, text).into_response()
+        }
+    }
+}
+
+async fn landing(State(state): State<AppState>) -> Html<String> {
+    let last = match state.exporter.last_collection() {
+        None => "No collection yet: the first scrape of the telemetry path starts one.".to_string(),
+        Some(last) => {
+            let when = OffsetDateTime::from(last.finished)
+                .format(&Rfc3339)
+                .unwrap_or_default();
+            match last.outcome {
+                Ok(n) => format!(
+                    "Last collection at {when}: succeeded, {n} instances in {:.3} s.",
+                    last.duration_seconds
+                ),
+                Err(e) => format!(
+                    "Last collection at {when}: failed after {:.3} s: {e}",
+                    last.duration_seconds
+                ),
+            }
+        }
+    };
+    let path = escape_html(&state.telemetry_path);
+    Html(format!(
+        "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>CloudDevice Exporter</title></head>\n\
+         <body>\n<h1>CloudDevice Exporter</h1>\n<p>Version {version}</p>\n\
+         <p><a href=\"{path}\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
+         <p>{last}</p>\n</body>\n</html>\n",
+        version = env!("CARGO_PKG_VERSION"),
+        last = escape_html(&last),
+    ))
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,512 @@
+//! A CloudDevice batch-query API on loopback: a fleet generated from a seed and a size, served as
+//! the reference describes it, with the service's quirks (capped page size, paging fields in
+//! either place, HTTP-200 errors) and faults injected on demand. Used by `simulate`, `--demo`,
+//! the tests and the benchmarks; never by a real scrape.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::secret::Secret;
+
+/// Where a page's `page_no`, `page_size`, `total_count` and `error_code` are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PagingFields {
+    /// At the top level, beside `data`, as the reference's example response has them.
+    Top,
+    /// Inside `data`, as the reference's tables list them.
+    Data,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub instances: usize,
+    pub seed: u64,
+    /// The most rows a page holds, whatever `page_size` asks for.
+    pub max_page_size: u32,
+    pub paging_fields: PagingFields,
+    /// Added to every response.
+    pub latency: Duration,
+    /// The only token accepted; `None` accepts any non-empty token.
+    pub token: Option<Secret>,
+    /// Answer every request with this error: (HTTP status, error code).
+    pub error: Option<(u16, String)>,
+    /// Backup and restore times are generated in the 30 days before this Unix time.
+    pub now: i64,
+}
+
+impl SimConfig {
+    pub fn new(instances: usize, seed: u64) -> Self {
+        SimConfig {
+            instances,
+            seed,
+            max_page_size: 100,
+            paging_fields: PagingFields::Top,
+            latency: Duration::ZERO,
+            token: None,
+            error: None,
+            now: time::OffsetDateTime::now_utc().unix_timestamp(),
+        }
+    }
+}
+
+/// A fault injected into the answers for one page (or every page), a number of times or forever.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// The page it applies to; `None` for every page.
+    pub page: Option<u64>,
+    /// How many answers it spoils; `None` for all of them.
+    pub times: Option<u32>,
+    pub kind: FaultKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum FaultKind {
+    /// This HTTP status, with a documented error body when a code is given.
+    Status { status: u16, code: Option<String> },
+    /// HTTP 200 with this `error_code` in the body, as the service answers many errors.
+    ApiError { code: String },
+    /// The first half of the normal body only.
+    Truncate,
+    /// The normal answer, this much later.
+    Delay(Duration),
+}
+
+/// One generated instance, with every field the reference lists (the personal ones too).
+#[derive(Debug, Clone, Serialize)]
+pub struct SimInstance {
+    pub instance_id: String,
+    pub instance_name: String,
+    pub region: String,
+    pub instance_sku: String,
+    pub frozen_status: i64,
+    pub running_status: i64,
+    pub login_status: i64,
+    pub assign_status: i64,
+    pub assign_user: String,
+    pub billing_mode: String,
+    pub project_id: String,
+    pub project_name: String,
+    pub phone_id: String,
+    pub member_name: String,
+    pub account_name: String,
+    pub region_name: String,
+    pub region_name_en: String,
+    pub backup_status: i64,
+    pub backup_time: String,
+    pub restore_status: i64,
+    pub restore_time: String,
+    #[serde(skip)]
+    pub pool_scene_tag: &'static str,
+}
+
+const REGIONS: [(&str, &str); 4] = [
+    ("cn-north-4", "CN North-Beijing4"),
+    ("cn-north-7", "CN North-Ulanqab-2003"),
+    ("cn-east-3", "CN East-Shanghai1"),
+    ("cn-south-1", "CN South-Guangzhou"),
+];
+
+const SKUS: [&str; 3] = [
+    "Professional edition | 8 vCPUs | 16 GB | 10 GB storage | Maximum resolution: 720p",
+    "Standard edition | 4 vCPUs | 8 GB | 8 GB storage | Maximum resolution: 720p",
+    "Enterprise edition | 16 vCPUs | 32 GB | 64 GB storage | Maximum resolution: 1080p",
+];
+
+/// Names real tenants have given their phones, which the exposition must escape correctly.
+const AWKWARD_NAMES: [&str; 5] = [
+    "say \"cheese\"",
+    "C:\\phones\\01",
+    "two\nlines",
+    "云手机-测试",
+    "émoji 📱 ok",
+];
+
+/// Picks an index by weight.
+fn weighted(rng: &mut fastrand::Rng, weights: &[u32]) -> usize {
+    let mut n = rng.u32(0..weights.iter().sum::<u32>());
+    for (i, w) in weights.iter().enumerate() {
+        if n < *w {
+            return i;
+        }
+        n -= w;
+    }
+    weights.len() - 1
+}
+
+/// The fleet of a seed and a size: the same inputs give the same fleet, byte for byte.
+/// A few instances on purpose carry what real fleets have: awkward names, undocumented status
+/// codes, `"null"` strings and empty times.
+pub fn generate_fleet(seed: u64, size: usize, now: i64) -> Vec<SimInstance> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let time_format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let stamp = |rng: &mut fastrand::Rng| -> String {
+        match rng.u32(0..100) {
+            0..=3 => String::new(),
+            4..=5 => "null".into(),
+            _ => time::OffsetDateTime::from_unix_timestamp(now - rng.i64(0..30 * 86_400))
+                .ok()
+                .and_then(|t| t.format(time_format).ok())
+                .unwrap_or_default(),
+        }
+    };
+    (0..size)
+        .map(|i| {
+            let id: String = std::iter::repeat_with(|| rng.alphanumeric()).take(8).collect();
+            let (region, region_name) = REGIONS[weighted(&mut rng, &[4, 3, 2, 1])];
+            let sku = SKUS[weighted(&mut rng, &[5, 3, 2])];
+            let running_status = if i % 31 == 13 {
+                9 // a code the reference does not document
+            } else {
+                [2, 1, 5, 4, 3, 0][weighted(&mut rng, &[70, 10, 8, 5, 4, 3])]
+            };
+            let project = rng.u32(0..3);
+            SimInstance {
+                instance_name: if i % 29 == 7 {
+                    AWKWARD_NAMES[(i / 29) % AWKWARD_NAMES.len()].to_string()
+                } else {
+                    format!("CCTEST-{:05}", i + 1)
+                },
+                region: region.into(),
+                instance_sku: sku.into(),
+                frozen_status: i64::from(rng.u32(0..100) < 4),
+                login_status: i64::from(running_status == 2 && rng.u32(0..100) < 55),
+                assign_status: i64::from(rng.u32(0..100) < 80),
+                assign_user: format!("10086{:014}", rng.u64(0..100_000_000_000_000)),
+                billing_mode: ["0", "1"][weighted(&mut rng, &[1, 3])].into(),
+                project_id: format!("{:032x}", u128::from(project) * 0x1f2e3d4c5b6a7988 + 0x9d71ec45),
+                project_name: format!("project-{project}"),
+                phone_id: if rng.u32(0..10) == 0 {
+                    "null".into()
+                } else {
+                    format!("{:016x}", rng.u64(..))
+                },
+                member_name: format!("member-{}", rng.u32(0..1000)),
+                account_name: format!("user{}@example.com", rng.u32(0..1000)),
+                region_name: region_name.into(),
+                region_name_en: region_name.into(),
+                backup_status: [2, 3, 0, 1, 4][weighted(&mut rng, &[80, 6, 4, 6, 4])],
+                backup_time: stamp(&mut rng),
+                restore_status: [2, 3, 0, 1, 4][weighted(&mut rng, &[90, 3, 2, 3, 2])],
+                restore_time: stamp(&mut rng),
+                pool_scene_tag: ["CLOUD_PHONE", "CLOUD_APP"][weighted(&mut rng, &[85, 15])],
+                running_status,
+                instance_id: id,
+            }
+        })
+        .collect()
+}
+
+struct SimState {
+    config: SimConfig,
+    fleet: Vec<SimInstance>,
+    /// Each instance already as JSON, so a page costs a copy, not a serialisation.
+    rows: Vec<String>,
+    faults: Mutex<Vec<Fault>>,
+    requests: AtomicU64,
+    page_requests: Mutex<HashMap<u64, u64>>,
+}
+
+/// A running simulator. Dropping it stops the server.
+pub struct SimHandle {
+    addr: SocketAddr,
+    state: Arc<SimState>,
+    task: JoinHandle<()>,
+}
+
+impl SimHandle {
+    /// Base URL to give the exporter as `--clouddevice.endpoint`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The generated fleet, as served.
+    pub fn fleet(&self) -> &[SimInstance] {
+        &self.state.fleet
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.state.faults).push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.state.faults).clear();
+    }
+
+    /// Batch-query requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests for one page so far.
+    pub fn page_requests(&self, page: u64) -> u64 {
+        lock(&self.state.page_requests).get(&page).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts a simulator on `listener` and serves until the handle is dropped.
+pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHandle> {
+    let addr = listener.local_addr()?;
+    let fleet = generate_fleet(config.seed, config.instances, config.now);
+    let rows = fleet
+        .iter()
+        .map(|i| serde_json::to_string(i).unwrap_or_default())
+        .collect();
+    let state = Arc::new(SimState {
+        config,
+        fleet,
+        rows,
+        faults: Mutex::new(Vec::new()),
+        requests: AtomicU64::new(0),
+        page_requests: Mutex::new(HashMap::new()),
+    });
+    let app = router(state.clone());
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "simulator stopped");
+        }
+    });
+    Ok(SimHandle { addr, state, task })
+}
+
+fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/v1/instances/batch-query", get(batch_query))
+        .with_state(state)
+}
+
+fn error_response(status: u16, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "error_code": code, "error_msg": message }).to_string();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [("content-type", "application/json")], body).into_response()
+}
+
+/// The messages the reference gives for its codes (and the gateway's for its own).
+fn message_for(code: &str) -> &'static str {
+    match code {
+        "KOOPHONE.API.0000" => "The tenant does not exist.",
+        "KOOPHONE.API.0002" => "The x-request-id is missing.",
+        "KOOPHONE.API.1000" => "The request parameter is incorrect.",
+        "KOOPHONE.API.1001" => "Insufficient instance permissions.",
+        "KOOPHONE.API.1004" => "The service is not subscribed to.",
+        "KOOPHONE.API.5002" => "The time request format is incorrect.",
+        "KOOPHONE.API.5004" => "The query end date is earlier than the query start date.",
+        "KOOPHONE.API.9999" => "Internal service error.",
+        "KPAPI.2209" => "No device can be assigned.",
+        "APIGW.0301" => "Incorrect IAM authentication information.",
+        "APIGW.0307" => "The token must be updated.",
+        "APIGW.0308" => "The throttling threshold has been reached.",
+        _ => "Simulated error.",
+    }
+}
+
+fn api_error(status: u16, code: &str) -> Response {
+    error_response(status, code, message_for(code))
+}
+
+/// Takes the first fault armed for `page`, using up one of its tries.
+fn take_fault(state: &SimState, page: u64) -> Option<FaultKind> {
+    let mut faults = lock(&state.faults);
+    let index = faults
+        .iter()
+        .position(|f| f.page.is_none_or(|p| p == page))?;
+    let kind = faults[index].kind.clone();
+    match &mut faults[index].times {
+        Some(1) => {
+            faults.remove(index);
+        }
+        Some(n) => *n -= 1,
+        None => {}
+    }
+    Some(kind)
+}
+
+fn valid_time(s: &str) -> bool {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::PrimitiveDateTime::parse(s, format).is_ok()
+}
+
+async fn batch_query(
+    State(state): State<Arc<SimState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    if !state.config.latency.is_zero() {
+        tokio::time::sleep(state.config.latency).await;
+    }
+    let token = headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let token_ok = match &state.config.token {
+        Some(expected) => token == expected.expose(),
+        None => !token.is_empty(),
+    };
+    if !token_ok {
+        return api_error(401, "APIGW.0301");
+    }
+    if query.get("x-request-id").is_none_or(|v| v.is_empty()) {
+        return api_error(400, "KOOPHONE.API.0002");
+    }
+    let number = |name: &str| query.get(name).and_then(|v| v.parse::<u64>().ok()).filter(|n| *n > 0);
+    let (Some(page_no), Some(page_size)) = (number("page_no"), number("page_size")) else {
+        return api_error(400, "KOOPHONE.API.1000");
+    };
+    let start_time = query.get("query_start_time");
+    let end_time = query.get("query_end_time");
+    if [start_time, end_time].into_iter().flatten().any(|t| !valid_time(t)) {
+        return api_error(400, "KOOPHONE.API.5002");
+    }
+    if let (Some(start), Some(end)) = (start_time, end_time) {
+        if end < start {
+            return api_error(400, "KOOPHONE.API.5004");
+        }
+    }
+    let tag = query.get("pool_scene_tag").map(String::as_str);
+    if tag.is_some_and(|t| t != "CLOUD_APP" && t != "CLOUD_PHONE") {
+        return api_error(400, "KOOPHONE.API.1000");
+    }
+    if let Some((status, code)) = &state.config.error {
+        return api_error(*status, code);
+    }
+    *lock(&state.page_requests).entry(page_no).or_default() += 1;
+
+    let fault = take_fault(&state, page_no);
+    match &fault {
+        Some(FaultKind::Status { status, code }) => {
+            return match code {
+                Some(code) => api_error(*status, code),
+                None => {
+                    let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
+                    (status, "simulated failure").into_response()
+                }
+            };
+        }
+        Some(FaultKind::ApiError { code }) => return api_error(200, code),
+        Some(FaultKind::Delay(d)) => tokio::time::sleep(*d).await,
+        Some(FaultKind::Truncate) | None => {}
+    }
+
+    let id = query.get("instance_id");
+    let name = query.get("instance_name");
+    let selected: Vec<&String> = if id.is_none() && name.is_none() && tag.is_none() {
+        state.rows.iter().collect()
+    } else {
+        state
+            .fleet
+            .iter()
+            .zip(&state.rows)
+            .filter(|(i, _)| id.is_none_or(|v| *v == i.instance_id))
+            .filter(|(i, _)| name.is_none_or(|v| *v == i.instance_name))
+            .filter(|(i, _)| tag.is_none_or(|v| v == i.pool_scene_tag))
+            .map(|(_, row)| row)
+            .collect()
+    };
+    let size = page_size.min(u64::from(state.config.max_page_size));
+    let total = selected.len() as u64;
+    let from = (page_no - 1).saturating_mul(size).min(total) as usize;
+    let to = page_no.saturating_mul(size).min(total) as usize;
+    let mut body = page_body(&selected[from..to], state.config.paging_fields, page_no, size, total);
+    if matches!(fault, Some(FaultKind::Truncate)) {
+        body.truncate(body.len() / 2);
+    }
+    ([("content-type", "application/json")], body).into_response()
+}
+
+fn page_body(rows: &[&String], placement: PagingFields, page_no: u64, size: u64, total: u64) -> String {
+    let mut result = String::with_capacity(rows.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
+    result.push('[');
+    for (n, row) in rows.iter().enumerate() {
+        if n > 0 {
+            result.push(',');
+        }
+        result.push_str(row);
+    }
+    result.push(']');
+    let paging = format!(
+        r#""page_no":{page_no},"page_size":{size},"total_count":{total},"error_code":"0","error_msg":"OK""#
+    );
+    match placement {
+        PagingFields::Top => format!(r#"{{"data":{{"result":{result}}},{paging}}}"#),
+        PagingFields::Data => format!(r#"{{"data":{{"result":{result},{paging}}}}}"#),
+    }
+}
+
+/// `clouddevice_exporter simulate`: serves until SIGINT or SIGTERM.
+pub async fn run(config: SimConfig, listen_address: &str) -> Result<(), crate::run::RunError> {
+    let listener = crate::run::bind(listen_address, "--listen-address").await?;
+    let instances = config.instances;
+    let handle = start(config, listener).map_err(crate::run::RunError::Io)?;
+    tracing::info!(address = %handle.addr(), instances, "simulator listening");
+    crate::server::shutdown_signal().await;
+    drop(handle);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_fleet() {
+        let a = serde_json::to_string(&generate_fleet(7, 50, 1_700_000_000)).unwrap();
+        let b = serde_json::to_string(&generate_fleet(7, 50, 1_700_000_000)).unwrap();
+        let c = serde_json::to_string(&generate_fleet(8, 50, 1_700_000_000)).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn a_fleet_carries_the_awkward_cases() {
+        let fleet = generate_fleet(1, 200, 1_700_000_000);
+        assert!(fleet.iter().any(|i| i.running_status == 9));
+        assert!(fleet.iter().any(|i| i.instance_name.contains('"')));
+        assert!(fleet.iter().any(|i| i.instance_name.contains('\n')));
+        assert!(fleet.iter().any(|i| i.phone_id == "null"));
+        assert!(fleet.iter().any(|i| i.backup_time.is_empty()));
+        assert!(fleet.iter().any(|i| i.frozen_status == 1));
+        assert!(fleet.iter().any(|i| i.backup_status == 3));
+    }
+
+    #[test]
+    fn page_bodies_decode_in_both_placements() {
+        let fleet = generate_fleet(3, 3, 1_700_000_000);
+        let rows: Vec<String> = fleet.iter().map(|i| serde_json::to_string(i).unwrap()).collect();
+        let refs: Vec<&String> = rows.iter().collect();
+        for placement in [PagingFields::Top, PagingFields::Data] {
+            let body = page_body(&refs, placement, 2, 3, 7);
+            let page = crate::wire::decode_page(body.as_bytes()).unwrap();
+            assert_eq!(page.instances.len(), 3);
+            assert_eq!((page.page_no, page.page_size, page.total_count), (Some(2), Some(3), Some(7)));
+            assert_eq!(page.instances[0].instance_id, fleet[0].instance_id);
+        }
+    }
+}

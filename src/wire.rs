@@ -1,0 +1,442 @@
+//! The batch-query API's JSON as it really arrives, and its tolerant decoding into domain types.
+//! No I/O here: bytes in, a [`Page`] or a [`DecodeError`] out, so every quirk is tested on fixtures.
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use time::macros::format_description;
+use time::PrimitiveDateTime;
+
+use crate::fleet::Instance;
+
+/// The response envelope. Paging fields and the error may sit at the top level (as the reference's
+/// example shows) or inside `data` (as its tables say), so both places are read.
+#[derive(Debug, Default, Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(flatten)]
+    paging: Paging,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Data {
+    #[serde(default, deserialize_with = "null_as_default")]
+    result: Vec<WireInstance>,
+    #[serde(flatten)]
+    paging: Paging,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Paging {
+    #[serde(default, deserialize_with = "flex_int")]
+    page_no: Option<i64>,
+    #[serde(default, deserialize_with = "flex_int")]
+    page_size: Option<i64>,
+    #[serde(default, deserialize_with = "flex_int")]
+    total_count: Option<i64>,
+    #[serde(default, deserialize_with = "flex_string")]
+    error_code: Option<String>,
+    #[serde(default, deserialize_with = "flex_string")]
+    error_msg: Option<String>,
+}
+
+/// One `result` row. Every field is optional: a row missing a field is still an instance.
+#[derive(Debug, Default, Deserialize)]
+struct WireInstance {
+    #[serde(default, deserialize_with = "flex_string")]
+    instance_id: Option<String>,
+    #[serde(default, deserialize_with = "flex_string")]
+    instance_name: Option<String>,
+    #[serde(default, deserialize_with = "flex_string")]
+    region: Option<String>,
+    #[serde(default, deserialize_with = "flex_string")]
+    region_name: Option<String>,
+    #[serde(default, deserialize_with = "flex_string")]
+    instance_sku: Option<String>,
+    #[serde(default, deserialize_with = "flex_string")]
+    project_id: Option<String>,
+    #[serde(default, deserialize_with = "flex_string")]
+    project_name: Option<String>,
+    #[serde(default, deserialize_with = "flex_string")]
+    phone_id: Option<String>,
+    #[serde(default, deserialize_with = "flex_string")]
+    billing_mode: Option<String>,
+    #[serde(default, deserialize_with = "flex_int")]
+    running_status: Option<i64>,
+    #[serde(default, deserialize_with = "flex_int")]
+    frozen_status: Option<i64>,
+    #[serde(default, deserialize_with = "flex_int")]
+    login_status: Option<i64>,
+    #[serde(default, deserialize_with = "flex_int")]
+    assign_status: Option<i64>,
+    #[serde(default, deserialize_with = "flex_int")]
+    backup_status: Option<i64>,
+    #[serde(default, deserialize_with = "flex_string")]
+    backup_time: Option<String>,
+    #[serde(default, deserialize_with = "flex_int")]
+    restore_status: Option<i64>,
+    #[serde(default, deserialize_with = "flex_string")]
+    restore_time: Option<String>,
+}
+
+impl From<WireInstance> for Instance {
+    fn from(w: WireInstance) -> Self {
+        Instance {
+            instance_id: w.instance_id.unwrap_or_default(),
+            instance_name: w.instance_name.unwrap_or_default(),
+            region: w.region.unwrap_or_default(),
+            region_name: w.region_name.unwrap_or_default(),
+            sku: w.instance_sku.unwrap_or_default(),
+            project_id: w.project_id.unwrap_or_default(),
+            project_name: w.project_name.unwrap_or_default(),
+            phone_id: w.phone_id.unwrap_or_default(),
+            billing_mode: w.billing_mode.unwrap_or_default(),
+            // Same order as `Dimension::ALL`.
+            status: [
+                w.running_status,
+                w.frozen_status,
+                w.login_status,
+                w.assign_status,
+                w.backup_status,
+                w.restore_status,
+            ],
+            backup_time: w.backup_time.as_deref().and_then(parse_time),
+            restore_time: w.restore_time.as_deref().and_then(parse_time),
+        }
+    }
+}
+
+/// One decoded page of the list.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub instances: Vec<Instance>,
+    pub page_no: Option<u64>,
+    pub page_size: Option<u64>,
+    pub total_count: Option<u64>,
+}
+
+/// What a response body said when it was not a page.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecodeError {
+    /// The body names an error (`error_code` present and not `"0"`).
+    #[error("API error {code}: {message}")]
+    Api { code: String, message: String },
+    /// The body is not the JSON the reference describes.
+    #[error("undecodable response body: {0}")]
+    Malformed(String),
+}
+
+/// The error a body names, if any: `error_code` present and not `"0"`, at the top level or in `data`.
+/// Used on every response, including non-2xx ones whose body is often this same JSON.
+pub fn api_error(body: &[u8]) -> Option<(String, String)> {
+    let envelope: Envelope = serde_json::from_slice(body).ok()?;
+    envelope_error(&envelope)
+}
+
+fn envelope_error(envelope: &Envelope) -> Option<(String, String)> {
+    let inner = envelope.data.as_ref().map(|d| &d.paging);
+    let paging = [Some(&envelope.paging), inner].into_iter().flatten();
+    for p in paging {
+        if let Some(code) = p.error_code.as_deref().filter(|c| *c != "0") {
+            let message = p.error_msg.clone().unwrap_or_default();
+            return Some((code.to_string(), message));
+        }
+    }
+    None
+}
+
+/// Decodes a 2xx response body into a page, or the error it carries.
+pub fn decode_page(body: &[u8]) -> Result<Page, DecodeError> {
+    let envelope: Envelope =
+        serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if let Some((code, message)) = envelope_error(&envelope) {
+        return Err(DecodeError::Api { code, message });
+    }
+    let (rows, inner) = match envelope.data {
+        Some(data) => (data.result, data.paging),
+        None => (Vec::new(), Paging::default()),
+    };
+    let top = envelope.paging;
+    Ok(Page {
+        instances: rows.into_iter().map(Instance::from).collect(),
+        page_no: non_negative(inner.page_no.or(top.page_no)),
+        page_size: non_negative(inner.page_size.or(top.page_size)),
+        total_count: non_negative(inner.total_count.or(top.total_count)),
+    })
+}
+
+/// A negative count carries no information; treat it as absent rather than fail the page.
+fn non_negative(v: Option<i64>) -> Option<u64> {
+    v.and_then(|v| u64::try_from(v).ok())
+}
+
+/// Parses the API's times (`2024-05-24 17:34:58`, UTC) into Unix seconds; RFC 3339 is accepted too.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let plain = format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    if let Ok(t) = PrimitiveDateTime::parse(s, plain) {
+        return Some(t.assume_utc().unix_timestamp());
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Whether a string the API sent means "no value": it writes absent values as `"null"`.
+fn is_null_text(s: &str) -> bool {
+    s.is_empty() || s == "null"
+}
+
+/// A string field: JSON strings as they are, numbers as their text, `null` and `"null"` as absent.
+fn flex_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string, a number or null")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok((!is_null_text(v)).then(|| v.to_string()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok((!is_null_text(&v)).then_some(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// An integer field: JSON integers, integral floats and numeric strings; `null`/`"null"` as absent.
+fn flex_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an integer, a numeric string or null")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::custom(format!("integer {v} is out of range")))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            if v.fract() == 0.0 && v >= i64::MIN as f64 && v <= i64::MAX as f64 {
+                Ok(Some(v as i64))
+            } else {
+                Err(E::custom(format!("{v} is not an integer")))
+            }
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            let v = v.trim();
+            if is_null_text(v) {
+                return Ok(None);
+            }
+            v.parse()
+                .map(Some)
+                .map_err(|_| E::custom(format!("{v:?} is not an integer")))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Dimension;
+
+    /// The "Example Responses" body of the reference, verbatim.
+    const REFERENCE_EXAMPLE: &str = r#"{
+  "data" : {
+    "result" : [ {
+      "instance_id" : "5srn5hL8",
+      "instance_name" : "CCTEST-00001",
+      "region" : "cn-north-7",
+      "instance_sku" : "Professional edition | 8 vCPUs | 16 GB | 10 GB storage | Maximum resolution: 720p",
+      "frozen_status" : 0,
+      "running_status" : 1,
+      "login_status" : 0,
+      "assign_status" : 1,
+      "assign_user" : "1008600000097131912",
+      "billing_mode" : "1",
+      "project_id" : "9d71ec45aef04d84a991c12250227b5c",
+      "project_name" : "cn-north-7",
+      "phone_id" : "null",
+      "member_name" : "test",
+      "account_name" : "hhh@cs02.huaweiapaas.com",
+      "region_name" : "CN North-Ulanqab-2003",
+      "region_name_en" : "CN North-Ulanqab203",
+      "backup_status" : 0,
+      "backup_time" : "2024-05-24 17:34:58",
+      "restore_status" : 0,
+      "restore_time" : "2024-05-24 20:34:58"
+    } ]
+  },
+  "page_no" : 1,
+  "page_size" : 100,
+  "total_count" : 72,
+  "error_code" : "0",
+  "error_msg" : "OK"
+}"#;
+
+    #[test]
+    fn the_reference_example_decodes() {
+        let page = decode_page(REFERENCE_EXAMPLE.as_bytes()).unwrap();
+        assert_eq!(page.page_no, Some(1));
+        assert_eq!(page.page_size, Some(100));
+        assert_eq!(page.total_count, Some(72));
+        assert_eq!(page.instances.len(), 1);
+        let i = &page.instances[0];
+        assert_eq!(i.instance_id, "5srn5hL8");
+        assert_eq!(i.instance_name, "CCTEST-00001");
+        assert_eq!(i.region, "cn-north-7");
+        assert_eq!(i.region_name, "CN North-Ulanqab-2003");
+        assert_eq!(
+            i.sku,
+            "Professional edition | 8 vCPUs | 16 GB | 10 GB storage | Maximum resolution: 720p"
+        );
+        assert_eq!(i.project_id, "9d71ec45aef04d84a991c12250227b5c");
+        assert_eq!(i.project_name, "cn-north-7");
+        assert_eq!(i.phone_id, "", "the string \"null\" means no value");
+        assert_eq!(i.billing_mode, "1");
+        assert_eq!(i.status(Dimension::Running), Some(1));
+        assert_eq!(i.status(Dimension::Frozen), Some(0));
+        assert_eq!(i.status(Dimension::Login), Some(0));
+        assert_eq!(i.status(Dimension::Assign), Some(1));
+        assert_eq!(i.status(Dimension::Backup), Some(0));
+        assert_eq!(i.status(Dimension::Restore), Some(0));
+        assert_eq!(i.backup_time, Some(1_716_572_098));
+        assert_eq!(i.restore_time, Some(1_716_582_898));
+    }
+
+    #[test]
+    fn paging_fields_inside_data_are_read() {
+        let body = r#"{"data":{"result":[{"instance_id":"a"}],"page_no":"2","page_size":50,"total_count":120,"error_code":"0"}}"#;
+        let page = decode_page(body.as_bytes()).unwrap();
+        assert_eq!((page.page_no, page.page_size, page.total_count), (Some(2), Some(50), Some(120)));
+    }
+
+    #[test]
+    fn paging_fields_inside_data_win_over_the_top_level() {
+        let body = r#"{"data":{"result":[],"total_count":7},"total_count":9}"#;
+        assert_eq!(decode_page(body.as_bytes()).unwrap().total_count, Some(7));
+    }
+
+    #[test]
+    fn unknown_fields_missing_fields_and_nulls_are_accepted() {
+        let body = r#"{"data":{"result":[{"instance_id":"a","brand_new_field":{"x":[1,2]},
+            "running_status":null,"frozen_status":"1","login_status":"null","backup_time":"",
+            "restore_time":"null","region":null}],"extra":true},"total_count":1,"error_code":null}"#;
+        let page = decode_page(body.as_bytes()).unwrap();
+        let i = &page.instances[0];
+        assert_eq!(i.instance_id, "a");
+        assert_eq!(i.region, "");
+        assert_eq!(i.status(Dimension::Running), None);
+        assert_eq!(i.status(Dimension::Frozen), Some(1));
+        assert_eq!(i.status(Dimension::Login), None);
+        assert_eq!(i.status(Dimension::Assign), None);
+        assert_eq!((i.backup_time, i.restore_time), (None, None));
+    }
+
+    #[test]
+    fn undocumented_status_codes_are_kept() {
+        let body = r#"{"data":{"result":[{"instance_id":"a","running_status":17,"backup_status":-2}]}}"#;
+        let i = &decode_page(body.as_bytes()).unwrap().instances[0];
+        assert_eq!(i.status(Dimension::Running), Some(17));
+        assert_eq!(i.status(Dimension::Backup), Some(-2));
+    }
+
+    #[test]
+    fn null_data_and_null_result_are_an_empty_page() {
+        for body in [r#"{"data":null,"total_count":0}"#, r#"{"data":{"result":null}}"#, "{}"] {
+            assert!(decode_page(body.as_bytes()).unwrap().instances.is_empty(), "{body}");
+        }
+    }
+
+    #[test]
+    fn http_200_with_an_error_code_is_an_error() {
+        let body = r#"{"error_code":"KOOPHONE.API.1001","error_msg":"Insufficient instance permissions."}"#;
+        assert_eq!(
+            decode_page(body.as_bytes()).unwrap_err(),
+            DecodeError::Api {
+                code: "KOOPHONE.API.1001".into(),
+                message: "Insufficient instance permissions.".into()
+            }
+        );
+        let inside = r#"{"data":{"error_code":"KOOPHONE.API.9999","error_msg":"x","result":[]}}"#;
+        assert!(matches!(decode_page(inside.as_bytes()), Err(DecodeError::Api { code, .. }) if code == "KOOPHONE.API.9999"));
+    }
+
+    #[test]
+    fn error_code_zero_is_success_in_any_spelling() {
+        for body in [r#"{"error_code":"0"}"#, r#"{"error_code":0}"#, r#"{"error_code":""}"#] {
+            assert!(decode_page(body.as_bytes()).is_ok(), "{body}");
+        }
+    }
+
+    #[test]
+    fn truncated_and_wrongly_typed_bodies_are_malformed() {
+        let truncated = &REFERENCE_EXAMPLE.as_bytes()[..200];
+        assert!(matches!(decode_page(truncated), Err(DecodeError::Malformed(_))));
+        assert!(matches!(decode_page(b"<html>"), Err(DecodeError::Malformed(_))));
+        let bad = r#"{"data":{"result":[{"running_status":"two"}]}}"#;
+        assert!(matches!(decode_page(bad.as_bytes()), Err(DecodeError::Malformed(m)) if m.contains("two")));
+    }
+
+    #[test]
+    fn negative_counts_are_treated_as_absent() {
+        let page = decode_page(br#"{"total_count":-5,"page_size":-1}"#).unwrap();
+        assert_eq!((page.total_count, page.page_size), (None, None));
+    }
+
+    #[test]
+    fn times_parse_as_utc_and_garbage_is_absent() {
+        assert_eq!(parse_time("1970-01-01 00:00:00"), Some(0));
+        assert_eq!(parse_time("2024-05-24T17:34:58+08:00"), Some(1_716_543_298));
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time("2024-13-45 99:00:00"), None);
+    }
+
+    #[test]
+    fn api_error_reads_non_2xx_bodies() {
+        assert_eq!(
+            api_error(br#"{"error_code":"APIGW.0307","error_msg":"The token must be updated."}"#),
+            Some(("APIGW.0307".into(), "The token must be updated.".into()))
+        );
+        assert_eq!(api_error(b"Bad Gateway"), None);
+    }
+}
