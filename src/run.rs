@@ -65,10 +65,7 @@ pub async fn exporter(mut config: Config) -> Result<(), RunError> {
     } else {
         None
     };
-    let metrics = Arc::new(ExporterMetrics::new()?);
-    let client = Client::new(config.upstream.clone(), metrics.clone())?;
-    let exporter = Arc::new(Exporter::new(client, metrics, config.instance_metrics));
-    let app = server::app(exporter, &config.telemetry_path);
+    let app = build_app(&config)?;
     tracing::info!(
         address = %listener.local_addr()?,
         telemetry_path = %config.telemetry_path,
@@ -78,6 +75,14 @@ pub async fn exporter(mut config: Config) -> Result<(), RunError> {
     );
     server::serve(listener, app, server::shutdown_signal()).await?;
     Ok(())
+}
+
+/// The exporter's router for a configuration: its own metrics, its client, its scrape logic.
+pub fn build_app(config: &Config) -> Result<axum::Router, RunError> {
+    let metrics = Arc::new(ExporterMetrics::new()?);
+    let client = Client::new(config.upstream.clone(), metrics.clone())?;
+    let exporter = Arc::new(Exporter::new(client, metrics, config.instance_metrics));
+    Ok(server::app(exporter, &config.telemetry_path))
 }
 
 /// `clouddevice_exporter simulate`.

@@ -1,0 +1,125 @@
+//! Test harness: a simulator or mock upstream on loopback, the exporter in front of it on an
+//! ephemeral port, and helpers to read the scraped text. Set TEST_LOG=1 to see the logs.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use clouddevice_exporter::config::Cli;
+use clouddevice_exporter::simulator::{self, SimConfig, SimHandle};
+use clouddevice_exporter::{logging, run, server};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const TOKEN: &str = "test-token-4f1c";
+
+/// The exporter under test, serving on 127.0.0.1. Dropping it shuts the server down.
+pub struct TestExporter {
+    pub addr: SocketAddr,
+    http: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+}
+
+impl TestExporter {
+    /// Starts the exporter with these flags (plus the endpoint) and the test token.
+    pub async fn start(endpoint: &str, flags: &[&str]) -> TestExporter {
+        if std::env::var_os("TEST_LOG").is_some() {
+            logging::init(
+                clouddevice_exporter::config::LogLevel::Debug,
+                clouddevice_exporter::config::LogFormat::Logfmt,
+            );
+        }
+        let args = ["clouddevice_exporter", "--clouddevice.endpoint", endpoint]
+            .into_iter()
+            .chain(flags.iter().copied());
+        let config = Cli::try_parse_from(args)
+            .expect("test flags parse")
+            .exporter
+            .validate(Some(TOKEN.into()))
+            .expect("test config is valid");
+        let app = run::build_app(&config).expect("app builds");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(server::serve(listener, app, async {
+            let _ = stopped.await;
+        }));
+        TestExporter {
+            addr,
+            http: reqwest::Client::new(),
+            _stop: stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("exporter answers")
+    }
+
+    /// Scrapes /metrics and returns the text; a scrape always answers 200, even when up is 0.
+    pub async fn scrape(&self) -> Scraped {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status(), 200);
+        Scraped(response.text().await.unwrap())
+    }
+}
+
+/// A simulator on 127.0.0.1:0.
+pub async fn simulator(config: SimConfig) -> SimHandle {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    simulator::start(config, listener).unwrap()
+}
+
+/// A simulator and an exporter in front of it.
+pub async fn sim_and_exporter(config: SimConfig, flags: &[&str]) -> (SimHandle, TestExporter) {
+    let sim = simulator(config).await;
+    let exporter = TestExporter::start(&sim.url(), flags).await;
+    (sim, exporter)
+}
+
+/// The text of one scrape, with helpers to read samples from it.
+pub struct Scraped(pub String);
+
+impl Scraped {
+    /// The value of the sample whose name and labels are exactly `series`.
+    pub fn value(&self, series: &str) -> Option<f64> {
+        self.0.lines().find_map(|line| {
+            let rest = line.strip_prefix(series)?.strip_prefix(' ')?;
+            rest.parse().ok()
+        })
+    }
+
+    /// The samples of one metric name, as (labels text, value).
+    pub fn samples(&self, name: &str) -> Vec<(String, f64)> {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                let (labels, value) = if let Some(r) = rest.strip_prefix('{') {
+                    let (labels, value) = r.rsplit_once("} ")?;
+                    (labels.to_string(), value)
+                } else {
+                    (String::new(), rest.strip_prefix(' ')?)
+                };
+                Some((labels, value.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// The sum of all samples of one metric name.
+    pub fn sum(&self, name: &str) -> f64 {
+        self.samples(name).iter().map(|(_, v)| v).sum()
+    }
+
+    pub fn up(&self) -> f64 {
+        self.value("clouddevice_up").expect("clouddevice_up is always exported")
+    }
+
+    pub fn contains(&self, s: &str) -> bool {
+        self.0.contains(s)
+    }
+}

@@ -1,0 +1,303 @@
+//! The exporter against the built-in simulator on loopback: whole fleets, the service's paging
+//! quirks, every kind of failed page, and recovery on the next scrape.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use clouddevice_exporter::simulator::{Fault, FaultKind, PagingFields, SimConfig};
+use common::{sim_and_exporter, Scraped};
+
+fn fleet(instances: usize) -> SimConfig {
+    SimConfig::new(instances, 11)
+}
+
+#[tokio::test]
+async fn a_multi_page_fleet_is_read_completely() {
+    let (sim, exporter) = sim_and_exporter(fleet(250), &[]).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 1.0);
+    assert_eq!(m.sum("clouddevice_instances"), 250.0);
+    assert_eq!(m.samples("clouddevice_instance_info").len(), 250);
+    assert_eq!(sim.requests(), 3, "100 + 100 + 50");
+    assert_eq!(
+        m.value(r#"clouddevice_exporter_api_requests_total{api="batch_query",code="200"}"#),
+        Some(3.0)
+    );
+}
+
+#[tokio::test]
+async fn aggregates_match_the_fleet_exactly() {
+    let (sim, exporter) = sim_and_exporter(fleet(333), &["--clouddevice.concurrency", "3"]).await;
+    let m = exporter.scrape().await;
+    // Count the simulator's own fleet independently of the exporter's code.
+    let mut frozen: HashMap<(String, String), f64> = HashMap::new();
+    let mut failed_backups: HashMap<(String, String), f64> = HashMap::new();
+    let mut total: HashMap<(String, String), f64> = HashMap::new();
+    for i in sim.fleet() {
+        let key = (i.region.clone(), i.instance_sku.clone());
+        *total.entry(key.clone()).or_default() += 1.0;
+        *frozen.entry(key.clone()).or_default() += f64::from(i.frozen_status == 1);
+        *failed_backups.entry(key).or_default() += f64::from(i.backup_status == 3);
+    }
+    for ((region, sku), n) in &total {
+        let labels = format!(r#"region="{region}",sku="{sku}""#);
+        assert_eq!(m.value(&format!("clouddevice_instances{{{labels}}}")), Some(*n));
+        let frozen_series = format!(r#"clouddevice_instances_by_frozen_status{{{labels},status="frozen"}}"#);
+        assert_eq!(m.value(&frozen_series), Some(frozen[&(region.clone(), sku.clone())]));
+        let failed_series = format!(r#"clouddevice_instances_by_backup_status{{{labels},status="failed"}}"#);
+        assert_eq!(m.value(&failed_series), Some(failed_backups[&(region.clone(), sku.clone())]));
+    }
+    assert_eq!(m.samples("clouddevice_instances").len(), total.len());
+    // Per dimension the statuses add up to the instance count, undocumented included.
+    for dim in ["running", "frozen", "login", "assign", "backup", "restore"] {
+        let name = format!("clouddevice_instances_by_{dim}_status");
+        assert_eq!(m.sum(&name), 333.0, "{dim}");
+    }
+    let undocumented = sim.fleet().iter().filter(|i| i.running_status > 5).count() as f64;
+    assert!(undocumented > 0.0);
+    let exported: f64 = m
+        .samples("clouddevice_instances_by_running_status")
+        .iter()
+        .filter(|(labels, _)| labels.ends_with(r#"status="undocumented""#))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(exported, undocumented);
+}
+
+#[tokio::test]
+async fn the_page_size_the_service_returns_is_followed() {
+    let config = SimConfig {
+        max_page_size: 30,
+        ..fleet(250)
+    };
+    let (sim, exporter) = sim_and_exporter(config, &["--clouddevice.page-size", "100"]).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 1.0);
+    assert_eq!(m.sum("clouddevice_instances"), 250.0);
+    assert_eq!(sim.requests(), 9, "ceil(250 / 30) pages of 30");
+}
+
+#[tokio::test]
+async fn paging_fields_inside_data_are_followed() {
+    let config = SimConfig {
+        paging_fields: PagingFields::Data,
+        ..fleet(120)
+    };
+    let (sim, exporter) = sim_and_exporter(config, &["--clouddevice.page-size", "50"]).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 1.0);
+    assert_eq!(m.sum("clouddevice_instances"), 120.0);
+    assert_eq!(sim.requests(), 3);
+}
+
+#[tokio::test]
+async fn an_empty_fleet_is_up_with_no_series() {
+    let (_sim, exporter) = sim_and_exporter(fleet(0), &[]).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 1.0);
+    assert!(m.samples("clouddevice_instances").is_empty());
+}
+
+/// Injects `kind` on page 2 once; the scrape fails with `error_code`, the next one succeeds.
+async fn failed_page_then_recovery(kind: FaultKind, flags: &[&str], error_code: &str) -> Scraped {
+    let (sim, exporter) = sim_and_exporter(fleet(300), flags).await;
+    sim.inject(Fault {
+        page: Some(2),
+        times: Some(1),
+        kind,
+    });
+    let failed = exporter.scrape().await;
+    assert_eq!(failed.up(), 0.0, "{}", failed.0);
+    for name in ["clouddevice_instances", "clouddevice_instances_by_frozen_status", "clouddevice_instance_info"] {
+        assert!(failed.samples(name).is_empty(), "{name} exported after a failed page");
+    }
+    let errors = format!(r#"clouddevice_exporter_api_errors_total{{error_code="{error_code}"}}"#);
+    assert_eq!(failed.value(&errors), Some(1.0), "{}", failed.0);
+
+    let recovered = exporter.scrape().await;
+    assert_eq!(recovered.up(), 1.0);
+    assert_eq!(recovered.sum("clouddevice_instances"), 300.0);
+    assert_eq!(recovered.value(&errors), Some(1.0), "the counter keeps its count");
+    failed
+}
+
+#[tokio::test]
+async fn http_500_fails_the_scrape_and_the_next_one_recovers() {
+    let kind = FaultKind::Status {
+        status: 500,
+        code: None,
+    };
+    failed_page_then_recovery(kind, &[], "http_500").await;
+}
+
+#[tokio::test]
+async fn a_documented_500_error_is_counted_by_its_code() {
+    let kind = FaultKind::Status {
+        status: 500,
+        code: Some("KOOPHONE.API.9999".into()),
+    };
+    let m = failed_page_then_recovery(kind, &[], "KOOPHONE.API.9999").await;
+    assert_eq!(
+        m.value(r#"clouddevice_exporter_api_requests_total{api="batch_query",code="500"}"#),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn http_200_with_a_koophone_error_is_a_failure() {
+    let kind = FaultKind::ApiError {
+        code: "KOOPHONE.API.1001".into(),
+    };
+    failed_page_then_recovery(kind, &[], "KOOPHONE.API.1001").await;
+}
+
+#[tokio::test]
+async fn truncated_json_is_a_decode_failure() {
+    failed_page_then_recovery(FaultKind::Truncate, &[], "decode").await;
+}
+
+#[tokio::test]
+async fn a_slow_page_past_the_timeout_fails_the_scrape() {
+    let kind = FaultKind::Delay(Duration::from_secs(5));
+    failed_page_then_recovery(kind, &["--clouddevice.timeout", "300ms"], "timeout").await;
+}
+
+#[tokio::test]
+async fn a_failure_on_every_page_keeps_failing_until_it_clears() {
+    let (sim, exporter) = sim_and_exporter(fleet(50), &[]).await;
+    sim.inject(Fault {
+        page: None,
+        times: None,
+        kind: FaultKind::Status {
+            status: 401,
+            code: Some("APIGW.0307".into()),
+        },
+    });
+    for _ in 0..2 {
+        assert_eq!(exporter.scrape().await.up(), 0.0);
+    }
+    sim.clear_faults();
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+}
+
+#[tokio::test]
+async fn instance_metrics_can_be_turned_off() {
+    let (_sim, exporter) =
+        sim_and_exporter(fleet(40), &["--collector.instance-metrics=false"]).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 1.0);
+    assert_eq!(m.sum("clouddevice_instances"), 40.0);
+    assert!(!m.contains("clouddevice_instance_"), "{}", m.0);
+}
+
+#[tokio::test]
+async fn per_instance_series_carry_the_raw_codes() {
+    let (sim, exporter) = sim_and_exporter(fleet(300), &[]).await;
+    let m = exporter.scrape().await;
+    let frozen = sim.fleet().iter().find(|i| i.frozen_status == 1).expect("a frozen instance");
+    let series = m
+        .samples("clouddevice_instance_frozen_status")
+        .into_iter()
+        .find(|(labels, _)| labels.contains(&format!("instance_id=\"{}\"", frozen.instance_id)))
+        .expect("the frozen instance has a series");
+    assert_eq!(series.1, 1.0);
+    let with_backup = sim
+        .fleet()
+        .iter()
+        .filter(|i| !i.backup_time.is_empty() && i.backup_time != "null")
+        .count();
+    assert_eq!(m.samples("clouddevice_instance_backup_timestamp_seconds").len(), with_backup);
+}
+
+#[tokio::test]
+async fn the_filters_reach_the_api() {
+    let (sim, exporter) = sim_and_exporter(
+        fleet(200),
+        &["--clouddevice.pool-scene-tag", "CLOUD_APP"],
+    )
+    .await;
+    let m = exporter.scrape().await;
+    let apps = sim.fleet().iter().filter(|i| i.pool_scene_tag == "CLOUD_APP").count();
+    assert!(apps > 0 && apps < 200);
+    assert_eq!(m.sum("clouddevice_instances"), apps as f64);
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_reported_with_the_gateway_code() {
+    let config = SimConfig {
+        token: Some(clouddevice_exporter::secret::Secret::new("another-token")),
+        ..fleet(10)
+    };
+    let (_sim, exporter) = sim_and_exporter(config, &[]).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 0.0);
+    assert_eq!(
+        m.value(r#"clouddevice_exporter_api_errors_total{error_code="APIGW.0301"}"#),
+        Some(1.0)
+    );
+    assert!(!m.contains(common::TOKEN));
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_a_transport_error() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let exporter = common::TestExporter::start(&format!("http://127.0.0.1:{port}"), &[]).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 0.0);
+    assert_eq!(m.value(r#"clouddevice_exporter_api_errors_total{error_code="transport"}"#), Some(1.0));
+    assert_eq!(
+        m.value(r#"clouddevice_exporter_api_requests_total{api="batch_query",code="error"}"#),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn gzip_is_served_when_accepted() {
+    let (_sim, exporter) = sim_and_exporter(fleet(100), &[]).await;
+    let raw = reqwest::Client::new()
+        .get(exporter.url("/metrics"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.headers()["content-encoding"], "gzip");
+    assert!(raw.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let compressed = raw.bytes().await.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&compressed[..]), &mut text)
+        .unwrap();
+    let m = Scraped(text);
+    assert_eq!(m.up(), 1.0);
+    assert_eq!(m.sum("clouddevice_instances"), 100.0);
+    let plain = exporter.get("/metrics").await;
+    assert!(plain.headers().get("content-encoding").is_none());
+}
+
+#[tokio::test]
+async fn landing_page_and_probes_answer() {
+    let (_sim, exporter) =
+        sim_and_exporter(fleet(5), &["--web.telemetry-path", "/custom/metrics"]).await;
+    let landing = exporter.get("/").await.text().await.unwrap();
+    assert!(landing.contains(r#"<a href="/custom/metrics">"#), "{landing}");
+    assert!(landing.contains("No collection yet"), "{landing}");
+    assert_eq!(exporter.get("/-/healthy").await.status(), 200);
+    assert_eq!(exporter.get("/-/ready").await.status(), 200);
+    assert_eq!(exporter.get("/metrics").await.status(), 404);
+    let m = Scraped(exporter.get("/custom/metrics").await.text().await.unwrap());
+    assert_eq!(m.up(), 1.0);
+    let landing = exporter.get("/").await.text().await.unwrap();
+    assert!(landing.contains("succeeded, 5 instances"), "{landing}");
+}
+
+#[tokio::test]
+async fn concurrent_scrapes_each_get_a_complete_answer() {
+    let (_sim, exporter) = sim_and_exporter(fleet(500), &[]).await;
+    let scrapes = (0..5).map(|_| exporter.scrape());
+    for m in futures::future::join_all(scrapes).await {
+        assert_eq!(m.up(), 1.0);
+        assert_eq!(m.sum("clouddevice_instances"), 500.0);
+    }
+}
