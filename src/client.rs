@@ -171,22 +171,27 @@ impl Client {
         let request_id = Uuid::new_v4().to_string();
         let result = self.send(page, &request_id).await;
         if let Err(error) = &result {
-            self.metrics.api_error(&error.label());
-            let (code, message) = match error {
-                ApiError::Status { code, message, .. } => (code.as_deref(), message.as_deref()),
-                ApiError::Api { code, message, .. } => (Some(code.as_str()), Some(message.as_str())),
-                _ => (None, None),
-            };
-            tracing::warn!(
-                request_id = error.request_id(),
-                page,
-                error_code = code,
-                error_msg = message,
-                error = %error,
-                "batch-query request failed"
-            );
+            self.report(error);
         }
         result
+    }
+
+    /// Counts and logs an error, with the request id and the API's error_code and error_msg
+    /// (what the provider's support asks for). Every error is reported once, where it arises.
+    pub fn report(&self, error: &ApiError) {
+        self.metrics.api_error(&error.label());
+        let (code, message) = match error {
+            ApiError::Status { code, message, .. } => (code.as_deref(), message.as_deref()),
+            ApiError::Api { code, message, .. } => (Some(code.as_str()), Some(message.as_str())),
+            _ => (None, None),
+        };
+        tracing::warn!(
+            request_id = error.request_id(),
+            error_code = code,
+            error_msg = message,
+            error = %error,
+            "batch-query failed"
+        );
     }
 
     async fn send(&self, page: u64, request_id: &str) -> Result<Page, ApiError> {

@@ -29,11 +29,13 @@ pub async fn collect_fleet(client: &Client) -> Result<Fleet, ApiError> {
     }
 
     let known_last = total.map(|t| t.div_ceil(per_page));
+    let too_many = ApiError::TooManyPages {
+        max: config.max_pages,
+        per_page,
+    };
     if known_last.is_some_and(|last| last > max_pages) {
-        return Err(ApiError::TooManyPages {
-            max: config.max_pages,
-            per_page,
-        });
+        client.report(&too_many);
+        return Err(too_many);
     }
     // Inclusive; lowered when a page shows the list ends sooner.
     let mut last = known_last.unwrap_or(max_pages);
@@ -61,10 +63,8 @@ pub async fn collect_fleet(client: &Client) -> Result<Fleet, ApiError> {
     }
     let ended_at_limit = pages.get(&max_pages).is_some_and(|p| p.len() as u64 == per_page);
     if total.is_none() && last == max_pages && ended_at_limit {
-        return Err(ApiError::TooManyPages {
-            max: config.max_pages,
-            per_page,
-        });
+        client.report(&too_many);
+        return Err(too_many);
     }
 
     // Sized from what arrived, never from total_count: an upstream's number is not to be trusted

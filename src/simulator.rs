@@ -174,8 +174,8 @@ pub fn generate_fleet(seed: u64, size: usize, now: i64) -> Vec<SimInstance> {
             };
             let project = rng.u32(0..3);
             SimInstance {
-                instance_name: if i % 29 == 7 {
-                    AWKWARD_NAMES[(i / 29) % AWKWARD_NAMES.len()].to_string()
+                instance_name: if i % 11 == 7 {
+                    AWKWARD_NAMES[(i / 11) % AWKWARD_NAMES.len()].to_string()
                 } else {
                     format!("CCTEST-{:05}", i + 1)
                 },
@@ -197,7 +197,11 @@ pub fn generate_fleet(seed: u64, size: usize, now: i64) -> Vec<SimInstance> {
                 account_name: format!("user{}@example.com", rng.u32(0..1000)),
                 region_name: region_name.into(),
                 region_name_en: region_name.into(),
-                backup_status: [2, 3, 0, 1, 4][weighted(&mut rng, &[80, 6, 4, 6, 4])],
+                backup_status: if i % 37 == 20 {
+                    7 // undocumented too
+                } else {
+                    [2, 3, 0, 1, 4][weighted(&mut rng, &[80, 6, 4, 6, 4])]
+                },
                 backup_time: stamp(&mut rng),
                 restore_status: [2, 3, 0, 1, 4][weighted(&mut rng, &[90, 3, 2, 3, 2])],
                 restore_time: stamp(&mut rng),

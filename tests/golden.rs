@@ -1,0 +1,122 @@
+//! The whole exposition of a fixed simulated fleet, compared with `tests/golden/fleet.prom`, and
+//! linted by `promtool check metrics`. The golden file is the contract's sample: a diff in it is a
+//! change to dashboards and alerts, to be reviewed as such.
+//!
+//! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test --test golden`.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use clouddevice_exporter::simulator::{Fault, FaultKind, SimConfig};
+use common::sim_and_exporter;
+
+const GOLDEN: &str = "tests/golden/fleet.prom";
+
+/// The fleet of the golden file: small, several pages, and every awkward case the simulator has.
+fn golden_fleet() -> SimConfig {
+    SimConfig {
+        max_page_size: 25,
+        now: 1_790_000_000,
+        ..SimConfig::new(60, 42)
+    }
+}
+
+/// Removes what differs between runs and machines: process metrics, the scrape's duration, the
+/// build's revision and compiler.
+fn normalize(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("process_")
+            || line.starts_with("# HELP process_")
+            || line.starts_with("# TYPE process_")
+        {
+            continue;
+        }
+        if line.starts_with("clouddevice_scrape_duration_seconds ") {
+            out.push_str("clouddevice_scrape_duration_seconds 0\n");
+            continue;
+        }
+        if line.starts_with("clouddevice_exporter_build_info{") {
+            out.push_str(&format!(
+                "clouddevice_exporter_build_info{{revision=\"golden\",rustc_version=\"golden\",version=\"{}\"}} 1\n",
+                env!("CARGO_PKG_VERSION")
+            ));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[tokio::test]
+async fn exposition_matches_the_golden_file() {
+    let (_sim, exporter) = sim_and_exporter(golden_fleet(), &["--clouddevice.page-size", "25"]).await;
+    let actual = normalize(&exporter.scrape().await.0);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(GOLDEN, &actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(GOLDEN)
+        .unwrap_or_else(|e| panic!("cannot read {GOLDEN}: {e}; create it with UPDATE_GOLDEN=1"));
+    if actual != expected {
+        let first = actual
+            .lines()
+            .zip(expected.lines())
+            .position(|(a, e)| a != e)
+            .unwrap_or(actual.lines().count().min(expected.lines().count()));
+        panic!(
+            "exposition differs from {GOLDEN} at line {}:\n  actual:   {:?}\n  expected: {:?}\n\
+             If the change is intended, run UPDATE_GOLDEN=1 cargo test --test golden and review the diff.",
+            first + 1,
+            actual.lines().nth(first),
+            expected.lines().nth(first)
+        );
+    }
+}
+
+/// Runs `promtool check metrics` on `text`; promtool comes with Debian's `prometheus` package.
+fn promtool_check(text: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = child.unwrap_or_else(|e| {
+        panic!("cannot run promtool ({e}); install Debian's prometheus package (.ci/run does)")
+    });
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics found problems:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_golden_file_passes_promtool() {
+    assert!(Path::new(GOLDEN).exists(), "{GOLDEN} is missing");
+    promtool_check(&std::fs::read_to_string(GOLDEN).unwrap());
+}
+
+#[tokio::test]
+async fn a_failed_scrape_passes_promtool() {
+    let (sim, exporter) = sim_and_exporter(golden_fleet(), &[]).await;
+    sim.inject(Fault {
+        page: None,
+        times: None,
+        kind: FaultKind::Status {
+            status: 500,
+            code: Some("KOOPHONE.API.9999".into()),
+        },
+    });
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 0.0);
+    promtool_check(&m.0);
+}
