@@ -1,0 +1,240 @@
+//! The real binary as an operator runs it: bad input gives one clear line and a non-zero exit,
+//! `--demo` serves a fleet, SIGTERM stops it cleanly, and the token never shows in its logs.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_clouddevice_exporter");
+
+/// A command with a clean environment: no CLOUDDEVICE_* variable from the caller leaks in.
+fn exporter(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CLOUDDEVICE") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("the binary runs")
+}
+
+/// Asserts a start-up failure: the exit code, and exactly one line on stderr containing `needle`.
+fn assert_one_line_error(out: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line expected, got: {stderr}");
+    assert!(stderr.starts_with("clouddevice_exporter: "), "{stderr}");
+    assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
+}
+
+#[test]
+fn a_bad_flag_value_is_one_line_naming_the_flag() {
+    let out = run(&mut exporter(&["--clouddevice.page-size", "lots"]));
+    assert_one_line_error(&out, 2, "--clouddevice.page-size");
+    let out = run(&mut exporter(&["--clouddevice.timeout", "10"]));
+    assert_one_line_error(&out, 2, "write a duration such as 10s");
+    let out = run(&mut exporter(&["--web.listen-address", "10123", "--demo"]));
+    assert_one_line_error(&out, 2, "--web.listen-address");
+}
+
+#[test]
+fn a_bad_value_from_the_environment_is_refused_too() {
+    let out = run(exporter(&["--demo"]).env("CLOUDDEVICE_EXPORTER_CLOUDDEVICE_CONCURRENCY", "0"));
+    assert_one_line_error(&out, 2, "--clouddevice.concurrency");
+}
+
+#[test]
+fn an_unreadable_token_file_is_one_line_naming_the_file() {
+    let out = run(&mut exporter(&["--clouddevice.auth-token-file", "/nonexistent/token"]));
+    assert_one_line_error(&out, 2, "/nonexistent/token");
+}
+
+#[test]
+fn no_credentials_says_where_to_put_them() {
+    let out = run(&mut exporter(&[]));
+    assert_one_line_error(&out, 2, "CLOUDDEVICE_AUTH_TOKEN");
+}
+
+#[test]
+fn a_listen_address_in_use_is_one_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let out = run(&mut exporter(&["--demo", "--web.listen-address", &address]));
+    assert_one_line_error(&out, 1, &format!("cannot listen on --web.listen-address {address}"));
+}
+
+#[test]
+fn version_and_help() {
+    let out = run(&mut exporter(&["--version"]));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let out = run(&mut exporter(&["--help"]));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--web.listen-address", "--clouddevice.endpoint", "--collector.instance-metrics", "--demo"] {
+        assert!(help.contains(flag), "{flag} not in --help");
+    }
+}
+
+/// A child process that is killed if the test ends before it does.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(cmd: &mut Command) -> Running {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    /// Waits for the log line containing `needle` and returns it.
+    fn wait_for(&self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no log line with {needle:?}: {e}"),
+            }
+        }
+    }
+
+    /// The address from the "listening" log line (logfmt `address=` or JSON `"address":`).
+    fn listening_address(&self) -> String {
+        let line = self.wait_for("listening");
+        let start = line.find("address").expect("address field") + "address".len();
+        line[start..]
+            .trim_start_matches(['=', '"', ':'])
+            .split(['"', ' '])
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the process did not stop within 10 s of SIGTERM");
+    }
+
+    /// Everything logged until now.
+    fn drain(&self) -> Vec<String> {
+        std::thread::sleep(Duration::from_millis(200));
+        self.lines.try_iter().collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn get(url: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let r = reqwest::get(url).await.expect("answer");
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
+}
+
+#[test]
+fn demo_serves_a_fleet_and_sigterm_stops_it_cleanly() {
+    let mut demo = Running::start(&mut exporter(&["--demo", "--web.listen-address", "127.0.0.1:0"]));
+    let address = demo.listening_address();
+    let (status, body) = get(&format!("http://{address}/metrics"));
+    assert_eq!(status, 200);
+    assert!(body.contains("clouddevice_up 1"), "{body}");
+    assert!(body.contains("clouddevice_instances{"));
+    assert!(body.contains("process_resident_memory_bytes"));
+    assert!(body.contains("clouddevice_exporter_build_info{"));
+    let exit = demo.terminate();
+    assert!(exit.success(), "exit after SIGTERM: {exit}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut demo = Running::start(&mut exporter(&[
+        "--demo",
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--log.format",
+        "json",
+    ]));
+    let line = demo.wait_for("listening");
+    let parsed: serde_json::Value = serde_json::from_str(&line).expect("a JSON object");
+    assert_eq!(parsed["level"], "INFO");
+    assert!(parsed["address"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(demo.terminate().success());
+}
+
+#[test]
+fn the_token_never_appears_in_logs_or_metrics() {
+    let secret = "sEcReT-t0ken-never-to-be-seen";
+    let dir = std::env::temp_dir().join(format!("cde-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sim_token = dir.join("sim-token");
+    std::fs::write(&sim_token, "the-only-token-the-simulator-accepts").unwrap();
+    let sim = Running::start(&mut exporter(&[
+        "simulate",
+        "--listen-address",
+        "127.0.0.1:0",
+        "--instances",
+        "50",
+        "--auth-token-file",
+        sim_token.to_str().unwrap(),
+    ]));
+    let sim_address = sim.listening_address();
+    let mut exp = Running::start(
+        exporter(&[
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--clouddevice.endpoint",
+            &format!("http://{sim_address}"),
+            "--log.level",
+            "debug",
+        ])
+        .env("CLOUDDEVICE_AUTH_TOKEN", secret),
+    );
+    let address = exp.listening_address();
+    let (_, body) = get(&format!("http://{address}/metrics"));
+    assert!(body.contains("clouddevice_up 0"), "the simulator refuses this token");
+    assert!(body.contains(r#"error_code="APIGW.0301""#));
+    let (_, landing) = get(&format!("http://{address}/"));
+    let logs = exp.drain().join("\n");
+    assert!(logs.contains("APIGW.0301"), "the failure is logged: {logs}");
+    assert!(logs.contains("request_id="), "with its request id: {logs}");
+    for text in [&body, &landing, &logs] {
+        assert!(!text.contains(secret), "the token leaked: {text}");
+    }
+    assert!(exp.terminate().success());
+    drop(sim);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
