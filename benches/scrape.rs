@@ -1,1 +1,224 @@
-fn main(){}
+//! End-to-end scrape benchmark: the simulator and the exporter run as separate release processes,
+//! and each scrape of /metrics is measured from outside: wall time, the exporter's CPU time (from
+//! /proc), its peak resident memory, and the body size plain and gzipped.
+//!
+//!     cargo bench --bench scrape
+//!     BENCH_SIZES=1000,10000,100000 BENCH_LATENCY=50ms BENCH_CONCURRENCY=16 cargo bench --bench scrape
+//!
+//! Prints a Markdown table. Linux only (reads /proc).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_clouddevice_exporter");
+const SCRAPES: usize = 5;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary and returns it with the address from its "listening" log line.
+fn start(args: &[&str]) -> (Proc, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("CLOUDDEVICE_AUTH_TOKEN", "bench")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let address = loop {
+        let line = lines.next().expect("a listening line").expect("utf-8 log");
+        if let Some(rest) = line.split(" address=").nth(1) {
+            if line.contains("listening") {
+                break rest.split(' ').next().unwrap_or_default().to_string();
+            }
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (Proc(child), address)
+}
+
+fn clock_ticks() -> f64 {
+    let out = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .expect("getconf");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/pid/stat");
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields[11].parse().unwrap_or(0.0);
+    let stime: f64 = fields[12].parse().unwrap_or(0.0);
+    (utime + stime) / ticks
+}
+
+/// A /proc/pid/status field in kB, as MB.
+fn status_mb(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/pid/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+struct Row {
+    instances: usize,
+    instance_metrics: bool,
+    wall: Duration,
+    cpu: f64,
+    peak_rss_mb: f64,
+    idle_rss_mb: f64,
+    body_mb: f64,
+    gzip_mb: f64,
+}
+
+async fn measure(
+    instances: usize,
+    latency: &str,
+    concurrency: &str,
+    instance_metrics: bool,
+) -> Row {
+    let size = instances.to_string();
+    let (_sim, sim_address) = start(&[
+        "simulate",
+        "--listen-address",
+        "127.0.0.1:0",
+        "--instances",
+        &size,
+        "--latency",
+        latency,
+    ]);
+    let endpoint = format!("http://{sim_address}");
+    let metrics_flag = format!("--collector.instance-metrics={instance_metrics}");
+    let (exporter, address) = start(&[
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--clouddevice.endpoint",
+        &endpoint,
+        "--clouddevice.concurrency",
+        concurrency,
+        "--clouddevice.timeout",
+        "60s",
+        &metrics_flag,
+    ]);
+    let pid = exporter.0.id();
+    let ticks = clock_ticks();
+    let client = reqwest::Client::builder()
+        .no_gzip()
+        .build()
+        .expect("client");
+    let url = format!("http://{address}/metrics");
+
+    // One warm-up scrape: connection pools, allocator arenas.
+    let body = client
+        .get(&url)
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        body.contains("clouddevice_up 1"),
+        "warm-up scrape failed:\n{}",
+        &body[..body.len().min(2000)]
+    );
+
+    let mut walls = Vec::new();
+    let cpu_before = cpu_seconds(pid, ticks);
+    let mut body_len = 0;
+    for _ in 0..SCRAPES {
+        let start = Instant::now();
+        let text = client
+            .get(&url)
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body");
+        walls.push(start.elapsed());
+        assert!(text.contains("clouddevice_up 1"));
+        body_len = text.len();
+    }
+    let cpu = (cpu_seconds(pid, ticks) - cpu_before) / SCRAPES as f64;
+    let gzip = client
+        .get(&url)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .expect("gzip scrape")
+        .bytes()
+        .await
+        .expect("gzip body");
+    std::thread::sleep(Duration::from_millis(500));
+    walls.sort();
+    Row {
+        instances,
+        instance_metrics,
+        wall: walls[SCRAPES / 2],
+        cpu,
+        peak_rss_mb: status_mb(pid, "VmHWM:"),
+        idle_rss_mb: status_mb(pid, "VmRSS:"),
+        body_mb: body_len as f64 / 1e6,
+        gzip_mb: gzip.len() as f64 / 1e6,
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("end-to-end benchmark: run it with `cargo bench --bench scrape`");
+        return;
+    }
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let latency = std::env::var("BENCH_LATENCY").unwrap_or_else(|_| "0s".into());
+    let concurrency = std::env::var("BENCH_CONCURRENCY").unwrap_or_else(|_| "4".into());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("latency per page: {latency}, concurrency: {concurrency}, {SCRAPES} scrapes each (median wall, mean CPU)\n");
+    println!("| instances | per-instance | wall (median) | exporter CPU / scrape | peak RSS | RSS after | body | body gzip |");
+    println!("|---:|:---:|---:|---:|---:|---:|---:|---:|");
+    for &instances in &sizes {
+        for instance_metrics in [true, false] {
+            let r = runtime.block_on(measure(instances, &latency, &concurrency, instance_metrics));
+            println!(
+                "| {} | {} | {:.3} s | {:.3} s | {:.1} MB | {:.1} MB | {:.2} MB | {:.2} MB |",
+                r.instances,
+                if r.instance_metrics { "on" } else { "off" },
+                r.wall.as_secs_f64(),
+                r.cpu,
+                r.peak_rss_mb,
+                r.idle_rss_mb,
+                r.body_mb,
+                r.gzip_mb
+            );
+        }
+    }
+}

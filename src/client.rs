@@ -99,7 +99,10 @@ impl ApiError {
         match self {
             ApiError::Timeout { .. } => "timeout".into(),
             ApiError::Transport { .. } => "transport".into(),
-            ApiError::Status { code: Some(code), .. } | ApiError::Api { code, .. }
+            ApiError::Status {
+                code: Some(code), ..
+            }
+            | ApiError::Api { code, .. }
                 if looks_like_code(code) =>
             {
                 code.clone()
@@ -146,7 +149,10 @@ impl Client {
         token.set_sensitive(true);
         let mut url = config.endpoint.clone();
         // Keep any path prefix of the endpoint (a gateway or proxy mount point).
-        let path = format!("{}/v1/instances/batch-query", url.path().trim_end_matches('/'));
+        let path = format!(
+            "{}/v1/instances/batch-query",
+            url.path().trim_end_matches('/')
+        );
         url.set_path(&path);
         let http = reqwest::Client::builder()
             .user_agent(concat!("clouddevice_exporter/", env!("CARGO_PKG_VERSION")))
@@ -302,7 +308,10 @@ mod tests {
     fn error_labels_are_bounded() {
         assert_eq!(status(Some("APIGW.0307"), 401).label(), "APIGW.0307");
         assert_eq!(status(None, 502).label(), "http_502");
-        assert_eq!(status(Some("a very long and free-form error text!"), 500).label(), "http_500");
+        assert_eq!(
+            status(Some("a very long and free-form error text!"), 500).label(),
+            "http_500"
+        );
         let api = |code: &str| ApiError::Api {
             page: 1,
             request_id: "r".into(),

@@ -41,15 +41,30 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ExporterArgs {
     /// Address to serve metrics on (`:PORT` means all interfaces).
-    #[arg(long = "web.listen-address", env = "CLOUDDEVICE_EXPORTER_WEB_LISTEN_ADDRESS", default_value = ":10123", value_name = "ADDR")]
+    #[arg(
+        long = "web.listen-address",
+        env = "CLOUDDEVICE_EXPORTER_WEB_LISTEN_ADDRESS",
+        default_value = ":10123",
+        value_name = "ADDR"
+    )]
     pub listen_address: String,
 
     /// Path under which to expose metrics.
-    #[arg(long = "web.telemetry-path", env = "CLOUDDEVICE_EXPORTER_WEB_TELEMETRY_PATH", default_value = "/metrics", value_name = "PATH")]
+    #[arg(
+        long = "web.telemetry-path",
+        env = "CLOUDDEVICE_EXPORTER_WEB_TELEMETRY_PATH",
+        default_value = "/metrics",
+        value_name = "PATH"
+    )]
     pub telemetry_path: String,
 
     /// Base URL of the CloudDevice API.
-    #[arg(long = "clouddevice.endpoint", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_ENDPOINT", default_value = "https://koophone.myhuaweicloud.com", value_name = "URL")]
+    #[arg(
+        long = "clouddevice.endpoint",
+        env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_ENDPOINT",
+        default_value = "https://koophone.myhuaweicloud.com",
+        value_name = "URL"
+    )]
     pub endpoint: String,
 
     /// page_size asked for; the exporter follows the page size the service actually returns.
@@ -73,15 +88,27 @@ pub struct ExporterArgs {
     pub max_pages: u32,
 
     /// Optional filter on the resource pool scenario.
-    #[arg(long = "clouddevice.pool-scene-tag", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_POOL_SCENE_TAG", value_name = "TAG")]
+    #[arg(
+        long = "clouddevice.pool-scene-tag",
+        env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_POOL_SCENE_TAG",
+        value_name = "TAG"
+    )]
     pub pool_scene_tag: Option<PoolSceneTag>,
 
     /// Optional filter: only the instance with this ID.
-    #[arg(long = "clouddevice.instance-id", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_INSTANCE_ID", value_name = "ID")]
+    #[arg(
+        long = "clouddevice.instance-id",
+        env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_INSTANCE_ID",
+        value_name = "ID"
+    )]
     pub instance_id: Option<String>,
 
     /// Optional filter: only instances with this name.
-    #[arg(long = "clouddevice.instance-name", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_INSTANCE_NAME", value_name = "NAME")]
+    #[arg(
+        long = "clouddevice.instance-name",
+        env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_INSTANCE_NAME",
+        value_name = "NAME"
+    )]
     pub instance_name: Option<String>,
 
     /// Optional query_start_time filter, UTC, as `2023-08-15 14:30:45`.
@@ -95,7 +122,11 @@ pub struct ExporterArgs {
     pub query_end_time: Option<String>,
 
     /// File holding a ready X-Auth-Token (alternative: the CLOUDDEVICE_AUTH_TOKEN environment variable).
-    #[arg(long = "clouddevice.auth-token-file", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_AUTH_TOKEN_FILE", value_name = "FILE")]
+    #[arg(
+        long = "clouddevice.auth-token-file",
+        env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_AUTH_TOKEN_FILE",
+        value_name = "FILE"
+    )]
     pub auth_token_file: Option<PathBuf>,
 
     /// Export per-instance series (`--collector.instance-metrics=false` for aggregates only).
@@ -105,11 +136,21 @@ pub struct ExporterArgs {
     pub instance_metrics: bool,
 
     /// Only log messages with the given severity or above.
-    #[arg(long = "log.level", env = "CLOUDDEVICE_EXPORTER_LOG_LEVEL", default_value = "info", value_name = "LEVEL")]
+    #[arg(
+        long = "log.level",
+        env = "CLOUDDEVICE_EXPORTER_LOG_LEVEL",
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
     pub log_level: LogLevel,
 
     /// Output format of log messages.
-    #[arg(long = "log.format", env = "CLOUDDEVICE_EXPORTER_LOG_FORMAT", default_value = "logfmt", value_name = "FORMAT")]
+    #[arg(
+        long = "log.format",
+        env = "CLOUDDEVICE_EXPORTER_LOG_FORMAT",
+        default_value = "logfmt",
+        value_name = "FORMAT"
+    )]
     pub log_format: LogFormat,
 
     /// Serve metrics of a built-in simulated fleet: no credentials, no network needed.
@@ -120,15 +161,30 @@ pub struct ExporterArgs {
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// Address the simulator listens on.
-    #[arg(long = "listen-address", env = "CLOUDDEVICE_EXPORTER_SIMULATE_LISTEN_ADDRESS", default_value = "127.0.0.1:10124", value_name = "ADDR")]
+    #[arg(
+        long = "listen-address",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_LISTEN_ADDRESS",
+        default_value = "127.0.0.1:10124",
+        value_name = "ADDR"
+    )]
     pub listen_address: String,
 
     /// Number of instances in the simulated fleet.
-    #[arg(long = "instances", env = "CLOUDDEVICE_EXPORTER_SIMULATE_INSTANCES", default_value_t = 1_000, value_name = "N")]
+    #[arg(
+        long = "instances",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_INSTANCES",
+        default_value_t = 1_000,
+        value_name = "N"
+    )]
     pub instances: usize,
 
     /// Seed the fleet is generated from: the same seed and size give the same fleet.
-    #[arg(long = "seed", env = "CLOUDDEVICE_EXPORTER_SIMULATE_SEED", default_value_t = 1, value_name = "N")]
+    #[arg(
+        long = "seed",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_SEED",
+        default_value_t = 1,
+        value_name = "N"
+    )]
     pub seed: u64,
 
     /// Largest page the simulator serves, whatever page_size asks for.
@@ -137,7 +193,12 @@ pub struct SimulateArgs {
     pub max_page_size: u32,
 
     /// Where the paging fields go: `top` (as the reference's example) or `data` (as its tables).
-    #[arg(long = "paging-fields", env = "CLOUDDEVICE_EXPORTER_SIMULATE_PAGING_FIELDS", default_value = "top", value_name = "PLACE")]
+    #[arg(
+        long = "paging-fields",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_PAGING_FIELDS",
+        default_value = "top",
+        value_name = "PLACE"
+    )]
     pub paging_fields: crate::simulator::PagingFields,
 
     /// Latency added to every response (e.g. 50ms).
@@ -146,7 +207,11 @@ pub struct SimulateArgs {
     pub latency: Duration,
 
     /// Answer every request with this documented error code (e.g. KOOPHONE.API.1001).
-    #[arg(long = "error-code", env = "CLOUDDEVICE_EXPORTER_SIMULATE_ERROR_CODE", value_name = "CODE")]
+    #[arg(
+        long = "error-code",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_ERROR_CODE",
+        value_name = "CODE"
+    )]
     pub error_code: Option<String>,
 
     /// HTTP status sent with --error-code (the service also answers errors with 200).
@@ -155,15 +220,29 @@ pub struct SimulateArgs {
     pub error_status: u16,
 
     /// File holding the only X-Auth-Token accepted; without it any non-empty token is.
-    #[arg(long = "auth-token-file", env = "CLOUDDEVICE_EXPORTER_SIMULATE_AUTH_TOKEN_FILE", value_name = "FILE")]
+    #[arg(
+        long = "auth-token-file",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_AUTH_TOKEN_FILE",
+        value_name = "FILE"
+    )]
     pub auth_token_file: Option<PathBuf>,
 
     /// Only log messages with the given severity or above.
-    #[arg(long = "log.level", env = "CLOUDDEVICE_EXPORTER_LOG_LEVEL", default_value = "info", value_name = "LEVEL")]
+    #[arg(
+        long = "log.level",
+        env = "CLOUDDEVICE_EXPORTER_LOG_LEVEL",
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
     pub log_level: LogLevel,
 
     /// Output format of log messages.
-    #[arg(long = "log.format", env = "CLOUDDEVICE_EXPORTER_LOG_FORMAT", default_value = "logfmt", value_name = "FORMAT")]
+    #[arg(
+        long = "log.format",
+        env = "CLOUDDEVICE_EXPORTER_LOG_FORMAT",
+        default_value = "logfmt",
+        value_name = "FORMAT"
+    )]
     pub log_format: LogFormat,
 }
 
@@ -240,7 +319,10 @@ impl Filters {
             ("instance_name", self.instance_name.as_deref()),
             ("query_start_time", self.query_start_time.as_deref()),
             ("query_end_time", self.query_end_time.as_deref()),
-            ("pool_scene_tag", self.pool_scene_tag.map(PoolSceneTag::as_str)),
+            (
+                "pool_scene_tag",
+                self.pool_scene_tag.map(PoolSceneTag::as_str),
+            ),
         ]
         .into_iter()
         .filter_map(|(k, v)| Some((k, v?)))
@@ -279,14 +361,19 @@ pub enum ConfigError {
     #[error("--clouddevice.endpoint {0:?} is not an http(s) URL; write e.g. https://koophone.myhuaweicloud.com")]
     Endpoint(String),
     #[error("cannot read --clouddevice.auth-token-file {path:?}: {source}; check the path and that this user may read it")]
-    TokenFile { path: PathBuf, source: std::io::Error },
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0} is empty; put the X-Auth-Token in it")]
     EmptyToken(String),
     #[error("both --clouddevice.auth-token-file and {TOKEN_ENV} are set; keep only one")]
     TwoTokens,
     #[error("no credentials: set {TOKEN_ENV} or --clouddevice.auth-token-file (or try --demo)")]
     NoToken,
-    #[error("--clouddevice.query-end-time is earlier than --clouddevice.query-start-time; swap them")]
+    #[error(
+        "--clouddevice.query-end-time is earlier than --clouddevice.query-start-time; swap them"
+    )]
     EndBeforeStart,
 }
 
@@ -356,7 +443,10 @@ fn telemetry_path(s: &str) -> Result<String, ConfigError> {
         return err("is reserved for /-/healthy and /-/ready; write e.g. /metrics");
     }
     // The router treats `{`, `}` and `*` as captures; plain path characters only.
-    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b)) {
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+    {
         return err("may hold only letters, digits and / - _ . ~");
     }
     Ok(s.to_string())
@@ -408,7 +498,10 @@ mod tests {
         assert_eq!((a.page_size, a.concurrency), (100, 4));
         assert_eq!(a.pool_scene_tag, None);
         assert!(a.instance_metrics);
-        assert_eq!((a.log_level, a.log_format), (LogLevel::Info, LogFormat::Logfmt));
+        assert_eq!(
+            (a.log_level, a.log_format),
+            (LogLevel::Info, LogFormat::Logfmt)
+        );
     }
 
     #[test]
@@ -448,7 +541,10 @@ mod tests {
         for bad in ["metrics", "/", "/-/healthy", "/{x}", "/a*"] {
             assert!(telemetry_path(bad).is_err(), "{bad}");
         }
-        assert_eq!(telemetry_path("/custom/metrics").unwrap(), "/custom/metrics");
+        assert_eq!(
+            telemetry_path("/custom/metrics").unwrap(),
+            "/custom/metrics"
+        );
     }
 
     #[test]
@@ -459,15 +555,30 @@ mod tests {
         std::fs::write(&file, "  tok-from-file\n").unwrap();
         let from_file = load_token(Some(&file), None).unwrap();
         assert_eq!(from_file.expose(), "tok-from-file");
-        assert_eq!(load_token(None, Some("tok-env".into())).unwrap().expose(), "tok-env");
-        assert!(matches!(load_token(Some(&file), Some("x".into())), Err(ConfigError::TwoTokens)));
+        assert_eq!(
+            load_token(None, Some("tok-env".into())).unwrap().expose(),
+            "tok-env"
+        );
+        assert!(matches!(
+            load_token(Some(&file), Some("x".into())),
+            Err(ConfigError::TwoTokens)
+        ));
         assert!(matches!(load_token(None, None), Err(ConfigError::NoToken)));
-        assert!(matches!(load_token(None, Some(" ".into())), Err(ConfigError::NoToken)));
+        assert!(matches!(
+            load_token(None, Some(" ".into())),
+            Err(ConfigError::NoToken)
+        ));
         let missing = dir.join("missing");
         let err = load_token(Some(&missing), None).unwrap_err().to_string();
-        assert!(err.contains("missing") && err.contains("check the path"), "{err}");
+        assert!(
+            err.contains("missing") && err.contains("check the path"),
+            "{err}"
+        );
         std::fs::write(&file, "\n").unwrap();
-        assert!(matches!(load_token(Some(&file), None), Err(ConfigError::EmptyToken(_))));
+        assert!(matches!(
+            load_token(Some(&file), None),
+            Err(ConfigError::EmptyToken(_))
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -483,7 +594,13 @@ mod tests {
         .unwrap();
         let config = cli.exporter.validate(None).unwrap();
         let pairs: Vec<_> = config.upstream.filters.query_pairs().collect();
-        assert_eq!(pairs, [("instance_name", "CCTEST-00001"), ("pool_scene_tag", "CLOUD_PHONE")]);
+        assert_eq!(
+            pairs,
+            [
+                ("instance_name", "CCTEST-00001"),
+                ("pool_scene_tag", "CLOUD_PHONE")
+            ]
+        );
     }
 
     #[test]
@@ -496,6 +613,9 @@ mod tests {
             "2024-01-01 00:00:00",
         ])
         .unwrap();
-        assert!(matches!(cli.exporter.validate(None), Err(ConfigError::EndBeforeStart)));
+        assert!(matches!(
+            cli.exporter.validate(None),
+            Err(ConfigError::EndBeforeStart)
+        ));
     }
 }

@@ -202,7 +202,14 @@ mod tests {
             .collect();
         assert_eq!(
             running,
-            ["unknown", "stopped", "running", "going_offline", "starting", "shut_down"]
+            [
+                "unknown",
+                "stopped",
+                "running",
+                "going_offline",
+                "starting",
+                "shut_down"
+            ]
         );
         assert_eq!(Dimension::Frozen.statuses(), ["normal", "frozen"]);
         assert_eq!(Dimension::Login.statuses(), ["not_logged_in", "logged_in"]);
@@ -246,7 +253,17 @@ mod tests {
 
     #[test]
     fn per_dimension_statuses_add_up_to_the_group_total() {
-        let codes = [None, Some(-3), Some(0), Some(1), Some(2), Some(3), Some(4), Some(5), Some(9)];
+        let codes = [
+            None,
+            Some(-3),
+            Some(0),
+            Some(1),
+            Some(2),
+            Some(3),
+            Some(4),
+            Some(5),
+            Some(9),
+        ];
         let mut fleet = Fleet::default();
         for (i, a) in codes.iter().enumerate() {
             for (j, b) in codes.iter().enumerate() {
@@ -262,7 +279,11 @@ mod tests {
             grand_total += counts.total;
             for dim in Dimension::ALL {
                 let documented: u64 = counts.documented(dim).map(|(_, n)| n).sum();
-                assert_eq!(documented + counts.undocumented(dim), counts.total, "{dim:?}");
+                assert_eq!(
+                    documented + counts.undocumented(dim),
+                    counts.total,
+                    "{dim:?}"
+                );
                 assert_eq!(counts.documented(dim).count(), dim.statuses().len());
             }
         }
@@ -272,15 +293,29 @@ mod tests {
     #[test]
     fn counts_land_in_the_right_status() {
         let mut fleet = Fleet::default();
-        fleet.insert(instance("a", "r", [Some(2), Some(1), Some(0), Some(1), Some(3), Some(7)]));
-        fleet.insert(instance("b", "r", [Some(2), Some(0), None, Some(1), Some(2), Some(2)]));
+        fleet.insert(instance(
+            "a",
+            "r",
+            [Some(2), Some(1), Some(0), Some(1), Some(3), Some(7)],
+        ));
+        fleet.insert(instance(
+            "b",
+            "r",
+            [Some(2), Some(0), None, Some(1), Some(2), Some(2)],
+        ));
         let groups = fleet.aggregate();
         let counts = &groups[&("r", "s")];
         let running: Vec<_> = counts.documented(Dimension::Running).collect();
         assert_eq!(running[2], ("running", 2));
-        assert_eq!(counts.documented(Dimension::Frozen).collect::<Vec<_>>(), [("normal", 1), ("frozen", 1)]);
+        assert_eq!(
+            counts.documented(Dimension::Frozen).collect::<Vec<_>>(),
+            [("normal", 1), ("frozen", 1)]
+        );
         assert_eq!(counts.undocumented(Dimension::Login), 1);
-        assert_eq!(counts.documented(Dimension::Backup).nth(3), Some(("failed", 1)));
+        assert_eq!(
+            counts.documented(Dimension::Backup).nth(3),
+            Some(("failed", 1))
+        );
         assert_eq!(counts.undocumented(Dimension::Restore), 1);
     }
 }

@@ -27,5 +27,8 @@ pub fn init(level: LogLevel, format: LogFormat) {
             .boxed(),
     };
     // A second init (tests that call main code twice) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
+        .try_init();
 }

@@ -189,7 +189,10 @@ fn instance_families(fleet: &Fleet, out: &mut Vec<MetricFamily>) {
     for dim in Dimension::ALL {
         out.push(per_instance(
             &format!("clouddevice_instance_{}_status", dim.name()),
-            &format!("Raw {} status code of each instance, as the API reports it.", dim.name()),
+            &format!(
+                "Raw {} status code of each instance, as the API reports it.",
+                dim.name()
+            ),
             &|i| i.status(dim).map(|c| c as f64),
         ));
     }
@@ -312,11 +315,19 @@ mod tests {
             ..Instance::default()
         }]);
         let text = render(Some(&f), true);
-        assert!(!text.contains("clouddevice_instance_frozen_status"), "{text}");
-        assert!(!text.contains("clouddevice_instance_restore_timestamp_seconds"), "{text}");
+        assert!(
+            !text.contains("clouddevice_instance_frozen_status"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("clouddevice_instance_restore_timestamp_seconds"),
+            "{text}"
+        );
         assert!(text.contains(r#"clouddevice_instance_backup_timestamp_seconds{instance_id="a",instance_name="",region=""} 100"#));
         // The missing frozen status is still counted, so the aggregates add up.
-        assert!(text.contains(r#"clouddevice_instances_by_frozen_status{region="",sku="",status="undocumented"} 1"#));
+        assert!(text.contains(
+            r#"clouddevice_instances_by_frozen_status{region="",sku="",status="undocumented"} 1"#
+        ));
     }
 
     #[test]

@@ -61,7 +61,9 @@ pub async fn collect_fleet(client: &Client) -> Result<Fleet, ApiError> {
         }
         pages.insert(page_no, page.instances);
     }
-    let ended_at_limit = pages.get(&max_pages).is_some_and(|p| p.len() as u64 == per_page);
+    let ended_at_limit = pages
+        .get(&max_pages)
+        .is_some_and(|p| p.len() as u64 == per_page);
     if total.is_none() && last == max_pages && ended_at_limit {
         client.report(&too_many);
         return Err(too_many);
@@ -80,7 +82,10 @@ pub async fn collect_fleet(client: &Client) -> Result<Fleet, ApiError> {
         }
     }
     if duplicates > 0 {
-        tracing::debug!(duplicates, "instances seen on more than one page were counted once");
+        tracing::debug!(
+            duplicates,
+            "instances seen on more than one page were counted once"
+        );
     }
     if let Some(total) = total.filter(|t| *t != fleet.len() as u64) {
         tracing::warn!(

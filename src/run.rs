@@ -10,8 +10,8 @@ use crate::config::{Config, SimulateArgs};
 use crate::metrics::ExporterMetrics;
 use crate::scrape::Exporter;
 use crate::secret::Secret;
-use crate::simulator::{self, SimConfig};
 use crate::server;
+use crate::simulator::{self, SimConfig};
 
 /// Size and seed of the fleet `--demo` serves.
 const DEMO_INSTANCES: usize = 500;
@@ -29,7 +29,9 @@ pub enum RunError {
     Client(#[from] ClientError),
     #[error("cannot set up the exporter's own metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("cannot read {flag} {path:?}: {source}; check the path and that this user may read it")]
+    #[error(
+        "cannot read {flag} {path:?}: {source}; check the path and that this user may read it"
+    )]
     File {
         flag: &'static str,
         path: std::path::PathBuf,

@@ -42,7 +42,11 @@ impl Exporter {
         let duration_seconds = start.elapsed().as_secs_f64();
         let outcome = match &result {
             Ok(fleet) => {
-                tracing::debug!(instances = fleet.len(), duration_seconds, "collection finished");
+                tracing::debug!(
+                    instances = fleet.len(),
+                    duration_seconds,
+                    "collection finished"
+                );
                 Ok(fleet.len())
             }
             Err(error) => {

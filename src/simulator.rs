@@ -164,7 +164,9 @@ pub fn generate_fleet(seed: u64, size: usize, now: i64) -> Vec<SimInstance> {
     };
     (0..size)
         .map(|i| {
-            let id: String = std::iter::repeat_with(|| rng.alphanumeric()).take(8).collect();
+            let id: String = std::iter::repeat_with(|| rng.alphanumeric())
+                .take(8)
+                .collect();
             let (region, region_name) = REGIONS[weighted(&mut rng, &[4, 3, 2, 1])];
             let sku = SKUS[weighted(&mut rng, &[5, 3, 2])];
             let running_status = if i % 31 == 13 {
@@ -186,7 +188,10 @@ pub fn generate_fleet(seed: u64, size: usize, now: i64) -> Vec<SimInstance> {
                 assign_status: i64::from(rng.u32(0..100) < 80),
                 assign_user: format!("10086{:014}", rng.u64(0..100_000_000_000_000)),
                 billing_mode: ["0", "1"][weighted(&mut rng, &[1, 3])].into(),
-                project_id: format!("{:032x}", u128::from(project) * 0x1f2e3d4c5b6a7988 + 0x9d71ec45),
+                project_id: format!(
+                    "{:032x}",
+                    u128::from(project) * 0x1f2e3d4c5b6a7988 + 0x9d71ec45
+                ),
                 project_name: format!("project-{project}"),
                 phone_id: if rng.u32(0..10) == 0 {
                     "null".into()
@@ -260,7 +265,10 @@ impl SimHandle {
 
     /// Requests for one page so far.
     pub fn page_requests(&self, page: u64) -> u64 {
-        lock(&self.state.page_requests).get(&page).copied().unwrap_or(0)
+        lock(&self.state.page_requests)
+            .get(&page)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -352,8 +360,7 @@ fn take_fault(state: &SimState, page: u64) -> Option<FaultKind> {
 }
 
 fn valid_time(s: &str) -> bool {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
     time::PrimitiveDateTime::parse(s, format).is_ok()
 }
 
@@ -380,13 +387,22 @@ async fn batch_query(
     if query.get("x-request-id").is_none_or(|v| v.is_empty()) {
         return api_error(400, "KOOPHONE.API.0002");
     }
-    let number = |name: &str| query.get(name).and_then(|v| v.parse::<u64>().ok()).filter(|n| *n > 0);
+    let number = |name: &str| {
+        query
+            .get(name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|n| *n > 0)
+    };
     let (Some(page_no), Some(page_size)) = (number("page_no"), number("page_size")) else {
         return api_error(400, "KOOPHONE.API.1000");
     };
     let start_time = query.get("query_start_time");
     let end_time = query.get("query_end_time");
-    if [start_time, end_time].into_iter().flatten().any(|t| !valid_time(t)) {
+    if [start_time, end_time]
+        .into_iter()
+        .flatten()
+        .any(|t| !valid_time(t))
+    {
         return api_error(400, "KOOPHONE.API.5002");
     }
     if let (Some(start), Some(end)) = (start_time, end_time) {
@@ -438,14 +454,26 @@ async fn batch_query(
     let total = selected.len() as u64;
     let from = (page_no - 1).saturating_mul(size).min(total) as usize;
     let to = page_no.saturating_mul(size).min(total) as usize;
-    let mut body = page_body(&selected[from..to], state.config.paging_fields, page_no, size, total);
+    let mut body = page_body(
+        &selected[from..to],
+        state.config.paging_fields,
+        page_no,
+        size,
+        total,
+    );
     if matches!(fault, Some(FaultKind::Truncate)) {
         body.truncate(body.len() / 2);
     }
     ([("content-type", "application/json")], body).into_response()
 }
 
-fn page_body(rows: &[&String], placement: PagingFields, page_no: u64, size: u64, total: u64) -> String {
+fn page_body(
+    rows: &[&String],
+    placement: PagingFields,
+    page_no: u64,
+    size: u64,
+    total: u64,
+) -> String {
     let mut result = String::with_capacity(rows.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
     result.push('[');
     for (n, row) in rows.iter().enumerate() {
@@ -503,13 +531,19 @@ mod tests {
     #[test]
     fn page_bodies_decode_in_both_placements() {
         let fleet = generate_fleet(3, 3, 1_700_000_000);
-        let rows: Vec<String> = fleet.iter().map(|i| serde_json::to_string(i).unwrap()).collect();
+        let rows: Vec<String> = fleet
+            .iter()
+            .map(|i| serde_json::to_string(i).unwrap())
+            .collect();
         let refs: Vec<&String> = rows.iter().collect();
         for placement in [PagingFields::Top, PagingFields::Data] {
             let body = page_body(&refs, placement, 2, 3, 7);
             let page = crate::wire::decode_page(body.as_bytes()).unwrap();
             assert_eq!(page.instances.len(), 3);
-            assert_eq!((page.page_no, page.page_size, page.total_count), (Some(2), Some(3), Some(7)));
+            assert_eq!(
+                (page.page_no, page.page_size, page.total_count),
+                (Some(2), Some(3), Some(7))
+            );
             assert_eq!(page.instances[0].instance_id, fleet[0].instance_id);
         }
     }

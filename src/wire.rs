@@ -347,7 +347,10 @@ mod tests {
     fn paging_fields_inside_data_are_read() {
         let body = r#"{"data":{"result":[{"instance_id":"a"}],"page_no":"2","page_size":50,"total_count":120,"error_code":"0"}}"#;
         let page = decode_page(body.as_bytes()).unwrap();
-        assert_eq!((page.page_no, page.page_size, page.total_count), (Some(2), Some(50), Some(120)));
+        assert_eq!(
+            (page.page_no, page.page_size, page.total_count),
+            (Some(2), Some(50), Some(120))
+        );
     }
 
     #[test]
@@ -374,7 +377,8 @@ mod tests {
 
     #[test]
     fn undocumented_status_codes_are_kept() {
-        let body = r#"{"data":{"result":[{"instance_id":"a","running_status":17,"backup_status":-2}]}}"#;
+        let body =
+            r#"{"data":{"result":[{"instance_id":"a","running_status":17,"backup_status":-2}]}}"#;
         let i = &decode_page(body.as_bytes()).unwrap().instances[0];
         assert_eq!(i.status(Dimension::Running), Some(17));
         assert_eq!(i.status(Dimension::Backup), Some(-2));
@@ -382,8 +386,15 @@ mod tests {
 
     #[test]
     fn null_data_and_null_result_are_an_empty_page() {
-        for body in [r#"{"data":null,"total_count":0}"#, r#"{"data":{"result":null}}"#, "{}"] {
-            assert!(decode_page(body.as_bytes()).unwrap().instances.is_empty(), "{body}");
+        for body in [
+            r#"{"data":null,"total_count":0}"#,
+            r#"{"data":{"result":null}}"#,
+            "{}",
+        ] {
+            assert!(
+                decode_page(body.as_bytes()).unwrap().instances.is_empty(),
+                "{body}"
+            );
         }
     }
 
@@ -398,12 +409,18 @@ mod tests {
             }
         );
         let inside = r#"{"data":{"error_code":"KOOPHONE.API.9999","error_msg":"x","result":[]}}"#;
-        assert!(matches!(decode_page(inside.as_bytes()), Err(DecodeError::Api { code, .. }) if code == "KOOPHONE.API.9999"));
+        assert!(
+            matches!(decode_page(inside.as_bytes()), Err(DecodeError::Api { code, .. }) if code == "KOOPHONE.API.9999")
+        );
     }
 
     #[test]
     fn error_code_zero_is_success_in_any_spelling() {
-        for body in [r#"{"error_code":"0"}"#, r#"{"error_code":0}"#, r#"{"error_code":""}"#] {
+        for body in [
+            r#"{"error_code":"0"}"#,
+            r#"{"error_code":0}"#,
+            r#"{"error_code":""}"#,
+        ] {
             assert!(decode_page(body.as_bytes()).is_ok(), "{body}");
         }
     }
@@ -411,10 +428,18 @@ mod tests {
     #[test]
     fn truncated_and_wrongly_typed_bodies_are_malformed() {
         let truncated = &REFERENCE_EXAMPLE.as_bytes()[..200];
-        assert!(matches!(decode_page(truncated), Err(DecodeError::Malformed(_))));
-        assert!(matches!(decode_page(b"<html>"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode_page(truncated),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_page(b"<html>"),
+            Err(DecodeError::Malformed(_))
+        ));
         let bad = r#"{"data":{"result":[{"running_status":"two"}]}}"#;
-        assert!(matches!(decode_page(bad.as_bytes()), Err(DecodeError::Malformed(m)) if m.contains("two")));
+        assert!(
+            matches!(decode_page(bad.as_bytes()), Err(DecodeError::Malformed(m)) if m.contains("two"))
+        );
     }
 
     #[test]

@@ -28,7 +28,11 @@ fn run(cmd: &mut Command) -> Output {
 fn assert_one_line_error(out: &Output, code: i32, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line expected, got: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one line expected, got: {stderr}"
+    );
     assert!(stderr.starts_with("clouddevice_exporter: "), "{stderr}");
     assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
 }
@@ -51,7 +55,10 @@ fn a_bad_value_from_the_environment_is_refused_too() {
 
 #[test]
 fn an_unreadable_token_file_is_one_line_naming_the_file() {
-    let out = run(&mut exporter(&["--clouddevice.auth-token-file", "/nonexistent/token"]));
+    let out = run(&mut exporter(&[
+        "--clouddevice.auth-token-file",
+        "/nonexistent/token",
+    ]));
     assert_one_line_error(&out, 2, "/nonexistent/token");
 }
 
@@ -66,7 +73,11 @@ fn a_listen_address_in_use_is_one_line() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
     let out = run(&mut exporter(&["--demo", "--web.listen-address", &address]));
-    assert_one_line_error(&out, 1, &format!("cannot listen on --web.listen-address {address}"));
+    assert_one_line_error(
+        &out,
+        1,
+        &format!("cannot listen on --web.listen-address {address}"),
+    );
 }
 
 #[test]
@@ -76,7 +87,12 @@ fn version_and_help() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
     let out = run(&mut exporter(&["--help"]));
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--web.listen-address", "--clouddevice.endpoint", "--collector.instance-metrics", "--demo"] {
+    for flag in [
+        "--web.listen-address",
+        "--clouddevice.endpoint",
+        "--collector.instance-metrics",
+        "--demo",
+    ] {
         assert!(help.contains(flag), "{flag} not in --help");
     }
 }
@@ -158,7 +174,10 @@ impl Drop for Running {
 }
 
 fn get(url: &str) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let r = reqwest::get(url).await.expect("answer");
         (r.status().as_u16(), r.text().await.unwrap())
@@ -167,7 +186,11 @@ fn get(url: &str) -> (u16, String) {
 
 #[test]
 fn demo_serves_a_fleet_and_sigterm_stops_it_cleanly() {
-    let mut demo = Running::start(&mut exporter(&["--demo", "--web.listen-address", "127.0.0.1:0"]));
+    let mut demo = Running::start(&mut exporter(&[
+        "--demo",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]));
     let address = demo.listening_address();
     let (status, body) = get(&format!("http://{address}/metrics"));
     assert_eq!(status, 200);
@@ -191,7 +214,10 @@ fn json_logs_are_one_object_per_line() {
     let line = demo.wait_for("listening");
     let parsed: serde_json::Value = serde_json::from_str(&line).expect("a JSON object");
     assert_eq!(parsed["level"], "INFO");
-    assert!(parsed["address"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(parsed["address"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
     assert!(demo.terminate().success());
 }
 
@@ -225,7 +251,10 @@ fn the_token_never_appears_in_logs_or_metrics() {
     );
     let address = exp.listening_address();
     let (_, body) = get(&format!("http://{address}/metrics"));
-    assert!(body.contains("clouddevice_up 0"), "the simulator refuses this token");
+    assert!(
+        body.contains("clouddevice_up 0"),
+        "the simulator refuses this token"
+    );
     assert!(body.contains(r#"error_code="APIGW.0301""#));
     let (_, landing) = get(&format!("http://{address}/"));
     let logs = exp.drain().join("\n");

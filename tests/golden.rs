@@ -54,7 +54,8 @@ fn normalize(text: &str) -> String {
 
 #[tokio::test]
 async fn exposition_matches_the_golden_file() {
-    let (_sim, exporter) = sim_and_exporter(golden_fleet(), &["--clouddevice.page-size", "25"]).await;
+    let (_sim, exporter) =
+        sim_and_exporter(golden_fleet(), &["--clouddevice.page-size", "25"]).await;
     let actual = normalize(&exporter.scrape().await.0);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(GOLDEN, &actual).unwrap();
@@ -89,7 +90,12 @@ fn promtool_check(text: &str) {
     let mut child = child.unwrap_or_else(|e| {
         panic!("cannot run promtool ({e}); install Debian's prometheus package (.ci/run does)")
     });
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),

@@ -43,11 +43,22 @@ async fn aggregates_match_the_fleet_exactly() {
     }
     for ((region, sku), n) in &total {
         let labels = format!(r#"region="{region}",sku="{sku}""#);
-        assert_eq!(m.value(&format!("clouddevice_instances{{{labels}}}")), Some(*n));
-        let frozen_series = format!(r#"clouddevice_instances_by_frozen_status{{{labels},status="frozen"}}"#);
-        assert_eq!(m.value(&frozen_series), Some(frozen[&(region.clone(), sku.clone())]));
-        let failed_series = format!(r#"clouddevice_instances_by_backup_status{{{labels},status="failed"}}"#);
-        assert_eq!(m.value(&failed_series), Some(failed_backups[&(region.clone(), sku.clone())]));
+        assert_eq!(
+            m.value(&format!("clouddevice_instances{{{labels}}}")),
+            Some(*n)
+        );
+        let frozen_series =
+            format!(r#"clouddevice_instances_by_frozen_status{{{labels},status="frozen"}}"#);
+        assert_eq!(
+            m.value(&frozen_series),
+            Some(frozen[&(region.clone(), sku.clone())])
+        );
+        let failed_series =
+            format!(r#"clouddevice_instances_by_backup_status{{{labels},status="failed"}}"#);
+        assert_eq!(
+            m.value(&failed_series),
+            Some(failed_backups[&(region.clone(), sku.clone())])
+        );
     }
     assert_eq!(m.samples("clouddevice_instances").len(), total.len());
     // Per dimension the statuses add up to the instance count, undocumented included.
@@ -110,8 +121,15 @@ async fn failed_page_then_recovery(kind: FaultKind, flags: &[&str], error_code: 
     });
     let failed = exporter.scrape().await;
     assert_eq!(failed.up(), 0.0, "{}", failed.0);
-    for name in ["clouddevice_instances", "clouddevice_instances_by_frozen_status", "clouddevice_instance_info"] {
-        assert!(failed.samples(name).is_empty(), "{name} exported after a failed page");
+    for name in [
+        "clouddevice_instances",
+        "clouddevice_instances_by_frozen_status",
+        "clouddevice_instance_info",
+    ] {
+        assert!(
+            failed.samples(name).is_empty(),
+            "{name} exported after a failed page"
+        );
     }
     let errors = format!(r#"clouddevice_exporter_api_errors_total{{error_code="{error_code}"}}"#);
     assert_eq!(failed.value(&errors), Some(1.0), "{}", failed.0);
@@ -119,7 +137,11 @@ async fn failed_page_then_recovery(kind: FaultKind, flags: &[&str], error_code: 
     let recovered = exporter.scrape().await;
     assert_eq!(recovered.up(), 1.0);
     assert_eq!(recovered.sum("clouddevice_instances"), 300.0);
-    assert_eq!(recovered.value(&errors), Some(1.0), "the counter keeps its count");
+    assert_eq!(
+        recovered.value(&errors),
+        Some(1.0),
+        "the counter keeps its count"
+    );
     failed
 }
 
@@ -196,7 +218,11 @@ async fn instance_metrics_can_be_turned_off() {
 async fn per_instance_series_carry_the_raw_codes() {
     let (sim, exporter) = sim_and_exporter(fleet(300), &[]).await;
     let m = exporter.scrape().await;
-    let frozen = sim.fleet().iter().find(|i| i.frozen_status == 1).expect("a frozen instance");
+    let frozen = sim
+        .fleet()
+        .iter()
+        .find(|i| i.frozen_status == 1)
+        .expect("a frozen instance");
     let series = m
         .samples("clouddevice_instance_frozen_status")
         .into_iter()
@@ -208,18 +234,23 @@ async fn per_instance_series_carry_the_raw_codes() {
         .iter()
         .filter(|i| !i.backup_time.is_empty() && i.backup_time != "null")
         .count();
-    assert_eq!(m.samples("clouddevice_instance_backup_timestamp_seconds").len(), with_backup);
+    assert_eq!(
+        m.samples("clouddevice_instance_backup_timestamp_seconds")
+            .len(),
+        with_backup
+    );
 }
 
 #[tokio::test]
 async fn the_filters_reach_the_api() {
-    let (sim, exporter) = sim_and_exporter(
-        fleet(200),
-        &["--clouddevice.pool-scene-tag", "CLOUD_APP"],
-    )
-    .await;
+    let (sim, exporter) =
+        sim_and_exporter(fleet(200), &["--clouddevice.pool-scene-tag", "CLOUD_APP"]).await;
     let m = exporter.scrape().await;
-    let apps = sim.fleet().iter().filter(|i| i.pool_scene_tag == "CLOUD_APP").count();
+    let apps = sim
+        .fleet()
+        .iter()
+        .filter(|i| i.pool_scene_tag == "CLOUD_APP")
+        .count();
     assert!(apps > 0 && apps < 200);
     assert_eq!(m.sum("clouddevice_instances"), apps as f64);
 }
@@ -243,11 +274,18 @@ async fn a_wrong_token_is_reported_with_the_gateway_code() {
 #[tokio::test]
 async fn an_unreachable_endpoint_is_a_transport_error() {
     // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let exporter = common::TestExporter::start(&format!("http://127.0.0.1:{port}"), &[]).await;
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
-    assert_eq!(m.value(r#"clouddevice_exporter_api_errors_total{error_code="transport"}"#), Some(1.0));
+    assert_eq!(
+        m.value(r#"clouddevice_exporter_api_errors_total{error_code="transport"}"#),
+        Some(1.0)
+    );
     assert_eq!(
         m.value(r#"clouddevice_exporter_api_requests_total{api="batch_query",code="error"}"#),
         Some(1.0)
@@ -264,11 +302,17 @@ async fn gzip_is_served_when_accepted() {
         .await
         .unwrap();
     assert_eq!(raw.headers()["content-encoding"], "gzip");
-    assert!(raw.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(raw.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
     let compressed = raw.bytes().await.unwrap();
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&compressed[..]), &mut text)
-        .unwrap();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut text,
+    )
+    .unwrap();
     let m = Scraped(text);
     assert_eq!(m.up(), 1.0);
     assert_eq!(m.sum("clouddevice_instances"), 100.0);
@@ -281,7 +325,10 @@ async fn landing_page_and_probes_answer() {
     let (_sim, exporter) =
         sim_and_exporter(fleet(5), &["--web.telemetry-path", "/custom/metrics"]).await;
     let landing = exporter.get("/").await.text().await.unwrap();
-    assert!(landing.contains(r#"<a href="/custom/metrics">"#), "{landing}");
+    assert!(
+        landing.contains(r#"<a href="/custom/metrics">"#),
+        "{landing}"
+    );
     assert!(landing.contains("No collection yet"), "{landing}");
     assert_eq!(exporter.get("/-/healthy").await.status(), 200);
     assert_eq!(exporter.get("/-/ready").await.status(), 200);

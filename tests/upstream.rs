@@ -41,11 +41,16 @@ async fn every_request_carries_a_fresh_request_id_the_token_and_the_filters() {
     serve_page(&server, 1, page(&["a", "b"], 2, Some(4))).await;
     serve_page(&server, 2, page(&["c", "d"], 2, Some(4))).await;
     let flags = [
-        "--clouddevice.page-size", "2",
-        "--clouddevice.pool-scene-tag", "CLOUD_PHONE",
-        "--clouddevice.instance-name", "name with spaces",
-        "--clouddevice.query-start-time", "2023-08-15 14:30:45",
-        "--clouddevice.query-end-time", "2023-08-16 00:00:00",
+        "--clouddevice.page-size",
+        "2",
+        "--clouddevice.pool-scene-tag",
+        "CLOUD_PHONE",
+        "--clouddevice.instance-name",
+        "name with spaces",
+        "--clouddevice.query-start-time",
+        "2023-08-15 14:30:45",
+        "--clouddevice.query-end-time",
+        "2023-08-16 00:00:00",
     ];
     let exporter = TestExporter::start(&server.uri(), &flags).await;
     assert_eq!(exporter.scrape().await.up(), 1.0);
@@ -55,7 +60,8 @@ async fn every_request_carries_a_fresh_request_id_the_token_and_the_filters() {
     let mut ids = Vec::new();
     for request in &requests {
         assert_eq!(request.url.path(), PATH);
-        let query: std::collections::HashMap<_, _> = request.url.query_pairs().into_owned().collect();
+        let query: std::collections::HashMap<_, _> =
+            request.url.query_pairs().into_owned().collect();
         let id = &query["x-request-id"];
         assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
         assert_eq!(request.headers["x-request-id"], id.as_str());
@@ -97,7 +103,12 @@ async fn an_empty_page_ends_the_list() {
         .await;
     let exporter = TestExporter::start(
         &server.uri(),
-        &["--clouddevice.page-size", "2", "--clouddevice.concurrency", "1"],
+        &[
+            "--clouddevice.page-size",
+            "2",
+            "--clouddevice.concurrency",
+            "1",
+        ],
     )
     .await;
     let m = exporter.scrape().await;
@@ -182,9 +193,17 @@ async fn an_error_inside_data_with_http_200_is_a_failure() {
 #[tokio::test]
 async fn a_non_json_error_page_from_a_proxy_is_counted_by_status() {
     let server = MockServer::start().await;
-    serve_page(&server, 1, ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>")).await;
+    serve_page(
+        &server,
+        1,
+        ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>"),
+    )
+    .await;
     let exporter = TestExporter::start(&server.uri(), &[]).await;
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
-    assert_eq!(m.value(r#"clouddevice_exporter_api_errors_total{error_code="http_502"}"#), Some(1.0));
+    assert_eq!(
+        m.value(r#"clouddevice_exporter_api_errors_total{error_code="http_502"}"#),
+        Some(1.0)
+    );
 }

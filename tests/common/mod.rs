@@ -56,7 +56,11 @@ impl TestExporter {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).send().await.expect("exporter answers")
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("exporter answers")
     }
 
     /// Scrapes /metrics and returns the text; a scrape always answers 200, even when up is 0.
@@ -116,7 +120,8 @@ impl Scraped {
     }
 
     pub fn up(&self) -> f64 {
-        self.value("clouddevice_up").expect("clouddevice_up is always exported")
+        self.value("clouddevice_up")
+            .expect("clouddevice_up is always exported")
     }
 
     pub fn contains(&self, s: &str) -> bool {
