@@ -93,6 +93,11 @@ struct Row {
     gzip_mb: f64,
 }
 
+async fn scrape(client: &reqwest::Client, url: &str) -> String {
+    let response = client.get(url).send().await.expect("scrape");
+    response.text().await.expect("body")
+}
+
 async fn measure(
     instances: usize,
     latency: &str,
@@ -131,14 +136,7 @@ async fn measure(
     let url = format!("http://{address}/metrics");
 
     // One warm-up scrape: connection pools, allocator arenas.
-    let body = client
-        .get(&url)
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
+    let body = scrape(&client, &url).await;
     assert!(
         body.contains("clouddevice_up 1"),
         "warm-up scrape failed:\n{}",
@@ -150,14 +148,7 @@ async fn measure(
     let mut body_len = 0;
     for _ in 0..SCRAPES {
         let start = Instant::now();
-        let text = client
-            .get(&url)
-            .send()
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("body");
+        let text = scrape(&client, &url).await;
         walls.push(start.elapsed());
         assert!(text.contains("clouddevice_up 1"));
         body_len = text.len();
