@@ -604,6 +604,14 @@ mod tests {
     }
 
     #[test]
+    fn the_token_does_not_show_in_the_config_debug_output() {
+        let cli = parse(&[]).unwrap();
+        let config = cli.exporter.validate(Some("tok-5ecret".into())).unwrap();
+        assert_eq!(config.upstream.token.expose(), "tok-5ecret");
+        assert!(!format!("{config:?}").contains("5ecret"));
+    }
+
+    #[test]
     fn end_before_start_is_refused() {
         let cli = parse(&[
             "--demo",

@@ -348,3 +348,34 @@ async fn concurrent_scrapes_each_get_a_complete_answer() {
         assert_eq!(m.sum("clouddevice_instances"), 500.0);
     }
 }
+
+#[tokio::test]
+async fn every_documented_error_code_fails_the_scrape_under_its_own_label() {
+    let codes = [
+        (400, "KOOPHONE.API.1000"),
+        (400, "KOOPHONE.API.1001"),
+        (400, "KOOPHONE.API.1004"),
+        (400, "KOOPHONE.API.5002"),
+        (400, "KOOPHONE.API.5004"),
+        (400, "KOOPHONE.API.9999"),
+        (500, "KOOPHONE.API.0000"),
+        (500, "KPAPI.2209"),
+        (200, "KOOPHONE.API.1001"),
+        (401, "APIGW.0307"),
+    ];
+    for (status, code) in codes {
+        let config = SimConfig {
+            error: Some((status, code.to_string())),
+            ..fleet(10)
+        };
+        let (_sim, exporter) = sim_and_exporter(config, &[]).await;
+        let m = exporter.scrape().await;
+        assert_eq!(m.up(), 0.0, "{status} {code}");
+        let series = format!(r#"clouddevice_exporter_api_errors_total{{error_code="{code}"}}"#);
+        assert_eq!(m.value(&series), Some(1.0), "{status} {code}: {}", m.0);
+        let requests = format!(
+            r#"clouddevice_exporter_api_requests_total{{api="batch_query",code="{status}"}}"#
+        );
+        assert_eq!(m.value(&requests), Some(1.0), "{status} {code}");
+    }
+}
