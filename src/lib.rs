@@ -14,5 +14,6 @@ pub mod run;
 pub mod scrape;
 pub mod secret;
 pub mod server;
+pub mod sign;
 pub mod simulator;
 pub mod wire;
