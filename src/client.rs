@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderValue, InvalidHeaderValue};
 use reqwest::Url;
 use uuid::Uuid;
 
+use crate::auth::Auth;
 use crate::config::UpstreamConfig;
 use crate::metrics::ExporterMetrics;
 use crate::wire::{self, DecodeError, Page};
@@ -52,6 +52,8 @@ pub enum ApiError {
         request_id: String,
         reason: String,
     },
+    #[error("cannot get an IAM token: {reason}")]
+    Iam { label: String, reason: String },
     #[error("the list needs more than --clouddevice.max-pages={max} pages at {per_page} instances a page; raise --clouddevice.max-pages or --clouddevice.page-size")]
     TooManyPages { max: u32, per_page: u64 },
 }
@@ -111,7 +113,13 @@ impl ApiError {
             ApiError::Api { .. } => "other".into(),
             ApiError::Decode { .. } => "decode".into(),
             ApiError::TooManyPages { .. } => "too_many_pages".into(),
+            ApiError::Iam { label, .. } => label.clone(),
         }
+    }
+
+    /// A 401: the API refused the credentials (`APIGW.0307` expired token, `APIGW.0301` wrong one).
+    fn refused_credentials(&self) -> bool {
+        matches!(self, ApiError::Status { status: 401, .. })
     }
 
     fn request_id(&self) -> Option<&str> {
@@ -121,12 +129,12 @@ impl ApiError {
             | ApiError::Status { request_id, .. }
             | ApiError::Api { request_id, .. }
             | ApiError::Decode { request_id, .. } => Some(request_id),
-            ApiError::TooManyPages { .. } => None,
+            ApiError::TooManyPages { .. } | ApiError::Iam { .. } => None,
         }
     }
 }
 
-fn looks_like_code(code: &str) -> bool {
+pub(crate) fn looks_like_code(code: &str) -> bool {
     (1..=40).contains(&code.len())
         && code
             .bytes()
@@ -137,16 +145,13 @@ fn looks_like_code(code: &str) -> bool {
 pub struct Client {
     http: reqwest::Client,
     url: Url,
-    token: HeaderValue,
+    auth: Auth,
     config: UpstreamConfig,
     metrics: Arc<ExporterMetrics>,
 }
 
 impl Client {
     pub fn new(config: UpstreamConfig, metrics: Arc<ExporterMetrics>) -> Result<Self, ClientError> {
-        let mut token = HeaderValue::from_str(config.token.expose())
-            .map_err(|_: InvalidHeaderValue| ClientError::TokenNotAHeader)?;
-        token.set_sensitive(true);
         let mut url = config.endpoint.clone();
         // Keep any path prefix of the endpoint (a gateway or proxy mount point).
         let path = format!(
@@ -159,10 +164,11 @@ impl Client {
             .connect_timeout(config.timeout)
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
+        let auth = Auth::new(&config.credentials, &http, config.timeout, metrics.clone())?;
         Ok(Client {
             http,
             url,
-            token,
+            auth,
             config,
             metrics,
         })
@@ -172,14 +178,28 @@ impl Client {
         &self.config
     }
 
-    /// Fetches one page. Every failure is counted, logged with its request id, and returned typed.
+    /// Fetches one page. Every failure is counted, logged with its request id, and returned
+    /// typed. When the API refuses an IAM token, the token is renewed and the page asked for
+    /// once more (with a new request id).
     pub async fn fetch_page(&self, page: u64) -> Result<Page, ApiError> {
-        let request_id = Uuid::new_v4().to_string();
-        let result = self.send(page, &request_id).await;
-        if let Err(error) = &result {
-            self.report(error);
+        let mut retried = false;
+        loop {
+            let request_id = Uuid::new_v4().to_string();
+            let mut request = self.request(page, &request_id)?;
+            // Credential failures are counted and logged by the auth layer itself.
+            let stamp = self.auth.authorize(&mut request).await?;
+            match self.send(request, page, &request_id).await {
+                Ok(page) => return Ok(page),
+                Err(error) => {
+                    self.report(&error);
+                    if !retried && error.refused_credentials() && self.auth.refused(stamp).await {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(error);
+                }
+            }
         }
-        result
     }
 
     /// Counts and logs an error, with the request id and the API's error_code and error_msg
@@ -200,12 +220,10 @@ impl Client {
         );
     }
 
-    async fn send(&self, page: u64, request_id: &str) -> Result<Page, ApiError> {
-        let timeout = self.config.timeout;
+    fn request(&self, page: u64, request_id: &str) -> Result<reqwest::Request, ApiError> {
         let page_size = self.config.page_size.to_string();
         let page_no = page.to_string();
-        let response = self
-            .http
+        self.http
             .get(self.url.clone())
             .query(&[
                 ("x-request-id", request_id),
@@ -214,10 +232,23 @@ impl Client {
             ])
             .query(&self.config.filters.query_pairs().collect::<Vec<_>>())
             .header("X-Request-Id", request_id)
-            .header("X-Auth-Token", self.token.clone())
-            .timeout(timeout)
-            .send()
-            .await;
+            .timeout(self.config.timeout)
+            .build()
+            .map_err(|e| ApiError::Transport {
+                page,
+                request_id: request_id.to_string(),
+                reason: error_chain(&e),
+            })
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::Request,
+        page: u64,
+        request_id: &str,
+    ) -> Result<Page, ApiError> {
+        let timeout = self.config.timeout;
+        let response = self.http.execute(request).await;
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
                 ApiError::Timeout {
@@ -284,8 +315,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("the X-Auth-Token holds characters an HTTP header cannot carry; check the token file or variable")]
-    TokenNotAHeader,
+    #[error("a credential (token, access key, security token or project ID) holds characters an HTTP header cannot carry; check its file or variable")]
+    NotAHeader,
     #[error("cannot set up the HTTP client: {0}")]
     Build(String),
 }

@@ -2,16 +2,14 @@
 //! them once at start-up. Every check that can fail on user input happens here, with a message
 //! that names the flag and says what to fix; nothing downstream re-validates.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use reqwest::Url;
 
+use crate::credentials::{CredentialArgs, CredentialError, Credentials, SecretEnv};
 use crate::secret::Secret;
-
-/// Environment variable that may hold the X-Auth-Token (secrets never come from a flag value).
-pub const TOKEN_ENV: &str = "CLOUDDEVICE_AUTH_TOKEN";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,9 +19,11 @@ pub const TOKEN_ENV: &str = "CLOUDDEVICE_AUTH_TOKEN";
     long_about = "Prometheus exporter for Huawei Cloud CloudDevice (KooPhone cloud phone) instances.\n\n\
         Every scrape of the telemetry path reads the tenant's whole instance list from the \
         batch-query API and exports counts by region, SKU and status.\n\n\
-        Credentials: the X-Auth-Token is read from --clouddevice.auth-token-file or from the \
-        CLOUDDEVICE_AUTH_TOKEN environment variable, never from a flag value. \
-        Every flag can also be set as CLOUDDEVICE_EXPORTER_<FLAG IN UPPER SNAKE CASE>."
+        Credentials, exactly one of: a static token (--clouddevice.auth-token-file or \
+        CLOUDDEVICE_AUTH_TOKEN), an IAM password (--iam.username, --iam.domain, --iam.project and \
+        --iam.password-file or CLOUDDEVICE_IAM_PASSWORD), or an access key pair \
+        (CLOUDDEVICE_ACCESS_KEY and CLOUDDEVICE_SECRET_KEY, or --clouddevice.credentials-file). \
+        Secrets are never taken from a flag value. Every flag can also be set as CLOUDDEVICE_EXPORTER_<FLAG IN UPPER SNAKE CASE>."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -121,13 +121,8 @@ pub struct ExporterArgs {
           value_parser = parse_query_time)]
     pub query_end_time: Option<String>,
 
-    /// File holding a ready X-Auth-Token (alternative: the CLOUDDEVICE_AUTH_TOKEN environment variable).
-    #[arg(
-        long = "clouddevice.auth-token-file",
-        env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_AUTH_TOKEN_FILE",
-        value_name = "FILE"
-    )]
-    pub auth_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
 
     /// Export per-instance series (`--collector.instance-metrics=false` for aggregates only).
     #[arg(long = "collector.instance-metrics", env = "CLOUDDEVICE_EXPORTER_COLLECTOR_INSTANCE_METRICS", value_name = "BOOL",
@@ -333,7 +328,7 @@ impl Filters {
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     pub endpoint: Url,
-    pub token: Secret,
+    pub credentials: Credentials,
     pub page_size: u32,
     pub concurrency: usize,
     pub timeout: Duration,
@@ -350,6 +345,8 @@ pub struct Config {
     /// Under `--demo` the endpoint is replaced by the in-process simulator's once it listens.
     pub upstream: UpstreamConfig,
     pub demo: bool,
+    /// Things worth saying once logging is up (a secrets file other users can read).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -360,17 +357,8 @@ pub enum ConfigError {
     TelemetryPath(String, &'static str),
     #[error("--clouddevice.endpoint {0:?} is not an http(s) URL; write e.g. https://koophone.myhuaweicloud.com")]
     Endpoint(String),
-    #[error("cannot read --clouddevice.auth-token-file {path:?}: {source}; check the path and that this user may read it")]
-    TokenFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{0} is empty; put the X-Auth-Token in it")]
-    EmptyToken(String),
-    #[error("both --clouddevice.auth-token-file and {TOKEN_ENV} are set; keep only one")]
-    TwoTokens,
-    #[error("no credentials: set {TOKEN_ENV} or --clouddevice.auth-token-file (or try --demo)")]
-    NoToken,
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
     #[error(
         "--clouddevice.query-end-time is earlier than --clouddevice.query-start-time; swap them"
     )]
@@ -378,9 +366,9 @@ pub enum ConfigError {
 }
 
 impl ExporterArgs {
-    /// Validates the flags; `env_token` is the value of [`TOKEN_ENV`], passed in so tests need no
-    /// process-wide environment.
-    pub fn validate(self, env_token: Option<String>) -> Result<Config, ConfigError> {
+    /// Validates the flags; `env` holds the secrets from the environment, passed in so tests
+    /// need no process-wide environment.
+    pub fn validate(self, env: SecretEnv) -> Result<Config, ConfigError> {
         let listen_address = listen_address(&self.listen_address)?;
         let telemetry_path = telemetry_path(&self.telemetry_path)?;
         let endpoint = Url::parse(&self.endpoint)
@@ -393,10 +381,12 @@ impl ExporterArgs {
                 return Err(ConfigError::EndBeforeStart);
             }
         }
-        let token = if self.demo {
-            Secret::new("demo")
+        let mut warnings = Vec::new();
+        let credentials = if self.demo {
+            // The in-process simulator takes any token; real credentials are not needed.
+            Credentials::Token(Secret::new("demo"))
         } else {
-            load_token(self.auth_token_file.as_deref(), env_token)?
+            self.credentials.resolve(env, &mut warnings)?
         };
         Ok(Config {
             listen_address,
@@ -404,7 +394,7 @@ impl ExporterArgs {
             instance_metrics: self.instance_metrics,
             upstream: UpstreamConfig {
                 endpoint,
-                token,
+                credentials,
                 page_size: self.page_size,
                 concurrency: self.concurrency as usize,
                 timeout: self.timeout,
@@ -418,6 +408,7 @@ impl ExporterArgs {
                 },
             },
             demo: self.demo,
+            warnings,
         })
     }
 }
@@ -450,28 +441,6 @@ fn telemetry_path(s: &str) -> Result<String, ConfigError> {
         return err("may hold only letters, digits and / - _ . ~");
     }
     Ok(s.to_string())
-}
-
-fn load_token(file: Option<&Path>, env_token: Option<String>) -> Result<Secret, ConfigError> {
-    let env_token = env_token.filter(|t| !t.trim().is_empty());
-    match (file, env_token) {
-        (Some(_), Some(_)) => Err(ConfigError::TwoTokens),
-        (None, None) => Err(ConfigError::NoToken),
-        (None, Some(token)) => Ok(Secret::new(token.trim())),
-        (Some(path), None) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            let token = text.trim();
-            if token.is_empty() {
-                return Err(ConfigError::EmptyToken(format!(
-                    "--clouddevice.auth-token-file {path:?}"
-                )));
-            }
-            Ok(Secret::new(token))
-        }
-    }
 }
 
 #[cfg(test)]
@@ -548,41 +517,6 @@ mod tests {
     }
 
     #[test]
-    fn token_comes_from_exactly_one_place() {
-        let dir = std::env::temp_dir().join(format!("cde-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("token");
-        std::fs::write(&file, "  tok-from-file\n").unwrap();
-        let from_file = load_token(Some(&file), None).unwrap();
-        assert_eq!(from_file.expose(), "tok-from-file");
-        assert_eq!(
-            load_token(None, Some("tok-env".into())).unwrap().expose(),
-            "tok-env"
-        );
-        assert!(matches!(
-            load_token(Some(&file), Some("x".into())),
-            Err(ConfigError::TwoTokens)
-        ));
-        assert!(matches!(load_token(None, None), Err(ConfigError::NoToken)));
-        assert!(matches!(
-            load_token(None, Some(" ".into())),
-            Err(ConfigError::NoToken)
-        ));
-        let missing = dir.join("missing");
-        let err = load_token(Some(&missing), None).unwrap_err().to_string();
-        assert!(
-            err.contains("missing") && err.contains("check the path"),
-            "{err}"
-        );
-        std::fs::write(&file, "\n").unwrap();
-        assert!(matches!(
-            load_token(Some(&file), None),
-            Err(ConfigError::EmptyToken(_))
-        ));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
     fn validated_config_carries_the_filters() {
         let cli = parse(&[
             "--demo",
@@ -592,7 +526,7 @@ mod tests {
             "CCTEST-00001",
         ])
         .unwrap();
-        let config = cli.exporter.validate(None).unwrap();
+        let config = cli.exporter.validate(SecretEnv::default()).unwrap();
         let pairs: Vec<_> = config.upstream.filters.query_pairs().collect();
         assert_eq!(
             pairs,
@@ -606,8 +540,14 @@ mod tests {
     #[test]
     fn the_token_does_not_show_in_the_config_debug_output() {
         let cli = parse(&[]).unwrap();
-        let config = cli.exporter.validate(Some("tok-5ecret".into())).unwrap();
-        assert_eq!(config.upstream.token.expose(), "tok-5ecret");
+        let env = SecretEnv {
+            auth_token: Some(Secret::new("tok-5ecret")),
+            ..SecretEnv::default()
+        };
+        let config = cli.exporter.validate(env).unwrap();
+        assert!(
+            matches!(&config.upstream.credentials, Credentials::Token(t) if t.expose() == "tok-5ecret")
+        );
         assert!(!format!("{config:?}").contains("5ecret"));
     }
 
@@ -622,7 +562,7 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(
-            cli.exporter.validate(None),
+            cli.exporter.validate(SecretEnv::default()),
             Err(ConfigError::EndBeforeStart)
         ));
     }

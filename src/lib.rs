@@ -4,9 +4,12 @@
 //! [`fleet`] (the snapshot) → [`metrics`] (families and encoding) → [`server`] (HTTP).
 //! [`simulator`] is a stand-in for the API, for `--demo`, `simulate`, tests and benchmarks.
 
+pub mod auth;
 pub mod client;
 pub mod config;
+pub mod credentials;
 pub mod fleet;
+pub mod iam;
 pub mod logging;
 pub mod metrics;
 pub mod paging;

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::Parser;
 
-use clouddevice_exporter::config::{Cli, Command, TOKEN_ENV};
+use clouddevice_exporter::config::{Cli, Command};
+use clouddevice_exporter::credentials::SecretEnv;
 use clouddevice_exporter::{logging, run};
 
 fn main() -> ExitCode {
@@ -44,11 +45,14 @@ fn main() -> ExitCode {
         None => {
             let args = cli.exporter;
             let (level, format) = (args.log_level, args.log_format);
-            let config = match args.validate(std::env::var(TOKEN_ENV).ok()) {
+            let config = match args.validate(SecretEnv::from_process()) {
                 Ok(config) => config,
                 Err(e) => return fail(&e.to_string(), 2),
             };
             logging::init(level, format);
+            for warning in &config.warnings {
+                tracing::warn!("{warning}");
+            }
             runtime.block_on(run::exporter(config))
         }
     };

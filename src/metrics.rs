@@ -3,7 +3,7 @@
 
 use prometheus::core::Collector;
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::fleet::{Dimension, Fleet, Instance, UNDOCUMENTED};
 
@@ -12,6 +12,7 @@ pub struct ExporterMetrics {
     registry: Registry,
     api_requests: IntCounterVec,
     api_errors: IntCounterVec,
+    token_expiry: GaugeVec,
 }
 
 impl ExporterMetrics {
@@ -45,7 +46,16 @@ impl ExporterMetrics {
                 env!("CLOUDDEVICE_EXPORTER_RUSTC_VERSION"),
             ])
             .set(1);
+        // No labels: the series appears once a token has been fetched, and not in other modes.
+        let token_expiry = GaugeVec::new(
+            Opts::new(
+                "clouddevice_exporter_token_expiry_timestamp_seconds",
+                "Expiry time of the current IAM token, as Unix seconds.",
+            ),
+            &[],
+        )?;
         registry.register(Box::new(api_requests.clone()))?;
+        registry.register(Box::new(token_expiry.clone()))?;
         registry.register(Box::new(api_errors.clone()))?;
         registry.register(Box::new(build_info))?;
         register_process_collector(&registry)?;
@@ -53,6 +63,7 @@ impl ExporterMetrics {
             registry,
             api_requests,
             api_errors,
+            token_expiry,
         })
     }
 
@@ -62,6 +73,12 @@ impl ExporterMetrics {
 
     pub fn api_error(&self, error_code: &str) {
         self.api_errors.with_label_values(&[error_code]).inc();
+    }
+
+    pub fn set_token_expiry(&self, unix_seconds: f64) {
+        self.token_expiry
+            .with_label_values(&[] as &[&str])
+            .set(unix_seconds);
     }
 
     pub fn gather(&self) -> Vec<MetricFamily> {

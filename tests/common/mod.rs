@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use clouddevice_exporter::config::Cli;
+use clouddevice_exporter::credentials::SecretEnv;
+use clouddevice_exporter::secret::Secret;
 use clouddevice_exporter::simulator::{self, SimConfig, SimHandle};
 use clouddevice_exporter::{logging, run, server};
 use tokio::net::TcpListener;
@@ -35,7 +37,10 @@ impl TestExporter {
         let config = Cli::try_parse_from(args)
             .expect("test flags parse")
             .exporter
-            .validate(Some(TOKEN.into()))
+            .validate(SecretEnv {
+                auth_token: Some(Secret::new(TOKEN)),
+                ..SecretEnv::default()
+            })
             .expect("test config is valid");
         let app = run::build_app(&config).expect("app builds");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,266 @@
+//! IAM password login: exchanges an IAM user's password for a project-scoped token, caches it,
+//! renews it at half its remaining lifetime, and makes concurrent callers share one renewal.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::header::HeaderValue;
+use reqwest::Url;
+use serde::Deserialize;
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::client::ApiError;
+use crate::credentials::{IamCredentials, ProjectScope};
+use crate::metrics::ExporterMetrics;
+use crate::secret::Secret;
+
+/// The `api` label of the IAM token endpoint in the exporter's own metrics.
+pub const API_IAM_TOKEN: &str = "iam_token";
+
+/// A token is still used after a failed renewal only while this far from its expiry.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+/// After a failed renewal while the old token still works, IAM is asked again at most this often.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// Tokens live 24 hours; assumed when IAM's answer does not say.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// A token handed out, with the generation that tells a later rejection which token it was.
+pub struct Lease {
+    pub token: HeaderValue,
+    pub generation: u64,
+}
+
+struct Token {
+    value: HeaderValue,
+    expires_at: SystemTime,
+    refresh_at: SystemTime,
+}
+
+#[derive(Default)]
+struct State {
+    current: Option<Token>,
+    generation: u64,
+    quiet_until: Option<Instant>,
+}
+
+pub struct IamSession {
+    http: reqwest::Client,
+    url: Url,
+    /// The request body; it carries the password.
+    body: Secret,
+    timeout: Duration,
+    metrics: Arc<ExporterMetrics>,
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    token: TokenTimes,
+}
+
+#[derive(Deserialize)]
+struct TokenTimes {
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+/// IAM answers errors as `{"error": {"code", "message"}}` or `{"error_code", "error_msg"}`.
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    error: Option<NestedError>,
+    #[serde(default)]
+    error_code: Option<String>,
+    #[serde(default)]
+    error_msg: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NestedError {
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl IamSession {
+    pub fn new(
+        credentials: &IamCredentials,
+        http: reqwest::Client,
+        timeout: Duration,
+        metrics: Arc<ExporterMetrics>,
+    ) -> Self {
+        let mut url = credentials.endpoint.clone();
+        let path = format!("{}/v3/auth/tokens", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        let project = match &credentials.project {
+            ProjectScope::Name(name) => json!({ "name": name }),
+            ProjectScope::Id(id) => json!({ "id": id }),
+        };
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": credentials.username,
+                "password": credentials.password.expose(),
+                "domain": {"name": credentials.domain},
+            }}},
+            "scope": {"project": project},
+        }});
+        IamSession {
+            http,
+            url,
+            body: Secret::new(body.to_string()),
+            timeout,
+            metrics,
+            state: tokio::sync::Mutex::new(State::default()),
+        }
+    }
+
+    /// The current token, fetched or renewed first when due. Callers that arrive during a
+    /// renewal wait for it and get its token: one IAM call, however many scrapes.
+    pub async fn token(&self) -> Result<Lease, ApiError> {
+        let mut state = self.state.lock().await;
+        let now = SystemTime::now();
+        let lease = |state: &State| {
+            state.current.as_ref().map(|t| Lease {
+                token: t.value.clone(),
+                generation: state.generation,
+            })
+        };
+        let fresh = state.current.as_ref().is_some_and(|t| now < t.refresh_at);
+        let usable = state
+            .current
+            .as_ref()
+            .is_some_and(|t| now + EXPIRY_MARGIN < t.expires_at);
+        let quiet = state.quiet_until.is_some_and(|q| Instant::now() < q);
+        if fresh || (usable && quiet) {
+            if let Some(lease) = lease(&state) {
+                return Ok(lease);
+            }
+        }
+        match self.fetch().await {
+            Ok(token) => {
+                let expiry = token
+                    .expires_at
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                self.metrics.set_token_expiry(expiry);
+                tracing::info!(expires_at = expiry, "got a new IAM token");
+                state.current = Some(token);
+                state.generation += 1;
+                state.quiet_until = None;
+            }
+            Err(error) => {
+                self.metrics.api_error(&error.label());
+                if !usable {
+                    tracing::error!(%error, "IAM token request failed");
+                    return Err(error);
+                }
+                tracing::warn!(%error, "IAM token renewal failed; the current token is used until it expires");
+                state.quiet_until = Some(Instant::now() + RETRY_AFTER_FAILURE);
+            }
+        }
+        lease(&state).ok_or_else(|| ApiError::Iam {
+            label: "iam_no_token".into(),
+            reason: "no token is held".into(),
+        })
+    }
+
+    /// The API refused the token of `generation`: forget it, unless a newer one is already held.
+    pub async fn invalidate(&self, generation: u64) {
+        let mut state = self.state.lock().await;
+        if state.generation == generation && state.current.is_some() {
+            tracing::info!("the API refused the IAM token; getting a new one");
+            state.current = None;
+            state.quiet_until = None;
+        }
+    }
+
+    async fn fetch(&self) -> Result<Token, ApiError> {
+        let fetched_at = SystemTime::now();
+        let iam_error = |label: String, reason: String| ApiError::Iam { label, reason };
+        let response = self
+            .http
+            .post(self.url.clone())
+            .header("Content-Type", "application/json;charset=utf8")
+            .body(self.body.expose().to_string())
+            .timeout(self.timeout)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.api_request(API_IAM_TOKEN, "error");
+                let label = if e.is_timeout() {
+                    "iam_timeout"
+                } else {
+                    "iam_transport"
+                };
+                return Err(iam_error(
+                    label.into(),
+                    format!("no answer from {}: {e}", self.url),
+                ));
+            }
+        };
+        let status = response.status();
+        self.metrics.api_request(API_IAM_TOKEN, status.as_str());
+        let subject = response.headers().get("x-subject-token").cloned();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| iam_error("iam_transport".into(), format!("reading the answer: {e}")))?;
+        if !status.is_success() {
+            let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+            let (code, message) = match parsed.error {
+                Some(e) => (
+                    e.code
+                        .map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_string)),
+                    e.message,
+                ),
+                None => (parsed.error_code, parsed.error_msg),
+            };
+            let label = code
+                .clone()
+                .filter(|c| crate::client::looks_like_code(c) && c.contains('.'))
+                .unwrap_or_else(|| format!("iam_http_{}", status.as_u16()));
+            let mut reason = format!("IAM answered HTTP {}", status.as_u16());
+            if let Some(code) = code {
+                reason.push_str(&format!(" {code}"));
+            }
+            if let Some(message) = message {
+                reason.push_str(&format!(": {message}"));
+            }
+            if status.as_u16() == 401 || status.as_u16() == 400 {
+                reason.push_str(
+                    "; check --iam.username, --iam.domain, --iam.project(-id) and the password",
+                );
+            }
+            return Err(iam_error(label, reason));
+        }
+        let mut value = subject.ok_or_else(|| {
+            iam_error(
+                "iam_decode".into(),
+                "the answer has no X-Subject-Token header".into(),
+            )
+        })?;
+        value.set_sensitive(true);
+        let expires_at = serde_json::from_slice::<TokenBody>(&body)
+            .ok()
+            .and_then(|b| b.token.expires_at)
+            .and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok())
+            .map(SystemTime::from)
+            .unwrap_or_else(|| {
+                tracing::warn!(
+                    "IAM's answer gives no readable token.expires_at; assuming 24 hours"
+                );
+                fetched_at + DEFAULT_LIFETIME
+            });
+        let remaining = expires_at.duration_since(fetched_at).unwrap_or_default();
+        Ok(Token {
+            value,
+            expires_at,
+            refresh_at: fetched_at + remaining / 2,
+        })
+    }
+}
