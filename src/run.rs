@@ -55,6 +55,7 @@ pub async fn bind(address: &str, flag: &'static str) -> Result<TcpListener, RunE
 pub async fn exporter(mut config: Config) -> Result<(), RunError> {
     // Bind first: a taken port is the most common start-up mistake and should fail fast.
     let listener = bind(&config.listen_address, "--web.listen-address").await?;
+    let shutdown = server::shutdown_signal()?;
     let _demo = if config.demo {
         let sim_listener = bind("127.0.0.1:0", "the demo simulator's address").await?;
         let sim = simulator::start(SimConfig::new(DEMO_INSTANCES, DEMO_SEED), sim_listener)?;
@@ -75,7 +76,7 @@ pub async fn exporter(mut config: Config) -> Result<(), RunError> {
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
-    server::serve(listener, app, server::shutdown_signal()).await?;
+    server::serve(listener, app, shutdown).await?;
     Ok(())
 }
 

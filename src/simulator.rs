@@ -495,10 +495,11 @@ fn page_body(
 /// `clouddevice_exporter simulate`: serves until SIGINT or SIGTERM.
 pub async fn run(config: SimConfig, listen_address: &str) -> Result<(), crate::run::RunError> {
     let listener = crate::run::bind(listen_address, "--listen-address").await?;
+    let shutdown = crate::server::shutdown_signal()?;
     let instances = config.instances;
     let handle = start(config, listener).map_err(crate::run::RunError::Io)?;
     tracing::info!(address = %handle.addr(), instances, "simulator listening");
-    crate::server::shutdown_signal().await;
+    shutdown.await;
     drop(handle);
     Ok(())
 }
