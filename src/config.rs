@@ -222,6 +222,51 @@ pub struct SimulateArgs {
     )]
     pub auth_token_file: Option<PathBuf>,
 
+    /// IAM user name the token endpoint accepts; without it any user and password are accepted.
+    #[arg(long = "iam-username", env = "CLOUDDEVICE_EXPORTER_SIMULATE_IAM_USERNAME", value_name = "USER", requires_all = ["iam_domain", "iam_password_file"])]
+    pub iam_username: Option<String>,
+
+    /// Account (domain) name of that IAM user.
+    #[arg(
+        long = "iam-domain",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_IAM_DOMAIN",
+        value_name = "ACCOUNT",
+        requires = "iam_username"
+    )]
+    pub iam_domain: Option<String>,
+
+    /// File holding that IAM user's password.
+    #[arg(
+        long = "iam-password-file",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_IAM_PASSWORD_FILE",
+        value_name = "FILE",
+        requires = "iam_username"
+    )]
+    pub iam_password_file: Option<PathBuf>,
+
+    /// Lifetime of the tokens the IAM endpoint issues (Huawei's are 24h).
+    #[arg(long = "token-lifetime", env = "CLOUDDEVICE_EXPORTER_SIMULATE_TOKEN_LIFETIME", default_value = "24h", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub token_lifetime: Duration,
+
+    /// Access key whose signatures the API accepts (with --secret-key-file).
+    #[arg(
+        long = "access-key",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_ACCESS_KEY",
+        value_name = "AK",
+        requires = "secret_key_file"
+    )]
+    pub access_key: Option<String>,
+
+    /// File holding the secret key of --access-key.
+    #[arg(
+        long = "secret-key-file",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_SECRET_KEY_FILE",
+        value_name = "FILE",
+        requires = "access_key"
+    )]
+    pub secret_key_file: Option<PathBuf>,
+
     /// Only log messages with the given severity or above.
     #[arg(
         long = "log.level",

@@ -19,7 +19,8 @@ use crate::secret::Secret;
 /// The `api` label of the IAM token endpoint in the exporter's own metrics.
 pub const API_IAM_TOKEN: &str = "iam_token";
 
-/// A token is still used after a failed renewal only while this far from its expiry.
+/// A token is still used after a failed renewal only while this far from its expiry (or a
+/// tenth of its lifetime, if that is less).
 const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 /// After a failed renewal while the old token still works, IAM is asked again at most this often.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
@@ -36,6 +37,8 @@ struct Token {
     value: HeaderValue,
     expires_at: SystemTime,
     refresh_at: SystemTime,
+    /// Until when it is used if renewal fails.
+    usable_until: SystemTime,
 }
 
 #[derive(Default)]
@@ -129,10 +132,7 @@ impl IamSession {
             })
         };
         let fresh = state.current.as_ref().is_some_and(|t| now < t.refresh_at);
-        let usable = state
-            .current
-            .as_ref()
-            .is_some_and(|t| now + EXPIRY_MARGIN < t.expires_at);
+        let usable = state.current.as_ref().is_some_and(|t| now < t.usable_until);
         let quiet = state.quiet_until.is_some_and(|q| Instant::now() < q);
         if fresh || (usable && quiet) {
             if let Some(lease) = lease(&state) {
@@ -229,7 +229,7 @@ impl IamSession {
                 reason.push_str(&format!(" {code}"));
             }
             if let Some(message) = message {
-                reason.push_str(&format!(": {message}"));
+                reason.push_str(&format!(": {}", message.trim_end_matches('.')));
             }
             if status.as_u16() == 401 || status.as_u16() == 400 {
                 reason.push_str(
@@ -261,6 +261,7 @@ impl IamSession {
             value,
             expires_at,
             refresh_at: fetched_at + remaining / 2,
+            usable_until: expires_at - EXPIRY_MARGIN.min(remaining / 10),
         })
     }
 }

@@ -11,7 +11,7 @@ use crate::metrics::ExporterMetrics;
 use crate::scrape::Exporter;
 use crate::secret::Secret;
 use crate::server;
-use crate::simulator::{self, SimConfig};
+use crate::simulator::{self, SimConfig, SimIamUser};
 
 /// Size and seed of the fleet `--demo` serves.
 const DEMO_INSTANCES: usize = 500;
@@ -90,22 +90,43 @@ pub fn build_app(config: &Config) -> Result<axum::Router, RunError> {
 
 /// `clouddevice_exporter simulate`.
 pub async fn simulate(args: SimulateArgs) -> Result<(), RunError> {
-    let token = match &args.auth_token_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| RunError::File {
-                flag: "--auth-token-file",
+    let read = |flag: &'static str, path: &std::path::PathBuf| {
+        std::fs::read_to_string(path)
+            .map(|text| Secret::new(text.trim()))
+            .map_err(|source| RunError::File {
+                flag,
                 path: path.clone(),
                 source,
-            })?;
-            Some(Secret::new(text.trim()))
-        }
+            })
+    };
+    let token = match &args.auth_token_file {
+        Some(path) => Some(read("--auth-token-file", path)?),
         None => None,
+    };
+    let iam_user = match (
+        &args.iam_username,
+        &args.iam_domain,
+        &args.iam_password_file,
+    ) {
+        (Some(name), Some(domain), Some(path)) => Some(SimIamUser {
+            name: name.clone(),
+            domain: domain.clone(),
+            password: read("--iam-password-file", path)?,
+        }),
+        _ => None,
+    };
+    let access_key = match (&args.access_key, &args.secret_key_file) {
+        (Some(ak), Some(path)) => Some((ak.clone(), read("--secret-key-file", path)?)),
+        _ => None,
     };
     let config = SimConfig {
         max_page_size: args.max_page_size,
         paging_fields: args.paging_fields,
         latency: args.latency,
         token,
+        iam_user,
+        token_lifetime: args.token_lifetime,
+        access_key,
         error: args.error_code.map(|code| (args.error_status, code)),
         ..SimConfig::new(args.instances, args.seed)
     };

@@ -25,6 +25,15 @@ pub struct TestExporter {
 impl TestExporter {
     /// Starts the exporter with these flags (plus the endpoint) and the test token.
     pub async fn start(endpoint: &str, flags: &[&str]) -> TestExporter {
+        let env = SecretEnv {
+            auth_token: Some(Secret::new(TOKEN)),
+            ..SecretEnv::default()
+        };
+        TestExporter::start_with(endpoint, flags, env).await
+    }
+
+    /// Starts the exporter with these flags (plus the endpoint) and these secrets.
+    pub async fn start_with(endpoint: &str, flags: &[&str], env: SecretEnv) -> TestExporter {
         if std::env::var_os("TEST_LOG").is_some() {
             logging::init(
                 clouddevice_exporter::config::LogLevel::Debug,
@@ -37,10 +46,7 @@ impl TestExporter {
         let config = Cli::try_parse_from(args)
             .expect("test flags parse")
             .exporter
-            .validate(SecretEnv {
-                auth_token: Some(Secret::new(TOKEN)),
-                ..SecretEnv::default()
-            })
+            .validate(env)
             .expect("test config is valid");
         let app = run::build_app(&config).expect("app builds");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

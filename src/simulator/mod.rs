@@ -5,20 +5,25 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
-use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::secret::Secret;
+
+mod auth;
+mod fleet;
+
+pub use auth::SimIamUser;
+pub use fleet::{generate_fleet, SimInstance};
 
 /// Where a page's `page_no`, `page_size`, `total_count` and `error_code` are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,8 +43,14 @@ pub struct SimConfig {
     pub paging_fields: PagingFields,
     /// Added to every response.
     pub latency: Duration,
-    /// The only token accepted; `None` accepts any non-empty token.
+    /// The only static token accepted (beside the tokens it issued); `None` accepts any.
     pub token: Option<Secret>,
+    /// The user the IAM endpoint accepts; `None` accepts any user and password.
+    pub iam_user: Option<SimIamUser>,
+    /// How long an issued token lives.
+    pub token_lifetime: Duration,
+    /// The key pair signatures are checked against; `None` refuses signed requests.
+    pub access_key: Option<(String, Secret)>,
     /// Answer every request with this error: (HTTP status, error code).
     pub error: Option<(u16, String)>,
     /// Backup and restore times are generated in the 30 days before this Unix time.
@@ -55,6 +66,9 @@ impl SimConfig {
             paging_fields: PagingFields::Top,
             latency: Duration::ZERO,
             token: None,
+            iam_user: None,
+            token_lifetime: Duration::from_secs(24 * 3600),
+            access_key: None,
             error: None,
             now: time::OffsetDateTime::now_utc().unix_timestamp(),
         }
@@ -81,141 +95,8 @@ pub enum FaultKind {
     Truncate,
     /// The normal answer, this much later.
     Delay(Duration),
-}
-
-/// One generated instance, with every field the reference lists (the personal ones too).
-#[derive(Debug, Clone, Serialize)]
-pub struct SimInstance {
-    pub instance_id: String,
-    pub instance_name: String,
-    pub region: String,
-    pub instance_sku: String,
-    pub frozen_status: i64,
-    pub running_status: i64,
-    pub login_status: i64,
-    pub assign_status: i64,
-    pub assign_user: String,
-    pub billing_mode: String,
-    pub project_id: String,
-    pub project_name: String,
-    pub phone_id: String,
-    pub member_name: String,
-    pub account_name: String,
-    pub region_name: String,
-    pub region_name_en: String,
-    pub backup_status: i64,
-    pub backup_time: String,
-    pub restore_status: i64,
-    pub restore_time: String,
-    #[serde(skip)]
-    pub pool_scene_tag: &'static str,
-}
-
-const REGIONS: [(&str, &str); 4] = [
-    ("cn-north-4", "CN North-Beijing4"),
-    ("cn-north-7", "CN North-Ulanqab-2003"),
-    ("cn-east-3", "CN East-Shanghai1"),
-    ("cn-south-1", "CN South-Guangzhou"),
-];
-
-const SKUS: [&str; 3] = [
-    "Professional edition | 8 vCPUs | 16 GB | 10 GB storage | Maximum resolution: 720p",
-    "Standard edition | 4 vCPUs | 8 GB | 8 GB storage | Maximum resolution: 720p",
-    "Enterprise edition | 16 vCPUs | 32 GB | 64 GB storage | Maximum resolution: 1080p",
-];
-
-/// Names real tenants have given their phones, which the exposition must escape correctly.
-const AWKWARD_NAMES: [&str; 5] = [
-    "say \"cheese\"",
-    "C:\\phones\\01",
-    "two\nlines",
-    "云手机-测试",
-    "émoji 📱 ok",
-];
-
-/// Picks an index by weight.
-fn weighted(rng: &mut fastrand::Rng, weights: &[u32]) -> usize {
-    let mut n = rng.u32(0..weights.iter().sum::<u32>());
-    for (i, w) in weights.iter().enumerate() {
-        if n < *w {
-            return i;
-        }
-        n -= w;
-    }
-    weights.len() - 1
-}
-
-/// The fleet of a seed and a size: the same inputs give the same fleet, byte for byte.
-/// A few instances on purpose carry what real fleets have: awkward names, undocumented status
-/// codes, `"null"` strings and empty times.
-pub fn generate_fleet(seed: u64, size: usize, now: i64) -> Vec<SimInstance> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let time_format =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    let stamp = |rng: &mut fastrand::Rng| -> String {
-        match rng.u32(0..100) {
-            0..=3 => String::new(),
-            4..=5 => "null".into(),
-            _ => time::OffsetDateTime::from_unix_timestamp(now - rng.i64(0..30 * 86_400))
-                .ok()
-                .and_then(|t| t.format(time_format).ok())
-                .unwrap_or_default(),
-        }
-    };
-    (0..size)
-        .map(|i| {
-            let id: String = std::iter::repeat_with(|| rng.alphanumeric())
-                .take(8)
-                .collect();
-            let (region, region_name) = REGIONS[weighted(&mut rng, &[4, 3, 2, 1])];
-            let sku = SKUS[weighted(&mut rng, &[5, 3, 2])];
-            let running_status = if i % 31 == 13 {
-                9 // a code the reference does not document
-            } else {
-                [2, 1, 5, 4, 3, 0][weighted(&mut rng, &[70, 10, 8, 5, 4, 3])]
-            };
-            let project = rng.u32(0..3);
-            SimInstance {
-                instance_name: if i % 11 == 7 {
-                    AWKWARD_NAMES[(i / 11) % AWKWARD_NAMES.len()].to_string()
-                } else {
-                    format!("CCTEST-{:05}", i + 1)
-                },
-                region: region.into(),
-                instance_sku: sku.into(),
-                frozen_status: i64::from(rng.u32(0..100) < 4),
-                login_status: i64::from(running_status == 2 && rng.u32(0..100) < 55),
-                assign_status: i64::from(rng.u32(0..100) < 80),
-                assign_user: format!("10086{:014}", rng.u64(0..100_000_000_000_000)),
-                billing_mode: ["0", "1"][weighted(&mut rng, &[1, 3])].into(),
-                project_id: format!(
-                    "{:032x}",
-                    u128::from(project) * 0x1f2e3d4c5b6a7988 + 0x9d71ec45
-                ),
-                project_name: format!("project-{project}"),
-                phone_id: if rng.u32(0..10) == 0 {
-                    "null".into()
-                } else {
-                    format!("{:016x}", rng.u64(..))
-                },
-                member_name: format!("member-{}", rng.u32(0..1000)),
-                account_name: format!("user{}@example.com", rng.u32(0..1000)),
-                region_name: region_name.into(),
-                region_name_en: region_name.into(),
-                backup_status: if i % 37 == 20 {
-                    7 // undocumented too
-                } else {
-                    [2, 3, 0, 1, 4][weighted(&mut rng, &[80, 6, 4, 6, 4])]
-                },
-                backup_time: stamp(&mut rng),
-                restore_status: [2, 3, 0, 1, 4][weighted(&mut rng, &[90, 3, 2, 3, 2])],
-                restore_time: stamp(&mut rng),
-                pool_scene_tag: ["CLOUD_PHONE", "CLOUD_APP"][weighted(&mut rng, &[85, 15])],
-                running_status,
-                instance_id: id,
-            }
-        })
-        .collect()
+    /// Revokes every issued token just before the request is checked, as a password change does.
+    RevokeTokens,
 }
 
 struct SimState {
@@ -226,6 +107,11 @@ struct SimState {
     faults: Mutex<Vec<Fault>>,
     requests: AtomicU64,
     page_requests: Mutex<HashMap<u64, u64>>,
+    issued: Mutex<auth::Issued>,
+    iam_requests: AtomicU64,
+    iam_down: AtomicBool,
+    /// Every signature received, so tests can check none leaked.
+    signatures: Mutex<Vec<String>>,
 }
 
 /// A running simulator. Dropping it stops the server.
@@ -263,6 +149,31 @@ impl SimHandle {
         self.state.requests.load(Ordering::Relaxed)
     }
 
+    /// Token requests the IAM endpoint answered so far.
+    pub fn iam_requests(&self) -> u64 {
+        self.state.iam_requests.load(Ordering::Relaxed)
+    }
+
+    /// Makes every issued token expire now, as a password change does.
+    pub fn revoke_tokens(&self) {
+        lock(&self.state.issued).revoke_all();
+    }
+
+    /// While down, the IAM endpoint answers 503.
+    pub fn set_iam_down(&self, down: bool) {
+        self.state.iam_down.store(down, Ordering::Relaxed);
+    }
+
+    /// Every token the IAM endpoint issued.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.state.issued).tokens()
+    }
+
+    /// Every AK/SK signature received.
+    pub fn signatures(&self) -> Vec<String> {
+        lock(&self.state.signatures).clone()
+    }
+
     /// Requests for one page so far.
     pub fn page_requests(&self, page: u64) -> u64 {
         lock(&self.state.page_requests)
@@ -278,7 +189,7 @@ impl Drop for SimHandle {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -297,6 +208,10 @@ pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHan
         faults: Mutex::new(Vec::new()),
         requests: AtomicU64::new(0),
         page_requests: Mutex::new(HashMap::new()),
+        issued: Mutex::new(auth::Issued::default()),
+        iam_requests: AtomicU64::new(0),
+        iam_down: AtomicBool::new(false),
+        signatures: Mutex::new(Vec::new()),
     });
     let app = router(state.clone());
     let task = tokio::spawn(async move {
@@ -310,6 +225,7 @@ pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHan
 fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/v1/instances/batch-query", get(batch_query))
+        .route("/v3/auth/tokens", post(auth::issue_token))
         .with_state(state)
 }
 
@@ -332,13 +248,14 @@ fn message_for(code: &str) -> &'static str {
         "KOOPHONE.API.9999" => "Internal service error.",
         "KPAPI.2209" => "No device can be assigned.",
         "APIGW.0301" => "Incorrect IAM authentication information.",
+        "APIGW.0303" => "Incorrect app authentication information: signature expired.",
         "APIGW.0307" => "The token must be updated.",
         "APIGW.0308" => "The throttling threshold has been reached.",
         _ => "Simulated error.",
     }
 }
 
-fn api_error(status: u16, code: &str) -> Response {
+pub(super) fn api_error(status: u16, code: &str) -> Response {
     error_response(status, code, message_for(code))
 }
 
@@ -368,21 +285,21 @@ async fn batch_query(
     State(state): State<Arc<SimState>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
     state.requests.fetch_add(1, Ordering::Relaxed);
     if !state.config.latency.is_zero() {
         tokio::time::sleep(state.config.latency).await;
     }
-    let token = headers
-        .get("x-auth-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let token_ok = match &state.config.token {
-        Some(expected) => token == expected.expose(),
-        None => !token.is_empty(),
-    };
-    if !token_ok {
-        return api_error(401, "APIGW.0301");
+    // Faults are taken before the gateway's checks, so a revocation hits this very request.
+    let requested_page = query.get("page_no").and_then(|p| p.parse::<u64>().ok());
+    let mut fault = requested_page.and_then(|page| take_fault(&state, page));
+    if matches!(fault, Some(FaultKind::RevokeTokens)) {
+        lock(&state.issued).revoke_all();
+        fault = None;
+    }
+    if let Err(refused) = auth::check(&state, &headers, &uri) {
+        return refused;
     }
     if query.get("x-request-id").is_none_or(|v| v.is_empty()) {
         return api_error(400, "KOOPHONE.API.0002");
@@ -419,7 +336,6 @@ async fn batch_query(
     }
     *lock(&state.page_requests).entry(page_no).or_default() += 1;
 
-    let fault = take_fault(&state, page_no);
     match &fault {
         Some(FaultKind::Status { status, code }) => {
             return match code {
@@ -432,7 +348,7 @@ async fn batch_query(
         }
         Some(FaultKind::ApiError { code }) => return api_error(200, code),
         Some(FaultKind::Delay(d)) => tokio::time::sleep(*d).await,
-        Some(FaultKind::Truncate) | None => {}
+        Some(FaultKind::Truncate | FaultKind::RevokeTokens) | None => {}
     }
 
     let id = query.get("instance_id");
@@ -507,27 +423,6 @@ pub async fn run(config: SimConfig, listen_address: &str) -> Result<(), crate::r
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_same_seed_gives_the_same_fleet() {
-        let a = serde_json::to_string(&generate_fleet(7, 50, 1_700_000_000)).unwrap();
-        let b = serde_json::to_string(&generate_fleet(7, 50, 1_700_000_000)).unwrap();
-        let c = serde_json::to_string(&generate_fleet(8, 50, 1_700_000_000)).unwrap();
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-    }
-
-    #[test]
-    fn a_fleet_carries_the_awkward_cases() {
-        let fleet = generate_fleet(1, 200, 1_700_000_000);
-        assert!(fleet.iter().any(|i| i.running_status == 9));
-        assert!(fleet.iter().any(|i| i.instance_name.contains('"')));
-        assert!(fleet.iter().any(|i| i.instance_name.contains('\n')));
-        assert!(fleet.iter().any(|i| i.phone_id == "null"));
-        assert!(fleet.iter().any(|i| i.backup_time.is_empty()));
-        assert!(fleet.iter().any(|i| i.frozen_status == 1));
-        assert!(fleet.iter().any(|i| i.backup_status == 3));
-    }
 
     #[test]
     fn page_bodies_decode_in_both_placements() {

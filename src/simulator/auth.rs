@@ -1,0 +1,199 @@
+//! The simulator's side of authentication: an IAM token endpoint that issues tokens with a
+//! configurable lifetime, and the gateway's checks on each API request (static or issued token,
+//! expiry and revocation, AK/SK signature and its 15-minute clock window).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use reqwest::Url;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{api_error, lock, SimState};
+use crate::secret::Secret;
+use crate::sign;
+
+/// The IAM user the simulator's token endpoint accepts.
+#[derive(Debug, Clone)]
+pub struct SimIamUser {
+    pub name: String,
+    pub domain: String,
+    pub password: Secret,
+}
+
+/// How far a signature's X-Sdk-Date may be from the gateway's clock.
+const CLOCK_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// Tokens issued by the IAM endpoint, with their expiry; revoked ones expire at once.
+#[derive(Default)]
+pub(super) struct Issued {
+    tokens: HashMap<String, SystemTime>,
+}
+
+impl Issued {
+    pub(super) fn revoke_all(&mut self) {
+        for expiry in self.tokens.values_mut() {
+            *expiry = SystemTime::UNIX_EPOCH;
+        }
+    }
+
+    pub(super) fn tokens(&self) -> Vec<String> {
+        self.tokens.keys().cloned().collect()
+    }
+}
+
+fn iam_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body =
+        json!({"error": {"code": code, "message": message, "title": status.canonical_reason()}});
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn time_text(t: SystemTime) -> String {
+    OffsetDateTime::from(t).format(&Rfc3339).unwrap_or_default()
+}
+
+/// `POST /v3/auth/tokens`: password login for a project-scoped token.
+pub(super) async fn issue_token(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    state.iam_requests.fetch_add(1, Ordering::Relaxed);
+    if state.iam_down.load(Ordering::Relaxed) {
+        return iam_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "IAM.0002",
+            "Service unavailable.",
+        );
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return iam_error(
+            StatusCode::BAD_REQUEST,
+            "IAM.0001",
+            "The request body is not JSON.",
+        );
+    };
+    let auth = &body["auth"];
+    let user = &auth["identity"]["password"]["user"];
+    let (Some(name), Some(password), Some(domain)) = (
+        user["name"].as_str(),
+        user["password"].as_str(),
+        user["domain"]["name"].as_str(),
+    ) else {
+        return iam_error(
+            StatusCode::BAD_REQUEST,
+            "IAM.0003",
+            "The user, password or domain is missing.",
+        );
+    };
+    let project = &auth["scope"]["project"];
+    if project["name"].as_str().is_none() && project["id"].as_str().is_none() {
+        return iam_error(
+            StatusCode::BAD_REQUEST,
+            "IAM.0004",
+            "A project-scoped token needs scope.project.",
+        );
+    }
+    if let Some(expected) = &state.config.iam_user {
+        let right = name == expected.name
+            && domain == expected.domain
+            && password == expected.password.expose();
+        if !right {
+            return iam_error(
+                StatusCode::UNAUTHORIZED,
+                "IAM.0101",
+                "The username or password is wrong.",
+            );
+        }
+    }
+    let token: String = std::iter::once("MIIsim".to_string())
+        .chain(std::iter::repeat_with(|| fastrand::alphanumeric().to_string()).take(48))
+        .collect();
+    let issued_at = SystemTime::now();
+    let expires_at = issued_at + state.config.token_lifetime;
+    lock(&state.issued).tokens.insert(token.clone(), expires_at);
+    let body = json!({"token": {
+        "expires_at": time_text(expires_at),
+        "issued_at": time_text(issued_at),
+        "methods": ["password"],
+        "project": project,
+        "user": {"name": name, "domain": {"name": domain}},
+    }});
+    (
+        StatusCode::CREATED,
+        [
+            ("content-type", "application/json"),
+            ("x-subject-token", token.as_str()),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The gateway's check of a batch-query request's credentials; `Err` is the 401 to answer.
+pub(super) fn check(state: &SimState, headers: &HeaderMap, uri: &Uri) -> Result<(), Response> {
+    if let Some(authorization) = headers.get("authorization") {
+        return check_signature(state, authorization.to_str().unwrap_or(""), headers, uri);
+    }
+    let token = headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if token.is_empty() {
+        return Err(api_error(401, "APIGW.0301"));
+    }
+    if let Some(expiry) = lock(&state.issued).tokens.get(token) {
+        return if SystemTime::now() < *expiry {
+            Ok(())
+        } else {
+            Err(api_error(401, "APIGW.0307"))
+        };
+    }
+    match &state.config.token {
+        Some(expected) if token != expected.expose() => Err(api_error(401, "APIGW.0301")),
+        _ => Ok(()),
+    }
+}
+
+fn check_signature(
+    state: &SimState,
+    authorization: &str,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(), Response> {
+    let refuse = || api_error(401, "APIGW.0301");
+    let (access_key, signed, signature) =
+        sign::parse_authorization(authorization).ok_or_else(refuse)?;
+    lock(&state.signatures).push(signature.to_string());
+    let (expected_ak, secret_key) = state.config.access_key.as_ref().ok_or_else(refuse)?;
+    if access_key != expected_ak || !signed.contains(&"x-sdk-date") {
+        return Err(refuse());
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let date_text = header("x-sdk-date").ok_or_else(refuse)?;
+    let date = sign::parse_sdk_date(date_text).ok_or_else(refuse)?;
+    let skew = (OffsetDateTime::now_utc() - date).unsigned_abs();
+    if skew > CLOCK_WINDOW {
+        return Err(api_error(401, "APIGW.0303"));
+    }
+    let host = header("host").ok_or_else(refuse)?;
+    let url = Url::parse(&format!("http://{host}{uri}")).map_err(|_| refuse())?;
+    let mut pairs = Vec::new();
+    for name in &signed {
+        pairs.push((*name, header(name).ok_or_else(refuse)?));
+    }
+    let (canonical, _) = sign::canonical_request("GET", &url, &pairs, b"");
+    if sign::signature(secret_key.expose(), date_text, &canonical) == signature {
+        Ok(())
+    } else {
+        Err(refuse())
+    }
+}

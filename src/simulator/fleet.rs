@@ -1,0 +1,164 @@
+//! The simulated fleet: generated from a seed and a size, with the awkward cases real fleets have.
+
+use serde::Serialize;
+
+/// One generated instance, with every field the reference lists (the personal ones too).
+#[derive(Debug, Clone, Serialize)]
+pub struct SimInstance {
+    pub instance_id: String,
+    pub instance_name: String,
+    pub region: String,
+    pub instance_sku: String,
+    pub frozen_status: i64,
+    pub running_status: i64,
+    pub login_status: i64,
+    pub assign_status: i64,
+    pub assign_user: String,
+    pub billing_mode: String,
+    pub project_id: String,
+    pub project_name: String,
+    pub phone_id: String,
+    pub member_name: String,
+    pub account_name: String,
+    pub region_name: String,
+    pub region_name_en: String,
+    pub backup_status: i64,
+    pub backup_time: String,
+    pub restore_status: i64,
+    pub restore_time: String,
+    #[serde(skip)]
+    pub pool_scene_tag: &'static str,
+}
+
+const REGIONS: [(&str, &str); 4] = [
+    ("cn-north-4", "CN North-Beijing4"),
+    ("cn-north-7", "CN North-Ulanqab-2003"),
+    ("cn-east-3", "CN East-Shanghai1"),
+    ("cn-south-1", "CN South-Guangzhou"),
+];
+
+const SKUS: [&str; 3] = [
+    "Professional edition | 8 vCPUs | 16 GB | 10 GB storage | Maximum resolution: 720p",
+    "Standard edition | 4 vCPUs | 8 GB | 8 GB storage | Maximum resolution: 720p",
+    "Enterprise edition | 16 vCPUs | 32 GB | 64 GB storage | Maximum resolution: 1080p",
+];
+
+/// Names real tenants have given their phones, which the exposition must escape correctly.
+const AWKWARD_NAMES: [&str; 5] = [
+    "say \"cheese\"",
+    "C:\\phones\\01",
+    "two\nlines",
+    "云手机-测试",
+    "émoji 📱 ok",
+];
+
+/// Picks an index by weight.
+fn weighted(rng: &mut fastrand::Rng, weights: &[u32]) -> usize {
+    let mut n = rng.u32(0..weights.iter().sum::<u32>());
+    for (i, w) in weights.iter().enumerate() {
+        if n < *w {
+            return i;
+        }
+        n -= w;
+    }
+    weights.len() - 1
+}
+
+/// The fleet of a seed and a size: the same inputs give the same fleet, byte for byte.
+/// A few instances on purpose carry what real fleets have: awkward names, undocumented status
+/// codes, `"null"` strings and empty times.
+pub fn generate_fleet(seed: u64, size: usize, now: i64) -> Vec<SimInstance> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let time_format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let stamp = |rng: &mut fastrand::Rng| -> String {
+        match rng.u32(0..100) {
+            0..=3 => String::new(),
+            4..=5 => "null".into(),
+            _ => time::OffsetDateTime::from_unix_timestamp(now - rng.i64(0..30 * 86_400))
+                .ok()
+                .and_then(|t| t.format(time_format).ok())
+                .unwrap_or_default(),
+        }
+    };
+    (0..size)
+        .map(|i| {
+            let id: String = std::iter::repeat_with(|| rng.alphanumeric())
+                .take(8)
+                .collect();
+            let (region, region_name) = REGIONS[weighted(&mut rng, &[4, 3, 2, 1])];
+            let sku = SKUS[weighted(&mut rng, &[5, 3, 2])];
+            let running_status = if i % 31 == 13 {
+                9 // a code the reference does not document
+            } else {
+                [2, 1, 5, 4, 3, 0][weighted(&mut rng, &[70, 10, 8, 5, 4, 3])]
+            };
+            let project = rng.u32(0..3);
+            SimInstance {
+                instance_name: if i % 11 == 7 {
+                    AWKWARD_NAMES[(i / 11) % AWKWARD_NAMES.len()].to_string()
+                } else {
+                    format!("CCTEST-{:05}", i + 1)
+                },
+                region: region.into(),
+                instance_sku: sku.into(),
+                frozen_status: i64::from(rng.u32(0..100) < 4),
+                login_status: i64::from(running_status == 2 && rng.u32(0..100) < 55),
+                assign_status: i64::from(rng.u32(0..100) < 80),
+                assign_user: format!("10086{:014}", rng.u64(0..100_000_000_000_000)),
+                billing_mode: ["0", "1"][weighted(&mut rng, &[1, 3])].into(),
+                project_id: format!(
+                    "{:032x}",
+                    u128::from(project) * 0x1f2e3d4c5b6a7988 + 0x9d71ec45
+                ),
+                project_name: format!("project-{project}"),
+                phone_id: if rng.u32(0..10) == 0 {
+                    "null".into()
+                } else {
+                    format!("{:016x}", rng.u64(..))
+                },
+                member_name: format!("member-{}", rng.u32(0..1000)),
+                account_name: format!("user{}@example.com", rng.u32(0..1000)),
+                region_name: region_name.into(),
+                region_name_en: region_name.into(),
+                backup_status: if i % 37 == 20 {
+                    7 // undocumented too
+                } else {
+                    [2, 3, 0, 1, 4][weighted(&mut rng, &[80, 6, 4, 6, 4])]
+                },
+                backup_time: stamp(&mut rng),
+                restore_status: [2, 3, 0, 1, 4][weighted(&mut rng, &[90, 3, 2, 3, 2])],
+                restore_time: stamp(&mut rng),
+                pool_scene_tag: ["CLOUD_PHONE", "CLOUD_APP"][weighted(&mut rng, &[85, 15])],
+                running_status,
+                instance_id: id,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_fleet() {
+        let a = serde_json::to_string(&generate_fleet(7, 50, 1_700_000_000)).unwrap();
+        let b = serde_json::to_string(&generate_fleet(7, 50, 1_700_000_000)).unwrap();
+        let c = serde_json::to_string(&generate_fleet(8, 50, 1_700_000_000)).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn a_fleet_carries_the_awkward_cases() {
+        let fleet = generate_fleet(1, 200, 1_700_000_000);
+        assert!(fleet.iter().any(|i| i.running_status == 9));
+        assert!(fleet.iter().any(|i| i.instance_name.contains('"')));
+        assert!(fleet.iter().any(|i| i.instance_name.contains('\n')));
+        assert!(fleet.iter().any(|i| i.phone_id == "null"));
+        assert!(fleet.iter().any(|i| i.backup_time.is_empty()));
+        assert!(fleet.iter().any(|i| i.frozen_status == 1));
+        assert!(fleet.iter().any(|i| i.backup_status == 3));
+    }
+}

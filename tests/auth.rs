@@ -1,0 +1,349 @@
+//! The three credential modes against the simulator on loopback: IAM tokens that renew
+//! themselves (once per renewal, shared by concurrent scrapes, recovered when revoked), wrong
+//! passwords and IAM outages, AK/SK signatures the simulator verifies, and a sweep of every log
+//! line and every scraped text for the secrets involved.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use clouddevice_exporter::credentials::SecretEnv;
+use clouddevice_exporter::secret::Secret;
+use clouddevice_exporter::simulator::{Fault, FaultKind, SimConfig, SimHandle, SimIamUser};
+use common::{simulator, Scraped, TestExporter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+const USER: &str = "metrics-reader";
+const DOMAIN: &str = "acme-corp";
+const PASSWORD: &str = "Pa55word-do-not-leak";
+const AK: &str = "HPUAK2TESTACCESSKEY0";
+const SK: &str = "sk-Zq9a7XWn3kfhq8MCYQzL1s0uQx-do-not-leak";
+const SECURITY_TOKEN: &str = "st-gQpJaW52-do-not-leak";
+
+/// Every log line of this test binary, in logfmt, as the exporter writes them in production.
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let layer = tracing_logfmt::builder()
+            .layer()
+            .with_writer(move || Capture(writer.clone()));
+        let filter = tracing_subscriber::EnvFilter::new("clouddevice_exporter=debug");
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .try_init();
+        buffer
+    })
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn log_text() -> String {
+    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
+}
+
+fn iam_fleet(instances: usize, lifetime: Duration) -> SimConfig {
+    SimConfig {
+        iam_user: Some(SimIamUser {
+            name: USER.into(),
+            domain: DOMAIN.into(),
+            password: Secret::new(PASSWORD),
+        }),
+        token_lifetime: lifetime,
+        ..SimConfig::new(instances, 5)
+    }
+}
+
+async fn iam_exporter(sim: &SimHandle, password: &str, flags: &[&str]) -> TestExporter {
+    logs();
+    let url = sim.url();
+    let mut all = vec![
+        "--iam.endpoint",
+        &url,
+        "--iam.username",
+        USER,
+        "--iam.domain",
+        DOMAIN,
+        "--iam.project",
+        "cn-north-4",
+    ];
+    all.extend_from_slice(flags);
+    let env = SecretEnv {
+        iam_password: Some(Secret::new(password)),
+        ..SecretEnv::default()
+    };
+    TestExporter::start_with(&url, &all, env).await
+}
+
+async fn aksk_exporter(
+    sim: &SimHandle,
+    secret_key: &str,
+    security_token: Option<&str>,
+) -> TestExporter {
+    logs();
+    let env = SecretEnv {
+        access_key: Some(Secret::new(AK)),
+        secret_key: Some(Secret::new(secret_key)),
+        security_token: security_token.map(Secret::new),
+        ..SecretEnv::default()
+    };
+    let flags = [
+        "--clouddevice.project-id",
+        "9d71ec45aef04d84a991c12250227b5c",
+    ];
+    TestExporter::start_with(&sim.url(), &flags, env).await
+}
+
+fn iam_fetches(m: &Scraped, code: &str) -> Option<f64> {
+    m.value(&format!(
+        r#"clouddevice_exporter_api_requests_total{{api="iam_token",code="{code}"}}"#
+    ))
+}
+
+#[tokio::test]
+async fn an_iam_token_is_renewed_across_scrapes_once_per_renewal() {
+    let sim = simulator(iam_fleet(150, Duration::from_secs(3))).await;
+    let exporter = iam_exporter(&sim, PASSWORD, &[]).await;
+    let first = exporter.scrape().await;
+    assert_eq!(first.up(), 1.0, "{}", first.0);
+    assert_eq!(sim.iam_requests(), 1);
+    assert_eq!(iam_fetches(&first, "201"), Some(1.0));
+    let expiry = first
+        .value("clouddevice_exporter_token_expiry_timestamp_seconds")
+        .expect("the expiry gauge is set");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+    assert!(
+        (now..now + 4.0).contains(&expiry),
+        "expiry {expiry} vs now {now}"
+    );
+
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+    assert_eq!(sim.iam_requests(), 1, "a fresh token is reused");
+
+    // Past half of the lifetime, well before expiry: renewed once.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let renewed = exporter.scrape().await;
+    assert_eq!(renewed.up(), 1.0);
+    assert_eq!(sim.iam_requests(), 2);
+    assert!(
+        renewed
+            .value("clouddevice_exporter_token_expiry_timestamp_seconds")
+            .unwrap()
+            > expiry
+    );
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+    assert_eq!(sim.iam_requests(), 2);
+}
+
+#[tokio::test]
+async fn ten_concurrent_scrapes_after_expiry_share_one_iam_call() {
+    let sim = simulator(iam_fleet(300, Duration::from_secs(2))).await;
+    let exporter = iam_exporter(&sim, PASSWORD, &[]).await;
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+    assert_eq!(sim.iam_requests(), 1);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let scrapes = futures::future::join_all((0..10).map(|_| exporter.scrape())).await;
+    for m in &scrapes {
+        assert_eq!(m.up(), 1.0);
+        assert_eq!(m.sum("clouddevice_instances"), 300.0);
+    }
+    assert_eq!(sim.iam_requests(), 2, "ten scrapes, one renewal");
+}
+
+#[tokio::test]
+async fn a_token_revoked_mid_scrape_is_replaced_within_that_scrape() {
+    let sim = simulator(iam_fleet(500, Duration::from_secs(3600))).await;
+    let exporter = iam_exporter(&sim, PASSWORD, &[]).await;
+    sim.inject(Fault {
+        page: Some(3),
+        times: Some(1),
+        kind: FaultKind::RevokeTokens,
+    });
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 1.0, "{}", m.0);
+    assert_eq!(m.sum("clouddevice_instances"), 500.0);
+    assert_eq!(
+        sim.iam_requests(),
+        2,
+        "one token at start, one after the revocation"
+    );
+    assert!(
+        m.value(r#"clouddevice_exporter_api_errors_total{error_code="APIGW.0307"}"#) >= Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_the_scrape_with_a_readable_log_line() {
+    let sim = simulator(iam_fleet(10, Duration::from_secs(3600))).await;
+    let exporter = iam_exporter(&sim, "not-the-password", &[]).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 0.0);
+    assert!(m.samples("clouddevice_instances").is_empty());
+    assert_eq!(
+        m.value(r#"clouddevice_exporter_api_errors_total{error_code="IAM.0101"}"#),
+        Some(1.0)
+    );
+    assert_eq!(iam_fetches(&m, "401"), Some(1.0));
+    assert_eq!(sim.requests(), 0, "no API request without a token");
+    let logs = log_text();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("IAM.0101"))
+        .expect("the failure is logged");
+    assert!(
+        line.contains("The username or password is wrong."),
+        "{line}"
+    );
+    assert!(line.contains("check --iam.username"), "{line}");
+    // The next scrape tries again.
+    assert_eq!(exporter.scrape().await.up(), 0.0);
+    assert_eq!(sim.iam_requests(), 2);
+}
+
+#[tokio::test]
+async fn when_iam_is_down_the_current_token_serves_until_it_expires() {
+    let sim = simulator(iam_fleet(20, Duration::from_secs(4))).await;
+    let exporter = iam_exporter(&sim, PASSWORD, &[]).await;
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+    sim.set_iam_down(true);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 1.0, "the old token is still valid");
+    assert_eq!(sim.iam_requests(), 2, "renewal was tried");
+    assert_eq!(
+        m.value(r#"clouddevice_exporter_api_errors_total{error_code="IAM.0002"}"#),
+        Some(1.0)
+    );
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+    assert_eq!(
+        sim.iam_requests(),
+        2,
+        "a failed renewal is not retried on every scrape"
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        exporter.scrape().await.up(),
+        0.0,
+        "expired, and IAM still down"
+    );
+    sim.set_iam_down(false);
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+}
+
+fn aksk_fleet() -> SimConfig {
+    SimConfig {
+        access_key: Some((AK.into(), Secret::new(SK))),
+        ..SimConfig::new(250, 9)
+    }
+}
+
+#[tokio::test]
+async fn aksk_signed_requests_are_accepted_by_the_verifier() {
+    let sim = simulator(aksk_fleet()).await;
+    let exporter = aksk_exporter(&sim, SK, None).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 1.0, "{}", m.0);
+    assert_eq!(m.sum("clouddevice_instances"), 250.0);
+    assert_eq!(sim.signatures().len(), 3, "every page request is signed");
+    assert_eq!(sim.iam_requests(), 0);
+}
+
+#[tokio::test]
+async fn temporary_keys_sign_their_security_token_too() {
+    let sim = simulator(aksk_fleet()).await;
+    let exporter = aksk_exporter(&sim, SK, Some(SECURITY_TOKEN)).await;
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_key_is_refused_and_not_retried() {
+    let sim = simulator(aksk_fleet()).await;
+    let exporter = aksk_exporter(&sim, "not-the-secret-key", None).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 0.0);
+    assert_eq!(
+        m.value(r#"clouddevice_exporter_api_errors_total{error_code="APIGW.0301"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sim.requests(),
+        1,
+        "a signature that failed once fails again"
+    );
+}
+
+#[tokio::test]
+async fn no_secret_appears_in_any_log_line_or_scraped_text() {
+    let mut texts = Vec::new();
+    let mut secrets = vec![
+        PASSWORD.to_string(),
+        SK.to_string(),
+        SECURITY_TOKEN.to_string(),
+        common::TOKEN.to_string(),
+    ];
+
+    let iam = simulator(iam_fleet(120, Duration::from_secs(3600))).await;
+    iam.inject(Fault {
+        page: Some(2),
+        times: Some(1),
+        kind: FaultKind::RevokeTokens,
+    });
+    let good = iam_exporter(&iam, PASSWORD, &[]).await;
+    let bad = iam_exporter(&iam, "Wr0ng-Pa55word-do-not-leak", &[]).await;
+    secrets.push("Wr0ng-Pa55word-do-not-leak".into());
+    for exporter in [&good, &bad] {
+        texts.push(exporter.scrape().await.0);
+        texts.push(exporter.get("/").await.text().await.unwrap());
+    }
+
+    let aksk = simulator(aksk_fleet()).await;
+    let signed = aksk_exporter(&aksk, SK, Some(SECURITY_TOKEN)).await;
+    let wrong = aksk_exporter(&aksk, "sk-wrong-do-not-leak", None).await;
+    secrets.push("sk-wrong-do-not-leak".into());
+    for exporter in [&signed, &wrong] {
+        texts.push(exporter.scrape().await.0);
+        texts.push(exporter.get("/").await.text().await.unwrap());
+    }
+
+    let static_token = common::sim_and_exporter(
+        SimConfig {
+            token: Some(Secret::new("a-different-token")),
+            ..SimConfig::new(5, 1)
+        },
+        &[],
+    )
+    .await;
+    texts.push(static_token.1.scrape().await.0);
+
+    secrets.extend(iam.issued_tokens());
+    secrets.extend(aksk.signatures());
+    assert!(iam.issued_tokens().len() >= 2 && aksk.signatures().len() >= 2);
+    texts.push(log_text());
+    assert!(
+        texts.last().unwrap().contains("IAM.0101"),
+        "the logs were captured"
+    );
+    for secret in &secrets {
+        for text in &texts {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret leaked into:\n{text}"
+            );
+        }
+    }
+}
