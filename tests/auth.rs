@@ -206,7 +206,7 @@ async fn a_wrong_password_fails_the_scrape_with_a_readable_log_line() {
         .find(|l| l.contains("IAM.0101"))
         .expect("the failure is logged");
     assert!(
-        line.contains("The username or password is wrong."),
+        line.contains("The username or password is wrong;"),
         "{line}"
     );
     assert!(line.contains("check --iam.username"), "{line}");

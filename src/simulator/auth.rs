@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{api_error, lock, SimState};
+use super::{lock, SimState};
 use crate::secret::Secret;
 use crate::sign;
 
@@ -138,8 +138,8 @@ pub(super) async fn issue_token(State(state): State<Arc<SimState>>, body: Bytes)
         .into_response()
 }
 
-/// The gateway's check of a batch-query request's credentials; `Err` is the 401 to answer.
-pub(super) fn check(state: &SimState, headers: &HeaderMap, uri: &Uri) -> Result<(), Response> {
+/// The gateway's check of a batch-query request's credentials; `Err` is the code of the 401.
+pub(super) fn check(state: &SimState, headers: &HeaderMap, uri: &Uri) -> Result<(), &'static str> {
     if let Some(authorization) = headers.get("authorization") {
         return check_signature(state, authorization.to_str().unwrap_or(""), headers, uri);
     }
@@ -148,17 +148,17 @@ pub(super) fn check(state: &SimState, headers: &HeaderMap, uri: &Uri) -> Result<
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if token.is_empty() {
-        return Err(api_error(401, "APIGW.0301"));
+        return Err("APIGW.0301");
     }
     if let Some(expiry) = lock(&state.issued).tokens.get(token) {
         return if SystemTime::now() < *expiry {
             Ok(())
         } else {
-            Err(api_error(401, "APIGW.0307"))
+            Err("APIGW.0307")
         };
     }
     match &state.config.token {
-        Some(expected) if token != expected.expose() => Err(api_error(401, "APIGW.0301")),
+        Some(expected) if token != expected.expose() => Err("APIGW.0301"),
         _ => Ok(()),
     }
 }
@@ -168,8 +168,8 @@ fn check_signature(
     authorization: &str,
     headers: &HeaderMap,
     uri: &Uri,
-) -> Result<(), Response> {
-    let refuse = || api_error(401, "APIGW.0301");
+) -> Result<(), &'static str> {
+    let refuse = || "APIGW.0301";
     let (access_key, signed, signature) =
         sign::parse_authorization(authorization).ok_or_else(refuse)?;
     lock(&state.signatures).push(signature.to_string());
@@ -182,7 +182,7 @@ fn check_signature(
     let date = sign::parse_sdk_date(date_text).ok_or_else(refuse)?;
     let skew = (OffsetDateTime::now_utc() - date).unsigned_abs();
     if skew > CLOCK_WINDOW {
-        return Err(api_error(401, "APIGW.0303"));
+        return Err("APIGW.0303");
     }
     let host = header("host").ok_or_else(refuse)?;
     let url = Url::parse(&format!("http://{host}{uri}")).map_err(|_| refuse())?;

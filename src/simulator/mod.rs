@@ -255,7 +255,7 @@ fn message_for(code: &str) -> &'static str {
     }
 }
 
-pub(super) fn api_error(status: u16, code: &str) -> Response {
+fn api_error(status: u16, code: &str) -> Response {
     error_response(status, code, message_for(code))
 }
 
@@ -298,8 +298,8 @@ async fn batch_query(
         lock(&state.issued).revoke_all();
         fault = None;
     }
-    if let Err(refused) = auth::check(&state, &headers, &uri) {
-        return refused;
+    if let Err(code) = auth::check(&state, &headers, &uri) {
+        return api_error(401, code);
     }
     if query.get("x-request-id").is_none_or(|v| v.is_empty()) {
         return api_error(400, "KOOPHONE.API.0002");
