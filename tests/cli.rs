@@ -69,6 +69,27 @@ fn no_credentials_says_where_to_put_them() {
 }
 
 #[test]
+fn two_credential_modes_are_refused_in_one_line() {
+    let mut cmd = exporter(&[
+        "--iam.username",
+        "u",
+        "--iam.domain",
+        "d",
+        "--iam.project",
+        "p",
+    ]);
+    cmd.env("CLOUDDEVICE_IAM_PASSWORD", "pw")
+        .env("CLOUDDEVICE_AUTH_TOKEN", "t");
+    let out = run(&mut cmd);
+    assert_one_line_error(
+        &out,
+        2,
+        "more than one mode are set (static token, IAM password)",
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("pw"));
+}
+
+#[test]
 fn a_listen_address_in_use_is_one_line() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
