@@ -7,8 +7,9 @@ use std::time::Duration;
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use time::OffsetDateTime;
 
-use crate::client::{ApiError, ClientError};
+use crate::client::ClientError;
 use crate::credentials::{AccessKey, Credentials};
+use crate::error::ApiError;
 use crate::iam::IamSession;
 use crate::metrics::ExporterMetrics;
 use crate::sign;

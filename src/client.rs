@@ -1,145 +1,24 @@
-//! The HTTP client of the batch-query API: one request for one page, with its request id, its
-//! timeout, its self-metrics and its error typed by cause. Paging lives in `paging`.
+//! The HTTP client of the batch-query API: one page, with its request id, its credentials, a
+//! timeout that never outlasts the scrape's deadline, retries of transient failures, a cap on the
+//! body, its self-metrics and its error typed by cause. Paging lives in `paging`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Url;
 use uuid::Uuid;
 
 use crate::auth::Auth;
 use crate::config::UpstreamConfig;
+use crate::error::ApiError;
 use crate::metrics::ExporterMetrics;
 use crate::wire::{self, DecodeError, Page};
 
 /// The `api` label of this endpoint in the exporter's own metrics.
 pub const API_BATCH_QUERY: &str = "batch_query";
 
-/// Why a page could not be read. Each variant says what happened and what to try.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("page {page} (request {request_id}) timed out after {timeout:?}; raise --clouddevice.timeout or lower --clouddevice.page-size")]
-    Timeout {
-        page: u64,
-        request_id: String,
-        timeout: Duration,
-    },
-    #[error("page {page} (request {request_id}) got no answer: {reason}; check --clouddevice.endpoint, DNS, proxy settings and the network")]
-    Transport {
-        page: u64,
-        request_id: String,
-        reason: String,
-    },
-    #[error("page {page} (request {request_id}) failed with HTTP {status}{}{}", describe(.code, .message), status_hint(.code, .status))]
-    Status {
-        page: u64,
-        request_id: String,
-        status: u16,
-        code: Option<String>,
-        message: Option<String>,
-    },
-    #[error("page {page} (request {request_id}) answered HTTP {status} with API error {code}: {message}{}", hint(Some(.code.as_str()), None))]
-    Api {
-        page: u64,
-        request_id: String,
-        status: u16,
-        code: String,
-        message: String,
-    },
-    #[error("page {page} (request {request_id}) could not be decoded: {reason}; the service sent something other than the documented JSON")]
-    Decode {
-        page: u64,
-        request_id: String,
-        reason: String,
-    },
-    #[error("cannot get an IAM token: {reason}")]
-    Iam { label: String, reason: String },
-    #[error("the list needs more than --clouddevice.max-pages={max} pages at {per_page} instances a page; raise --clouddevice.max-pages or --clouddevice.page-size")]
-    TooManyPages { max: u32, per_page: u64 },
-}
-
-fn describe(code: &Option<String>, message: &Option<String>) -> String {
-    match (code, message) {
-        (Some(c), Some(m)) => format!(" and API error {c}: {m}"),
-        (Some(c), None) => format!(" and API error {c}"),
-        _ => String::new(),
-    }
-}
-
-fn status_hint(code: &Option<String>, status: &u16) -> &'static str {
-    hint(code.as_deref(), Some(*status))
-}
-
-/// What an operator can do about the errors the reference and the gateway document.
-fn hint(code: Option<&str>, status: Option<u16>) -> &'static str {
-    match (code, status) {
-        (Some("APIGW.0301" | "APIGW.0307"), _) | (_, Some(401)) => {
-            "; the token is wrong or expired: put a fresh X-Auth-Token in place"
-        }
-        (Some("KOOPHONE.API.1001"), _) | (_, Some(403)) => {
-            "; grant the IAM user koophone:cloudphoneResource:queryInstanceBatch"
-        }
-        (Some("KOOPHONE.API.1004"), _) => "; the account has not subscribed to CloudDevice",
-        (Some("KOOPHONE.API.0000"), _) => "; the tenant does not exist: check the account",
-        (Some("KOOPHONE.API.1000" | "KOOPHONE.API.5002" | "KOOPHONE.API.5004"), _) => {
-            "; check the --clouddevice.* filter flags"
-        }
-        (Some("APIGW.0308"), _) | (_, Some(429)) => {
-            "; the API is throttling: lower --clouddevice.concurrency or scrape less often"
-        }
-        (_, Some(500..=599)) | (Some("KOOPHONE.API.9999"), _) => {
-            "; the service failed: the next scrape tries again"
-        }
-        _ => "",
-    }
-}
-
-impl ApiError {
-    /// A bounded label for `clouddevice_exporter_api_errors_total{error_code}`: the API's code when it
-    /// looks like one (so a misbehaving upstream cannot blow up cardinality), else the cause.
-    pub fn label(&self) -> String {
-        match self {
-            ApiError::Timeout { .. } => "timeout".into(),
-            ApiError::Transport { .. } => "transport".into(),
-            ApiError::Status {
-                code: Some(code), ..
-            }
-            | ApiError::Api { code, .. }
-                if looks_like_code(code) =>
-            {
-                code.clone()
-            }
-            ApiError::Status { status, .. } => format!("http_{status}"),
-            ApiError::Api { .. } => "other".into(),
-            ApiError::Decode { .. } => "decode".into(),
-            ApiError::TooManyPages { .. } => "too_many_pages".into(),
-            ApiError::Iam { label, .. } => label.clone(),
-        }
-    }
-
-    /// A 401: the API refused the credentials (`APIGW.0307` expired token, `APIGW.0301` wrong one).
-    fn refused_credentials(&self) -> bool {
-        matches!(self, ApiError::Status { status: 401, .. })
-    }
-
-    fn request_id(&self) -> Option<&str> {
-        match self {
-            ApiError::Timeout { request_id, .. }
-            | ApiError::Transport { request_id, .. }
-            | ApiError::Status { request_id, .. }
-            | ApiError::Api { request_id, .. }
-            | ApiError::Decode { request_id, .. } => Some(request_id),
-            ApiError::TooManyPages { .. } | ApiError::Iam { .. } => None,
-        }
-    }
-}
-
-pub(crate) fn looks_like_code(code: &str) -> bool {
-    (1..=40).contains(&code.len())
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-}
+/// First retry delay; doubled for each further retry, with jitter.
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
 
 /// Reads single pages of the instance list.
 pub struct Client {
@@ -178,27 +57,50 @@ impl Client {
         &self.config
     }
 
-    /// Fetches one page. Every failure is counted, logged with its request id, and returned
-    /// typed. When the API refuses an IAM token, the token is renewed and the page asked for
-    /// once more (with a new request id).
-    pub async fn fetch_page(&self, page: u64) -> Result<Page, ApiError> {
-        let mut retried = false;
+    /// Fetches one page before `deadline`. Transient failures (no answer, 5xx, 429) are retried
+    /// up to `--clouddevice.max-retries` times with backoff and jitter, honouring `Retry-After`,
+    /// while the deadline leaves room; a refused IAM token is renewed and the page asked once
+    /// more. Every failed attempt is counted and logged with its request id.
+    pub async fn fetch_page(&self, page: u64, deadline: Instant) -> Result<Page, ApiError> {
+        let mut retries = 0;
+        let mut renewed = false;
         loop {
             let request_id = Uuid::new_v4().to_string();
-            let mut request = self.request(page, &request_id)?;
+            let timeout = self
+                .config
+                .timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            let mut request = self.request(page, &request_id, timeout)?;
             // Credential failures are counted and logged by the auth layer itself.
             let stamp = self.auth.authorize(&mut request).await?;
-            match self.send(request, page, &request_id).await {
+            let started = Instant::now();
+            let result = self.send(request, page, &request_id, timeout).await;
+            self.metrics
+                .observe_request(API_BATCH_QUERY, started.elapsed());
+            let error = match result {
                 Ok(page) => return Ok(page),
-                Err(error) => {
-                    self.report(&error);
-                    if !retried && error.refused_credentials() && self.auth.refused(stamp).await {
-                        retried = true;
-                        continue;
-                    }
-                    return Err(error);
+                Err(error) => error,
+            };
+            self.report(&error);
+            if !renewed && error.refused_credentials() && self.auth.refused(stamp).await {
+                renewed = true;
+                continue;
+            }
+            if retries < self.config.max_retries && error.retryable() {
+                let delay = error.retry_after().unwrap_or_else(|| backoff(retries));
+                if Instant::now() + delay < deadline {
+                    tracing::debug!(
+                        page,
+                        retry = retries + 1,
+                        delay_seconds = delay.as_secs_f64(),
+                        "retrying the page"
+                    );
+                    tokio::time::sleep(delay).await;
+                    retries += 1;
+                    continue;
                 }
             }
+            return Err(error);
         }
     }
 
@@ -206,11 +108,7 @@ impl Client {
     /// (what the provider's support asks for). Every error is reported once, where it arises.
     pub fn report(&self, error: &ApiError) {
         self.metrics.api_error(&error.label());
-        let (code, message) = match error {
-            ApiError::Status { code, message, .. } => (code.as_deref(), message.as_deref()),
-            ApiError::Api { code, message, .. } => (Some(code.as_str()), Some(message.as_str())),
-            _ => (None, None),
-        };
+        let (code, message) = error.api_code();
         tracing::warn!(
             request_id = error.request_id(),
             error_code = code,
@@ -220,7 +118,12 @@ impl Client {
         );
     }
 
-    fn request(&self, page: u64, request_id: &str) -> Result<reqwest::Request, ApiError> {
+    fn request(
+        &self,
+        page: u64,
+        request_id: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Request, ApiError> {
         let page_size = self.config.page_size.to_string();
         let page_no = page.to_string();
         self.http
@@ -232,7 +135,7 @@ impl Client {
             ])
             .query(&self.config.filters.query_pairs().collect::<Vec<_>>())
             .header("X-Request-Id", request_id)
-            .timeout(self.config.timeout)
+            .timeout(timeout)
             .build()
             .map_err(|e| ApiError::Transport {
                 page,
@@ -246,9 +149,8 @@ impl Client {
         request: reqwest::Request,
         page: u64,
         request_id: &str,
+        timeout: Duration,
     ) -> Result<Page, ApiError> {
-        let timeout = self.config.timeout;
-        let response = self.http.execute(request).await;
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
                 ApiError::Timeout {
@@ -264,7 +166,7 @@ impl Client {
                 }
             }
         };
-        let response = match response {
+        let response = match self.http.execute(request).await {
             Ok(r) => r,
             Err(e) => {
                 self.metrics.api_request(API_BATCH_QUERY, "error");
@@ -273,7 +175,23 @@ impl Client {
         };
         let status = response.status();
         self.metrics.api_request(API_BATCH_QUERY, status.as_str());
-        let body = response.bytes().await.map_err(transport)?;
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let limit = self.config.max_response_bytes;
+        let body = match read_capped(response, limit).await {
+            Ok(body) => body,
+            Err(Capped::TooLarge) => {
+                return Err(ApiError::TooLarge {
+                    page,
+                    request_id: request_id.to_string(),
+                    limit,
+                })
+            }
+            Err(Capped::Failed(e)) => return Err(transport(e)),
+        };
         if !status.is_success() {
             let (code, message) = wire::api_error(&body).unzip();
             return Err(ApiError::Status {
@@ -282,6 +200,7 @@ impl Client {
                 status: status.as_u16(),
                 code,
                 message,
+                retry_after,
             });
         }
         wire::decode_page(&body).map_err(|e| match e {
@@ -299,6 +218,56 @@ impl Client {
             },
         })
     }
+}
+
+/// Why a body could not be read whole.
+pub(crate) enum Capped {
+    TooLarge,
+    Failed(reqwest::Error),
+}
+
+/// Reads a response body chunk by chunk, giving up as soon as it passes `limit` bytes, so an
+/// oversized answer costs at most the limit in memory.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    limit: u64,
+) -> Result<Vec<u8>, Capped> {
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(Capped::TooLarge);
+    }
+    let expected = response.content_length().unwrap_or(0).min(limit);
+    let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    while let Some(chunk) = response.chunk().await.map_err(Capped::Failed)? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(Capped::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Exponential backoff with jitter: the n-th retry waits between half and all of 250 ms × 2ⁿ.
+fn backoff(retry: u32) -> Duration {
+    let full = BACKOFF_BASE * 2u32.saturating_pow(retry.min(10));
+    full.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date; at most a minute is honoured.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let delay = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let when =
+                time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822)
+                    .ok()?;
+            let seconds = (when - time::OffsetDateTime::now_utc())
+                .whole_seconds()
+                .max(0);
+            Duration::from_secs(seconds.unsigned_abs())
+        }
+    };
+    Some(delay.min(Duration::from_secs(60)))
 }
 
 /// reqwest's top-level message ("error sending request") hides the cause; show the whole chain.
@@ -325,49 +294,34 @@ pub enum ClientError {
 mod tests {
     use super::*;
 
-    fn status(code: Option<&str>, status: u16) -> ApiError {
-        ApiError::Status {
-            page: 1,
-            request_id: "r".into(),
-            status,
-            code: code.map(str::to_string),
-            message: None,
+    #[test]
+    fn backoff_doubles_with_jitter() {
+        for retry in 0..4 {
+            let full = BACKOFF_BASE * 2u32.pow(retry);
+            for _ in 0..20 {
+                let d = backoff(retry);
+                assert!(d >= full / 2 && d <= full, "{retry}: {d:?}");
+            }
         }
     }
 
     #[test]
-    fn error_labels_are_bounded() {
-        assert_eq!(status(Some("APIGW.0307"), 401).label(), "APIGW.0307");
-        assert_eq!(status(None, 502).label(), "http_502");
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("3600"), Some(Duration::from_secs(60)));
         assert_eq!(
-            status(Some("a very long and free-form error text!"), 500).label(),
-            "http_500"
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
         );
-        let api = |code: &str| ApiError::Api {
-            page: 1,
-            request_id: "r".into(),
-            status: 200,
-            code: code.into(),
-            message: String::new(),
-        };
-        assert_eq!(api("KOOPHONE.API.1001").label(), "KOOPHONE.API.1001");
-        assert_eq!(api("{\"x\": 1}").label(), "other");
-    }
-
-    #[test]
-    fn messages_say_what_to_do() {
-        let text = status(Some("APIGW.0307"), 401).to_string();
-        assert!(text.contains("HTTP 401 and API error APIGW.0307"), "{text}");
-        assert!(text.contains("fresh X-Auth-Token"), "{text}");
-        let text = ApiError::Api {
-            page: 3,
-            request_id: "rid".into(),
-            status: 200,
-            code: "KOOPHONE.API.1001".into(),
-            message: "Insufficient instance permissions.".into(),
-        }
-        .to_string();
-        assert!(text.contains("page 3 (request rid)"), "{text}");
-        assert!(text.contains("queryInstanceBatch"), "{text}");
+        let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(30);
+        let text = soon
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap();
+        let parsed = parse_retry_after(&text).unwrap();
+        assert!(
+            parsed >= Duration::from_secs(28) && parsed <= Duration::from_secs(30),
+            "{parsed:?}"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
     }
 }

@@ -87,6 +87,35 @@ pub struct ExporterArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_pages: u32,
 
+    /// Retries of a page after a transport error, a 5xx or a 429, within the scrape's deadline.
+    #[arg(long = "clouddevice.max-retries", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_RETRIES", default_value_t = 2, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub max_retries: u32,
+
+    /// Largest response body read from the API, in bytes; a larger one fails the scrape.
+    #[arg(long = "clouddevice.max-response-bytes", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_RESPONSE_BYTES", default_value_t = 32 << 20,
+          value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_response_bytes: u64,
+
+    /// Scrape timeout when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds header.
+    #[arg(long = "scrape.timeout", env = "CLOUDDEVICE_EXPORTER_SCRAPE_TIMEOUT", default_value = "10s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub scrape_timeout: Duration,
+
+    /// Serve a scrape from the last successful collection if it is younger than this (0s = never).
+    #[arg(long = "scrape.min-interval", env = "CLOUDDEVICE_EXPORTER_SCRAPE_MIN_INTERVAL", default_value = "0s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub min_interval: Duration,
+
+    /// Most /metrics requests served at once; more get 503 (0 = no limit).
+    #[arg(
+        long = "web.max-requests",
+        env = "CLOUDDEVICE_EXPORTER_WEB_MAX_REQUESTS",
+        default_value_t = 40,
+        value_name = "N"
+    )]
+    pub max_requests: u32,
+
     /// Optional filter on the resource pool scenario.
     #[arg(
         long = "clouddevice.pool-scene-tag",
@@ -378,6 +407,8 @@ pub struct UpstreamConfig {
     pub concurrency: usize,
     pub timeout: Duration,
     pub max_pages: u32,
+    pub max_retries: u32,
+    pub max_response_bytes: u64,
     pub filters: Filters,
 }
 
@@ -387,6 +418,12 @@ pub struct Config {
     pub listen_address: String,
     pub telemetry_path: String,
     pub instance_metrics: bool,
+    /// Used when the scraper does not send its timeout.
+    pub scrape_timeout: Duration,
+    /// Reuse window of a successful collection; zero turns it off.
+    pub min_interval: Duration,
+    /// Most concurrent /metrics requests; zero means no limit.
+    pub max_requests: u32,
     /// Under `--demo` the endpoint is replaced by the in-process simulator's once it listens.
     pub upstream: UpstreamConfig,
     pub demo: bool,
@@ -437,6 +474,9 @@ impl ExporterArgs {
             listen_address,
             telemetry_path,
             instance_metrics: self.instance_metrics,
+            scrape_timeout: self.scrape_timeout,
+            min_interval: self.min_interval,
+            max_requests: self.max_requests,
             upstream: UpstreamConfig {
                 endpoint,
                 credentials,
@@ -444,6 +484,8 @@ impl ExporterArgs {
                 concurrency: self.concurrency as usize,
                 timeout: self.timeout,
                 max_pages: self.max_pages,
+                max_retries: self.max_retries,
+                max_response_bytes: self.max_response_bytes,
                 filters: Filters {
                     pool_scene_tag: self.pool_scene_tag,
                     instance_id: self.instance_id,

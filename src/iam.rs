@@ -11,8 +11,9 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::client::ApiError;
+use crate::client::{read_capped, Capped};
 use crate::credentials::{IamCredentials, ProjectScope};
+use crate::error::ApiError;
 use crate::metrics::ExporterMetrics;
 use crate::secret::Secret;
 
@@ -24,6 +25,8 @@ pub const API_IAM_TOKEN: &str = "iam_token";
 const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 /// After a failed renewal while the old token still works, IAM is asked again at most this often.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// IAM's token answers are a few kilobytes (up to some hundreds with a service catalog).
+const MAX_ANSWER_BYTES: u64 = 4 << 20;
 /// Tokens live 24 hours; assumed when IAM's answer does not say.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
@@ -178,6 +181,14 @@ impl IamSession {
     }
 
     async fn fetch(&self) -> Result<Token, ApiError> {
+        let started = Instant::now();
+        let result = self.fetch_once().await;
+        self.metrics
+            .observe_request(API_IAM_TOKEN, started.elapsed());
+        result
+    }
+
+    async fn fetch_once(&self) -> Result<Token, ApiError> {
         let fetched_at = SystemTime::now();
         let iam_error = |label: String, reason: String| ApiError::Iam { label, reason };
         let response = self
@@ -206,10 +217,17 @@ impl IamSession {
         let status = response.status();
         self.metrics.api_request(API_IAM_TOKEN, status.as_str());
         let subject = response.headers().get("x-subject-token").cloned();
-        let body = response
-            .bytes()
+        let body = read_capped(response, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| iam_error("iam_transport".into(), format!("reading the answer: {e}")))?;
+            .map_err(|e| match e {
+                Capped::TooLarge => iam_error(
+                    "iam_too_large".into(),
+                    format!("the answer passed {MAX_ANSWER_BYTES} bytes"),
+                ),
+                Capped::Failed(e) => {
+                    iam_error("iam_transport".into(), format!("reading the answer: {e}"))
+                }
+            })?;
         if !status.is_success() {
             let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
             let (code, message) = match parsed.error {
@@ -222,7 +240,7 @@ impl IamSession {
             };
             let label = code
                 .clone()
-                .filter(|c| crate::client::looks_like_code(c) && c.contains('.'))
+                .filter(|c| crate::error::looks_like_code(c) && c.contains('.'))
                 .unwrap_or_else(|| format!("iam_http_{}", status.as_u16()));
             let mut reason = format!("IAM answered HTTP {}", status.as_u16());
             if let Some(code) = code {

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod credentials;
+pub mod error;
 pub mod fleet;
 pub mod iam;
 pub mod logging;

@@ -3,7 +3,9 @@
 
 use prometheus::core::Collector;
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::fleet::{Dimension, Fleet, Instance, UNDOCUMENTED};
 
@@ -13,6 +15,7 @@ pub struct ExporterMetrics {
     api_requests: IntCounterVec,
     api_errors: IntCounterVec,
     token_expiry: GaugeVec,
+    request_duration: HistogramVec,
 }
 
 impl ExporterMetrics {
@@ -54,6 +57,15 @@ impl ExporterMetrics {
             ),
             &[],
         )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "clouddevice_exporter_api_request_duration_seconds",
+                "Time from sending a request to the CloudDevice APIs to having its whole answer, by API.",
+            )
+            .buckets(vec![0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["api"],
+        )?;
+        registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(token_expiry.clone()))?;
         registry.register(Box::new(api_errors.clone()))?;
@@ -64,6 +76,7 @@ impl ExporterMetrics {
             api_requests,
             api_errors,
             token_expiry,
+            request_duration,
         })
     }
 
@@ -73,6 +86,12 @@ impl ExporterMetrics {
 
     pub fn api_error(&self, error_code: &str) {
         self.api_errors.with_label_values(&[error_code]).inc();
+    }
+
+    pub fn observe_request(&self, api: &str, duration: std::time::Duration) {
+        self.request_duration
+            .with_label_values(&[api])
+            .observe(duration.as_secs_f64());
     }
 
     pub fn set_token_expiry(&self, unix_seconds: f64) {
@@ -104,6 +123,10 @@ pub struct Scrape<'a> {
     pub fleet: Option<&'a Fleet>,
     pub duration_seconds: f64,
     pub instance_metrics: bool,
+    /// Set when a scrape may be served from an earlier collection (`--scrape.min-interval`).
+    pub cached_for: Option<std::time::Duration>,
+    /// When the data last read successfully was collected.
+    pub last_success: Option<std::time::SystemTime>,
 }
 
 /// Builds the families of one scrape. Without a fleet, only `clouddevice_up 0` and the duration:
@@ -121,10 +144,32 @@ pub fn scrape_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
             vec![gauge(&[], scrape.duration_seconds)],
         ),
     ];
+    if let Some(at) = scrape.last_success {
+        let seconds = at
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        families.push(family(
+            "clouddevice_exporter_last_collection_timestamp_seconds",
+            "When the last successful read of the instance list finished, as Unix seconds.",
+            vec![gauge(&[], seconds)],
+        ));
+    }
     if let Some(fleet) = scrape.fleet {
+        let start = families.len();
         aggregate_families(fleet, &mut families);
         if scrape.instance_metrics {
             instance_families(fleet, &mut families);
+        }
+        // The exporter guidelines ask that cached values say so where they are described.
+        if let Some(window) = scrape.cached_for {
+            for family in &mut families[start..] {
+                let help = format!(
+                    "{} May come from a collection up to {}s old (--scrape.min-interval).",
+                    family.help(),
+                    window.as_secs_f64()
+                );
+                family.set_help(help);
+            }
         }
     }
     families
@@ -287,6 +332,8 @@ mod tests {
             fleet,
             duration_seconds: 0.25,
             instance_metrics,
+            cached_for: None,
+            last_success: None,
         }))
         .unwrap()
     }

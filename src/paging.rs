@@ -1,72 +1,101 @@
 //! Reads the whole instance list: page 1 first, then the remaining pages concurrently, into one
-//! [`Fleet`] snapshot. Any failed page fails the whole read: partial counts would fire false alerts.
+//! [`Fleet`] snapshot, and checks that the pages fit together. Any failed page fails the whole
+//! read: partial counts would fire false alerts.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use crate::client::{ApiError, Client};
+use crate::client::Client;
+use crate::error::ApiError;
 use crate::fleet::{Fleet, Instance};
 
-/// Reads every page of the list and returns each instance once.
-///
-/// The page size is what page 1 actually held, not what was asked for: the service may cap it.
-/// With `total_count` the number of pages is known; without it, paging ends at the first short
-/// page. Either way an empty page ends the list early.
-pub async fn collect_fleet(client: &Client) -> Result<Fleet, ApiError> {
+/// Reads the list before `deadline`. A list that changed while it was paged (its `total_count`
+/// moved between pages, or the pages overlap or leave a gap) is read once more; if the second
+/// read does not fit together either, the scrape fails with `list_changed` rather than export a
+/// count that is silently wrong.
+pub async fn collect_fleet(client: &Client, deadline: Instant) -> Result<Fleet, ApiError> {
+    let reason = match read_list(client, deadline).await? {
+        Read::Whole(fleet) => return Ok(fleet),
+        Read::Changed(reason) => reason,
+    };
+    tracing::info!(
+        reason,
+        "the list changed while it was paged; reading it again"
+    );
+    match read_list(client, deadline).await? {
+        Read::Whole(fleet) => Ok(fleet),
+        Read::Changed(reason) => {
+            let error = ApiError::ListChanged { reason };
+            client.report(&error);
+            Err(error)
+        }
+    }
+}
+
+enum Read {
+    /// Every instance, each once.
+    Whole(Fleet),
+    /// The pages did not fit together; why.
+    Changed(String),
+}
+
+/// One pass over the list. The page size is what page 1 actually held, not what was asked for:
+/// the service may cap it. With `total_count` the number of pages is known; without it, paging
+/// ends at the first short page. Either way an empty page ends the list early.
+async fn read_list(client: &Client, deadline: Instant) -> Result<Read, ApiError> {
     let config = client.config();
     let max_pages = u64::from(config.max_pages);
-    let first = client.fetch_page(1).await?;
+    let first = client.fetch_page(1, deadline).await?;
     let total = first.total_count;
     let per_page = first.instances.len() as u64;
-    let done_after_first = per_page == 0 || total.is_some_and(|t| per_page >= t);
-    if done_after_first {
-        let mut fleet = Fleet::with_capacity(first.instances.len());
-        first.instances.into_iter().for_each(|i| {
-            fleet.insert(i);
-        });
-        return Ok(fleet);
-    }
-
-    let known_last = total.map(|t| t.div_ceil(per_page));
-    let too_many = ApiError::TooManyPages {
-        max: config.max_pages,
-        per_page,
-    };
-    if known_last.is_some_and(|last| last > max_pages) {
-        client.report(&too_many);
-        return Err(too_many);
-    }
-    // Inclusive; lowered when a page shows the list ends sooner.
-    let mut last = known_last.unwrap_or(max_pages);
     let mut pages: BTreeMap<u64, Vec<Instance>> = BTreeMap::new();
+    let mut totals_seen = vec![total];
     pages.insert(1, first.instances);
-    let mut next = 2;
-    let mut in_flight = FuturesUnordered::new();
-    loop {
-        while in_flight.len() < config.concurrency && next <= last {
-            let page_no = next;
-            in_flight.push(async move { (page_no, client.fetch_page(page_no).await) });
-            next += 1;
-        }
-        let Some((page_no, result)) = in_flight.next().await else {
-            break;
+
+    let done_after_first = per_page == 0 || total.is_some_and(|t| per_page >= t);
+    if !done_after_first {
+        let too_many = ApiError::TooManyPages {
+            max: config.max_pages,
+            per_page,
         };
-        // Returning drops the pages still in flight, which cancels their requests.
-        let page = result?;
-        let len = page.instances.len() as u64;
-        if len == 0 || (total.is_none() && len < per_page) {
-            let end = if len == 0 { page_no - 1 } else { page_no };
-            last = last.min(end);
+        let known_last = total.map(|t| t.div_ceil(per_page));
+        if known_last.is_some_and(|last| last > max_pages) {
+            client.report(&too_many);
+            return Err(too_many);
         }
-        pages.insert(page_no, page.instances);
-    }
-    let ended_at_limit = pages
-        .get(&max_pages)
-        .is_some_and(|p| p.len() as u64 == per_page);
-    if total.is_none() && last == max_pages && ended_at_limit {
-        client.report(&too_many);
-        return Err(too_many);
+        // Inclusive; lowered when a page shows the list ends sooner.
+        let mut last = known_last.unwrap_or(max_pages);
+        let mut next = 2;
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < config.concurrency && next <= last {
+                let page_no = next;
+                in_flight
+                    .push(async move { (page_no, client.fetch_page(page_no, deadline).await) });
+                next += 1;
+            }
+            let Some((page_no, result)) = in_flight.next().await else {
+                break;
+            };
+            // Returning drops the pages still in flight, which cancels their requests.
+            let page = result?;
+            let len = page.instances.len() as u64;
+            if len == 0 || (total.is_none() && len < per_page) {
+                let end = if len == 0 { page_no - 1 } else { page_no };
+                last = last.min(end);
+            }
+            totals_seen.push(page.total_count);
+            pages.insert(page_no, page.instances);
+        }
+        let ended_at_limit = pages
+            .get(&max_pages)
+            .is_some_and(|p| p.len() as u64 == per_page);
+        if total.is_none() && last == max_pages && ended_at_limit {
+            client.report(&too_many);
+            return Err(too_many);
+        }
     }
 
     // Sized from what arrived, never from total_count: an upstream's number is not to be trusted
@@ -87,12 +116,17 @@ pub async fn collect_fleet(client: &Client) -> Result<Fleet, ApiError> {
             "instances seen on more than one page were counted once"
         );
     }
-    if let Some(total) = total.filter(|t| *t != fleet.len() as u64) {
-        tracing::warn!(
-            total_count = total,
-            instances = fleet.len(),
-            "the list held a different number of instances than its total_count said; it may have changed while it was paged"
-        );
+    if let Some(moved) = totals_seen.iter().flatten().find(|t| Some(**t) != total) {
+        return Ok(Read::Changed(format!(
+            "total_count went from {} to {moved} between pages",
+            total.unwrap_or_default()
+        )));
     }
-    Ok(fleet)
+    if let Some(total) = total.filter(|t| *t != fleet.len() as u64) {
+        return Ok(Read::Changed(format!(
+            "the pages held {} distinct instances, total_count says {total}",
+            fleet.len()
+        )));
+    }
+    Ok(Read::Whole(fleet))
 }

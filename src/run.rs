@@ -84,8 +84,18 @@ pub async fn exporter(mut config: Config) -> Result<(), RunError> {
 pub fn build_app(config: &Config) -> Result<axum::Router, RunError> {
     let metrics = Arc::new(ExporterMetrics::new()?);
     let client = Client::new(config.upstream.clone(), metrics.clone())?;
-    let exporter = Arc::new(Exporter::new(client, metrics, config.instance_metrics));
-    Ok(server::app(exporter, &config.telemetry_path))
+    let exporter = Arc::new(Exporter::new(
+        client,
+        metrics,
+        config.instance_metrics,
+        config.min_interval,
+    ));
+    let web = server::WebOptions {
+        telemetry_path: config.telemetry_path.clone(),
+        scrape_timeout: config.scrape_timeout,
+        max_requests: config.max_requests,
+    };
+    Ok(server::app(exporter, &web))
 }
 
 /// `clouddevice_exporter simulate`.

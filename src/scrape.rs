@@ -1,12 +1,30 @@
-//! One scrape, start to end: read the fleet, time it, turn it into families, encode. Also keeps
-//! what the landing page shows of the last collection. Knows nothing of HTTP.
+//! One scrape, start to end: get a collection of the fleet (start one, join the one already
+//! running, or reuse a recent one), within the scrape's deadline; turn it into families; encode.
+//! Also keeps what the landing page shows of the last collection. Knows nothing of HTTP.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
 
 use crate::client::Client;
+use crate::error::ApiError;
+use crate::fleet::Fleet;
 use crate::metrics::{self, ExporterMetrics, Scrape};
 use crate::paging;
+
+/// How long before the scraper's own timeout the answer is sent, so that a slow API costs an
+/// `up 0`, not a failed scrape with a gap in every series.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+
+/// One read of the list, shared by every scrape that waited for it.
+pub struct Collection {
+    /// The fleet, or why it could not be read (already counted and logged where it arose).
+    pub fleet: Result<Fleet, String>,
+    pub duration: Duration,
+    pub finished: Instant,
+    pub finished_at: SystemTime,
+}
 
 /// What the landing page reports of the most recent collection.
 #[derive(Debug, Clone)]
@@ -17,65 +35,172 @@ pub struct LastCollection {
     pub outcome: Result<usize, String>,
 }
 
+type Running = Shared<BoxFuture<'static, Arc<Collection>>>;
+
+#[derive(Default)]
+struct State {
+    running: Option<Running>,
+    last_success: Option<Arc<Collection>>,
+    last: Option<LastCollection>,
+}
+
 pub struct Exporter {
-    client: Client,
+    client: Arc<Client>,
     metrics: Arc<ExporterMetrics>,
     instance_metrics: bool,
-    last: Mutex<Option<LastCollection>>,
+    min_interval: Duration,
+    state: Arc<Mutex<State>>,
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // A poisoned lock only means another scrape panicked mid-write; the value is still usable.
+    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Exporter {
-    pub fn new(client: Client, metrics: Arc<ExporterMetrics>, instance_metrics: bool) -> Self {
+    pub fn new(
+        client: Client,
+        metrics: Arc<ExporterMetrics>,
+        instance_metrics: bool,
+        min_interval: Duration,
+    ) -> Self {
         Exporter {
-            client,
+            client: Arc::new(client),
             metrics,
             instance_metrics,
-            last: Mutex::new(None),
+            min_interval,
+            state: Arc::new(Mutex::new(State::default())),
         }
     }
 
-    /// Reads the whole list and renders the exposition. A failed read is not an error here: it
-    /// is `clouddevice_up 0` in the text, and the exporter's own metrics still come with it.
-    pub async fn scrape(&self) -> Result<String, prometheus::Error> {
-        let start = Instant::now();
-        let result = paging::collect_fleet(&self.client).await;
-        let duration_seconds = start.elapsed().as_secs_f64();
-        let outcome = match &result {
-            Ok(fleet) => {
-                tracing::debug!(
-                    instances = fleet.len(),
-                    duration_seconds,
-                    "collection finished"
-                );
-                Ok(fleet.len())
-            }
-            Err(error) => {
-                tracing::error!(%error, duration_seconds, "collection failed; reporting clouddevice_up 0");
-                Err(error.to_string())
-            }
+    /// Answers a scrape whose scraper gives up after `timeout`. A failed or late collection is
+    /// not an error here: it is `clouddevice_up 0` in the text, with the exporter's own metrics.
+    pub async fn scrape(&self, timeout: Duration) -> Result<String, prometheus::Error> {
+        let started = Instant::now();
+        let budget = timeout.saturating_sub(DEADLINE_MARGIN.min(timeout / 4));
+        let deadline = started + budget;
+        let collection = self.collection(deadline, budget).await;
+        let fleet = collection.as_ref().and_then(|c| c.fleet.as_ref().ok());
+        let last_success = match collection.as_ref().filter(|c| c.fleet.is_ok()) {
+            Some(c) => Some(c.finished_at),
+            None => lock(&self.state)
+                .last_success
+                .as_ref()
+                .map(|c| c.finished_at),
         };
         let mut families = metrics::scrape_families(&Scrape {
-            fleet: result.as_ref().ok(),
-            duration_seconds,
+            fleet,
+            duration_seconds: started.elapsed().as_secs_f64(),
             instance_metrics: self.instance_metrics,
+            cached_for: (!self.min_interval.is_zero()).then_some(self.min_interval),
+            last_success,
         });
-        drop(result);
+        drop(collection);
         families.extend(self.metrics.gather());
-        self.record(LastCollection {
-            finished: SystemTime::now(),
-            duration_seconds,
-            outcome,
-        });
         metrics::encode(families)
     }
 
-    fn record(&self, last: LastCollection) {
-        // A poisoned lock only means another scrape panicked mid-write; the value is still usable.
-        let mut slot = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        *slot = Some(last);
+    /// The collection this scrape reports: a recent successful one within `--scrape.min-interval`,
+    /// else the one in progress, else a new one. `None` when the deadline passes first.
+    async fn collection(&self, deadline: Instant, budget: Duration) -> Option<Arc<Collection>> {
+        let running = {
+            let mut state = lock(&self.state);
+            let recent = state.last_success.as_ref().filter(|c| {
+                !self.min_interval.is_zero() && c.finished.elapsed() < self.min_interval
+            });
+            if let Some(recent) = recent {
+                return Some(recent.clone());
+            }
+            match &state.running {
+                Some(running) => running.clone(),
+                None => {
+                    let running = self.start_collection(deadline, budget);
+                    state.running = Some(running.clone());
+                    running
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline.into(), running).await {
+            Ok(collection) => Some(collection),
+            Err(_) => {
+                // Joined a collection that started with a later deadline than this scrape has.
+                let error = ApiError::Deadline { budget };
+                self.client.report(&error);
+                None
+            }
+        }
+    }
+
+    /// Starts a collection in its own task, so that it finishes (within its deadline) and is
+    /// shared even if the scrape that started it goes away.
+    fn start_collection(&self, deadline: Instant, budget: Duration) -> Running {
+        let client = self.client.clone();
+        let state = self.state.clone();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let read =
+                tokio::time::timeout_at(deadline.into(), paging::collect_fleet(&client, deadline));
+            let result = match read.await {
+                Ok(result) => result,
+                Err(_) => {
+                    let error = ApiError::Deadline { budget };
+                    client.report(&error);
+                    Err(error)
+                }
+            };
+            let duration = started.elapsed();
+            let outcome = match &result {
+                Ok(fleet) => {
+                    tracing::debug!(
+                        instances = fleet.len(),
+                        duration_seconds = duration.as_secs_f64(),
+                        "collection finished"
+                    );
+                    Ok(fleet.len())
+                }
+                Err(error) => {
+                    tracing::error!(%error, duration_seconds = duration.as_secs_f64(), "collection failed; reporting clouddevice_up 0");
+                    Err(error.to_string())
+                }
+            };
+            let collection = Arc::new(Collection {
+                fleet: result.map_err(|e| e.to_string()),
+                duration,
+                finished: Instant::now(),
+                finished_at: SystemTime::now(),
+            });
+            let mut state = lock(&state);
+            state.running = None;
+            if collection.fleet.is_ok() {
+                state.last_success = Some(collection.clone());
+            }
+            state.last = Some(LastCollection {
+                finished: collection.finished_at,
+                duration_seconds: duration.as_secs_f64(),
+                outcome,
+            });
+            collection
+        });
+        let state = self.state.clone();
+        async move {
+            task.await.unwrap_or_else(|e| {
+                // Only a panic in the collection gets here; keep serving, and let the next
+                // scrape start afresh.
+                lock(&state).running = None;
+                tracing::error!(error = %e, "the collection task failed");
+                Arc::new(Collection {
+                    fleet: Err(format!("the collection task failed: {e}")),
+                    duration: Duration::ZERO,
+                    finished: Instant::now(),
+                    finished_at: SystemTime::now(),
+                })
+            })
+        }
+        .boxed()
+        .shared()
     }
 
     pub fn last_collection(&self) -> Option<LastCollection> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.state).last.clone()
     }
 }

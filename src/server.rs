@@ -3,34 +3,53 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower_http::compression::CompressionLayer;
 
 use crate::scrape::Exporter;
+
+/// What the HTTP side needs to know of the configuration.
+pub struct WebOptions {
+    pub telemetry_path: String,
+    /// Used when the scraper does not send `X-Prometheus-Scrape-Timeout-Seconds`.
+    pub scrape_timeout: Duration,
+    /// Most /metrics requests served at once; zero for no limit.
+    pub max_requests: u32,
+}
 
 #[derive(Clone)]
 struct AppState {
     exporter: Arc<Exporter>,
     telemetry_path: Arc<str>,
+    scrape_timeout: Duration,
+    /// `None` when unlimited.
+    slots: Option<Arc<Semaphore>>,
+    max_requests: u32,
 }
 
 /// The router, without a socket, so tests can drive it directly.
-pub fn app(exporter: Arc<Exporter>, telemetry_path: &str) -> Router {
+pub fn app(exporter: Arc<Exporter>, options: &WebOptions) -> Router {
     let state = AppState {
         exporter,
-        telemetry_path: telemetry_path.into(),
+        telemetry_path: options.telemetry_path.as_str().into(),
+        scrape_timeout: options.scrape_timeout,
+        slots: (options.max_requests > 0)
+            .then(|| Arc::new(Semaphore::new(options.max_requests as usize))),
+        max_requests: options.max_requests,
     };
     Router::new()
         .route("/", get(landing))
-        .route(telemetry_path, get(metrics))
+        .route(&options.telemetry_path, get(metrics))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(|| async { "Ready\n" }))
         .layer(
@@ -78,8 +97,38 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 's
     })
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    match state.exporter.scrape().await {
+/// The scraper's timeout: Prometheus sends it with every scrape.
+fn scrape_timeout(headers: &HeaderMap, fallback: Duration) -> Duration {
+    headers
+        .get("x-prometheus-scrape-timeout-seconds")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(3600.0)))
+        .unwrap_or(fallback)
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    // Held until the answer is built: the scrapes beyond the limit are turned away, not queued.
+    let _slot = match &state.slots {
+        Some(slots) => match slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) => {
+                tracing::warn!(
+                    max_requests = state.max_requests,
+                    "too many concurrent scrapes; answering 503"
+                );
+                let text = format!(
+                    "too many concurrent scrapes (--web.max-requests={}); scrape less often or raise the limit\n",
+                    state.max_requests
+                );
+                return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+            }
+        },
+        None => None,
+    };
+    let timeout = scrape_timeout(&headers, state.scrape_timeout);
+    match state.exporter.scrape(timeout).await {
         Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode metrics");

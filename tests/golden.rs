@@ -24,11 +24,34 @@ fn golden_fleet() -> SimConfig {
     }
 }
 
-/// Removes what differs between runs and machines: process metrics, the scrape's duration, the
-/// build's revision and compiler.
+/// Removes what differs between runs and machines: process metrics, durations and times, the
+/// build's revision and compiler. Latency buckets all get the request count, which keeps them
+/// valid (cumulative) and keeps the count itself compared.
 fn normalize(text: &str) -> String {
+    const LATENCY: &str = "clouddevice_exporter_api_request_duration_seconds";
+    let count_of = |api_labels: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{LATENCY}_count{{{api_labels}}} ")))
+            .unwrap_or("0")
+            .to_string()
+    };
     let mut out = String::new();
     for line in text.lines() {
+        if let Some(rest) = line.strip_prefix(&format!("{LATENCY}_bucket{{")) {
+            let (labels, _) = rest.rsplit_once(' ').unwrap();
+            let api = labels.split(',').find(|l| l.starts_with("api=")).unwrap();
+            out.push_str(&format!("{LATENCY}_bucket{{{labels} {}\n", count_of(api)));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix(&format!("{LATENCY}_sum")) {
+            let (labels, _) = rest.rsplit_once(' ').unwrap();
+            out.push_str(&format!("{LATENCY}_sum{labels} 0\n"));
+            continue;
+        }
+        if line.starts_with("clouddevice_exporter_last_collection_timestamp_seconds ") {
+            out.push_str("clouddevice_exporter_last_collection_timestamp_seconds 0\n");
+            continue;
+        }
         if line.starts_with("process_")
             || line.starts_with("# HELP process_")
             || line.starts_with("# TYPE process_")

@@ -81,8 +81,9 @@ async fn every_request_carries_a_fresh_request_id_the_token_and_the_filters() {
 #[tokio::test]
 async fn an_instance_on_two_pages_counts_once() {
     let server = MockServer::start().await;
-    serve_page(&server, 1, page(&["a", "b"], 2, Some(4))).await;
-    serve_page(&server, 2, page(&["b", "c"], 2, Some(4))).await;
+    // total_count 3 at 2 a page: page 2 repeats b, but every instance is there.
+    serve_page(&server, 1, page(&["a", "b"], 2, Some(3))).await;
+    serve_page(&server, 2, page(&["b", "c"], 2, Some(3))).await;
     let exporter = TestExporter::start(&server.uri(), &["--clouddevice.page-size", "2"]).await;
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 1.0);
@@ -91,7 +92,28 @@ async fn an_instance_on_two_pages_counts_once() {
 }
 
 #[tokio::test]
-async fn an_empty_page_ends_the_list() {
+async fn overlapping_pages_that_leave_a_gap_are_read_again_then_refused() {
+    let server = MockServer::start().await;
+    // total_count 4, but the pages hold only 3 distinct instances: one was missed.
+    serve_page(&server, 1, page(&["a", "b"], 2, Some(4))).await;
+    serve_page(&server, 2, page(&["b", "c"], 2, Some(4))).await;
+    let exporter = TestExporter::start(&server.uri(), &["--clouddevice.page-size", "2"]).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 0.0);
+    assert!(m.samples("clouddevice_instances").is_empty());
+    assert_eq!(
+        m.value(r#"clouddevice_exporter_api_errors_total{error_code="list_changed"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        4,
+        "read twice"
+    );
+}
+
+#[tokio::test]
+async fn an_early_empty_page_ends_the_list_and_is_a_list_change() {
     let server = MockServer::start().await;
     serve_page(&server, 1, page(&["a", "b"], 2, Some(10))).await;
     // Every later page is empty: the list shrank after total_count was computed.
@@ -112,10 +134,14 @@ async fn an_empty_page_ends_the_list() {
     )
     .await;
     let m = exporter.scrape().await;
-    assert_eq!(m.up(), 1.0);
-    assert_eq!(m.sum("clouddevice_instances"), 2.0);
-    // With one request in flight, nothing is asked after the empty page 2.
-    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    // Two instances where total_count promised ten: not exported as if complete.
+    assert_eq!(m.up(), 0.0);
+    assert_eq!(
+        m.value(r#"clouddevice_exporter_api_errors_total{error_code="list_changed"}"#),
+        Some(1.0)
+    );
+    // With one request in flight, nothing is asked after the empty page 2, in either pass.
+    assert_eq!(server.received_requests().await.unwrap().len(), 4);
 }
 
 #[tokio::test]
@@ -204,6 +230,7 @@ async fn a_non_json_error_page_from_a_proxy_is_counted_by_status() {
     assert_eq!(m.up(), 0.0);
     assert_eq!(
         m.value(r#"clouddevice_exporter_api_errors_total{error_code="http_502"}"#),
-        Some(1.0)
+        Some(3.0),
+        "a 502 is tried three times"
     );
 }

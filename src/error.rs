@@ -1,0 +1,257 @@
+//! What can go wrong reading the fleet, phrased for the operator who has to act on it, with a
+//! bounded label for `clouddevice_exporter_api_errors_total` and the retry policy of each cause.
+
+use std::time::Duration;
+
+/// Why a page, or a whole read of the list, failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("page {page} (request {request_id}) timed out after {timeout:?}; raise --clouddevice.timeout or lower --clouddevice.page-size")]
+    Timeout {
+        page: u64,
+        request_id: String,
+        timeout: Duration,
+    },
+    #[error("page {page} (request {request_id}) got no answer: {reason}; check --clouddevice.endpoint, DNS, proxy settings and the network")]
+    Transport {
+        page: u64,
+        request_id: String,
+        reason: String,
+    },
+    #[error("page {page} (request {request_id}) failed with HTTP {status}{}{}", describe(.code, .message), status_hint(.code, .status))]
+    Status {
+        page: u64,
+        request_id: String,
+        status: u16,
+        code: Option<String>,
+        message: Option<String>,
+        /// What the service asked for in `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    #[error("page {page} (request {request_id}) answered HTTP {status} with API error {code}: {message}{}", hint(Some(.code.as_str()), None))]
+    Api {
+        page: u64,
+        request_id: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("page {page} (request {request_id}) could not be decoded: {reason}; the service sent something other than the documented JSON")]
+    Decode {
+        page: u64,
+        request_id: String,
+        reason: String,
+    },
+    #[error("page {page} (request {request_id}) sent more than --clouddevice.max-response-bytes={limit} bytes; raise the limit or lower --clouddevice.page-size")]
+    TooLarge {
+        page: u64,
+        request_id: String,
+        limit: u64,
+    },
+    #[error("cannot get an IAM token: {reason}")]
+    Iam { label: String, reason: String },
+    #[error("the list needs more than --clouddevice.max-pages={max} pages at {per_page} instances a page; raise --clouddevice.max-pages or --clouddevice.page-size")]
+    TooManyPages { max: u32, per_page: u64 },
+    #[error("the list changed while it was paged, twice in a row ({reason}); the next scrape reads it again")]
+    ListChanged { reason: String },
+    #[error("the scrape's deadline of {budget:?} passed before every page was read; raise the scrape timeout or --clouddevice.concurrency")]
+    Deadline { budget: Duration },
+}
+
+fn describe(code: &Option<String>, message: &Option<String>) -> String {
+    match (code, message) {
+        (Some(c), Some(m)) => format!(" and API error {c}: {m}"),
+        (Some(c), None) => format!(" and API error {c}"),
+        _ => String::new(),
+    }
+}
+
+fn status_hint(code: &Option<String>, status: &u16) -> &'static str {
+    hint(code.as_deref(), Some(*status))
+}
+
+/// What an operator can do about the errors the reference and the gateway document.
+fn hint(code: Option<&str>, status: Option<u16>) -> &'static str {
+    match (code, status) {
+        (Some("APIGW.0301" | "APIGW.0307"), _) | (_, Some(401)) => {
+            "; the credentials are wrong or expired: check the token, password or key pair"
+        }
+        (Some("KOOPHONE.API.1001"), _) | (_, Some(403)) => {
+            "; grant the IAM user koophone:cloudphoneResource:queryInstanceBatch"
+        }
+        (Some("KOOPHONE.API.1004"), _) => "; the account has not subscribed to CloudDevice",
+        (Some("KOOPHONE.API.0000"), _) => "; the tenant does not exist: check the account",
+        (Some("KOOPHONE.API.1000" | "KOOPHONE.API.5002" | "KOOPHONE.API.5004"), _) => {
+            "; check the --clouddevice.* filter flags"
+        }
+        (Some("APIGW.0308"), _) | (_, Some(429)) => {
+            "; the API is throttling: lower --clouddevice.concurrency or scrape less often"
+        }
+        (_, Some(500..=599)) | (Some("KOOPHONE.API.9999"), _) => {
+            "; the service failed: the next scrape tries again"
+        }
+        _ => "",
+    }
+}
+
+impl ApiError {
+    /// A bounded label for `clouddevice_exporter_api_errors_total{error_code}`: the API's code when
+    /// it looks like one (so a misbehaving upstream cannot blow up cardinality), else the cause.
+    pub fn label(&self) -> String {
+        match self {
+            ApiError::Timeout { .. } | ApiError::Deadline { .. } => "timeout".into(),
+            ApiError::Transport { .. } => "transport".into(),
+            ApiError::Status { status: 429, .. } => "throttled".into(),
+            ApiError::Api { code, .. } if code == "APIGW.0308" => "throttled".into(),
+            ApiError::Status {
+                code: Some(code), ..
+            }
+            | ApiError::Api { code, .. }
+                if looks_like_code(code) =>
+            {
+                code.clone()
+            }
+            ApiError::Status { status, .. } => format!("http_{status}"),
+            ApiError::Api { .. } => "other".into(),
+            ApiError::Decode { .. } => "decode".into(),
+            ApiError::TooLarge { .. } => "too_large".into(),
+            ApiError::TooManyPages { .. } => "too_many_pages".into(),
+            ApiError::ListChanged { .. } => "list_changed".into(),
+            ApiError::Iam { label, .. } => label.clone(),
+        }
+    }
+
+    /// A 401: the API refused the credentials (`APIGW.0307` expired token, `APIGW.0301` wrong one).
+    pub fn refused_credentials(&self) -> bool {
+        matches!(self, ApiError::Status { status: 401, .. })
+    }
+
+    /// Whether the same request may succeed a moment later: no answer, a 5xx, or throttling.
+    /// Other 4xx and business errors would fail the same way again.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ApiError::Timeout { .. } | ApiError::Transport { .. } => true,
+            ApiError::Status { status, .. } => *status == 429 || *status >= 500,
+            ApiError::Api { code, .. } => code == "APIGW.0308",
+            _ => false,
+        }
+    }
+
+    /// The wait the service asked for before a retry.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            ApiError::Timeout { request_id, .. }
+            | ApiError::Transport { request_id, .. }
+            | ApiError::Status { request_id, .. }
+            | ApiError::Api { request_id, .. }
+            | ApiError::Decode { request_id, .. }
+            | ApiError::TooLarge { request_id, .. } => Some(request_id),
+            _ => None,
+        }
+    }
+
+    /// The API's own error code and message, when it sent them.
+    pub fn api_code(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            ApiError::Status { code, message, .. } => (code.as_deref(), message.as_deref()),
+            ApiError::Api { code, message, .. } => (Some(code), Some(message)),
+            _ => (None, None),
+        }
+    }
+}
+
+/// Whether an upstream string is shaped like an error code (`KOOPHONE.API.1001`, `IAM.0101`).
+pub fn looks_like_code(code: &str) -> bool {
+    (1..=40).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: Option<&str>, status: u16) -> ApiError {
+        ApiError::Status {
+            page: 1,
+            request_id: "r".into(),
+            status,
+            code: code.map(str::to_string),
+            message: None,
+            retry_after: None,
+        }
+    }
+
+    fn api(code: &str) -> ApiError {
+        ApiError::Api {
+            page: 1,
+            request_id: "r".into(),
+            status: 200,
+            code: code.into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn error_labels_are_bounded() {
+        assert_eq!(status(Some("APIGW.0307"), 401).label(), "APIGW.0307");
+        assert_eq!(status(None, 502).label(), "http_502");
+        assert_eq!(
+            status(Some("a very long and free-form error text!"), 500).label(),
+            "http_500"
+        );
+        assert_eq!(api("KOOPHONE.API.1001").label(), "KOOPHONE.API.1001");
+        assert_eq!(api("{\"x\": 1}").label(), "other");
+    }
+
+    #[test]
+    fn throttling_is_labelled_throttled_however_it_comes() {
+        assert_eq!(status(Some("APIGW.0308"), 429).label(), "throttled");
+        assert_eq!(status(None, 429).label(), "throttled");
+        assert_eq!(api("APIGW.0308").label(), "throttled");
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        assert!(status(None, 500).retryable());
+        assert!(status(None, 503).retryable());
+        assert!(status(Some("APIGW.0308"), 429).retryable());
+        assert!(api("APIGW.0308").retryable());
+        assert!(!status(Some("KOOPHONE.API.1000"), 400).retryable());
+        assert!(!status(Some("APIGW.0307"), 401).retryable());
+        assert!(!status(None, 404).retryable());
+        assert!(!api("KOOPHONE.API.1001").retryable());
+        assert!(!api("KOOPHONE.API.1004").retryable());
+        let decode = ApiError::Decode {
+            page: 1,
+            request_id: "r".into(),
+            reason: String::new(),
+        };
+        assert!(!decode.retryable());
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let text = status(Some("APIGW.0307"), 401).to_string();
+        assert!(text.contains("HTTP 401 and API error APIGW.0307"), "{text}");
+        assert!(text.contains("credentials are wrong or expired"), "{text}");
+        let text = ApiError::Api {
+            page: 3,
+            request_id: "rid".into(),
+            status: 200,
+            code: "KOOPHONE.API.1001".into(),
+            message: "Insufficient instance permissions.".into(),
+        }
+        .to_string();
+        assert!(text.contains("page 3 (request rid)"), "{text}");
+        assert!(text.contains("queryInstanceBatch"), "{text}");
+    }
+}
