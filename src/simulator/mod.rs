@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -97,6 +97,15 @@ pub enum FaultKind {
     Delay(Duration),
     /// Revokes every issued token just before the request is checked, as a password change does.
     RevokeTokens,
+    /// HTTP 429 `APIGW.0308`, with `Retry-After` in seconds when given.
+    Throttle { retry_after: Option<u64> },
+    /// The normal answer padded with whitespace to this many bytes.
+    Oversize(usize),
+    /// Deletes the first instance of the list just before answering: every later row moves up
+    /// by one, so a paging client sees a gap and a new `total_count`.
+    DeleteFirst,
+    /// The page's last row replaced by a copy of its first.
+    DuplicateRow,
 }
 
 struct SimState {
@@ -107,6 +116,8 @@ struct SimState {
     faults: Mutex<Vec<Fault>>,
     requests: AtomicU64,
     page_requests: Mutex<HashMap<u64, u64>>,
+    /// Instances deleted from the front of the list by `DeleteFirst`.
+    deleted: AtomicUsize,
     issued: Mutex<auth::Issued>,
     iam_requests: AtomicU64,
     iam_down: AtomicBool,
@@ -147,6 +158,12 @@ impl SimHandle {
     /// Batch-query requests answered so far.
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Instances in the list now (the fleet less those `DeleteFirst` removed).
+    pub fn live_instances(&self) -> usize {
+        let deleted = self.state.deleted.load(Ordering::Relaxed);
+        self.state.fleet.len().saturating_sub(deleted)
     }
 
     /// Token requests the IAM endpoint answered so far.
@@ -208,6 +225,7 @@ pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHan
         faults: Mutex::new(Vec::new()),
         requests: AtomicU64::new(0),
         page_requests: Mutex::new(HashMap::new()),
+        deleted: AtomicUsize::new(0),
         issued: Mutex::new(auth::Issued::default()),
         iam_requests: AtomicU64::new(0),
         iam_down: AtomicBool::new(false),
@@ -347,56 +365,98 @@ async fn batch_query(
             };
         }
         Some(FaultKind::ApiError { code }) => return api_error(200, code),
+        Some(FaultKind::Throttle { retry_after }) => {
+            let mut response = api_error(429, "APIGW.0308");
+            if let Some(seconds) = retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", axum::http::HeaderValue::from(*seconds));
+            }
+            return response;
+        }
         Some(FaultKind::Delay(d)) => tokio::time::sleep(*d).await,
-        Some(FaultKind::Truncate | FaultKind::RevokeTokens) | None => {}
+        _ => {}
     }
 
+    if matches!(fault, Some(FaultKind::DeleteFirst)) {
+        state.deleted.fetch_add(1, Ordering::Relaxed);
+    }
+    // Deleted instances are gone from the front of the list; the rest move up.
+    let deleted = state.deleted.load(Ordering::Relaxed).min(state.rows.len());
+    let (fleet, rows) = (&state.fleet[deleted..], &state.rows[deleted..]);
+    let size = page_size.min(u64::from(state.config.max_page_size));
+    let page = |total: usize| {
+        let from = (page_no - 1).saturating_mul(size).min(total as u64) as usize;
+        let to = page_no.saturating_mul(size).min(total as u64) as usize;
+        (from..to, total as u64)
+    };
+    let placement = state.config.paging_fields;
     let id = query.get("instance_id");
     let name = query.get("instance_name");
-    let selected: Vec<&String> = if id.is_none() && name.is_none() && tag.is_none() {
-        state.rows.iter().collect()
+    let mut body = if id.is_none() && name.is_none() && tag.is_none() {
+        let (range, total) = page(rows.len());
+        page_body(
+            &rows[range],
+            placement,
+            page_no,
+            size,
+            total,
+            fault.as_ref(),
+        )
     } else {
-        state
-            .fleet
+        let selected: Vec<&String> = fleet
             .iter()
-            .zip(&state.rows)
+            .zip(rows)
             .filter(|(i, _)| id.is_none_or(|v| *v == i.instance_id))
             .filter(|(i, _)| name.is_none_or(|v| *v == i.instance_name))
             .filter(|(i, _)| tag.is_none_or(|v| v == i.pool_scene_tag))
             .map(|(_, row)| row)
-            .collect()
+            .collect();
+        let (range, total) = page(selected.len());
+        page_body(
+            &selected[range],
+            placement,
+            page_no,
+            size,
+            total,
+            fault.as_ref(),
+        )
     };
-    let size = page_size.min(u64::from(state.config.max_page_size));
-    let total = selected.len() as u64;
-    let from = (page_no - 1).saturating_mul(size).min(total) as usize;
-    let to = page_no.saturating_mul(size).min(total) as usize;
-    let mut body = page_body(
-        &selected[from..to],
-        state.config.paging_fields,
-        page_no,
-        size,
-        total,
-    );
-    if matches!(fault, Some(FaultKind::Truncate)) {
-        body.truncate(body.len() / 2);
+    match fault {
+        Some(FaultKind::Truncate) => body.truncate(body.len() / 2),
+        Some(FaultKind::Oversize(bytes)) => {
+            // Trailing whitespace keeps the JSON valid: only the size is wrong.
+            body.extend(std::iter::repeat_n(' ', bytes.saturating_sub(body.len())));
+        }
+        _ => {}
     }
     ([("content-type", "application/json")], body).into_response()
 }
 
-fn page_body(
-    rows: &[&String],
+/// A page of rows (already JSON), with the paging fields where `placement` puts them.
+/// `DuplicateRow` repeats the first row in place of the last, as a flaky list can.
+fn page_body<S: AsRef<str>>(
+    rows: &[S],
     placement: PagingFields,
     page_no: u64,
     size: u64,
     total: u64,
+    fault: Option<&FaultKind>,
 ) -> String {
-    let mut result = String::with_capacity(rows.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
+    let mut result =
+        String::with_capacity(rows.iter().map(|r| r.as_ref().len() + 1).sum::<usize>() + 2);
     result.push('[');
     for (n, row) in rows.iter().enumerate() {
         if n > 0 {
             result.push(',');
         }
-        result.push_str(row);
+        let duplicate =
+            matches!(fault, Some(FaultKind::DuplicateRow)) && n + 1 == rows.len() && n > 0;
+        result.push_str(if duplicate {
+            rows[0].as_ref()
+        } else {
+            row.as_ref()
+        });
     }
     result.push(']');
     let paging = format!(
@@ -433,7 +493,7 @@ mod tests {
             .collect();
         let refs: Vec<&String> = rows.iter().collect();
         for placement in [PagingFields::Top, PagingFields::Data] {
-            let body = page_body(&refs, placement, 2, 3, 7);
+            let body = page_body(&refs, placement, 2, 3, 7, None);
             let page = crate::wire::decode_page(body.as_bytes()).unwrap();
             assert_eq!(page.instances.len(), 3);
             assert_eq!(

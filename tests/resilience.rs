@@ -1,0 +1,261 @@
+//! Faults the API really has, injected by the simulator, and what the exporter makes of them:
+//! retries that help, deadlines that hold, scrapes that share one pass over the API, limits that
+//! protect the exporter, and lists that change while they are paged.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use clouddevice_exporter::simulator::{Fault, FaultKind, SimConfig};
+use common::{sim_and_exporter, Scraped, TestExporter};
+
+fn fleet(instances: usize) -> SimConfig {
+    SimConfig::new(instances, 21)
+}
+
+fn on_page(page: u64, times: Option<u32>, kind: FaultKind) -> Fault {
+    Fault {
+        page: Some(page),
+        times,
+        kind,
+    }
+}
+
+fn errors(m: &Scraped, code: &str) -> Option<f64> {
+    m.value(&format!(
+        r#"clouddevice_exporter_api_errors_total{{error_code="{code}"}}"#
+    ))
+}
+
+/// A scrape as Prometheus sends it, with its timeout header.
+async fn scrape_with_timeout(exporter: &TestExporter, seconds: f64) -> (Scraped, Duration) {
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .get(exporter.url("/metrics"))
+        .header("X-Prometheus-Scrape-Timeout-Seconds", seconds.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    (Scraped(text), started.elapsed())
+}
+
+#[tokio::test]
+async fn one_transient_500_is_retried_alone_and_the_scrape_succeeds() {
+    let (sim, exporter) = sim_and_exporter(fleet(300), &[]).await;
+    let kind = FaultKind::Status {
+        status: 500,
+        code: None,
+    };
+    sim.inject(on_page(2, Some(1), kind));
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 1.0);
+    assert_eq!(m.sum("clouddevice_instances"), 300.0);
+    assert_eq!(sim.page_requests(2), 2, "the failed page is asked again");
+    assert_eq!(
+        (sim.page_requests(1), sim.page_requests(3)),
+        (1, 1),
+        "the others are kept"
+    );
+    assert_eq!(errors(&m, "http_500"), Some(1.0));
+}
+
+#[tokio::test]
+async fn a_permanent_500_gives_up_within_the_deadline() {
+    let (sim, exporter) = sim_and_exporter(fleet(300), &[]).await;
+    let kind = FaultKind::Status {
+        status: 500,
+        code: Some("KOOPHONE.API.9999".into()),
+    };
+    sim.inject(on_page(2, None, kind));
+    let (m, elapsed) = scrape_with_timeout(&exporter, 2.0).await;
+    assert_eq!(m.up(), 0.0);
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "answered after {elapsed:?}"
+    );
+    assert_eq!(sim.page_requests(2), 3, "the first try and two retries");
+    assert_eq!(errors(&m, "KOOPHONE.API.9999"), Some(3.0));
+}
+
+#[tokio::test]
+async fn throttling_is_retried_after_the_wait_the_service_asks_for() {
+    let (sim, exporter) = sim_and_exporter(fleet(300), &[]).await;
+    sim.inject(on_page(
+        3,
+        Some(1),
+        FaultKind::Throttle {
+            retry_after: Some(1),
+        },
+    ));
+    let started = Instant::now();
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 1.0);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    assert_eq!(errors(&m, "throttled"), Some(1.0));
+    assert_eq!(sim.page_requests(3), 2);
+}
+
+#[tokio::test]
+async fn business_errors_are_not_retried() {
+    let (sim, exporter) = sim_and_exporter(fleet(300), &[]).await;
+    let kind = FaultKind::ApiError {
+        code: "KOOPHONE.API.1001".into(),
+    };
+    sim.inject(on_page(2, None, kind));
+    assert_eq!(exporter.scrape().await.up(), 0.0);
+    assert_eq!(sim.page_requests(2), 1);
+}
+
+#[tokio::test]
+async fn a_2s_scrape_timeout_with_a_30s_slow_page_answers_in_under_2s() {
+    let (sim, exporter) = sim_and_exporter(fleet(300), &[]).await;
+    sim.inject(on_page(2, None, FaultKind::Delay(Duration::from_secs(30))));
+    let (m, elapsed) = scrape_with_timeout(&exporter, 2.0).await;
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "answered after {elapsed:?}"
+    );
+    assert_eq!(m.up(), 0.0);
+    assert!(m.samples("clouddevice_instances").is_empty());
+    assert!(errors(&m, "timeout") >= Some(1.0), "{}", m.0);
+    // The exporter still serves, and recovers once the page is fast again.
+    sim.clear_faults();
+    let (m, _) = scrape_with_timeout(&exporter, 2.0).await;
+    assert_eq!(m.up(), 1.0);
+}
+
+#[tokio::test]
+async fn without_the_header_the_scrape_timeout_flag_is_the_deadline() {
+    let (sim, exporter) = sim_and_exporter(fleet(300), &["--scrape.timeout", "1s"]).await;
+    sim.inject(on_page(2, None, FaultKind::Delay(Duration::from_secs(30))));
+    let started = Instant::now();
+    assert_eq!(exporter.scrape().await.up(), 0.0);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn twenty_concurrent_scrapes_cost_one_pass_over_the_pages() {
+    let config = SimConfig {
+        latency: Duration::from_millis(200),
+        ..fleet(300)
+    };
+    let (sim, exporter) = sim_and_exporter(config, &["--web.max-requests", "20"]).await;
+    let scrapes = futures::future::join_all((0..20).map(|_| exporter.scrape())).await;
+    for m in &scrapes {
+        assert_eq!(m.up(), 1.0);
+        assert_eq!(m.sum("clouddevice_instances"), 300.0);
+    }
+    assert_eq!(
+        sim.requests(),
+        3,
+        "one pass: three pages, whatever the number of scrapes"
+    );
+}
+
+#[tokio::test]
+async fn scrapes_beyond_the_request_limit_get_503() {
+    let config = SimConfig {
+        latency: Duration::from_millis(300),
+        ..fleet(100)
+    };
+    let (_sim, exporter) = sim_and_exporter(config, &["--web.max-requests", "2"]).await;
+    let answers = futures::future::join_all((0..5).map(|_| exporter.get("/metrics"))).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 503, 503, 503]);
+    let refused = answers.into_iter().find(|r| r.status() == 503).unwrap();
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("--web.max-requests=2"));
+}
+
+#[tokio::test]
+async fn a_recent_collection_is_reused_within_the_min_interval() {
+    let (sim, exporter) = sim_and_exporter(fleet(250), &["--scrape.min-interval", "30s"]).await;
+    let first = exporter.scrape().await;
+    let second = exporter.scrape().await;
+    assert_eq!(sim.requests(), 3, "the second scrape read nothing");
+    assert_eq!(second.up(), 1.0);
+    assert_eq!(second.sum("clouddevice_instances"), 250.0);
+    let stamp = "clouddevice_exporter_last_collection_timestamp_seconds";
+    assert_eq!(first.value(stamp), second.value(stamp));
+    assert!(second.contains(
+        "# HELP clouddevice_instances Number of instances, by region and SKU. May come from a collection up to 30s old (--scrape.min-interval)."
+    ));
+}
+
+#[tokio::test]
+async fn without_a_min_interval_every_scrape_reads_the_list() {
+    let (sim, exporter) = sim_and_exporter(fleet(250), &[]).await;
+    exporter.scrape().await;
+    let m = exporter.scrape().await;
+    assert_eq!(sim.requests(), 6);
+    assert!(!m.contains("May come from a collection"));
+}
+
+#[tokio::test]
+async fn a_list_that_shifts_while_paged_is_read_again_and_counted_right() {
+    let (sim, exporter) = sim_and_exporter(fleet(500), &["--clouddevice.concurrency", "1"]).await;
+    sim.inject(on_page(3, Some(1), FaultKind::DeleteFirst));
+    let m = exporter.scrape().await;
+    assert_eq!(sim.live_instances(), 499);
+    assert_eq!(m.up(), 1.0);
+    assert_eq!(
+        m.sum("clouddevice_instances"),
+        499.0,
+        "never 500, never 498"
+    );
+    assert_eq!(sim.requests(), 10, "two passes of five pages");
+}
+
+#[tokio::test]
+async fn a_list_that_keeps_shifting_is_refused_not_miscounted() {
+    let (sim, exporter) = sim_and_exporter(fleet(500), &[]).await;
+    sim.inject(on_page(2, None, FaultKind::DeleteFirst));
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 0.0);
+    assert!(m.samples("clouddevice_instances").is_empty());
+    assert_eq!(errors(&m, "list_changed"), Some(1.0));
+}
+
+#[tokio::test]
+async fn duplicated_rows_are_noticed_and_the_list_read_again() {
+    let (sim, exporter) = sim_and_exporter(fleet(300), &[]).await;
+    sim.inject(on_page(2, Some(1), FaultKind::DuplicateRow));
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 1.0);
+    assert_eq!(m.sum("clouddevice_instances"), 300.0);
+    assert_eq!(m.samples("clouddevice_instance_info").len(), 300);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_without_reading_it_all() {
+    let flags = ["--clouddevice.max-response-bytes", "200000"];
+    let (sim, exporter) = sim_and_exporter(fleet(300), &flags).await;
+    sim.inject(on_page(2, None, FaultKind::Oversize(50 << 20)));
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 0.0);
+    assert_eq!(errors(&m, "too_large"), Some(1.0));
+    assert_eq!(sim.page_requests(2), 1, "too large is not transient");
+}
+
+#[tokio::test]
+async fn upstream_latency_is_observed_per_api() {
+    let (_sim, exporter) = sim_and_exporter(fleet(250), &[]).await;
+    let m = exporter.scrape().await;
+    assert_eq!(
+        m.value(r#"clouddevice_exporter_api_request_duration_seconds_count{api="batch_query"}"#),
+        Some(3.0)
+    );
+}
