@@ -423,7 +423,13 @@ async fn batch_query(
         )
     };
     match fault {
-        Some(FaultKind::Truncate) => body.truncate(body.len() / 2),
+        Some(FaultKind::Truncate) => {
+            let mut cut = body.len() / 2;
+            while !body.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            body.truncate(cut);
+        }
         Some(FaultKind::Oversize(bytes)) => {
             // Trailing whitespace keeps the JSON valid: only the size is wrong.
             body.extend(std::iter::repeat_n(' ', bytes.saturating_sub(body.len())));
