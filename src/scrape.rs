@@ -21,7 +21,6 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 pub struct Collection {
     /// The fleet, or why it could not be read (already counted and logged where it arose).
     pub fleet: Result<Fleet, String>,
-    pub duration: Duration,
     pub finished: Instant,
     pub finished_at: SystemTime,
 }
@@ -165,7 +164,6 @@ impl Exporter {
             };
             let collection = Arc::new(Collection {
                 fleet: result.map_err(|e| e.to_string()),
-                duration,
                 finished: Instant::now(),
                 finished_at: SystemTime::now(),
             });
@@ -190,7 +188,6 @@ impl Exporter {
                 tracing::error!(error = %e, "the collection task failed");
                 Arc::new(Collection {
                     fleet: Err(format!("the collection task failed: {e}")),
-                    duration: Duration::ZERO,
                     finished: Instant::now(),
                     finished_at: SystemTime::now(),
                 })
