@@ -65,6 +65,17 @@ impl ExporterMetrics {
             .buckets(vec![0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["api"],
         )?;
+        // Known causes start at zero, so rates and alerts see a series before the first error.
+        for cause in [
+            "timeout",
+            "transport",
+            "throttled",
+            "decode",
+            "list_changed",
+            "too_large",
+        ] {
+            api_errors.with_label_values(&[cause]);
+        }
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(token_expiry.clone()))?;
@@ -122,6 +133,8 @@ pub struct Scrape<'a> {
     /// The fleet, or `None` when the list could not be read completely.
     pub fleet: Option<&'a Fleet>,
     pub duration_seconds: f64,
+    /// The timeout the scrape worked to.
+    pub timeout_seconds: f64,
     pub instance_metrics: bool,
     /// Set when a scrape may be served from an earlier collection (`--scrape.min-interval`).
     pub cached_for: Option<std::time::Duration>,
@@ -142,6 +155,11 @@ pub fn scrape_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
             "clouddevice_scrape_duration_seconds",
             "Time this scrape spent reading the instance list.",
             vec![gauge(&[], scrape.duration_seconds)],
+        ),
+        family(
+            "clouddevice_scrape_timeout_seconds",
+            "Time this scrape had: the scraper's X-Prometheus-Scrape-Timeout-Seconds, or --scrape.timeout.",
+            vec![gauge(&[], scrape.timeout_seconds)],
         ),
     ];
     if let Some(at) = scrape.last_success {
@@ -331,6 +349,7 @@ mod tests {
         encode(scrape_families(&Scrape {
             fleet,
             duration_seconds: 0.25,
+            timeout_seconds: 10.0,
             instance_metrics,
             cached_for: None,
             last_success: None,
@@ -345,6 +364,9 @@ mod tests {
             "# HELP clouddevice_scrape_duration_seconds Time this scrape spent reading the instance list.\n\
              # TYPE clouddevice_scrape_duration_seconds gauge\n\
              clouddevice_scrape_duration_seconds 0.25\n\
+             # HELP clouddevice_scrape_timeout_seconds Time this scrape had: the scraper's X-Prometheus-Scrape-Timeout-Seconds, or --scrape.timeout.\n\
+             # TYPE clouddevice_scrape_timeout_seconds gauge\n\
+             clouddevice_scrape_timeout_seconds 10\n\
              # HELP clouddevice_up Whether this scrape read every page of the instance list (1) or not (0).\n\
              # TYPE clouddevice_up gauge\n\
              clouddevice_up 0\n"

@@ -90,6 +90,7 @@ impl Exporter {
         let mut families = metrics::scrape_families(&Scrape {
             fleet,
             duration_seconds: started.elapsed().as_secs_f64(),
+            timeout_seconds: timeout.as_secs_f64(),
             instance_metrics: self.instance_metrics,
             cached_for: (!self.min_interval.is_zero()).then_some(self.min_interval),
             last_success,
