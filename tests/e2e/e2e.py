@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""End-to-end check of the dashboards and alert rules against a real Prometheus.
+
+Starts, on 127.0.0.1 only: the simulator (a fleet with frozen instances and failed backups), the
+exporter scraping it, and Prometheus (Debian's package) scraping the exporter every second with
+dashboards/prometheus/alerts.yml loaded. Then checks that:
+  - `promtool check rules` and `promtool test rules` pass;
+  - every PromQL expression of dashboards/grafana/clouddevice-fleet.json, with its variables set
+    to "all", returns at least one series (no panel shows "No data" on a live fleet);
+  - CloudDeviceInstanceFrozen and CloudDeviceBackupFailed fire for exactly the instances the
+    simulator froze or whose backup failed, read from the simulator's own API;
+  - CloudDeviceExporterDown fires once the exporter is stopped.
+The rules are loaded with every `for:` shortened to 2s, so the run takes seconds, not hours; the
+real durations are covered by `promtool test rules`. Everything started is stopped by pid.
+
+Usage: tests/e2e/e2e.py [path/to/clouddevice_exporter]
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RULES = os.path.join(ROOT, "dashboards", "prometheus", "alerts.yml")
+RULE_TESTS = os.path.join(ROOT, "dashboards", "prometheus", "alerts_test.yml")
+DASHBOARD = os.path.join(ROOT, "dashboards", "grafana", "clouddevice-fleet.json")
+TOKEN = "e2e-token"
+INSTANCES = 500
+DEADLINE = time.monotonic() + 240  # the whole run, whatever happens
+
+processes = []
+failures = []
+
+
+def log(msg):
+    print(f"e2e: {msg}", flush=True)
+
+
+def check(ok, what):
+    log(("ok   " if ok else "FAIL ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(name, args, workdir, env=None):
+    out = open(os.path.join(workdir, f"{name}.log"), "w")
+    p = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         env={**os.environ, **(env or {})})
+    processes.append((name, p, out.name))
+    return p
+
+
+def stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def get(url, headers=None, timeout=10):
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.read()
+
+
+def wait_for(what, probe, limit=60):
+    end = min(time.monotonic() + limit, DEADLINE)
+    last = None
+    while time.monotonic() < end:
+        try:
+            last = probe()
+            if last:
+                return last
+        except Exception as e:  # not up yet
+            last = e
+        time.sleep(0.5)
+    raise RuntimeError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def simulator_truth(sim):
+    """Frozen and failed-backup instance ids, read from the simulator's API like a client would."""
+    frozen, failed, page = set(), set(), 1
+    while True:
+        query = urllib.parse.urlencode({"page_no": page, "page_size": 100, "x-request-id": str(uuid.uuid4())})
+        body = json.loads(get(f"{sim}/v1/instances/batch-query?{query}", {"X-Auth-Token": TOKEN}))
+        rows = body["data"]["result"]
+        if not rows:
+            break
+        frozen |= {r["instance_id"] for r in rows if r["frozen_status"] == 1}
+        failed |= {r["instance_id"] for r in rows if r["backup_status"] == 3}
+        page += 1
+    return frozen, failed
+
+
+def prom_query(prom, expr):
+    url = f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    body = json.loads(get(url))
+    if body.get("status") != "success":
+        raise RuntimeError(f"query failed: {body}")
+    return body["data"]
+
+
+def alerts(prom, name, state="firing"):
+    body = json.loads(get(f"{prom}/api/v1/alerts"))
+    return [a for a in body["data"]["alerts"] if a["labels"].get("alertname") == name and a["state"] == state]
+
+
+def dashboard_exprs(path):
+    """Every target expression of every panel, with the dashboard's variables set to 'all'."""
+    dash = json.load(open(path))
+    out = []
+
+    def walk(panels):
+        for p in panels:
+            walk(p.get("panels", []))
+            for t in p.get("targets", []):
+                expr = t["expr"]
+                for var, value in (("$__rate_interval", "1m"), ("$region", ".*"), ("$sku", ".*")):
+                    expr = expr.replace(var, value)
+                out.append((p["title"], expr))
+
+    walk(dash["panels"])
+    return dash, out
+
+
+def main():
+    binary = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "debug", "clouddevice_exporter"))
+    for tool in ("prometheus", "promtool"):
+        if not shutil.which(tool):
+            sys.exit(f"e2e: {tool} is missing; install Debian's prometheus package (.ci/run does)")
+    work = tempfile.mkdtemp(prefix="clouddevice-e2e-")
+    try:
+        check(subprocess.run(["promtool", "check", "rules", RULES]).returncode == 0, "promtool check rules")
+        check(subprocess.run(["promtool", "test", "rules", RULE_TESTS]).returncode == 0, "promtool test rules")
+
+        dash, exprs = dashboard_exprs(DASHBOARD)
+        panels = [p for p in dash["panels"] if p["type"] != "row"]
+        check(all(p.get("description") for p in panels), "every panel has a description")
+        uids = set(re.findall(r'"uid":\s*"([^"]*)"', json.dumps(dash["panels"])))
+        check(uids == {"${datasource}"}, f"panels use only the ${{datasource}} variable, no fixed uid ({uids})")
+
+        sim_port, exp_port, prom_port = free_port(), free_port(), free_port()
+        sim, exporter_url, prom = (f"http://127.0.0.1:{p}" for p in (sim_port, exp_port, prom_port))
+        token_file = os.path.join(work, "token")
+        with open(token_file, "w") as f:
+            f.write(TOKEN)
+        os.chmod(token_file, 0o600)
+        start("simulator", [binary, "simulate", "--listen-address", f"127.0.0.1:{sim_port}",
+                            "--instances", str(INSTANCES), "--seed", "7", "--auth-token-file", token_file], work)
+        exporter = start("exporter", [binary, "--web.listen-address", f"127.0.0.1:{exp_port}",
+                                      "--clouddevice.endpoint", sim,
+                                      "--clouddevice.auth-token-file", token_file], work)
+
+        rules = open(RULES).read()
+        fast = re.sub(r"(?m)^(\s+for:\s*)\S+", r"\g<1>2s", rules)
+        with open(os.path.join(work, "alerts.yml"), "w") as f:
+            f.write(fast)
+        with open(os.path.join(work, "prometheus.yml"), "w") as f:
+            f.write(f"""global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: [alerts.yml]
+scrape_configs:
+  - job_name: clouddevice
+    static_configs:
+      - targets: ["127.0.0.1:{exp_port}"]
+""")
+        start("prometheus", ["prometheus", f"--config.file={work}/prometheus.yml",
+                             f"--storage.tsdb.path={work}/data", f"--web.listen-address=127.0.0.1:{prom_port}",
+                             "--log.level=warn"], work)
+
+        wait_for("the simulator", lambda: simulator_truth(sim))
+        frozen, failed = simulator_truth(sim)
+        log(f"the simulator froze {len(frozen)} instances and failed {len(failed)} backups")
+        check(len(frozen) > 0 and len(failed) > 0, "the fleet has frozen instances and failed backups")
+        wait_for("Prometheus to scrape the exporter",
+                 lambda: prom_query(prom, 'clouddevice_up{job="clouddevice"} == 1')["result"])
+        time.sleep(5)  # a few scrapes, so rates and recording rules have samples
+
+        for var in ("region", "sku"):
+            values = prom_query(prom, f"group by ({var}) (clouddevice_instances)")["result"]
+            check(len(values) > 0, f"the ${var} variable has values to choose from")
+        for title, expr in exprs:
+            result = prom_query(prom, expr)["result"]
+            check(len(result) > 0, f"panel {title!r} has data: {expr}")
+
+        def firing_ids(name, expected):
+            ids = {a["labels"].get("instance_id") for a in alerts(prom, name)}
+            return ids if ids == expected else None
+
+        for name, expected in (("CloudDeviceInstanceFrozen", frozen), ("CloudDeviceBackupFailed", failed)):
+            try:
+                wait_for(f"{name} to fire", lambda: firing_ids(name, expected), limit=30)
+                check(True, f"{name} fires for exactly the {len(expected)} instances the simulator has")
+            except RuntimeError:
+                got = {a["labels"].get("instance_id") for a in alerts(prom, name)}
+                check(False, f"{name} fires for {sorted(got)}, expected {sorted(expected)}")
+        check(not alerts(prom, "CloudDeviceExporterDown") and not alerts(prom, "CloudDeviceScrapeFailing"),
+              "the exporter alerts are silent while it serves")
+
+        stop(exporter)
+        try:
+            wait_for("CloudDeviceExporterDown to fire", lambda: alerts(prom, "CloudDeviceExporterDown"), limit=30)
+            check(True, "CloudDeviceExporterDown fires when the exporter is stopped")
+        except RuntimeError:
+            check(False, "CloudDeviceExporterDown fires when the exporter is stopped")
+    except Exception as e:
+        check(False, f"the run itself: {e}")
+    finally:
+        for name, p, logfile in processes:
+            stop(p)
+        if failures:
+            for name, p, logfile in processes:
+                print(f"--- {name} log (last lines)")
+                print("".join(open(logfile).readlines()[-20:]))
+        shutil.rmtree(work, ignore_errors=True)
+    if failures:
+        print(f"e2e: {len(failures)} check(s) failed")
+        sys.exit(1)
+    print("e2e: all checks passed")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
