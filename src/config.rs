@@ -10,6 +10,7 @@ use reqwest::Url;
 
 use crate::credentials::{CredentialArgs, CredentialError, Credentials, SecretEnv};
 use crate::secret::Secret;
+use crate::web_config::{self, WebConfig, WebConfigError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -106,6 +107,14 @@ pub struct ExporterArgs {
     #[arg(long = "scrape.min-interval", env = "CLOUDDEVICE_EXPORTER_SCRAPE_MIN_INTERVAL", default_value = "0s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub min_interval: Duration,
+
+    /// Web configuration file (exporter-toolkit format): TLS, basic auth, headers. Re-read on SIGHUP.
+    #[arg(
+        long = "web.config.file",
+        env = "CLOUDDEVICE_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub web_config_file: Option<PathBuf>,
 
     /// Most /metrics requests served at once; more get 503 (0 = no limit).
     #[arg(
@@ -424,6 +433,8 @@ pub struct Config {
     pub min_interval: Duration,
     /// Most concurrent /metrics requests; zero means no limit.
     pub max_requests: u32,
+    /// TLS and basic auth, and the file they came from (re-read on SIGHUP).
+    pub web: Option<(PathBuf, WebConfig)>,
     /// Under `--demo` the endpoint is replaced by the in-process simulator's once it listens.
     pub upstream: UpstreamConfig,
     pub demo: bool,
@@ -441,6 +452,8 @@ pub enum ConfigError {
     Endpoint(String),
     #[error(transparent)]
     Credentials(#[from] CredentialError),
+    #[error(transparent)]
+    WebConfig(#[from] WebConfigError),
     #[error(
         "--clouddevice.query-end-time is earlier than --clouddevice.query-start-time; swap them"
     )]
@@ -463,6 +476,13 @@ impl ExporterArgs {
                 return Err(ConfigError::EndBeforeStart);
             }
         }
+        let web = match self.web_config_file {
+            Some(path) => {
+                let config = web_config::load(&path)?;
+                Some((path, config))
+            }
+            None => None,
+        };
         let mut warnings = Vec::new();
         let credentials = if self.demo {
             // The in-process simulator takes any token; real credentials are not needed.
@@ -477,6 +497,7 @@ impl ExporterArgs {
             scrape_timeout: self.scrape_timeout,
             min_interval: self.min_interval,
             max_requests: self.max_requests,
+            web,
             upstream: UpstreamConfig {
                 endpoint,
                 credentials,

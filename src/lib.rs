@@ -20,4 +20,5 @@ pub mod secret;
 pub mod server;
 pub mod sign;
 pub mod simulator;
+pub mod web_config;
 pub mod wire;

@@ -56,6 +56,7 @@ pub async fn exporter(mut config: Config) -> Result<(), RunError> {
     // Bind first: a taken port is the most common start-up mistake and should fail fast.
     let listener = bind(&config.listen_address, "--web.listen-address").await?;
     let shutdown = server::shutdown_signal()?;
+    let reloads = server::reload_signal()?;
     let _demo = if config.demo {
         let sim_listener = bind("127.0.0.1:0", "the demo simulator's address").await?;
         let sim = simulator::start(SimConfig::new(DEMO_INSTANCES, DEMO_SEED), sim_listener)?;
@@ -76,7 +77,10 @@ pub async fn exporter(mut config: Config) -> Result<(), RunError> {
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
-    server::serve(listener, app, shutdown).await?;
+    match config.web.clone() {
+        None => server::serve(listener, app, shutdown).await?,
+        Some(web) => server::serve_configured(listener, app, web, shutdown, reloads).await?,
+    }
     Ok(())
 }
 

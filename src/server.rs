@@ -2,8 +2,14 @@
 //! gzip when asked for, and graceful shutdown. Handlers stay thin; a scrape is `scrape::Exporter`.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum_server::tls_rustls::RustlsConfig;
+use tokio::sync::mpsc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -17,6 +23,7 @@ use tokio::sync::Semaphore;
 use tower_http::compression::CompressionLayer;
 
 use crate::scrape::Exporter;
+use crate::web_config::{self, Access, WebConfig};
 
 /// What the HTTP side needs to know of the configuration.
 pub struct WebOptions {
@@ -62,6 +69,90 @@ pub fn app(exporter: Arc<Exporter>, options: &WebOptions) -> Router {
         .with_state(state)
 }
 
+/// Serves with a web configuration: basic auth on every path but `/-/healthy`, the configured
+/// headers on every answer, and TLS when the file asks for it. Each message on `reloads` (SIGHUP)
+/// re-reads the file; a file that does not load is logged and the working configuration kept.
+pub async fn serve_configured(
+    listener: TcpListener,
+    app: Router,
+    (path, web): (PathBuf, WebConfig),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut reloads: mpsc::Receiver<()>,
+) -> std::io::Result<()> {
+    let access = Arc::new(RwLock::new(web.access.clone()));
+    let app = app.layer(middleware::from_fn_with_state(access.clone(), guard));
+    let tls = web.tls.map(RustlsConfig::from_config);
+    let reload_tls = tls.clone();
+    tokio::spawn(async move {
+        while reloads.recv().await.is_some() {
+            let new = match web_config::load(&path) {
+                Ok(new) => new,
+                Err(error) => {
+                    tracing::error!(%error, "cannot reload the web configuration; keeping the one in use");
+                    continue;
+                }
+            };
+            match (&reload_tls, new.tls) {
+                (Some(current), Some(next)) => current.reload_from_config(next),
+                (None, None) => {}
+                _ => {
+                    tracing::error!(path = %path.display(), "turning TLS on or off needs a restart; keeping the web configuration in use");
+                    continue;
+                }
+            }
+            *access.write().unwrap_or_else(|e| e.into_inner()) = new.access;
+            tracing::info!(path = %path.display(), "reloaded the web configuration");
+        }
+    });
+    match tls {
+        None => serve(listener, app, shutdown).await,
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stopper.graceful_shutdown(Some(Duration::from_secs(30)));
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+        }
+    }
+}
+
+/// Basic auth and the configured headers, in front of every route.
+async fn guard(
+    State(access): State<Arc<RwLock<Arc<Access>>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let access = access.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let open = request.uri().path() == "/-/healthy";
+    let mut response = if open
+        || !access.requires_login()
+        || access
+            .allows(request.headers().get(header::AUTHORIZATION))
+            .await
+    {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"clouddevice_exporter\", charset=\"UTF-8\"",
+            )],
+            "Unauthorized\n",
+        )
+            .into_response()
+    };
+    for (name, value) in &access.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+}
+
 /// Serves until `shutdown` completes, then lets the scrapes in progress finish.
 pub async fn serve(
     listener: TcpListener,
@@ -71,6 +162,26 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// A channel that receives a message on every SIGHUP, the signal to re-read the web
+/// configuration. Installed at once, like [`shutdown_signal`].
+pub fn reload_signal() -> std::io::Result<mpsc::Receiver<()>> {
+    let (tx, rx) = mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                // A reload already queued covers this one too.
+                let _ = tx.try_send(());
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    Ok(rx)
 }
 
 /// A future that completes on SIGINT or SIGTERM (what `docker stop` and Kubernetes send).

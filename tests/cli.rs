@@ -1,24 +1,11 @@
 //! The real binary as an operator runs it: bad input gives one clear line and a non-zero exit,
 //! `--demo` serves a fleet, SIGTERM stops it cleanly, and the token never shows in its logs.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_clouddevice_exporter");
+use std::process::{Command, Output, Stdio};
 
-/// A command with a clean environment: no CLOUDDEVICE_* variable from the caller leaks in.
-fn exporter(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("CLOUDDEVICE") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
+use common::{exporter, Running};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().expect("the binary runs")
@@ -115,82 +102,6 @@ fn version_and_help() {
         "--demo",
     ] {
         assert!(help.contains(flag), "{flag} not in --help");
-    }
-}
-
-/// A child process that is killed if the test ends before it does.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Running {
-    fn start(cmd: &mut Command) -> Running {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, lines }
-    }
-
-    /// Waits for the log line containing `needle` and returns it.
-    fn wait_for(&self, needle: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("no log line with {needle:?}: {e}"),
-            }
-        }
-    }
-
-    /// The address from the "listening" log line (logfmt `address=` or JSON `"address":`).
-    fn listening_address(&self) -> String {
-        let line = self.wait_for("listening");
-        let start = line.find("address").expect("address field") + "address".len();
-        line[start..]
-            .trim_start_matches(['=', '"', ':'])
-            .split(['"', ' '])
-            .next()
-            .unwrap()
-            .to_string()
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success());
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the process did not stop within 10 s of SIGTERM");
-    }
-
-    /// Everything logged until now.
-    fn drain(&self) -> Vec<String> {
-        std::thread::sleep(Duration::from_millis(200));
-        self.lines.try_iter().collect()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -2,7 +2,11 @@
 //! ephemeral port, and helpers to read the scraped text. Set TEST_LOG=1 to see the logs.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use clap::Parser;
 use clouddevice_exporter::config::Cli;
@@ -137,5 +141,95 @@ impl Scraped {
 
     pub fn contains(&self, s: &str) -> bool {
         self.0.contains(s)
+    }
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_clouddevice_exporter");
+
+/// A command with a clean environment: no CLOUDDEVICE_* variable from the caller leaks in.
+pub fn exporter(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CLOUDDEVICE") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// A child process that is killed if the test ends before it does.
+pub struct Running {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    pub fn start(cmd: &mut Command) -> Running {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    /// Waits for the log line containing `needle` and returns it.
+    pub fn wait_for(&self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no log line with {needle:?}: {e}"),
+            }
+        }
+    }
+
+    /// The address from the "listening" log line (logfmt `address=` or JSON `"address":`).
+    pub fn listening_address(&self) -> String {
+        let line = self.wait_for("listening");
+        let start = line.find("address").expect("address field") + "address".len();
+        line[start..]
+            .trim_start_matches(['=', '"', ':'])
+            .split(['"', ' '])
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the process did not stop within 10 s of SIGTERM");
+    }
+
+    /// Everything logged until now.
+    pub fn drain(&self) -> Vec<String> {
+        std::thread::sleep(Duration::from_millis(200));
+        self.lines.try_iter().collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,0 +1,434 @@
+//! The web configuration file, in the format of Prometheus' exporter-toolkit: TLS (with client
+//! certificates), basic auth users with bcrypt hashes, and extra response headers. Parsed and
+//! checked whole on every load, so a broken file never replaces a working configuration.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderName, HeaderValue};
+use base64::Engine;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    tls_server_config: Option<RawTls>,
+    http_server_config: Option<RawHttp>,
+    basic_auth_users: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_auth_type: Option<String>,
+    client_ca_file: Option<PathBuf>,
+    min_version: Option<String>,
+    max_version: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    headers: Option<BTreeMap<String, String>>,
+    /// Accepted for compatibility; HTTP/2 is always offered over TLS.
+    #[allow(dead_code)]
+    http2: Option<bool>,
+}
+
+/// The headers exporter-toolkit lets a web config file set; the same list here.
+const ALLOWED_HEADERS: [&str; 5] = [
+    "Strict-Transport-Security",
+    "X-Content-Type-Options",
+    "X-Frame-Options",
+    "X-XSS-Protection",
+    "Content-Security-Policy",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    #[error("cannot read --web.config.file {path:?}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--web.config.file {path:?} is not valid: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("cannot read {field} {path:?} of --web.config.file: {reason}")]
+    File {
+        field: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+/// A loaded web configuration.
+#[derive(Clone)]
+pub struct WebConfig {
+    /// The TLS setup, when the file asks for TLS.
+    pub tls: Option<Arc<ServerConfig>>,
+    pub access: Arc<Access>,
+}
+
+impl fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebConfig")
+            .field("tls", &self.tls.is_some())
+            .field("users", &self.access.users.len())
+            .finish()
+    }
+}
+
+/// Who may read the endpoints, and the headers every answer carries.
+#[derive(Default)]
+pub struct Access {
+    /// User name → bcrypt hash.
+    users: HashMap<String, String>,
+    /// Checked when the user does not exist, so a wrong user name costs as long as a wrong
+    /// password and the timing tells nothing about which users exist.
+    dummy_hash: String,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// SHA-256 of user and password of logins that succeeded: bcrypt is deliberately slow, and a
+    /// scraper sends the same credentials every few seconds.
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+impl Access {
+    pub fn requires_login(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Whether an `Authorization` header carries the right Basic credentials.
+    pub async fn allows(self: &Arc<Self>, authorization: Option<&HeaderValue>) -> bool {
+        let Some((user, password)) = authorization.and_then(basic_credentials) else {
+            return false;
+        };
+        let mut digest = Sha256::new();
+        digest.update(user.as_bytes());
+        digest.update([0]);
+        digest.update(password.as_bytes());
+        let key: [u8; 32] = digest.finalize().into();
+        if self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
+            return true;
+        }
+        let access = self.clone();
+        let known = self.users.contains_key(&user);
+        let verified = tokio::task::spawn_blocking(move || {
+            let hash = access.users.get(&user).unwrap_or(&access.dummy_hash);
+            bcrypt::verify(password.as_bytes(), hash).unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        let allowed = known && verified;
+        if allowed {
+            self.verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key);
+        }
+        allowed
+    }
+}
+
+fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
+    let encoded = value.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// Loads and checks a web configuration file. Relative paths in it are relative to its folder.
+pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let invalid = |reason: String| WebConfigError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let raw: RawConfig = if text.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        serde_yaml_ng::from_str(&text).map_err(|e| invalid(e.to_string()))?
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tls = match raw.tls_server_config {
+        Some(tls) => Some(Arc::new(tls_config(tls, dir).map_err(|e| match e {
+            TlsProblem::Invalid(reason) => invalid(reason),
+            TlsProblem::File(e) => e,
+        })?)),
+        None => None,
+    };
+    let mut users = HashMap::new();
+    let mut max_cost = 4; // bcrypt's lowest cost
+    for (user, hash) in raw.basic_auth_users.unwrap_or_default() {
+        let parts: bcrypt::HashParts = hash.parse().map_err(|_| {
+            invalid(format!("basic_auth_users.{user} is not a bcrypt hash; make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`"))
+        })?;
+        max_cost = max_cost.max(parts.get_cost());
+        users.insert(user, hash);
+    }
+    let dummy_hash = if users.is_empty() {
+        String::new()
+    } else {
+        bcrypt::hash("clouddevice_exporter: no such user", max_cost)
+            .map_err(|e| invalid(format!("cannot prepare the password check: {e}")))?
+    };
+    let mut headers = Vec::new();
+    for (name, value) in raw
+        .http_server_config
+        .and_then(|h| h.headers)
+        .unwrap_or_default()
+    {
+        if !ALLOWED_HEADERS
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&name))
+        {
+            return Err(invalid(format!(
+                "http_server_config.headers.{name} cannot be set; allowed: {}",
+                ALLOWED_HEADERS.join(", ")
+            )));
+        }
+        let value = HeaderValue::from_str(&value).map_err(|_| {
+            invalid(format!(
+                "http_server_config.headers.{name} is not a valid header value"
+            ))
+        })?;
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(format!("{name} is not a valid header name")))?;
+        headers.push((name, value));
+    }
+    Ok(WebConfig {
+        tls,
+        access: Arc::new(Access {
+            users,
+            dummy_hash,
+            headers,
+            verified: Mutex::new(HashSet::new()),
+        }),
+    })
+}
+
+enum TlsProblem {
+    Invalid(String),
+    File(WebConfigError),
+}
+
+fn tls_config(raw: RawTls, dir: &Path) -> Result<ServerConfig, TlsProblem> {
+    let invalid = |s: &str| TlsProblem::Invalid(s.to_string());
+    let (Some(cert_file), Some(key_file)) = (raw.cert_file, raw.key_file) else {
+        return Err(invalid(
+            "tls_server_config needs both cert_file and key_file",
+        ));
+    };
+    let file_error = |field: &'static str, path: &Path, reason: String| {
+        TlsProblem::File(WebConfigError::File {
+            field,
+            path: path.to_path_buf(),
+            reason,
+        })
+    };
+    let cert_path = dir.join(cert_file);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| file_error("tls_server_config.cert_file", &cert_path, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(file_error(
+            "tls_server_config.cert_file",
+            &cert_path,
+            "it holds no PEM certificate".into(),
+        ));
+    }
+    let key_path = dir.join(key_file);
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| file_error("tls_server_config.key_file", &key_path, e.to_string()))?;
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let roots = || -> Result<Arc<RootCertStore>, TlsProblem> {
+        let Some(ca_file) = &raw.client_ca_file else {
+            return Err(invalid("this client_auth_type needs client_ca_file"));
+        };
+        let ca_path = dir.join(ca_file);
+        let mut store = RootCertStore::empty();
+        let cas = CertificateDer::pem_file_iter(&ca_path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| file_error("tls_server_config.client_ca_file", &ca_path, e.to_string()))?;
+        for ca in cas {
+            store.add(ca).map_err(|e| {
+                file_error("tls_server_config.client_ca_file", &ca_path, e.to_string())
+            })?;
+        }
+        if store.is_empty() {
+            return Err(file_error(
+                "tls_server_config.client_ca_file",
+                &ca_path,
+                "it holds no PEM certificate".into(),
+            ));
+        }
+        Ok(Arc::new(store))
+    };
+    let verifier = match raw.client_auth_type.as_deref().unwrap_or("NoClientCert") {
+        "NoClientCert" => WebPkiClientVerifier::no_client_auth(),
+        "VerifyClientCertIfGiven" => WebPkiClientVerifier::builder_with_provider(roots()?, provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsProblem::Invalid(format!("client_ca_file: {e}")))?,
+        "RequireAndVerifyClientCert" => WebPkiClientVerifier::builder_with_provider(roots()?, provider.clone())
+            .build()
+            .map_err(|e| TlsProblem::Invalid(format!("client_ca_file: {e}")))?,
+        "RequestClientCert" | "RequireAnyClientCert" => {
+            return Err(invalid("client_auth_type RequestClientCert and RequireAnyClientCert accept certificates nobody checked; use VerifyClientCertIfGiven or RequireAndVerifyClientCert"))
+        }
+        other => {
+            return Err(TlsProblem::Invalid(format!(
+                "client_auth_type {other:?} is not one of NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"
+            )))
+        }
+    };
+    let all = [&rustls::version::TLS12, &rustls::version::TLS13];
+    let rank = |v: Option<&str>, default: usize| match v {
+        None => Ok(default),
+        Some("TLS12") => Ok(0),
+        Some("TLS13") => Ok(1),
+        Some(other) => Err(TlsProblem::Invalid(format!(
+            "TLS version {other:?} is not supported; use TLS12 or TLS13"
+        ))),
+    };
+    let min = rank(raw.min_version.as_deref(), 0)?;
+    let max = rank(raw.max_version.as_deref(), 1)?;
+    if min > max {
+        return Err(invalid("min_version is above max_version"));
+    }
+    let versions = &all[min..=max];
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| TlsProblem::Invalid(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            TlsProblem::Invalid(format!("cert_file and key_file do not fit together: {e}"))
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let dir = std::env::temp_dir().join(format!("cde-web-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Dir(dir)
+        }
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn error(dir: &Dir, yaml: &str) -> String {
+        let path = dir.write("web.yml", yaml);
+        load(&path).map(|_| ()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = Dir::new("keys");
+        let e = error(&dir, "tls_server_config:\n  cert_file: a\n  key_fiel: b\n");
+        assert!(e.contains("key_fiel"), "{e}");
+        let e = error(&dir, "basic_auth_user:\n  a: b\n");
+        assert!(e.contains("basic_auth_user"), "{e}");
+    }
+
+    #[test]
+    fn missing_certificate_files_are_named() {
+        let dir = Dir::new("files");
+        let e = error(
+            &dir,
+            "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n",
+        );
+        assert!(e.contains("cert_file") && e.contains("nope.crt"), "{e}");
+    }
+
+    #[test]
+    fn bad_hashes_and_headers_are_refused() {
+        let dir = Dir::new("users");
+        let e = error(&dir, "basic_auth_users:\n  alice: plaintext\n");
+        assert!(
+            e.contains("basic_auth_users.alice") && e.contains("bcrypt"),
+            "{e}"
+        );
+        let e = error(
+            &dir,
+            "http_server_config:\n  headers:\n    Content-Type: x\n",
+        );
+        assert!(
+            e.contains("Content-Type") && e.contains("Strict-Transport-Security"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_means_no_tls_and_no_login() {
+        let dir = Dir::new("empty");
+        let config = load(&dir.write("web.yml", "")).unwrap();
+        assert!(config.tls.is_none() && !config.access.requires_login());
+    }
+
+    #[tokio::test]
+    async fn basic_auth_checks_user_and_password() {
+        let dir = Dir::new("auth");
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let yaml = format!("basic_auth_users:\n  alice: {hash}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n");
+        let config = load(&dir.write("web.yml", &yaml)).unwrap();
+        let header = |user: &str, pass: &str| {
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            HeaderValue::from_str(&format!("Basic {encoded}")).unwrap()
+        };
+        let access = config.access;
+        assert!(access.requires_login());
+        assert!(access.allows(Some(&header("alice", "s3cret"))).await);
+        assert!(
+            access.allows(Some(&header("alice", "s3cret"))).await,
+            "and again, from the cache"
+        );
+        assert!(!access.allows(Some(&header("alice", "wrong"))).await);
+        assert!(!access.allows(Some(&header("bob", "s3cret"))).await);
+        assert!(!access.allows(None).await);
+        assert!(
+            !access
+                .allows(Some(&HeaderValue::from_static("Bearer x")))
+                .await
+        );
+        assert_eq!(access.headers.len(), 1);
+    }
+}

@@ -1,0 +1,259 @@
+//! `--web.config.file` with real TLS clients on loopback: HTTPS with a CA made here, plain HTTP
+//! refused on the TLS port, client certificates required, basic auth on every path but
+//! `/-/healthy`, extra headers, and a SIGHUP that swaps the users without a restart.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{exporter, Running};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
+struct Pki {
+    ca: String,
+    client_identity: String,
+}
+
+fn make_pki(dir: &Path) -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "clouddevice test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let server_params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "prometheus");
+    let client_key = KeyPair::generate().unwrap();
+    let client_cert = client_params.signed_by(&client_key, &issuer).unwrap();
+
+    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.crt"), server_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+    Pki {
+        ca: ca_cert.pem(),
+        client_identity: format!("{}{}", client_cert.pem(), client_key.serialize_pem()),
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("cde-web-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn hash(password: &str) -> String {
+    bcrypt::hash(password, 4).unwrap()
+}
+
+/// The demo exporter with this web configuration, and its address.
+fn start(dir: &Path, web_yaml: &str) -> (Running, String) {
+    let file = dir.join("web.yml");
+    std::fs::write(&file, web_yaml).unwrap();
+    let running = Running::start(&mut exporter(&[
+        "--demo",
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--web.config.file",
+        file.to_str().unwrap(),
+    ]));
+    let address = running.listening_address();
+    (running, address)
+}
+
+fn client(pki: &Pki, with_identity: bool) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca.as_bytes()).unwrap()]);
+    if with_identity {
+        builder =
+            builder.identity(reqwest::Identity::from_pem(pki.client_identity.as_bytes()).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_works_with_the_test_ca_and_plain_http_does_not() {
+    let dir = TempDir::new("tls");
+    let pki = make_pki(&dir.0);
+    let (mut running, address) = start(
+        &dir.0,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\n",
+    );
+    let https = client(&pki, false)
+        .get(format!("https://{address}/metrics"))
+        .send()
+        .await
+        .expect("an HTTPS answer");
+    assert_eq!(https.status(), 200);
+    assert!(https.text().await.unwrap().contains("clouddevice_up 1"));
+    let plain = reqwest::get(format!("http://{address}/metrics")).await;
+    assert!(
+        plain.is_err() || plain.unwrap().status() != 200,
+        "plain HTTP must not be served"
+    );
+    assert!(running.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_a_certificate_is_refused_when_one_is_required() {
+    let dir = TempDir::new("mtls");
+    let pki = make_pki(&dir.0);
+    let (mut running, address) = start(
+        &dir.0,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+    );
+    let url = format!("https://{address}/-/healthy");
+    assert!(
+        client(&pki, false).get(&url).send().await.is_err(),
+        "no certificate, no answer"
+    );
+    let with_cert = client(&pki, true)
+        .get(&url)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(with_cert.status(), 200);
+    assert!(running.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_guards_every_path_but_healthy() {
+    let dir = TempDir::new("auth");
+    let yaml = format!(
+        "basic_auth_users:\n  prometheus: {}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+        hash("right-password")
+    );
+    let (mut running, address) = start(&dir.0, &yaml);
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{address}{path}");
+    let ok = http
+        .get(url("/metrics"))
+        .basic_auth("prometheus", Some("right-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["x-frame-options"], "deny");
+    for (user, password) in [("prometheus", "wrong"), ("nobody", "right-password")] {
+        let refused = http
+            .get(url("/metrics"))
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401, "{user}");
+    }
+    for path in ["/metrics", "/", "/-/ready"] {
+        let missing = http.get(url(path)).send().await.unwrap();
+        assert_eq!(missing.status(), 401, "{path}");
+        assert!(missing.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic"));
+    }
+    assert_eq!(
+        http.get(url("/-/healthy")).send().await.unwrap().status(),
+        200
+    );
+    assert!(running.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_the_users_without_a_restart() {
+    let dir = TempDir::new("hup");
+    let (mut running, address) = start(
+        &dir.0,
+        &format!("basic_auth_users:\n  alice: {}\n", hash("a-pass")),
+    );
+    let http = reqwest::Client::new();
+    let status = |user: &'static str, password: &'static str| {
+        let request = http
+            .get(format!("http://{address}/metrics"))
+            .basic_auth(user, Some(password));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("alice", "a-pass").await, 200);
+    assert_eq!(status("bob", "b-pass").await, 401);
+
+    std::fs::write(
+        dir.0.join("web.yml"),
+        format!("basic_auth_users:\n  bob: {}\n", hash("b-pass")),
+    )
+    .unwrap();
+    let pid = running.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    running.wait_for("reloaded the web configuration");
+    assert_eq!(status("bob", "b-pass").await, 200);
+    assert_eq!(status("alice", "a-pass").await, 401);
+
+    // A broken file is logged and the working configuration kept.
+    std::fs::write(
+        dir.0.join("web.yml"),
+        "basic_auth_users:\n  bob: not-a-hash\n",
+    )
+    .unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let line = running.wait_for("cannot reload the web configuration");
+    assert!(line.contains("basic_auth_users.bob"), "{line}");
+    assert_eq!(status("bob", "b-pass").await, 200);
+    assert!(running.terminate().success());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[test]
+fn a_web_config_with_an_unknown_key_stops_the_start_in_one_line() {
+    let dir = TempDir::new("bad");
+    let file = dir.0.join("web.yml");
+    std::fs::write(
+        &file,
+        "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  cipher_suitez: [x]\n",
+    )
+    .unwrap();
+    let out = exporter(&["--demo", "--web.config.file", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cipher_suitez"), "{stderr}");
+    std::fs::write(
+        &file,
+        "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n",
+    )
+    .unwrap();
+    let out = exporter(&["--demo", "--web.config.file", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing.crt"), "{stderr}");
+}
