@@ -9,7 +9,9 @@ dashboards/prometheus/alerts.yml loaded. Then checks that:
     to "all", returns at least one series (no panel shows "No data" on a live fleet);
   - CloudDeviceInstanceFrozen and CloudDeviceBackupFailed fire for exactly the instances the
     simulator froze or whose backup failed, read from the simulator's own API;
-  - CloudDeviceExporterDown fires once the exporter is stopped.
+  - CloudDeviceExporterDown fires once the exporter is stopped;
+  - a second exporter, serving HTTPS with basic auth (--web.config.file), is scraped by
+    Prometheus with `scheme: https`, `tls_config.ca_file` and `basic_auth`, and its target is up.
 The rules are loaded with every `for:` shortened to 2s, so the run takes seconds, not hours; the
 real durations are covered by `promtool test rules`. Everything started is stopped by pid.
 
@@ -35,6 +37,9 @@ RULES = os.path.join(ROOT, "dashboards", "prometheus", "alerts.yml")
 RULE_TESTS = os.path.join(ROOT, "dashboards", "prometheus", "alerts_test.yml")
 DASHBOARD = os.path.join(ROOT, "dashboards", "grafana", "clouddevice-fleet.json")
 TOKEN = "e2e-token"
+TLS_PASSWORD = "e2e-password"
+# bcrypt of TLS_PASSWORD (cost 10), as a web config file stores it.
+TLS_PASSWORD_HASH = "$2b$10$.rgP4Mc5dCY6AqpUO7vpKe70P.mgYu7rg7NODB1CZ0Y9f8UE8/gB6"
 INSTANCES = 500
 DEADLINE = time.monotonic() + 240  # the whole run, whatever happens
 
@@ -158,7 +163,7 @@ def main():
         uids = set(re.findall(r'"uid":\s*"([^"]*)"', json.dumps(dash["panels"])))
         check(uids == {"${datasource}"}, f"panels use only the ${{datasource}} variable, no fixed uid ({uids})")
 
-        sim_port, exp_port, prom_port = free_port(), free_port(), free_port()
+        sim_port, exp_port, prom_port, tls_port = free_port(), free_port(), free_port(), free_port()
         sim, exporter_url, prom = (f"http://127.0.0.1:{p}" for p in (sim_port, exp_port, prom_port))
         token_file = os.path.join(work, "token")
         with open(token_file, "w") as f:
@@ -169,6 +174,18 @@ def main():
         exporter = start("exporter", [binary, "--web.listen-address", f"127.0.0.1:{exp_port}",
                                       "--clouddevice.endpoint", sim,
                                       "--clouddevice.auth-token-file", token_file], work)
+
+        # A self-signed certificate for 127.0.0.1, trusted by Prometheus as its own CA.
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE",
+                        "-keyout", os.path.join(work, "server.key"), "-out", os.path.join(work, "server.crt")],
+                       check=True, capture_output=True)
+        with open(os.path.join(work, "web.yml"), "w") as f:
+            f.write(f"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                    f"basic_auth_users:\n  prometheus: {TLS_PASSWORD_HASH}\n")
+        start("exporter-tls", [binary, "--demo", "--web.listen-address", f"127.0.0.1:{tls_port}",
+                               "--web.config.file", os.path.join(work, "web.yml")], work)
 
         rules = open(RULES).read()
         fast = re.sub(r"(?m)^(\s+for:\s*)\S+", r"\g<1>2s", rules)
@@ -184,6 +201,15 @@ scrape_configs:
   - job_name: clouddevice
     static_configs:
       - targets: ["127.0.0.1:{exp_port}"]
+  - job_name: clouddevice-tls
+    scheme: https
+    tls_config:
+      ca_file: {work}/server.crt
+    basic_auth:
+      username: prometheus
+      password: {TLS_PASSWORD}
+    static_configs:
+      - targets: ["127.0.0.1:{tls_port}"]
 """)
         start("prometheus", ["prometheus", f"--config.file={work}/prometheus.yml",
                              f"--storage.tsdb.path={work}/data", f"--web.listen-address=127.0.0.1:{prom_port}",
@@ -204,8 +230,18 @@ scrape_configs:
             result = prom_query(prom, expr)["result"]
             check(len(result) > 0, f"panel {title!r} has data: {expr}")
 
+        def tls_target_up():
+            targets = json.loads(get(f"{prom}/api/v1/targets"))["data"]["activeTargets"]
+            return [t for t in targets if t["labels"]["job"] == "clouddevice-tls" and t["health"] == "up"]
+
+        try:
+            wait_for("the HTTPS target", tls_target_up, limit=30)
+            check(True, "Prometheus scrapes the exporter over HTTPS with basic auth")
+        except RuntimeError as e:
+            check(False, f"Prometheus scrapes the exporter over HTTPS with basic auth ({e})")
+
         def firing_ids(name, expected):
-            ids = {a["labels"].get("instance_id") for a in alerts(prom, name)}
+            ids = {a["labels"].get("instance_id") for a in alerts(prom, name) if a["labels"].get("job") == "clouddevice"}
             return ids if ids == expected else None
 
         for name, expected in (("CloudDeviceInstanceFrozen", frozen), ("CloudDeviceBackupFailed", failed)):
@@ -213,7 +249,7 @@ scrape_configs:
                 wait_for(f"{name} to fire", lambda: firing_ids(name, expected), limit=30)
                 check(True, f"{name} fires for exactly the {len(expected)} instances the simulator has")
             except RuntimeError:
-                got = {a["labels"].get("instance_id") for a in alerts(prom, name)}
+                got = {a["labels"].get("instance_id") for a in alerts(prom, name) if a["labels"].get("job") == "clouddevice"}
                 check(False, f"{name} fires for {sorted(got)}, expected {sorted(expected)}")
         check(not alerts(prom, "CloudDeviceExporterDown") and not alerts(prom, "CloudDeviceScrapeFailing"),
               "the exporter alerts are silent while it serves")

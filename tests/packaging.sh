@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Checks the packaging files with the tools made for them (run by .ci/run; docker itself cannot
+# run on the build machines): hadolint on the Dockerfile, promtool on the compose Prometheus
+# configurations, kubernetes-validate on the manifests (the Prometheus Operator CRDs have no
+# schema there and are skipped), and that the PrometheusRule carries alerts.yml's groups.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "packaging: hadolint Dockerfile"
+hadolint Dockerfile
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for variant in . tls; do
+  dir="$work/$variant"
+  mkdir -p "$dir/certs"
+  cp "examples/compose/$variant/prometheus.yml" dashboards/prometheus/alerts.yml "$dir/"
+  # The files the TLS variant names exist at run time (made by its certs container).
+  touch "$dir/certs/ca.crt" "$dir/password"
+  echo "packaging: promtool check config examples/compose/$variant/prometheus.yml"
+  promtool check config "$dir/prometheus.yml"
+done
+
+echo "packaging: kubernetes-validate examples/kubernetes"
+kubernetes-validate --strict examples/kubernetes/*.yaml
+
+echo "packaging: the PrometheusRule carries dashboards/prometheus/alerts.yml"
+python3 - <<'PY'
+import yaml
+rules = yaml.safe_load(open("dashboards/prometheus/alerts.yml"))
+crd = yaml.safe_load(open("examples/kubernetes/prometheusrule.yaml"))
+assert crd["spec"]["groups"] == rules["groups"], "examples/kubernetes/prometheusrule.yaml differs from alerts.yml"
+PY
+echo "packaging: all checks passed"
