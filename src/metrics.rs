@@ -324,6 +324,11 @@ fn family(name: &str, help: &str, metrics: Vec<Metric>) -> MetricFamily {
     mf
 }
 
+/// The text of one scrape's own families (no exporter self-metrics): what a benchmark times.
+pub fn render_text(scrape: &Scrape<'_>) -> Result<String, prometheus::Error> {
+    encode(scrape_families(scrape))
+}
+
 /// Encodes families in the text format 0.0.4, sorted by name so the output is stable.
 /// Families without samples (no backup times at all, say) are left out: the format has no
 /// place for a family with no samples.

@@ -1,0 +1,81 @@
+//! In-process benchmarks of the scrape pipeline's parts, with criterion:
+//! decoding a page, aggregating a fleet, rendering a fleet's exposition.
+//!
+//!     cargo bench --bench pipeline
+
+use std::hint::black_box;
+
+use clouddevice_exporter::fleet::Fleet;
+use clouddevice_exporter::metrics::{render_text, Scrape};
+use clouddevice_exporter::simulator::generate_fleet;
+use clouddevice_exporter::wire;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+/// A page of `n` simulated instances, as the API sends it.
+fn page_json(n: usize) -> Vec<u8> {
+    let rows = generate_fleet(1, n, 1_790_000_000);
+    serde_json::to_vec(&serde_json::json!({
+        "data": {"result": rows}, "page_no": 1, "page_size": n, "total_count": n,
+        "error_code": "0", "error_msg": "OK"
+    }))
+    .unwrap()
+}
+
+/// A decoded fleet of `n` instances.
+fn fleet(n: usize) -> Fleet {
+    let page = wire::decode_page(&page_json(n)).unwrap();
+    let mut fleet = Fleet::with_capacity(n);
+    for instance in page.instances {
+        fleet.insert(instance);
+    }
+    fleet
+}
+
+fn decode(c: &mut Criterion) {
+    let body = page_json(100);
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("page_of_100", |b| {
+        b.iter(|| wire::decode_page(black_box(&body)).unwrap())
+    });
+    group.finish();
+}
+
+fn aggregate(c: &mut Criterion) {
+    let fleet = fleet(100_000);
+    let mut group = c.benchmark_group("aggregate");
+    group.throughput(Throughput::Elements(100_000));
+    group.bench_function("fleet_of_100k", |b| {
+        b.iter(|| black_box(&fleet).aggregate().len())
+    });
+    group.finish();
+}
+
+fn render(c: &mut Criterion) {
+    let fleet = fleet(10_000);
+    let mut group = c.benchmark_group("render");
+    group.throughput(Throughput::Elements(10_000));
+    group.sample_size(20);
+    for instance_metrics in [true, false] {
+        let scrape = Scrape {
+            fleet: Some(&fleet),
+            duration_seconds: 1.0,
+            timeout_seconds: 10.0,
+            instance_metrics,
+            cached_for: None,
+            last_success: None,
+        };
+        let name = if instance_metrics {
+            "fleet_of_10k"
+        } else {
+            "fleet_of_10k_aggregates_only"
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| render_text(black_box(&scrape)).unwrap().len())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, aggregate, render);
+criterion_main!(benches);
