@@ -58,7 +58,7 @@ fn render(c: &mut Criterion) {
     group.sample_size(20);
     for instance_metrics in [true, false] {
         let scrape = Scrape {
-            fleet: Some(&fleet),
+            fleet: Some(std::sync::Arc::new(fleet.clone())),
             duration_seconds: 1.0,
             timeout_seconds: 10.0,
             instance_metrics,

@@ -98,7 +98,7 @@ impl Instance {
 }
 
 /// The instances of one complete read of the list, each counted once.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Fleet {
     instances: Vec<Instance>,
     seen: HashSet<String>,

@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod exposition;
 pub mod fleet;
 pub mod iam;
 pub mod logging;

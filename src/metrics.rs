@@ -4,10 +4,13 @@
 use prometheus::core::Collector;
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
-use crate::fleet::{Dimension, Fleet, Instance, UNDOCUMENTED};
+use std::sync::Arc;
+
+use crate::exposition::Exposition;
+use crate::fleet::{Dimension, Fleet, UNDOCUMENTED};
 
 /// The exporter's own counters and constants, which live as long as the process.
 pub struct ExporterMetrics {
@@ -128,10 +131,10 @@ fn register_process_collector(_: &Registry) -> Result<(), prometheus::Error> {
     Ok(())
 }
 
-/// What one scrape produced, the input of [`scrape_families`].
-pub struct Scrape<'a> {
+/// What one scrape produced, the input of [`render`].
+pub struct Scrape {
     /// The fleet, or `None` when the list could not be read completely.
-    pub fleet: Option<&'a Fleet>,
+    pub fleet: Option<Arc<Fleet>>,
     pub duration_seconds: f64,
     /// The timeout the scrape worked to.
     pub timeout_seconds: f64,
@@ -144,7 +147,7 @@ pub struct Scrape<'a> {
 
 /// Builds the families of one scrape. Without a fleet, only `clouddevice_up 0` and the duration:
 /// no instance data at all, since partial counts would fire false alerts.
-pub fn scrape_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
+fn scrape_families(scrape: &Scrape) -> Vec<MetricFamily> {
     let mut families = vec![
         family(
             "clouddevice_up",
@@ -172,25 +175,36 @@ pub fn scrape_families(scrape: &Scrape<'_>) -> Vec<MetricFamily> {
             vec![gauge(&[], seconds)],
         ));
     }
-    if let Some(fleet) = scrape.fleet {
+    if let Some(fleet) = &scrape.fleet {
         let start = families.len();
         aggregate_families(fleet, &mut families);
-        if scrape.instance_metrics {
-            instance_families(fleet, &mut families);
-        }
         // The exporter guidelines ask that cached values say so where they are described.
-        if let Some(window) = scrape.cached_for {
+        if let Some(note) = cache_note(scrape) {
             for family in &mut families[start..] {
-                let help = format!(
-                    "{} May come from a collection up to {}s old (--scrape.min-interval).",
-                    family.help(),
-                    window.as_secs_f64()
-                );
+                let help = format!("{} {note}", family.help());
                 family.set_help(help);
             }
         }
     }
     families
+}
+
+fn cache_note(scrape: &Scrape) -> Option<String> {
+    scrape.cached_for.map(|window| {
+        format!(
+            "May come from a collection up to {}s old (--scrape.min-interval).",
+            window.as_secs_f64()
+        )
+    })
+}
+
+/// The body of a scrape: its own families, the per-instance series when they are on, and
+/// `own` (the exporter's self-metrics), in name order.
+pub fn render(scrape: &Scrape, own: Vec<MetricFamily>) -> Result<Exposition, prometheus::Error> {
+    let mut families = scrape_families(scrape);
+    families.extend(own);
+    let instances = scrape.fleet.clone().filter(|_| scrape.instance_metrics);
+    Exposition::new(families, instances, cache_note(scrape).as_deref())
 }
 
 fn aggregate_families(fleet: &Fleet, out: &mut Vec<MetricFamily>) {
@@ -229,73 +243,6 @@ fn aggregate_families(fleet: &Fleet, out: &mut Vec<MetricFamily>) {
     }
 }
 
-fn instance_families(fleet: &Fleet, out: &mut Vec<MetricFamily>) {
-    // Without an id an instance cannot be told apart from another with the same name, so it
-    // appears in the aggregates only.
-    let instances: Vec<&Instance> = fleet
-        .instances()
-        .iter()
-        .filter(|i| !i.instance_id.is_empty())
-        .collect();
-    let info = instances
-        .iter()
-        .map(|i| {
-            let labels = [
-                ("billing_mode", i.billing_mode.as_str()),
-                ("instance_id", &i.instance_id),
-                ("instance_name", &i.instance_name),
-                ("phone_id", &i.phone_id),
-                ("project_id", &i.project_id),
-                ("project_name", &i.project_name),
-                ("region", &i.region),
-                ("region_name", &i.region_name),
-                ("sku", &i.sku),
-            ];
-            gauge(&labels, 1.0)
-        })
-        .collect();
-    out.push(family(
-        "clouddevice_instance_info",
-        "Descriptive labels of each instance; the value is always 1.",
-        info,
-    ));
-    let per_instance = |name: &str, help: &str, value: &dyn Fn(&Instance) -> Option<f64>| {
-        let metrics = instances
-            .iter()
-            .filter_map(|i| Some(gauge(&instance_labels(i), value(i)?)))
-            .collect();
-        family(name, help, metrics)
-    };
-    for dim in Dimension::ALL {
-        out.push(per_instance(
-            &format!("clouddevice_instance_{}_status", dim.name()),
-            &format!(
-                "Raw {} status code of each instance, as the API reports it.",
-                dim.name()
-            ),
-            &|i| i.status(dim).map(|c| c as f64),
-        ));
-    }
-    out.push(per_instance(
-        "clouddevice_instance_backup_timestamp_seconds",
-        "Time of the instance's last backup status change, as Unix seconds.",
-        &|i| i.backup_time.map(|t| t as f64),
-    ));
-    out.push(per_instance(
-        "clouddevice_instance_restore_timestamp_seconds",
-        "Time of the instance's last restore status change, as Unix seconds.",
-        &|i| i.restore_time.map(|t| t as f64),
-    ));
-}
-
-fn instance_labels(i: &Instance) -> [(&str, &str); 3] {
-    [
-        ("instance_id", &i.instance_id),
-        ("instance_name", &i.instance_name),
-        ("region", &i.region),
-    ]
-}
-
 /// Label pairs must be given sorted by name: the encoder writes them in the order given.
 fn gauge(labels: &[(&str, &str)], value: f64) -> Metric {
     let mut g = Gauge::new();
@@ -324,23 +271,15 @@ fn family(name: &str, help: &str, metrics: Vec<Metric>) -> MetricFamily {
     mf
 }
 
-/// The text of one scrape's own families (no exporter self-metrics): what a benchmark times.
-pub fn render_text(scrape: &Scrape<'_>) -> Result<String, prometheus::Error> {
-    encode(scrape_families(scrape))
-}
-
-/// Encodes families in the text format 0.0.4, sorted by name so the output is stable.
-/// Families without samples (no backup times at all, say) are left out: the format has no
-/// place for a family with no samples.
-pub fn encode(mut families: Vec<MetricFamily>) -> Result<String, prometheus::Error> {
-    families.retain(|f| !f.get_metric().is_empty());
-    families.sort_by(|a, b| a.name().cmp(b.name()));
-    TextEncoder::new().encode_to_string(&families)
+/// The text of one scrape without the exporter's self-metrics: what tests and benchmarks read.
+pub fn render_text(scrape: &Scrape) -> Result<String, prometheus::Error> {
+    Ok(render(scrape, Vec::new())?.into_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fleet::Instance;
 
     fn fleet(instances: Vec<Instance>) -> Fleet {
         let mut f = Fleet::default();
@@ -351,14 +290,14 @@ mod tests {
     }
 
     fn render(fleet: Option<&Fleet>, instance_metrics: bool) -> String {
-        encode(scrape_families(&Scrape {
-            fleet,
+        render_text(&Scrape {
+            fleet: fleet.map(|f| Arc::new(f.clone())),
             duration_seconds: 0.25,
             timeout_seconds: 10.0,
             instance_metrics,
             cached_for: None,
             last_success: None,
-        }))
+        })
         .unwrap()
     }
 

@@ -9,6 +9,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 
 use crate::client::Client;
 use crate::error::ApiError;
+use crate::exposition::Exposition;
 use crate::fleet::Fleet;
 use crate::metrics::{self, ExporterMetrics, Scrape};
 use crate::paging;
@@ -20,7 +21,7 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 /// One read of the list, shared by every scrape that waited for it.
 pub struct Collection {
     /// The fleet, or why it could not be read (already counted and logged where it arose).
-    pub fleet: Result<Fleet, String>,
+    pub fleet: Result<Arc<Fleet>, String>,
     pub finished: Instant,
     pub finished_at: SystemTime,
 }
@@ -74,12 +75,15 @@ impl Exporter {
 
     /// Answers a scrape whose scraper gives up after `timeout`. A failed or late collection is
     /// not an error here: it is `clouddevice_up 0` in the text, with the exporter's own metrics.
-    pub async fn scrape(&self, timeout: Duration) -> Result<String, prometheus::Error> {
+    pub async fn scrape(&self, timeout: Duration) -> Result<Exposition, prometheus::Error> {
         let started = Instant::now();
         let budget = timeout.saturating_sub(DEADLINE_MARGIN.min(timeout / 4));
         let deadline = started + budget;
         let collection = self.collection(deadline, budget).await;
-        let fleet = collection.as_ref().and_then(|c| c.fleet.as_ref().ok());
+        let fleet = collection
+            .as_ref()
+            .and_then(|c| c.fleet.as_ref().ok())
+            .cloned();
         let last_success = match collection.as_ref().filter(|c| c.fleet.is_ok()) {
             Some(c) => Some(c.finished_at),
             None => lock(&self.state)
@@ -87,17 +91,15 @@ impl Exporter {
                 .as_ref()
                 .map(|c| c.finished_at),
         };
-        let mut families = metrics::scrape_families(&Scrape {
+        let scrape = Scrape {
             fleet,
             duration_seconds: started.elapsed().as_secs_f64(),
             timeout_seconds: timeout.as_secs_f64(),
             instance_metrics: self.instance_metrics,
             cached_for: (!self.min_interval.is_zero()).then_some(self.min_interval),
             last_success,
-        });
-        drop(collection);
-        families.extend(self.metrics.gather());
-        metrics::encode(families)
+        };
+        metrics::render(&scrape, self.metrics.gather())
     }
 
     /// The collection this scrape reports: a recent successful one within `--scrape.min-interval`,
@@ -164,7 +166,7 @@ impl Exporter {
                 }
             };
             let collection = Arc::new(Collection {
-                fleet: result.map_err(|e| e.to_string()),
+                fleet: result.map(Arc::new).map_err(|e| e.to_string()),
                 finished: Instant::now(),
                 finished_at: SystemTime::now(),
             });

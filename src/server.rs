@@ -240,7 +240,12 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     };
     let timeout = scrape_timeout(&headers, state.scrape_timeout);
     match state.exporter.scrape(timeout).await {
-        Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
+        Ok(exposition) => {
+            // Streamed: a large fleet's body is written as it is sent, never held whole.
+            let chunks = futures::stream::iter(exposition.map(Ok::<_, std::convert::Infallible>));
+            let body = axum::body::Body::from_stream(chunks);
+            ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot encode metrics");
             let text = format!("cannot encode metrics: {e}\n");

@@ -1,0 +1,242 @@
+//! The text exposition of one scrape, streamed in chunks. The per-instance families are most of
+//! the body (nine series per cloud phone), so they are written straight from the fleet snapshot
+//! as the client reads, never built as protobuf messages or as one big string; everything else
+//! (aggregates, health, the exporter's own metrics) goes through the prometheus crate.
+//!
+//! The output is byte for byte what the prometheus crate's `TextEncoder` writes for the same
+//! families, in the same name order (the golden exposition test holds it to that).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use prometheus::proto::MetricFamily;
+use prometheus::TextEncoder;
+
+use crate::fleet::{Dimension, Fleet, Instance};
+
+/// Chunks are cut at about this size: large enough for few syscalls, small enough to keep the
+/// memory of a 100,000-instance scrape flat.
+const CHUNK: usize = 256 * 1024;
+
+/// One per-instance family.
+#[derive(Debug, Clone, Copy)]
+enum PerInstance {
+    Info,
+    Status(Dimension),
+    BackupTime,
+    RestoreTime,
+}
+
+impl PerInstance {
+    fn all() -> impl Iterator<Item = PerInstance> {
+        [
+            PerInstance::Info,
+            PerInstance::BackupTime,
+            PerInstance::RestoreTime,
+        ]
+        .into_iter()
+        .chain(Dimension::ALL.into_iter().map(PerInstance::Status))
+    }
+
+    fn name(self) -> String {
+        match self {
+            PerInstance::Info => "clouddevice_instance_info".into(),
+            PerInstance::Status(dim) => format!("clouddevice_instance_{}_status", dim.name()),
+            PerInstance::BackupTime => "clouddevice_instance_backup_timestamp_seconds".into(),
+            PerInstance::RestoreTime => "clouddevice_instance_restore_timestamp_seconds".into(),
+        }
+    }
+
+    fn help(self) -> String {
+        match self {
+            PerInstance::Info => {
+                "Descriptive labels of each instance; the value is always 1.".into()
+            }
+            PerInstance::Status(dim) => {
+                format!(
+                    "Raw {} status code of each instance, as the API reports it.",
+                    dim.name()
+                )
+            }
+            PerInstance::BackupTime => {
+                "Time of the instance's last backup status change, as Unix seconds.".into()
+            }
+            PerInstance::RestoreTime => {
+                "Time of the instance's last restore status change, as Unix seconds.".into()
+            }
+        }
+    }
+
+    /// The sample value of an instance, or `None` when it has no sample in this family.
+    fn value(self, i: &Instance) -> Option<i64> {
+        if i.instance_id.is_empty() {
+            // Nothing would tell it apart from another instance of the same name.
+            return None;
+        }
+        match self {
+            PerInstance::Info => Some(1),
+            PerInstance::Status(dim) => i.status(dim),
+            PerInstance::BackupTime => i.backup_time,
+            PerInstance::RestoreTime => i.restore_time,
+        }
+    }
+}
+
+enum Part {
+    /// Already encoded (small families).
+    Text(Vec<u8>),
+    /// A per-instance family, written row by row: its header, and the fleet it reads.
+    Rows {
+        header: Vec<u8>,
+        name: String,
+        family: PerInstance,
+    },
+}
+
+/// The body of one scrape, as an iterator of chunks.
+pub struct Exposition {
+    parts: Vec<Part>,
+    fleet: Option<Arc<Fleet>>,
+    part: usize,
+    row: usize,
+}
+
+impl Exposition {
+    /// Orders `families` (encoded by the prometheus crate) and, when `instances` is given, the
+    /// per-instance families of that fleet by name, leaving out families without samples.
+    /// `help_suffix` is appended to the per-instance HELP texts (the reuse-window note).
+    pub fn new(
+        families: Vec<MetricFamily>,
+        instances: Option<Arc<Fleet>>,
+        help_suffix: Option<&str>,
+    ) -> Result<Self, prometheus::Error> {
+        let encoder = TextEncoder::new();
+        let mut named: Vec<(String, Part)> = Vec::with_capacity(families.len() + 9);
+        for family in families.iter().filter(|f| !f.get_metric().is_empty()) {
+            let mut text = String::new();
+            encoder.encode_utf8(std::slice::from_ref(family), &mut text)?;
+            named.push((family.name().to_string(), Part::Text(text.into_bytes())));
+        }
+        if let Some(fleet) = &instances {
+            for family in PerInstance::all() {
+                if !fleet.instances().iter().any(|i| family.value(i).is_some()) {
+                    continue;
+                }
+                let name = family.name();
+                let help = match help_suffix {
+                    Some(suffix) => format!("{} {suffix}", family.help()),
+                    None => family.help(),
+                };
+                let header = format!("# HELP {name} {help}\n# TYPE {name} gauge\n").into_bytes();
+                named.push((
+                    name.clone(),
+                    Part::Rows {
+                        header,
+                        name,
+                        family,
+                    },
+                ));
+            }
+        }
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Exposition {
+            parts: named.into_iter().map(|(_, part)| part).collect(),
+            fleet: instances,
+            part: 0,
+            row: 0,
+        })
+    }
+
+    /// The whole body as one string (tests and benchmarks).
+    pub fn into_string(self) -> String {
+        let bytes: Vec<u8> = self.flat_map(|chunk| chunk.to_vec()).collect();
+        String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+}
+
+impl Iterator for Exposition {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        let mut buf = Vec::with_capacity(CHUNK + 4096);
+        while buf.len() < CHUNK {
+            let Some(part) = self.parts.get(self.part) else {
+                break;
+            };
+            match part {
+                Part::Text(text) => {
+                    buf.extend_from_slice(text);
+                    self.part += 1;
+                }
+                Part::Rows {
+                    header,
+                    name,
+                    family,
+                } => {
+                    let instances = self.fleet.as_deref().map_or(&[][..], Fleet::instances);
+                    if self.row == 0 {
+                        buf.extend_from_slice(header);
+                    }
+                    while buf.len() < CHUNK && self.row < instances.len() {
+                        write_row(&mut buf, name, *family, &instances[self.row]);
+                        self.row += 1;
+                    }
+                    if self.row == instances.len() {
+                        self.part += 1;
+                        self.row = 0;
+                    }
+                }
+            }
+        }
+        (!buf.is_empty()).then(|| Bytes::from(buf))
+    }
+}
+
+fn write_row(buf: &mut Vec<u8>, name: &str, family: PerInstance, i: &Instance) {
+    let Some(value) = family.value(i) else {
+        return;
+    };
+    buf.extend_from_slice(name.as_bytes());
+    // Label names in alphabetical order, as the prometheus crate's vectors write them.
+    match family {
+        PerInstance::Info => {
+            label(buf, "{billing_mode=\"", &i.billing_mode);
+            label(buf, "\",instance_id=\"", &i.instance_id);
+            label(buf, "\",instance_name=\"", &i.instance_name);
+            label(buf, "\",phone_id=\"", &i.phone_id);
+            label(buf, "\",project_id=\"", &i.project_id);
+            label(buf, "\",project_name=\"", &i.project_name);
+            label(buf, "\",region=\"", &i.region);
+            label(buf, "\",region_name=\"", &i.region_name);
+            label(buf, "\",sku=\"", &i.sku);
+        }
+        _ => {
+            label(buf, "{instance_id=\"", &i.instance_id);
+            label(buf, "\",instance_name=\"", &i.instance_name);
+            label(buf, "\",region=\"", &i.region);
+        }
+    }
+    buf.extend_from_slice(b"\"} ");
+    buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    buf.push(b'\n');
+}
+
+/// Writes `prefix`, then `value` escaped as the text format wants label values: `\` as `\\`,
+/// a newline as `\n`, `"` as `\"`.
+fn label(buf: &mut Vec<u8>, prefix: &str, value: &str) {
+    buf.extend_from_slice(prefix.as_bytes());
+    let bytes = value.as_bytes();
+    if !bytes.iter().any(|b| matches!(b, b'\\' | b'\n' | b'"')) {
+        buf.extend_from_slice(bytes);
+        return;
+    }
+    for &b in bytes {
+        match b {
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'"' => buf.extend_from_slice(b"\\\""),
+            _ => buf.push(b),
+        }
+    }
+}
