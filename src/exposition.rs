@@ -149,7 +149,10 @@ impl Exposition {
 
     /// The whole body as one string (tests and benchmarks).
     pub fn into_string(self) -> String {
-        let bytes: Vec<u8> = self.flat_map(|chunk| chunk.to_vec()).collect();
+        let mut bytes = Vec::new();
+        for chunk in self {
+            bytes.extend_from_slice(&chunk);
+        }
         String::from_utf8(bytes)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
