@@ -40,7 +40,11 @@ type Running = Shared<BoxFuture<'static, Arc<Collection>>>;
 #[derive(Default)]
 struct State {
     running: Option<Running>,
-    last_success: Option<Arc<Collection>>,
+    /// Kept only with a reuse window: otherwise it would hold a whole fleet in memory for
+    /// nothing while the next collection builds another.
+    reusable: Option<Arc<Collection>>,
+    /// When the last successful collection finished.
+    last_success_at: Option<SystemTime>,
     last: Option<LastCollection>,
 }
 
@@ -86,10 +90,7 @@ impl Exporter {
             .cloned();
         let last_success = match collection.as_ref().filter(|c| c.fleet.is_ok()) {
             Some(c) => Some(c.finished_at),
-            None => lock(&self.state)
-                .last_success
-                .as_ref()
-                .map(|c| c.finished_at),
+            None => lock(&self.state).last_success_at,
         };
         let scrape = Scrape {
             fleet,
@@ -107,9 +108,10 @@ impl Exporter {
     async fn collection(&self, deadline: Instant, budget: Duration) -> Option<Arc<Collection>> {
         let running = {
             let mut state = lock(&self.state);
-            let recent = state.last_success.as_ref().filter(|c| {
-                !self.min_interval.is_zero() && c.finished.elapsed() < self.min_interval
-            });
+            let recent = state
+                .reusable
+                .as_ref()
+                .filter(|c| c.finished.elapsed() < self.min_interval);
             if let Some(recent) = recent {
                 return Some(recent.clone());
             }
@@ -138,6 +140,7 @@ impl Exporter {
     fn start_collection(&self, deadline: Instant, budget: Duration) -> Running {
         let client = self.client.clone();
         let state = self.state.clone();
+        let keep_for_reuse = !self.min_interval.is_zero();
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let read =
@@ -173,7 +176,10 @@ impl Exporter {
             let mut state = lock(&state);
             state.running = None;
             if collection.fleet.is_ok() {
-                state.last_success = Some(collection.clone());
+                state.last_success_at = Some(collection.finished_at);
+                if keep_for_reuse {
+                    state.reusable = Some(collection.clone());
+                }
             }
             state.last = Some(LastCollection {
                 finished: collection.finished_at,
