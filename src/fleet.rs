@@ -2,6 +2,7 @@
 //! Knows nothing of HTTP or of Prometheus; everything here is plain data and pure functions.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 /// The six status dimensions the API reports for every instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,15 +75,16 @@ impl Dimension {
 /// One cloud phone as the exporter sees it. Strings are already cleaned of the API's `"null"`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Instance {
-    pub instance_id: String,
-    pub instance_name: String,
-    pub region: String,
-    pub region_name: String,
-    pub sku: String,
-    pub project_id: String,
-    pub project_name: String,
-    pub phone_id: String,
-    pub billing_mode: String,
+    pub instance_id: Box<str>,
+    pub instance_name: Box<str>,
+    pub phone_id: Box<str>,
+    // Values that repeat across the fleet are shared, not copied per instance.
+    pub region: Arc<str>,
+    pub region_name: Arc<str>,
+    pub sku: Arc<str>,
+    pub project_id: Arc<str>,
+    pub project_name: Arc<str>,
+    pub billing_mode: Arc<str>,
     /// Raw status codes, indexed like [`Dimension::ALL`]; `None` when the API sent none.
     pub status: [Option<i64>; 6],
     /// `backup_time` as Unix seconds, when present and parsable.
@@ -101,7 +103,7 @@ impl Instance {
 #[derive(Debug, Default, Clone)]
 pub struct Fleet {
     instances: Vec<Instance>,
-    seen: HashSet<String>,
+    seen: HashSet<Box<str>>,
 }
 
 impl Fleet {
@@ -139,7 +141,7 @@ impl Fleet {
         let mut groups: BTreeMap<(&str, &str), Counts> = BTreeMap::new();
         for instance in &self.instances {
             groups
-                .entry((instance.region.as_str(), instance.sku.as_str()))
+                .entry((&*instance.region, &*instance.sku))
                 .or_default()
                 .add(instance);
         }

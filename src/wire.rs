@@ -1,6 +1,10 @@
 //! The batch-query API's JSON as it really arrives, and its tolerant decoding into domain types.
 //! No I/O here: bytes in, a [`Page`] or a [`DecodeError`] out, so every quirk is tested on fixtures.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use std::fmt;
@@ -12,17 +16,17 @@ use crate::fleet::Instance;
 /// The response envelope. Paging fields and the error may sit at the top level (as the reference's
 /// example shows) or inside `data` (as its tables say), so both places are read.
 #[derive(Debug, Default, Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    data: Option<Data>,
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    data: Option<Data<'a>>,
     #[serde(flatten)]
     paging: Paging,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct Data {
-    #[serde(default, deserialize_with = "null_as_default")]
-    result: Vec<WireInstance>,
+struct Data<'a> {
+    #[serde(borrow, default, deserialize_with = "null_as_default")]
+    result: Vec<WireInstance<'a>>,
     #[serde(flatten)]
     paging: Paging,
 }
@@ -42,26 +46,28 @@ struct Paging {
 }
 
 /// One `result` row. Every field is optional: a row missing a field is still an instance.
+/// Strings borrow from the response body where they can: most are copied once, into the
+/// [`Instance`], or not at all when they repeat (see [`Interner`]).
 #[derive(Debug, Default, Deserialize)]
-struct WireInstance {
-    #[serde(default, deserialize_with = "flex_string")]
-    instance_id: Option<String>,
-    #[serde(default, deserialize_with = "flex_string")]
-    instance_name: Option<String>,
-    #[serde(default, deserialize_with = "flex_string")]
-    region: Option<String>,
-    #[serde(default, deserialize_with = "flex_string")]
-    region_name: Option<String>,
-    #[serde(default, deserialize_with = "flex_string")]
-    instance_sku: Option<String>,
-    #[serde(default, deserialize_with = "flex_string")]
-    project_id: Option<String>,
-    #[serde(default, deserialize_with = "flex_string")]
-    project_name: Option<String>,
-    #[serde(default, deserialize_with = "flex_string")]
-    phone_id: Option<String>,
-    #[serde(default, deserialize_with = "flex_string")]
-    billing_mode: Option<String>,
+struct WireInstance<'a> {
+    #[serde(borrow, default, deserialize_with = "flex_str")]
+    instance_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "flex_str")]
+    instance_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "flex_str")]
+    region: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "flex_str")]
+    region_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "flex_str")]
+    instance_sku: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "flex_str")]
+    project_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "flex_str")]
+    project_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "flex_str")]
+    phone_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "flex_str")]
+    billing_mode: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "flex_int")]
     running_status: Option<i64>,
     #[serde(default, deserialize_with = "flex_int")]
@@ -72,37 +78,61 @@ struct WireInstance {
     assign_status: Option<i64>,
     #[serde(default, deserialize_with = "flex_int")]
     backup_status: Option<i64>,
-    #[serde(default, deserialize_with = "flex_string")]
-    backup_time: Option<String>,
+    #[serde(borrow, default, deserialize_with = "flex_str")]
+    backup_time: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "flex_int")]
     restore_status: Option<i64>,
-    #[serde(default, deserialize_with = "flex_string")]
-    restore_time: Option<String>,
+    #[serde(borrow, default, deserialize_with = "flex_str")]
+    restore_time: Option<Cow<'a, str>>,
 }
 
-impl From<WireInstance> for Instance {
-    fn from(w: WireInstance) -> Self {
+/// Shares one copy of the strings that repeat across a page (region, SKU, project, ...): a
+/// 100,000-instance fleet has a handful of distinct values and would otherwise hold 100,000
+/// copies of each.
+#[derive(Default)]
+struct Interner {
+    seen: HashMap<String, Arc<str>>,
+}
+
+impl Interner {
+    fn get(&mut self, value: Option<Cow<'_, str>>) -> Arc<str> {
+        let value = value.unwrap_or_default();
+        if let Some(shared) = self.seen.get(value.as_ref()) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(value.as_ref());
+        self.seen.insert(value.into_owned(), shared.clone());
+        shared
+    }
+}
+
+fn owned(value: Option<Cow<'_, str>>) -> Box<str> {
+    value.map(|v| Box::from(v.as_ref())).unwrap_or_default()
+}
+
+impl WireInstance<'_> {
+    fn into_instance(self, interner: &mut Interner) -> Instance {
         Instance {
-            instance_id: w.instance_id.unwrap_or_default(),
-            instance_name: w.instance_name.unwrap_or_default(),
-            region: w.region.unwrap_or_default(),
-            region_name: w.region_name.unwrap_or_default(),
-            sku: w.instance_sku.unwrap_or_default(),
-            project_id: w.project_id.unwrap_or_default(),
-            project_name: w.project_name.unwrap_or_default(),
-            phone_id: w.phone_id.unwrap_or_default(),
-            billing_mode: w.billing_mode.unwrap_or_default(),
+            instance_id: owned(self.instance_id),
+            instance_name: owned(self.instance_name),
+            phone_id: owned(self.phone_id),
+            region: interner.get(self.region),
+            region_name: interner.get(self.region_name),
+            sku: interner.get(self.instance_sku),
+            project_id: interner.get(self.project_id),
+            project_name: interner.get(self.project_name),
+            billing_mode: interner.get(self.billing_mode),
             // Same order as `Dimension::ALL`.
             status: [
-                w.running_status,
-                w.frozen_status,
-                w.login_status,
-                w.assign_status,
-                w.backup_status,
-                w.restore_status,
+                self.running_status,
+                self.frozen_status,
+                self.login_status,
+                self.assign_status,
+                self.backup_status,
+                self.restore_status,
             ],
-            backup_time: w.backup_time.as_deref().and_then(parse_time),
-            restore_time: w.restore_time.as_deref().and_then(parse_time),
+            backup_time: self.backup_time.as_deref().and_then(parse_time),
+            restore_time: self.restore_time.as_deref().and_then(parse_time),
         }
     }
 }
@@ -134,7 +164,7 @@ pub fn api_error(body: &[u8]) -> Option<(String, String)> {
     envelope_error(&envelope)
 }
 
-fn envelope_error(envelope: &Envelope) -> Option<(String, String)> {
+fn envelope_error(envelope: &Envelope<'_>) -> Option<(String, String)> {
     let inner = envelope.data.as_ref().map(|d| &d.paging);
     let paging = [Some(&envelope.paging), inner].into_iter().flatten();
     for p in paging {
@@ -158,8 +188,12 @@ pub fn decode_page(body: &[u8]) -> Result<Page, DecodeError> {
         None => (Vec::new(), Paging::default()),
     };
     let top = envelope.paging;
+    let mut interner = Interner::default();
     Ok(Page {
-        instances: rows.into_iter().map(Instance::from).collect(),
+        instances: rows
+            .into_iter()
+            .map(|row| row.into_instance(&mut interner))
+            .collect(),
         page_no: non_negative(inner.page_no.or(top.page_no)),
         page_size: non_negative(inner.page_size.or(top.page_size)),
         total_count: non_negative(inner.total_count.or(top.total_count)),
@@ -196,31 +230,40 @@ fn is_null_text(s: &str) -> bool {
     s.is_empty() || s == "null"
 }
 
-/// A string field: JSON strings as they are, numbers as their text, `null` and `"null"` as absent.
+/// A string field as an owned string (see [`flex_str`]).
 fn flex_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(flex_str(d)?.map(Cow::into_owned))
+}
+
+/// A string field: JSON strings as they are (borrowed from the body when they hold no escapes),
+/// numbers as their text, `null` and `"null"` as absent.
+fn flex_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
-        type Value = Option<String>;
+        type Value = Option<Cow<'de, str>>;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a string, a number or null")
         }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok((!is_null_text(v)).then_some(Cow::Borrowed(v)))
+        }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok((!is_null_text(v)).then(|| v.to_string()))
+            Ok((!is_null_text(v)).then(|| Cow::Owned(v.to_string())))
         }
         fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-            Ok((!is_null_text(&v)).then_some(v))
+            Ok((!is_null_text(&v)).then_some(Cow::Owned(v)))
         }
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
+            Ok(Some(Cow::Owned(v.to_string())))
         }
         fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
+            Ok(Some(Cow::Owned(v.to_string())))
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
+            Ok(Some(Cow::Owned(v.to_string())))
         }
         fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
+            Ok(Some(Cow::Owned(v.to_string())))
         }
         fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)
@@ -321,18 +364,18 @@ mod tests {
         assert_eq!(page.total_count, Some(72));
         assert_eq!(page.instances.len(), 1);
         let i = &page.instances[0];
-        assert_eq!(i.instance_id, "5srn5hL8");
-        assert_eq!(i.instance_name, "CCTEST-00001");
-        assert_eq!(i.region, "cn-north-7");
-        assert_eq!(i.region_name, "CN North-Ulanqab-2003");
+        assert_eq!(&*i.instance_id, "5srn5hL8");
+        assert_eq!(&*i.instance_name, "CCTEST-00001");
+        assert_eq!(&*i.region, "cn-north-7");
+        assert_eq!(&*i.region_name, "CN North-Ulanqab-2003");
         assert_eq!(
-            i.sku,
+            &*i.sku,
             "Professional edition | 8 vCPUs | 16 GB | 10 GB storage | Maximum resolution: 720p"
         );
-        assert_eq!(i.project_id, "9d71ec45aef04d84a991c12250227b5c");
-        assert_eq!(i.project_name, "cn-north-7");
-        assert_eq!(i.phone_id, "", "the string \"null\" means no value");
-        assert_eq!(i.billing_mode, "1");
+        assert_eq!(&*i.project_id, "9d71ec45aef04d84a991c12250227b5c");
+        assert_eq!(&*i.project_name, "cn-north-7");
+        assert_eq!(&*i.phone_id, "", "the string \"null\" means no value");
+        assert_eq!(&*i.billing_mode, "1");
         assert_eq!(i.status(Dimension::Running), Some(1));
         assert_eq!(i.status(Dimension::Frozen), Some(0));
         assert_eq!(i.status(Dimension::Login), Some(0));
@@ -366,8 +409,8 @@ mod tests {
             "restore_time":"null","region":null}],"extra":true},"total_count":1,"error_code":null}"#;
         let page = decode_page(body.as_bytes()).unwrap();
         let i = &page.instances[0];
-        assert_eq!(i.instance_id, "a");
-        assert_eq!(i.region, "");
+        assert_eq!(&*i.instance_id, "a");
+        assert_eq!(&*i.region, "");
         assert_eq!(i.status(Dimension::Running), None);
         assert_eq!(i.status(Dimension::Frozen), Some(1));
         assert_eq!(i.status(Dimension::Login), None);
