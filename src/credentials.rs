@@ -428,17 +428,16 @@ mod tests {
         args(flags).resolve(env, &mut Vec::new())
     }
 
-    struct TempDir(PathBuf);
+    /// A temporary folder for secrets files, removed when dropped.
+    struct TempDir(tempfile::TempDir);
 
     impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir = std::env::temp_dir().join(format!("cde-{name}-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
+        fn new() -> TempDir {
+            TempDir(tempfile::tempdir().unwrap())
         }
 
         fn file(&self, name: &str, text: &str, mode: u32) -> String {
-            let path = self.0.join(name);
+            let path = self.0.path().join(name);
             std::fs::write(&path, text).unwrap();
             #[cfg(unix)]
             {
@@ -446,12 +445,6 @@ mod tests {
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             }
             path.to_string_lossy().into_owned()
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 
@@ -556,7 +549,7 @@ mod tests {
 
     #[test]
     fn credentials_files_in_both_formats() {
-        let dir = TempDir::new("creds");
+        let dir = TempDir::new();
         let plain = dir.file(
             "plain",
             "# key pair\naccess_key = AK2\nsecret_key = \"SK2\"\n",
@@ -604,7 +597,7 @@ mod tests {
     #[test]
     #[cfg(unix)]
     fn a_secrets_file_others_can_read_gets_a_warning() {
-        let dir = TempDir::new("perm");
+        let dir = TempDir::new();
         let open = dir.file("open", "tok", 0o644);
         let closed = dir.file("closed", "tok", 0o600);
         let mut warnings = Vec::new();
@@ -622,7 +615,7 @@ mod tests {
 
     #[test]
     fn token_from_exactly_one_place() {
-        let dir = TempDir::new("tok");
+        let dir = TempDir::new();
         let file = dir.file("token", "  tok-from-file\n", 0o600);
         let Credentials::Token(t) = resolve(
             &["--clouddevice.auth-token-file", &file],

@@ -333,24 +333,17 @@ fn tls_config(raw: RawTls, dir: &Path) -> Result<ServerConfig, TlsProblem> {
 mod tests {
     use super::*;
 
-    struct Dir(PathBuf);
+    /// A temporary folder for configuration files, removed when dropped.
+    struct Dir(tempfile::TempDir);
 
     impl Dir {
-        fn new(name: &str) -> Dir {
-            let dir = std::env::temp_dir().join(format!("cde-web-{name}-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            Dir(dir)
+        fn new() -> Dir {
+            Dir(tempfile::tempdir().unwrap())
         }
         fn write(&self, name: &str, text: &str) -> PathBuf {
-            let path = self.0.join(name);
+            let path = self.0.path().join(name);
             std::fs::write(&path, text).unwrap();
             path
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 
@@ -361,7 +354,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let dir = Dir::new("keys");
+        let dir = Dir::new();
         let e = error(&dir, "tls_server_config:\n  cert_file: a\n  key_fiel: b\n");
         assert!(e.contains("key_fiel"), "{e}");
         let e = error(&dir, "basic_auth_user:\n  a: b\n");
@@ -370,7 +363,7 @@ mod tests {
 
     #[test]
     fn missing_certificate_files_are_named() {
-        let dir = Dir::new("files");
+        let dir = Dir::new();
         let e = error(
             &dir,
             "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n",
@@ -380,7 +373,7 @@ mod tests {
 
     #[test]
     fn bad_hashes_and_headers_are_refused() {
-        let dir = Dir::new("users");
+        let dir = Dir::new();
         let e = error(&dir, "basic_auth_users:\n  alice: plaintext\n");
         assert!(
             e.contains("basic_auth_users.alice") && e.contains("bcrypt"),
@@ -398,14 +391,14 @@ mod tests {
 
     #[test]
     fn an_empty_file_means_no_tls_and_no_login() {
-        let dir = Dir::new("empty");
+        let dir = Dir::new();
         let config = load(&dir.write("web.yml", "")).unwrap();
         assert!(config.tls.is_none() && !config.access.requires_login());
     }
 
     #[tokio::test]
     async fn basic_auth_checks_user_and_password() {
-        let dir = Dir::new("auth");
+        let dir = Dir::new();
         let hash = bcrypt::hash("s3cret", 4).unwrap();
         let yaml = format!("basic_auth_users:\n  alice: {hash}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n");
         let config = load(&dir.write("web.yml", &yaml)).unwrap();

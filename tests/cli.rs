@@ -156,9 +156,8 @@ fn json_logs_are_one_object_per_line() {
 #[test]
 fn the_token_never_appears_in_logs_or_metrics() {
     let secret = "sEcReT-t0ken-never-to-be-seen";
-    let dir = std::env::temp_dir().join(format!("cde-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let sim_token = dir.join("sim-token");
+    let dir = tempfile::tempdir().unwrap();
+    let sim_token = dir.path().join("sim-token");
     std::fs::write(&sim_token, "the-only-token-the-simulator-accepts").unwrap();
     let sim = Running::start(&mut exporter(&[
         "simulate",
@@ -197,5 +196,4 @@ fn the_token_never_appears_in_logs_or_metrics() {
     }
     assert!(exp.terminate().success());
     drop(sim);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -48,22 +48,6 @@ fn make_pki(dir: &Path) -> Pki {
     }
 }
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("cde-web-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn hash(password: &str) -> String {
     bcrypt::hash(password, 4).unwrap()
 }
@@ -95,10 +79,10 @@ fn client(pki: &Pki, with_identity: bool) -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_works_with_the_test_ca_and_plain_http_does_not() {
-    let dir = TempDir::new("tls");
-    let pki = make_pki(&dir.0);
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
     let (mut running, address) = start(
-        &dir.0,
+        dir.path(),
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\n",
     );
     let https = client(&pki, false)
@@ -118,10 +102,10 @@ async fn https_works_with_the_test_ca_and_plain_http_does_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_without_a_certificate_is_refused_when_one_is_required() {
-    let dir = TempDir::new("mtls");
-    let pki = make_pki(&dir.0);
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
     let (mut running, address) = start(
-        &dir.0,
+        dir.path(),
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
     );
     let url = format!("https://{address}/-/healthy");
@@ -140,12 +124,12 @@ async fn a_client_without_a_certificate_is_refused_when_one_is_required() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_guards_every_path_but_healthy() {
-    let dir = TempDir::new("auth");
+    let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
         "basic_auth_users:\n  prometheus: {}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n",
         hash("right-password")
     );
-    let (mut running, address) = start(&dir.0, &yaml);
+    let (mut running, address) = start(dir.path(), &yaml);
     let http = reqwest::Client::new();
     let url = |path: &str| format!("http://{address}{path}");
     let ok = http
@@ -182,9 +166,9 @@ async fn basic_auth_guards_every_path_but_healthy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_swaps_the_users_without_a_restart() {
-    let dir = TempDir::new("hup");
+    let dir = tempfile::tempdir().unwrap();
     let (mut running, address) = start(
-        &dir.0,
+        dir.path(),
         &format!("basic_auth_users:\n  alice: {}\n", hash("a-pass")),
     );
     let http = reqwest::Client::new();
@@ -198,7 +182,7 @@ async fn sighup_swaps_the_users_without_a_restart() {
     assert_eq!(status("bob", "b-pass").await, 401);
 
     std::fs::write(
-        dir.0.join("web.yml"),
+        dir.path().join("web.yml"),
         format!("basic_auth_users:\n  bob: {}\n", hash("b-pass")),
     )
     .unwrap();
@@ -214,7 +198,7 @@ async fn sighup_swaps_the_users_without_a_restart() {
 
     // A broken file is logged and the working configuration kept.
     std::fs::write(
-        dir.0.join("web.yml"),
+        dir.path().join("web.yml"),
         "basic_auth_users:\n  bob: not-a-hash\n",
     )
     .unwrap();
@@ -232,8 +216,8 @@ async fn sighup_swaps_the_users_without_a_restart() {
 
 #[test]
 fn a_web_config_with_an_unknown_key_stops_the_start_in_one_line() {
-    let dir = TempDir::new("bad");
-    let file = dir.0.join("web.yml");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("web.yml");
     std::fs::write(
         &file,
         "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  cipher_suitez: [x]\n",
