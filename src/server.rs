@@ -3,6 +3,8 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+
+use futures::StreamExt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -223,8 +225,8 @@ fn scrape_timeout(headers: &HeaderMap, fallback: Duration) -> Duration {
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    // Held until the answer is built: the scrapes beyond the limit are turned away, not queued.
-    let _slot = match &state.slots {
+    // Held until the body is sent: the scrapes beyond the limit are turned away, not queued.
+    let slot = match &state.slots {
         Some(slots) => match slots.clone().try_acquire_owned() {
             Ok(slot) => Some(slot),
             Err(_) => {
@@ -245,7 +247,10 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     match state.exporter.scrape(timeout).await {
         Ok(exposition) => {
             // Streamed: a large fleet's body is written as it is sent, never held whole.
-            let chunks = futures::stream::iter(exposition.map(Ok::<_, std::convert::Infallible>));
+            let chunks = futures::stream::iter(exposition).map(move |chunk| {
+                let _held = &slot;
+                Ok::<_, std::convert::Infallible>(chunk)
+            });
             let body = axum::body::Body::from_stream(chunks);
             ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
         }
