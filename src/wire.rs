@@ -178,8 +178,11 @@ fn envelope_error(envelope: &Envelope<'_>) -> Option<(String, String)> {
 
 /// Decodes a 2xx response body into a page, or the error it carries.
 pub fn decode_page(body: &[u8]) -> Result<Page, DecodeError> {
+    // One UTF-8 check of the whole body is cheaper than serde_json's check of every string.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| DecodeError::Malformed(format!("the body is not UTF-8: {e}")))?;
     let envelope: Envelope =
-        serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if let Some((code, message)) = envelope_error(&envelope) {
         return Err(DecodeError::Api { code, message });
     }
