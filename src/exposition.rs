@@ -97,7 +97,11 @@ enum Part {
 pub struct Exposition {
     parts: Vec<Part>,
     fleet: Option<Arc<Fleet>>,
+    /// Where the next chunk starts: the part, and in a per-instance part, whether its header is
+    /// out and the page and row to write next.
     part: usize,
+    header_done: bool,
+    page: usize,
     row: usize,
 }
 
@@ -119,7 +123,7 @@ impl Exposition {
         }
         if let Some(fleet) = &instances {
             for family in PerInstance::all() {
-                if !fleet.instances().iter().any(|i| family.value(i).is_some()) {
+                if !fleet.instances().any(|i| family.value(i).is_some()) {
                     continue;
                 }
                 let name = family.name();
@@ -143,6 +147,8 @@ impl Exposition {
             parts: named.into_iter().map(|(_, part)| part).collect(),
             fleet: instances,
             part: 0,
+            header_done: false,
+            page: 0,
             row: 0,
         })
     }
@@ -177,16 +183,26 @@ impl Iterator for Exposition {
                     name,
                     family,
                 } => {
-                    let instances = self.fleet.as_deref().map_or(&[][..], Fleet::instances);
-                    if self.row == 0 {
+                    let pages = self.fleet.as_deref().map_or(&[][..], Fleet::pages);
+                    if !self.header_done {
                         buf.extend_from_slice(header);
+                        self.header_done = true;
                     }
-                    while buf.len() < CHUNK && self.row < instances.len() {
-                        write_row(&mut buf, name, *family, &instances[self.row]);
-                        self.row += 1;
+                    while buf.len() < CHUNK && self.page < pages.len() {
+                        let rows = &pages[self.page];
+                        while buf.len() < CHUNK && self.row < rows.len() {
+                            write_row(&mut buf, name, *family, &rows[self.row]);
+                            self.row += 1;
+                        }
+                        if self.row == rows.len() {
+                            self.page += 1;
+                            self.row = 0;
+                        }
                     }
-                    if self.row == instances.len() {
+                    if self.page == pages.len() {
                         self.part += 1;
+                        self.header_done = false;
+                        self.page = 0;
                         self.row = 0;
                     }
                 }
@@ -241,5 +257,58 @@ fn label(buf: &mut Vec<u8>, prefix: &str, value: &str) {
             b'"' => buf.extend_from_slice(b"\\\""),
             _ => buf.push(b),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Instance;
+
+    fn fleet(n: usize) -> Arc<Fleet> {
+        let mut fleet = Fleet::default();
+        for i in 0..n {
+            let mut page = vec![Instance {
+                instance_id: format!("id-{i:06}").into(),
+                instance_name: "x".repeat(i % 300).into(),
+                region: "r".into(),
+                sku: "s".into(),
+                status: [Some(2); 6],
+                backup_time: Some(i as i64),
+                ..Instance::default()
+            }];
+            fleet.insert_page(&mut page);
+        }
+        Arc::new(fleet)
+    }
+
+    #[test]
+    fn every_family_header_is_written_once_whatever_the_chunk_boundaries() {
+        // Enough rows for many chunks, with lines of varying length so that boundaries fall
+        // everywhere, including right after a header.
+        let text = Exposition::new(Vec::new(), Some(fleet(20_000)), None)
+            .unwrap()
+            .into_string();
+        for name in [
+            "clouddevice_instance_info",
+            "clouddevice_instance_running_status",
+        ] {
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} gauge\n")).count(),
+                1,
+                "{name}"
+            );
+            let rows = text
+                .lines()
+                .filter(|l| l.starts_with(&format!("{name}{{")))
+                .count();
+            assert_eq!(rows, 20_000, "{name}");
+        }
+        assert!(
+            Exposition::new(Vec::new(), Some(fleet(20_000)), None)
+                .unwrap()
+                .count()
+                > 10
+        );
     }
 }

@@ -102,14 +102,18 @@ impl Instance {
 /// The instances of one complete read of the list, each counted once.
 #[derive(Debug, Default, Clone)]
 pub struct Fleet {
-    instances: Vec<Instance>,
+    /// The instances, page by page as they were read: keeping the pages' own vectors saves
+    /// moving every instance into one big vector (and holding both at once).
+    pages: Vec<Vec<Instance>>,
+    len: usize,
     seen: HashSet<Box<str>>,
 }
 
 impl Fleet {
     pub fn with_capacity(n: usize) -> Self {
         Fleet {
-            instances: Vec::with_capacity(n),
+            pages: Vec::new(),
+            len: 0,
             seen: HashSet::with_capacity(n),
         }
     }
@@ -117,29 +121,46 @@ impl Fleet {
     /// Adds an instance unless one with the same id is already held; returns whether it was new.
     /// Instances without an id cannot be recognised again, so each one counts.
     pub fn insert(&mut self, instance: Instance) -> bool {
-        if !instance.instance_id.is_empty() && !self.seen.insert(instance.instance_id.clone()) {
-            return false;
-        }
-        self.instances.push(instance);
-        true
+        let mut page = vec![instance];
+        self.insert_page(&mut page) == 0
     }
 
-    pub fn instances(&self) -> &[Instance] {
-        &self.instances
+    /// Adds a page of instances, in order, leaving out those already held; returns how many
+    /// were left out. The page's vector is taken over, not copied.
+    pub fn insert_page(&mut self, page: &mut Vec<Instance>) -> usize {
+        let before = page.len();
+        let seen = &mut self.seen;
+        page.retain(|i| i.instance_id.is_empty() || seen.insert(i.instance_id.clone()));
+        let duplicates = before - page.len();
+        self.len += page.len();
+        if !page.is_empty() {
+            self.pages.push(std::mem::take(page));
+        }
+        duplicates
+    }
+
+    /// Every instance, in the order read.
+    pub fn instances(&self) -> impl Iterator<Item = &Instance> + Clone {
+        self.pages.iter().flatten()
+    }
+
+    /// The instances as the pages that hold them.
+    pub fn pages(&self) -> &[Vec<Instance>] {
+        &self.pages
     }
 
     pub fn len(&self) -> usize {
-        self.instances.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.instances.is_empty()
+        self.len == 0
     }
 
     /// Counts per (region, sku), in label order, so the exposition is stable from scrape to scrape.
     pub fn aggregate(&self) -> BTreeMap<(&str, &str), Counts> {
         let mut groups: BTreeMap<(&str, &str), Counts> = BTreeMap::new();
-        for instance in &self.instances {
+        for instance in self.instances() {
             groups
                 .entry((&*instance.region, &*instance.sku))
                 .or_default()
@@ -242,7 +263,8 @@ mod tests {
         assert!(fleet.insert(instance("b", "r", [Some(1); 6])));
         assert_eq!(fleet.len(), 2);
         // The first sighting wins, so the counts do not depend on which duplicate arrived later.
-        assert_eq!(fleet.instances()[0].status(Dimension::Running), Some(2));
+        let first = fleet.instances().next().unwrap();
+        assert_eq!(first.status(Dimension::Running), Some(2));
     }
 
     #[test]

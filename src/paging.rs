@@ -103,12 +103,8 @@ async fn read_list(client: &Client, deadline: Instant) -> Result<Read, ApiError>
     let mut fleet = Fleet::with_capacity(pages.values().map(Vec::len).sum());
     let mut duplicates = 0usize;
     // In page order, so which copy of a duplicate is kept does not depend on arrival order.
-    for rows in pages.into_values() {
-        for instance in rows {
-            if !fleet.insert(instance) {
-                duplicates += 1;
-            }
-        }
+    for mut rows in pages.into_values() {
+        duplicates += fleet.insert_page(&mut rows);
     }
     if duplicates > 0 {
         tracing::debug!(
