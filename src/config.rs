@@ -373,8 +373,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_query_time(s: &str) -> Result<String, String> {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    time::PrimitiveDateTime::parse(s, format)
+    time::PrimitiveDateTime::parse(s, crate::wire::API_TIME_FORMAT)
         .map(|_| s.to_string())
         .map_err(|_| "write the time in UTC as 2023-08-15 14:30:45".to_string())
 }

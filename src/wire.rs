@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use std::fmt;
+use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::PrimitiveDateTime;
 
@@ -208,11 +209,14 @@ fn non_negative(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
 }
 
-/// Parses the API's times (`2024-05-24 17:34:58`, UTC) into Unix seconds; RFC 3339 is accepted too.
+/// How the API writes times, in UTC: `2024-05-24 17:34:58` (results and query filters alike).
+pub const API_TIME_FORMAT: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+
+/// Parses the API's times into Unix seconds; RFC 3339 is accepted too.
 pub fn parse_time(s: &str) -> Option<i64> {
     let s = s.trim();
-    let plain = format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    if let Ok(t) = PrimitiveDateTime::parse(s, plain) {
+    if let Ok(t) = PrimitiveDateTime::parse(s, API_TIME_FORMAT) {
         return Some(t.assume_utc().unix_timestamp());
     }
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)

@@ -69,15 +69,13 @@ fn weighted(rng: &mut fastrand::Rng, weights: &[u32]) -> usize {
 /// codes, `"null"` strings and empty times.
 pub fn generate_fleet(seed: u64, size: usize, now: i64) -> Vec<SimInstance> {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let time_format =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
     let stamp = |rng: &mut fastrand::Rng| -> String {
         match rng.u32(0..100) {
             0..=3 => String::new(),
             4..=5 => "null".into(),
             _ => time::OffsetDateTime::from_unix_timestamp(now - rng.i64(0..30 * 86_400))
                 .ok()
-                .and_then(|t| t.format(time_format).ok())
+                .and_then(|t| t.format(crate::wire::API_TIME_FORMAT).ok())
                 .unwrap_or_default(),
         }
     };

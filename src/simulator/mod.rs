@@ -295,8 +295,7 @@ fn take_fault(state: &SimState, page: u64) -> Option<FaultKind> {
 }
 
 fn valid_time(s: &str) -> bool {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    time::PrimitiveDateTime::parse(s, format).is_ok()
+    time::PrimitiveDateTime::parse(s, crate::wire::API_TIME_FORMAT).is_ok()
 }
 
 async fn batch_query(
