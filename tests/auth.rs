@@ -9,7 +9,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use clouddevice_exporter::credentials::SecretEnv;
+use clouddevice_exporter::credentials::{IamCredentials, ProjectScope, SecretEnv};
+use clouddevice_exporter::iam::IamSession;
+use clouddevice_exporter::metrics::ExporterMetrics;
 use clouddevice_exporter::secret::Secret;
 use clouddevice_exporter::simulator::{Fault, FaultKind, SimConfig, SimHandle, SimIamUser};
 use common::{simulator, Scraped, TestExporter};
@@ -163,6 +165,40 @@ async fn ten_concurrent_scrapes_after_expiry_share_one_iam_call() {
         assert_eq!(m.sum("clouddevice_instances"), 300.0);
     }
     assert_eq!(sim.iam_requests(), 2, "ten scrapes, one renewal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_after_expiry_share_one_renewal() {
+    // Scrapes coalesce into one collection, so the test above cannot tell whether renewal itself
+    // is shared; this asks the session directly, from ten tasks at once.
+    let sim = simulator(iam_fleet(1, Duration::from_secs(1))).await;
+    let credentials = IamCredentials {
+        endpoint: sim.url().parse().unwrap(),
+        username: USER.into(),
+        domain: DOMAIN.into(),
+        project: ProjectScope::Name("cn-north-4".into()),
+        password: Secret::new(PASSWORD),
+    };
+    let metrics = Arc::new(ExporterMetrics::new().unwrap());
+    let session = Arc::new(IamSession::new(
+        &credentials,
+        reqwest::Client::new(),
+        Duration::from_secs(5),
+        metrics,
+    ));
+    let first = session.token().await.unwrap();
+    assert_eq!(sim.iam_requests(), 1);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let session = session.clone();
+            tokio::spawn(async move { session.token().await.map(|l| l.generation) })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), first.generation + 1);
+    }
+    assert_eq!(sim.iam_requests(), 2, "ten callers, one renewal");
 }
 
 #[tokio::test]
