@@ -24,11 +24,7 @@ fn page_json(n: usize) -> Vec<u8> {
 /// A decoded fleet of `n` instances.
 fn fleet(n: usize) -> Fleet {
     let page = wire::decode_page(&page_json(n)).unwrap();
-    let mut fleet = Fleet::with_capacity(n);
-    for instance in page.instances {
-        fleet.insert(instance);
-    }
-    fleet
+    Fleet::from_pages([page.instances]).0
 }
 
 fn decode(c: &mut Criterion) {
@@ -37,6 +33,10 @@ fn decode(c: &mut Criterion) {
     group.throughput(Throughput::Elements(100));
     group.bench_function("page_of_100", |b| {
         b.iter(|| wire::decode_page(black_box(&body)).unwrap())
+    });
+    // The floor of the end-to-end benchmark: parsing alone, into borrowed wire structs.
+    group.bench_function("parse_floor_100", |b| {
+        b.iter(|| wire::parse_floor(black_box(&body)).unwrap())
     });
     group.finish();
 }

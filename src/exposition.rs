@@ -93,16 +93,57 @@ enum Part {
     },
 }
 
+/// The label set `instance_id="…",instance_name="…",region="…"` of every instance, escaped once.
+/// Eight of the nine per-instance families carry it: written from here, each line is a few
+/// copies instead of eight escapes of the same three values (a third of the render time).
+#[derive(Default)]
+struct SeriesLabels {
+    text: Vec<u8>,
+    /// Per instance in fleet order: where its labels start, where `,region=` starts, the end.
+    spans: Vec<(usize, usize, usize)>,
+}
+
+impl SeriesLabels {
+    fn new(fleet: &Fleet) -> Self {
+        let mut labels = SeriesLabels {
+            text: Vec::with_capacity(fleet.len() * 64),
+            spans: Vec::with_capacity(fleet.len()),
+        };
+        for i in fleet.instances() {
+            let start = labels.text.len();
+            label(&mut labels.text, "instance_id=\"", &i.instance_id);
+            label(&mut labels.text, "\",instance_name=\"", &i.instance_name);
+            labels.text.push(b'"');
+            let name_end = labels.text.len();
+            label(&mut labels.text, ",region=\"", &i.region);
+            labels.text.push(b'"');
+            labels.spans.push((start, name_end, labels.text.len()));
+        }
+        labels
+    }
+
+    /// The whole label set of the `n`-th instance, and its id and name part.
+    fn get(&self, n: usize) -> (&[u8], &[u8]) {
+        let (start, name_end, end) = self.spans.get(n).copied().unwrap_or_default();
+        (
+            self.text.get(start..end).unwrap_or_default(),
+            self.text.get(start..name_end).unwrap_or_default(),
+        )
+    }
+}
+
 /// The body of one scrape, as an iterator of chunks.
 pub struct Exposition {
     parts: Vec<Part>,
     fleet: Option<Arc<Fleet>>,
+    labels: SeriesLabels,
     /// Where the next chunk starts: the part, and in a per-instance part, whether its header is
-    /// out and the page and row to write next.
+    /// out, the page and row to write next, and that row's place in the fleet.
     part: usize,
     header_done: bool,
     page: usize,
     row: usize,
+    index: usize,
 }
 
 impl Exposition {
@@ -145,11 +186,16 @@ impl Exposition {
         named.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Exposition {
             parts: named.into_iter().map(|(_, part)| part).collect(),
+            labels: instances
+                .as_deref()
+                .map(SeriesLabels::new)
+                .unwrap_or_default(),
             fleet: instances,
             part: 0,
             header_done: false,
             page: 0,
             row: 0,
+            index: 0,
         })
     }
 
@@ -191,8 +237,10 @@ impl Iterator for Exposition {
                     while buf.len() < CHUNK && self.page < pages.len() {
                         let rows = &pages[self.page];
                         while buf.len() < CHUNK && self.row < rows.len() {
-                            write_row(&mut buf, name, *family, &rows[self.row]);
+                            let labels = self.labels.get(self.index);
+                            write_row(&mut buf, name, *family, &rows[self.row], labels);
                             self.row += 1;
+                            self.index += 1;
                         }
                         if self.row == rows.len() {
                             self.page += 1;
@@ -204,6 +252,7 @@ impl Iterator for Exposition {
                         self.header_done = false;
                         self.page = 0;
                         self.row = 0;
+                        self.index = 0;
                     }
                 }
             }
@@ -212,7 +261,14 @@ impl Iterator for Exposition {
     }
 }
 
-fn write_row(buf: &mut Vec<u8>, name: &str, family: PerInstance, i: &Instance) {
+/// One sample line. `labels` is the instance's escaped label set, whole and up to its name.
+fn write_row(
+    buf: &mut Vec<u8>,
+    name: &str,
+    family: PerInstance,
+    i: &Instance,
+    (labels, id_and_name): (&[u8], &[u8]),
+) {
     let Some(value) = family.value(i) else {
         return;
     };
@@ -221,22 +277,22 @@ fn write_row(buf: &mut Vec<u8>, name: &str, family: PerInstance, i: &Instance) {
     match family {
         PerInstance::Info => {
             label(buf, "{billing_mode=\"", &i.billing_mode);
-            label(buf, "\",instance_id=\"", &i.instance_id);
-            label(buf, "\",instance_name=\"", &i.instance_name);
-            label(buf, "\",phone_id=\"", &i.phone_id);
+            buf.extend_from_slice(b"\",");
+            buf.extend_from_slice(id_and_name);
+            label(buf, ",phone_id=\"", &i.phone_id);
             label(buf, "\",project_id=\"", &i.project_id);
             label(buf, "\",project_name=\"", &i.project_name);
             label(buf, "\",region=\"", &i.region);
             label(buf, "\",region_name=\"", &i.region_name);
             label(buf, "\",sku=\"", &i.sku);
+            buf.extend_from_slice(b"\"} ");
         }
         _ => {
-            label(buf, "{instance_id=\"", &i.instance_id);
-            label(buf, "\",instance_name=\"", &i.instance_name);
-            label(buf, "\",region=\"", &i.region);
+            buf.push(b'{');
+            buf.extend_from_slice(labels);
+            buf.extend_from_slice(b"} ");
         }
     }
-    buf.extend_from_slice(b"\"} ");
     buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     buf.push(b'\n');
 }
@@ -266,9 +322,9 @@ mod tests {
     use crate::fleet::Instance;
 
     fn fleet(n: usize) -> Arc<Fleet> {
-        let mut fleet = Fleet::default();
-        for i in 0..n {
-            let mut page = vec![Instance {
+        // One instance a page: chunk boundaries fall inside and between pages.
+        let pages = (0..n).map(|i| {
+            vec![Instance {
                 instance_id: format!("id-{i:06}").into(),
                 instance_name: "x".repeat(i % 300).into(),
                 region: "r".into(),
@@ -276,10 +332,9 @@ mod tests {
                 status: [Some(2); 6],
                 backup_time: Some(i as i64),
                 ..Instance::default()
-            }];
-            fleet.insert_page(&mut page);
-        }
-        Arc::new(fleet)
+            }]
+        });
+        Arc::new(Fleet::from_pages(pages).0)
     }
 
     #[test]

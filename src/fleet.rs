@@ -106,37 +106,38 @@ pub struct Fleet {
     /// moving every instance into one big vector (and holding both at once).
     pages: Vec<Vec<Instance>>,
     len: usize,
-    seen: HashSet<Box<str>>,
 }
 
 impl Fleet {
-    pub fn with_capacity(n: usize) -> Self {
-        Fleet {
-            pages: Vec::new(),
-            len: 0,
-            seen: HashSet::with_capacity(n),
+    /// The fleet of these pages, in order, each instance counted once: where an id shows up
+    /// again, the first sighting is kept. Instances without an id cannot be recognised again,
+    /// so each one counts. Returns the fleet and how many repeats were left out.
+    pub fn from_pages(pages: impl IntoIterator<Item = Vec<Instance>>) -> (Fleet, usize) {
+        let mut pages: Vec<Vec<Instance>> = pages.into_iter().filter(|p| !p.is_empty()).collect();
+        // (page, row) of each repeat. The set borrows the ids rather than copying 100,000 of
+        // them, so it lives only for this pass.
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
+        {
+            let mut seen: HashSet<&str> = HashSet::with_capacity(pages.iter().map(Vec::len).sum());
+            for (p, page) in pages.iter().enumerate() {
+                for (r, instance) in page.iter().enumerate() {
+                    let id = &*instance.instance_id;
+                    if !id.is_empty() && !seen.insert(id) {
+                        repeats.push((p, r));
+                    }
+                }
+            }
         }
-    }
-
-    /// Adds an instance unless one with the same id is already held; returns whether it was new.
-    /// Instances without an id cannot be recognised again, so each one counts.
-    pub fn insert(&mut self, instance: Instance) -> bool {
-        let mut page = vec![instance];
-        self.insert_page(&mut page) == 0
-    }
-
-    /// Adds a page of instances, in order, leaving out those already held; returns how many
-    /// were left out. The page's vector is taken over, not copied.
-    pub fn insert_page(&mut self, page: &mut Vec<Instance>) -> usize {
-        let before = page.len();
-        let seen = &mut self.seen;
-        page.retain(|i| i.instance_id.is_empty() || seen.insert(i.instance_id.clone()));
-        let duplicates = before - page.len();
-        self.len += page.len();
-        if !page.is_empty() {
-            self.pages.push(std::mem::take(page));
+        for (p, page) in pages.iter_mut().enumerate() {
+            let mut r = 0;
+            page.retain(|_| {
+                r += 1;
+                repeats.binary_search(&(p, r - 1)).is_err()
+            });
         }
-        duplicates
+        pages.retain(|p| !p.is_empty());
+        let len = pages.iter().map(Vec::len).sum();
+        (Fleet { pages, len }, repeats.len())
     }
 
     /// Every instance, in the order read.
@@ -255,13 +256,30 @@ mod tests {
         assert_eq!(Dimension::Backup.bucket(Some(4)), Some(4));
     }
 
+    fn fleet(instances: Vec<Instance>) -> Fleet {
+        Fleet::from_pages([instances]).0
+    }
+
     #[test]
     fn an_instance_seen_twice_counts_once() {
-        let mut fleet = Fleet::default();
-        assert!(fleet.insert(instance("a", "r", [Some(2); 6])));
-        assert!(!fleet.insert(instance("a", "r", [Some(1); 6])));
-        assert!(fleet.insert(instance("b", "r", [Some(1); 6])));
-        assert_eq!(fleet.len(), 2);
+        let (fleet, repeats) = Fleet::from_pages([
+            vec![
+                instance("a", "r", [Some(2); 6]),
+                instance("b", "r", [Some(1); 6]),
+                instance("a", "r", [Some(3); 6]),
+            ],
+            vec![],
+            vec![instance("a", "r", [Some(1); 6])],
+            vec![
+                instance("c", "r", [Some(1); 6]),
+                instance("b", "r", [None; 6]),
+            ],
+        ]);
+        assert_eq!(repeats, 3);
+        assert_eq!(fleet.len(), 3);
+        let ids: Vec<&str> = fleet.instances().map(|i| &*i.instance_id).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(fleet.pages().len(), 2, "a page left empty is dropped");
         // The first sighting wins, so the counts do not depend on which duplicate arrived later.
         let first = fleet.instances().next().unwrap();
         assert_eq!(first.status(Dimension::Running), Some(2));
@@ -269,10 +287,11 @@ mod tests {
 
     #[test]
     fn instances_without_an_id_are_all_counted() {
-        let mut fleet = Fleet::default();
-        assert!(fleet.insert(instance("", "r", [Some(0); 6])));
-        assert!(fleet.insert(instance("", "r", [Some(0); 6])));
-        assert_eq!(fleet.len(), 2);
+        let (fleet, repeats) = Fleet::from_pages([vec![
+            instance("", "r", [Some(0); 6]),
+            instance("", "r", [Some(0); 6]),
+        ]]);
+        assert_eq!((fleet.len(), repeats), (2, 0));
     }
 
     #[test]
@@ -288,14 +307,15 @@ mod tests {
             Some(5),
             Some(9),
         ];
-        let mut fleet = Fleet::default();
+        let mut instances = Vec::new();
         for (i, a) in codes.iter().enumerate() {
             for (j, b) in codes.iter().enumerate() {
                 let region = if (i + j) % 2 == 0 { "r1" } else { "r2" };
                 let id = format!("{i}-{j}");
-                fleet.insert(instance(&id, region, [*a, *b, *a, *b, *a, *b]));
+                instances.push(instance(&id, region, [*a, *b, *a, *b, *a, *b]));
             }
         }
+        let fleet = fleet(instances);
         let groups = fleet.aggregate();
         assert_eq!(groups.len(), 2);
         let mut grand_total = 0;
@@ -316,17 +336,18 @@ mod tests {
 
     #[test]
     fn counts_land_in_the_right_status() {
-        let mut fleet = Fleet::default();
-        fleet.insert(instance(
-            "a",
-            "r",
-            [Some(2), Some(1), Some(0), Some(1), Some(3), Some(7)],
-        ));
-        fleet.insert(instance(
-            "b",
-            "r",
-            [Some(2), Some(0), None, Some(1), Some(2), Some(2)],
-        ));
+        let fleet = fleet(vec![
+            instance(
+                "a",
+                "r",
+                [Some(2), Some(1), Some(0), Some(1), Some(3), Some(7)],
+            ),
+            instance(
+                "b",
+                "r",
+                [Some(2), Some(0), None, Some(1), Some(2), Some(2)],
+            ),
+        ]);
         let groups = fleet.aggregate();
         let counts = &groups[&("r", "s")];
         let running: Vec<_> = counts.documented(Dimension::Running).collect();

@@ -282,11 +282,7 @@ mod tests {
     use crate::fleet::Instance;
 
     fn fleet(instances: Vec<Instance>) -> Fleet {
-        let mut f = Fleet::default();
-        for i in instances {
-            f.insert(i);
-        }
-        f
+        Fleet::from_pages([instances]).0
     }
 
     fn render(fleet: Option<&Fleet>, instance_metrics: bool) -> String {

@@ -98,14 +98,8 @@ async fn read_list(client: &Client, deadline: Instant) -> Result<Read, ApiError>
         }
     }
 
-    // Sized from what arrived, never from total_count: an upstream's number is not to be trusted
-    // with an allocation.
-    let mut fleet = Fleet::with_capacity(pages.values().map(Vec::len).sum());
-    let mut duplicates = 0usize;
     // In page order, so which copy of a duplicate is kept does not depend on arrival order.
-    for mut rows in pages.into_values() {
-        duplicates += fleet.insert_page(&mut rows);
-    }
+    let (fleet, duplicates) = Fleet::from_pages(pages.into_values());
     if duplicates > 0 {
         tracing::debug!(
             duplicates,
