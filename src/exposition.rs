@@ -69,7 +69,7 @@ impl PerInstance {
 
     /// The sample value of an instance, or `None` when it has no sample in this family.
     fn value(self, i: &Instance) -> Option<i64> {
-        if i.instance_id.is_empty() {
+        if i.instance_id().is_empty() {
             // Nothing would tell it apart from another instance of the same name.
             return None;
         }
@@ -111,8 +111,8 @@ impl SeriesLabels {
         };
         for i in fleet.instances() {
             let start = labels.text.len();
-            label(&mut labels.text, "instance_id=\"", &i.instance_id);
-            label(&mut labels.text, "\",instance_name=\"", &i.instance_name);
+            label(&mut labels.text, "instance_id=\"", i.instance_id());
+            label(&mut labels.text, "\",instance_name=\"", i.instance_name());
             labels.text.push(b'"');
             let name_end = labels.text.len();
             label(&mut labels.text, ",region=\"", &i.region);
@@ -279,7 +279,7 @@ fn write_row(
             label(buf, "{billing_mode=\"", &i.billing_mode);
             buf.extend_from_slice(b"\",");
             buf.extend_from_slice(id_and_name);
-            label(buf, ",phone_id=\"", &i.phone_id);
+            label(buf, ",phone_id=\"", i.phone_id());
             label(buf, "\",project_id=\"", &i.project_id);
             label(buf, "\",project_name=\"", &i.project_name);
             label(buf, "\",region=\"", &i.region);
@@ -319,18 +319,17 @@ fn label(buf: &mut Vec<u8>, prefix: &str, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::Instance;
+    use crate::fleet::{Identity, Instance};
 
     fn fleet(n: usize) -> Arc<Fleet> {
         // One instance a page: chunk boundaries fall inside and between pages.
         let pages = (0..n).map(|i| {
             vec![Instance {
-                instance_id: format!("id-{i:06}").into(),
-                instance_name: "x".repeat(i % 300).into(),
                 region: "r".into(),
                 sku: "s".into(),
                 status: [Some(2); 6],
                 backup_time: Some(i as i64),
+                identity: Identity::new(&format!("id-{i:06}"), &"x".repeat(i % 300), ""),
                 ..Instance::default()
             }]
         });

@@ -75,9 +75,7 @@ impl Dimension {
 /// One cloud phone as the exporter sees it. Strings are already cleaned of the API's `"null"`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Instance {
-    pub instance_id: Box<str>,
-    pub instance_name: Box<str>,
-    pub phone_id: Box<str>,
+    pub identity: Identity,
     // Values that repeat across the fleet are shared, not copied per instance.
     pub region: Arc<str>,
     pub region_name: Arc<str>,
@@ -93,7 +91,41 @@ pub struct Instance {
     pub restore_time: Option<i64>,
 }
 
+/// `instance_id`, `instance_name` and `phone_id`, kept one after the other in one allocation
+/// instead of three.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Identity {
+    text: Box<str>,
+    id_end: usize,
+    name_end: usize,
+}
+
+impl Identity {
+    pub fn new(instance_id: &str, instance_name: &str, phone_id: &str) -> Self {
+        Identity {
+            text: [instance_id, instance_name, phone_id].concat().into(),
+            id_end: instance_id.len(),
+            name_end: instance_id.len() + instance_name.len(),
+        }
+    }
+}
+
 impl Instance {
+    pub fn instance_id(&self) -> &str {
+        let i = &self.identity;
+        i.text.get(..i.id_end).unwrap_or_default()
+    }
+
+    pub fn instance_name(&self) -> &str {
+        let i = &self.identity;
+        i.text.get(i.id_end..i.name_end).unwrap_or_default()
+    }
+
+    pub fn phone_id(&self) -> &str {
+        let i = &self.identity;
+        i.text.get(i.name_end..).unwrap_or_default()
+    }
+
     pub fn status(&self, dim: Dimension) -> Option<i64> {
         self.status[dim.index()]
     }
@@ -121,7 +153,7 @@ impl Fleet {
             let mut seen: HashSet<&str> = HashSet::with_capacity(pages.iter().map(Vec::len).sum());
             for (p, page) in pages.iter().enumerate() {
                 for (r, instance) in page.iter().enumerate() {
-                    let id = &*instance.instance_id;
+                    let id = instance.instance_id();
                     if !id.is_empty() && !seen.insert(id) {
                         repeats.push((p, r));
                     }
@@ -211,10 +243,10 @@ mod tests {
 
     fn instance(id: &str, region: &str, status: [Option<i64>; 6]) -> Instance {
         Instance {
-            instance_id: id.into(),
             region: region.into(),
             sku: "s".into(),
             status,
+            identity: Identity::new(id, "", ""),
             ..Instance::default()
         }
     }
@@ -277,7 +309,7 @@ mod tests {
         ]);
         assert_eq!(repeats, 3);
         assert_eq!(fleet.len(), 3);
-        let ids: Vec<&str> = fleet.instances().map(|i| &*i.instance_id).collect();
+        let ids: Vec<&str> = fleet.instances().map(Instance::instance_id).collect();
         assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!(fleet.pages().len(), 2, "a page left empty is dropped");
         // The first sighting wins, so the counts do not depend on which duplicate arrived later.

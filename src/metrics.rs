@@ -279,7 +279,7 @@ pub fn render_text(scrape: &Scrape) -> Result<String, prometheus::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::Instance;
+    use crate::fleet::{Identity, Instance};
 
     fn fleet(instances: Vec<Instance>) -> Fleet {
         Fleet::from_pages([instances]).0
@@ -316,11 +316,10 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         let f = fleet(vec![Instance {
-            instance_id: "id-1".into(),
-            instance_name: "say \"hi\"\\path\nnext 云手机".into(),
             region: "cn-north-4".into(),
             sku: "s".into(),
             status: [Some(2); 6],
+            identity: Identity::new("id-1", "say \"hi\"\\path\nnext 云手机", ""),
             ..Instance::default()
         }]);
         let text = render(Some(&f), true);
@@ -335,9 +334,9 @@ mod tests {
     #[test]
     fn missing_codes_and_times_leave_out_the_per_instance_series() {
         let f = fleet(vec![Instance {
-            instance_id: "a".into(),
             status: [Some(2), None, Some(0), Some(1), Some(3), Some(0)],
             backup_time: Some(100),
+            identity: Identity::new("a", "", ""),
             ..Instance::default()
         }]);
         let text = render(Some(&f), true);
@@ -359,8 +358,8 @@ mod tests {
     #[test]
     fn instance_metrics_off_leaves_only_aggregates() {
         let f = fleet(vec![Instance {
-            instance_id: "a".into(),
             status: [Some(1); 6],
+            identity: Identity::new("a", "", ""),
             ..Instance::default()
         }]);
         let text = render(Some(&f), false);
@@ -371,10 +370,10 @@ mod tests {
     #[test]
     fn every_documented_status_is_zero_filled() {
         let f = fleet(vec![Instance {
-            instance_id: "a".into(),
             region: "r".into(),
             sku: "s".into(),
             status: [Some(2), Some(0), Some(0), Some(0), Some(2), Some(2)],
+            identity: Identity::new("a", "", ""),
             ..Instance::default()
         }]);
         let text = render(Some(&f), false);

@@ -11,7 +11,7 @@ use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::PrimitiveDateTime;
 
-use crate::fleet::Instance;
+use crate::fleet::{Identity, Instance};
 
 /// The response envelope. Paging fields and the error may sit at the top level (as the reference's
 /// example shows) or inside `data` (as its tables say), so both places are read.
@@ -133,16 +133,9 @@ struct Shared {
     billing_mode: Interner,
 }
 
-fn owned(value: Option<Cow<'_, str>>) -> Box<str> {
-    value.map(|v| Box::from(v.as_ref())).unwrap_or_default()
-}
-
 impl WireInstance<'_> {
     fn into_instance(self, shared: &mut Shared) -> Instance {
         Instance {
-            instance_id: owned(self.instance_id),
-            instance_name: owned(self.instance_name),
-            phone_id: owned(self.phone_id),
             region: shared.region.get(self.region),
             region_name: shared.region_name.get(self.region_name),
             sku: shared.sku.get(self.instance_sku),
@@ -160,6 +153,11 @@ impl WireInstance<'_> {
             ],
             backup_time: self.backup_time.as_deref().and_then(parse_time),
             restore_time: self.restore_time.as_deref().and_then(parse_time),
+            identity: Identity::new(
+                self.instance_id.as_deref().unwrap_or_default(),
+                self.instance_name.as_deref().unwrap_or_default(),
+                self.phone_id.as_deref().unwrap_or_default(),
+            ),
         }
     }
 }
@@ -454,8 +452,8 @@ mod tests {
         assert_eq!(page.total_count, Some(72));
         assert_eq!(page.instances.len(), 1);
         let i = &page.instances[0];
-        assert_eq!(&*i.instance_id, "5srn5hL8");
-        assert_eq!(&*i.instance_name, "CCTEST-00001");
+        assert_eq!(i.instance_id(), "5srn5hL8");
+        assert_eq!(i.instance_name(), "CCTEST-00001");
         assert_eq!(&*i.region, "cn-north-7");
         assert_eq!(&*i.region_name, "CN North-Ulanqab-2003");
         assert_eq!(
@@ -464,7 +462,7 @@ mod tests {
         );
         assert_eq!(&*i.project_id, "9d71ec45aef04d84a991c12250227b5c");
         assert_eq!(&*i.project_name, "cn-north-7");
-        assert_eq!(&*i.phone_id, "", "the string \"null\" means no value");
+        assert_eq!(i.phone_id(), "", "the string \"null\" means no value");
         assert_eq!(&*i.billing_mode, "1");
         assert_eq!(i.status(Dimension::Running), Some(1));
         assert_eq!(i.status(Dimension::Frozen), Some(0));
@@ -499,7 +497,7 @@ mod tests {
             "restore_time":"null","region":null}],"extra":true},"total_count":1,"error_code":null}"#;
         let page = decode_page(body.as_bytes()).unwrap();
         let i = &page.instances[0];
-        assert_eq!(&*i.instance_id, "a");
+        assert_eq!(i.instance_id(), "a");
         assert_eq!(&*i.region, "");
         assert_eq!(i.status(Dimension::Running), None);
         assert_eq!(i.status(Dimension::Frozen), Some(1));

@@ -505,7 +505,7 @@ mod tests {
                 (page.page_no, page.page_size, page.total_count),
                 (Some(2), Some(3), Some(7))
             );
-            assert_eq!(&*page.instances[0].instance_id, fleet[0].instance_id);
+            assert_eq!(page.instances[0].instance_id(), fleet[0].instance_id);
         }
     }
 }
