@@ -302,7 +302,8 @@ fn write_row(
 fn label(buf: &mut Vec<u8>, prefix: &str, value: &str) {
     buf.extend_from_slice(prefix.as_bytes());
     let bytes = value.as_bytes();
-    if !bytes.iter().any(|b| matches!(b, b'\\' | b'\n' | b'"')) {
+    // Most values need no escaping; a vectorised search says so faster than a byte loop.
+    if memchr::memchr3(b'\\', b'\n', b'"', bytes).is_none() {
         buf.extend_from_slice(bytes);
         return;
     }

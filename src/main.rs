@@ -11,7 +11,7 @@ use clouddevice_exporter::credentials::SecretEnv;
 use clouddevice_exporter::{logging, run};
 
 // A scrape of a large fleet makes and frees millions of small strings; mimalloc does that with a
-// fraction of glibc's CPU and hands freed memory back to the system afterwards (BENCHMARKS.md).
+// fraction of glibc's CPU (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -20,8 +20,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> ExitCode {
-    // SAFETY: sets a process-wide allocator option; mimalloc reads it each time it purges.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    // Freed memory goes back to the system at once. mimalloc's default is to wait a second, but
+    // it only looks again when the program next allocates: an idle exporter would hold a large
+    // scrape's memory until the next scrape. MIMALLOC_PURGE_DELAY still overrides this.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a process-wide allocator option; mimalloc reads it each time it purges.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
