@@ -93,7 +93,7 @@ pub fn build_app(config: &Config) -> Result<axum::Router, RunError> {
         metrics,
         config.instance_metrics,
         config.min_interval,
-    ));
+    )?);
     let web = server::WebOptions {
         telemetry_path: config.telemetry_path.clone(),
         scrape_timeout: config.scrape_timeout,

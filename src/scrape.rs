@@ -49,11 +49,42 @@ struct State {
 }
 
 pub struct Exporter {
+    collector: CollectorThread,
     client: Arc<Client>,
     metrics: Arc<ExporterMetrics>,
     instance_metrics: bool,
     min_interval: Duration,
     state: Arc<Mutex<State>>,
+}
+
+/// The thread collections run on, with a single-threaded runtime of its own. A collection is a
+/// stream of small upstream responses, each parsed as it arrives; on the server's multi-threaded
+/// runtime every response woke another worker, and those wake-ups cost more CPU than they saved
+/// (BENCHMARKS.md). The upstream connections live here too, since they are made where they are
+/// first used.
+struct CollectorThread {
+    runtime: tokio::runtime::Handle,
+    /// Dropped with the exporter, which ends the thread and cancels what it still runs.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl CollectorThread {
+    fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("collector".into())
+            .spawn(move || {
+                let _ = runtime.block_on(stopped);
+            })?;
+        Ok(CollectorThread {
+            runtime: handle,
+            _stop: stop,
+        })
+    }
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -67,14 +98,15 @@ impl Exporter {
         metrics: Arc<ExporterMetrics>,
         instance_metrics: bool,
         min_interval: Duration,
-    ) -> Self {
-        Exporter {
+    ) -> std::io::Result<Self> {
+        Ok(Exporter {
+            collector: CollectorThread::start()?,
             client: Arc::new(client),
             metrics,
             instance_metrics,
             min_interval,
             state: Arc::new(Mutex::new(State::default())),
-        }
+        })
     }
 
     /// Answers a scrape whose scraper gives up after `timeout`. A failed or late collection is
@@ -141,7 +173,7 @@ impl Exporter {
         let client = self.client.clone();
         let state = self.state.clone();
         let keep_for_reuse = !self.min_interval.is_zero();
-        let task = tokio::spawn(async move {
+        let task = self.collector.runtime.spawn(async move {
             let started = Instant::now();
             let read =
                 tokio::time::timeout_at(deadline.into(), paging::collect_fleet(&client, deadline));
