@@ -2,7 +2,8 @@
 //! Knows nothing of HTTP or of Prometheus; everything here is plain data and pure functions.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::sync::{Arc, OnceLock};
 
 /// The six status dimensions the API reports for every instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,38 +93,86 @@ pub struct Instance {
 }
 
 /// `instance_id`, `instance_name` and `phone_id`, kept one after the other in one allocation
-/// instead of three.
+/// instead of three; with the id's hash, taken while the id is fresh in the cache, for
+/// recognising the instance again across pages.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Identity {
     text: Box<str>,
-    id_end: usize,
-    name_end: usize,
+    id_end: u32,
+    name_end: u32,
+    id_hash: u64,
 }
 
 impl Identity {
     pub fn new(instance_id: &str, instance_name: &str, phone_id: &str) -> Self {
+        // Seeded once per process, at random, like the standard library's maps.
+        static SEED: OnceLock<RandomState> = OnceLock::new();
+        let len = |s: &str| u32::try_from(s.len()).unwrap_or(u32::MAX);
         Identity {
             text: [instance_id, instance_name, phone_id].concat().into(),
-            id_end: instance_id.len(),
-            name_end: instance_id.len() + instance_name.len(),
+            id_end: len(instance_id),
+            name_end: len(instance_id).saturating_add(len(instance_name)),
+            id_hash: SEED.get_or_init(RandomState::new).hash_one(instance_id),
         }
+    }
+
+    fn id(&self) -> &str {
+        self.text.get(..self.id_end as usize).unwrap_or_default()
+    }
+}
+
+/// An instance's id in the set of ids seen, hashed by the hash it already carries.
+struct SeenId<'a>(&'a Identity);
+
+impl Hash for SeenId<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.id_hash);
+    }
+}
+
+impl PartialEq for SeenId<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id_hash == other.0.id_hash && self.0.id() == other.0.id()
+    }
+}
+
+impl Eq for SeenId<'_> {}
+
+/// Passes on a hash already taken (see [`SeenId`]).
+#[derive(Default)]
+struct TakenHash(u64);
+
+impl Hasher for TakenHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
 impl Instance {
     pub fn instance_id(&self) -> &str {
-        let i = &self.identity;
-        i.text.get(..i.id_end).unwrap_or_default()
+        self.identity.id()
     }
 
     pub fn instance_name(&self) -> &str {
         let i = &self.identity;
-        i.text.get(i.id_end..i.name_end).unwrap_or_default()
+        i.text
+            .get(i.id_end as usize..i.name_end as usize)
+            .unwrap_or_default()
     }
 
     pub fn phone_id(&self) -> &str {
         let i = &self.identity;
-        i.text.get(i.name_end..).unwrap_or_default()
+        i.text.get(i.name_end as usize..).unwrap_or_default()
     }
 
     pub fn status(&self, dim: Dimension) -> Option<i64> {
@@ -150,22 +199,28 @@ impl Fleet {
         // them, so it lives only for this pass.
         let mut repeats: Vec<(usize, usize)> = Vec::new();
         {
-            let mut seen: HashSet<&str> = HashSet::with_capacity(pages.iter().map(Vec::len).sum());
+            let mut seen: HashSet<SeenId<'_>, BuildHasherDefault<TakenHash>> =
+                HashSet::with_capacity_and_hasher(
+                    pages.iter().map(Vec::len).sum(),
+                    BuildHasherDefault::default(),
+                );
             for (p, page) in pages.iter().enumerate() {
                 for (r, instance) in page.iter().enumerate() {
-                    let id = instance.instance_id();
-                    if !id.is_empty() && !seen.insert(id) {
+                    let id = &instance.identity;
+                    if !id.id().is_empty() && !seen.insert(SeenId(id)) {
                         repeats.push((p, r));
                     }
                 }
             }
         }
-        for (p, page) in pages.iter_mut().enumerate() {
-            let mut r = 0;
-            page.retain(|_| {
-                r += 1;
-                repeats.binary_search(&(p, r - 1)).is_err()
-            });
+        if !repeats.is_empty() {
+            for (p, page) in pages.iter_mut().enumerate() {
+                let mut r = 0;
+                page.retain(|_| {
+                    r += 1;
+                    repeats.binary_search(&(p, r - 1)).is_err()
+                });
+            }
         }
         pages.retain(|p| !p.is_empty());
         let len = pages.iter().map(Vec::len).sum();
@@ -315,6 +370,18 @@ mod tests {
         // The first sighting wins, so the counts do not depend on which duplicate arrived later.
         let first = fleet.instances().next().unwrap();
         assert_eq!(first.status(Dimension::Running), Some(2));
+    }
+
+    #[test]
+    fn different_ids_with_the_same_hash_are_both_kept() {
+        let same_hash = |id: &str| {
+            let mut i = instance(id, "r", [Some(2); 6]);
+            i.identity.id_hash = 7;
+            i
+        };
+        let (fleet, repeats) =
+            Fleet::from_pages([vec![same_hash("a"), same_hash("b"), same_hash("a")]]);
+        assert_eq!((fleet.len(), repeats), (2, 1));
     }
 
     #[test]
