@@ -27,6 +27,15 @@ fn main() -> ExitCode {
         // SAFETY: sets a process-wide allocator option; mimalloc reads it each time it purges.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     }
+    // No transparent huge pages for this process. mimalloc asks for them on its arenas, and a
+    // huge page stays resident as long as any byte of it is in use: after a scrape of 100,000
+    // instances the exporter kept 31 MB instead of 17 MB, and started at 16 MB instead of 9 MB,
+    // for no measurable gain in CPU (BENCHMARKS.md).
+    #[cfg(target_os = "linux")]
+    // SAFETY: a process-wide flag with integer arguments; it touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
