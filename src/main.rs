@@ -20,22 +20,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> ExitCode {
-    // Freed memory goes back to the system at once. mimalloc's default is to wait a second, but
-    // it only looks again when the program next allocates: an idle exporter would hold a large
-    // scrape's memory until the next scrape. MIMALLOC_PURGE_DELAY still overrides this.
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets a process-wide allocator option; mimalloc reads it each time it purges.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    }
-    // No transparent huge pages for this process. mimalloc asks for them on its arenas, and a
-    // huge page stays resident as long as any byte of it is in use: after a scrape of 100,000
-    // instances the exporter kept 31 MB instead of 17 MB, and started at 16 MB instead of 9 MB,
-    // for no measurable gain in CPU (BENCHMARKS.md).
-    #[cfg(target_os = "linux")]
-    // SAFETY: a process-wide flag with integer arguments; it touches no memory of ours.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
+    tune_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
@@ -87,7 +72,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// Makes a large scrape's memory go back to the system once the scrape is over.
+fn tune_memory() {
+    // Freed memory goes back at once. mimalloc's default is to wait a second, but it only looks
+    // again when the program next allocates: an idle exporter would hold a large scrape's memory
+    // until the next scrape. MIMALLOC_PURGE_DELAY still overrides this.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a process-wide allocator option; mimalloc reads it each time it purges.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
+    // No transparent huge pages. A huge page stays resident as long as any byte of it is in use:
+    // after a scrape of 100,000 instances the exporter kept 31 MB instead of 17 MB, and started
+    // at 16 MB instead of 9 MB, for no measurable gain in CPU (BENCHMARKS.md). mimalloc's
+    // `no_thp` feature stops it asking for them; this covers kernels that give them unasked.
+    #[cfg(target_os = "linux")]
+    // SAFETY: a process-wide flag with integer arguments; it touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn fail(message: &str, code: u8) -> ExitCode {
     eprintln!("clouddevice_exporter: {message}");
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_delay_option_is_the_one_we_set() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return;
+        }
+        // mimalloc v3's default purge delay is 1000 ms; any other option at this index would
+        // mean the enum moved in a mimalloc upgrade and main would set the wrong option.
+        // SAFETY: reads a process-wide allocator option.
+        let value = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(value, 1000);
+    }
 }
