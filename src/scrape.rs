@@ -1,6 +1,7 @@
 //! One scrape, start to end: get a collection of the fleet (start one, join the one already
 //! running, or reuse a recent one), within the scrape's deadline; turn it into families; encode.
-//! Also keeps what the landing page shows of the last collection. Knows nothing of HTTP.
+//! Also keeps what the landing page shows of the last collection, and owns the thread that
+//! collections run on. Knows nothing of HTTP.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
