@@ -99,35 +99,40 @@ enum Part {
 #[derive(Default)]
 struct SeriesLabels {
     text: Vec<u8>,
-    /// Per instance in fleet order: where its labels start, where `,region=` starts, the end.
-    spans: Vec<(usize, usize, usize)>,
+    /// Per instance in fleet order, offsets into `text`: where its id and name part ends, and
+    /// where its label set ends. Each set starts where the one before ends.
+    ends: Vec<(usize, usize)>,
 }
 
 impl SeriesLabels {
     fn new(fleet: &Fleet) -> Self {
         let mut labels = SeriesLabels {
             text: Vec::with_capacity(fleet.len() * 64),
-            spans: Vec::with_capacity(fleet.len()),
+            ends: Vec::with_capacity(fleet.len()),
         };
         for i in fleet.instances() {
-            let start = labels.text.len();
-            label(&mut labels.text, "instance_id=\"", i.instance_id());
+            // With the braces and the space before the value: fewer copies per line.
+            label(&mut labels.text, "{instance_id=\"", i.instance_id());
             label(&mut labels.text, "\",instance_name=\"", i.instance_name());
             labels.text.push(b'"');
             let name_end = labels.text.len();
             label(&mut labels.text, ",region=\"", &i.region);
-            labels.text.push(b'"');
-            labels.spans.push((start, name_end, labels.text.len()));
+            labels.text.extend_from_slice(b"\"} ");
+            labels.ends.push((name_end, labels.text.len()));
         }
         labels
     }
 
-    /// The whole label set of the `n`-th instance, and its id and name part.
+    /// The `n`-th instance's `{…} ` whole, and its `instance_id="…",instance_name="…"` part.
     fn get(&self, n: usize) -> (&[u8], &[u8]) {
-        let (start, name_end, end) = self.spans.get(n).copied().unwrap_or_default();
+        let start = n
+            .checked_sub(1)
+            .and_then(|before| self.ends.get(before))
+            .map_or(0, |(_, end)| *end);
+        let (name_end, end) = self.ends.get(n).copied().unwrap_or_default();
         (
             self.text.get(start..end).unwrap_or_default(),
-            self.text.get(start..name_end).unwrap_or_default(),
+            self.text.get(start + 1..name_end).unwrap_or_default(),
         )
     }
 }
@@ -261,7 +266,7 @@ impl Iterator for Exposition {
     }
 }
 
-/// One sample line. `labels` is the instance's escaped label set, whole and up to its name.
+/// One sample line. `labels` is the instance's escaped `{…} ` whole, and its id and name part.
 fn write_row(
     buf: &mut Vec<u8>,
     name: &str,
@@ -287,11 +292,7 @@ fn write_row(
             label(buf, "\",sku=\"", &i.sku);
             buf.extend_from_slice(b"\"} ");
         }
-        _ => {
-            buf.push(b'{');
-            buf.extend_from_slice(labels);
-            buf.extend_from_slice(b"} ");
-        }
+        _ => buf.extend_from_slice(labels),
     }
     buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     buf.push(b'\n');
