@@ -39,6 +39,8 @@ pub enum RunError {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot start the thread that reads the instance list: {0}")]
+    Collector(std::io::Error),
 }
 
 pub async fn bind(address: &str, flag: &'static str) -> Result<TcpListener, RunError> {
@@ -88,12 +90,15 @@ pub async fn exporter(mut config: Config) -> Result<(), RunError> {
 pub fn build_app(config: &Config) -> Result<axum::Router, RunError> {
     let metrics = Arc::new(ExporterMetrics::new()?);
     let client = Client::new(config.upstream.clone(), metrics.clone())?;
-    let exporter = Arc::new(Exporter::new(
-        client,
-        metrics,
-        config.instance_metrics,
-        config.min_interval,
-    )?);
+    let exporter = Arc::new(
+        Exporter::new(
+            client,
+            metrics,
+            config.instance_metrics,
+            config.min_interval,
+        )
+        .map_err(RunError::Collector)?,
+    );
     let web = server::WebOptions {
         telemetry_path: config.telemetry_path.clone(),
         scrape_timeout: config.scrape_timeout,
