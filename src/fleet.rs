@@ -92,6 +92,28 @@ pub struct Instance {
     pub restore_time: Option<i64>,
 }
 
+impl Instance {
+    pub fn instance_id(&self) -> &str {
+        self.identity.id()
+    }
+
+    pub fn instance_name(&self) -> &str {
+        let i = &self.identity;
+        i.text
+            .get(i.id_end as usize..i.name_end as usize)
+            .unwrap_or_default()
+    }
+
+    pub fn phone_id(&self) -> &str {
+        let i = &self.identity;
+        i.text.get(i.name_end as usize..).unwrap_or_default()
+    }
+
+    pub fn status(&self, dim: Dimension) -> Option<i64> {
+        self.status[dim.index()]
+    }
+}
+
 /// `instance_id`, `instance_name` and `phone_id`, kept one after the other in one allocation
 /// instead of three; with the id's hash, taken while the id is fresh in the cache, for
 /// recognising the instance again across pages.
@@ -155,28 +177,6 @@ impl Hasher for TakenHash {
 
     fn finish(&self) -> u64 {
         self.0
-    }
-}
-
-impl Instance {
-    pub fn instance_id(&self) -> &str {
-        self.identity.id()
-    }
-
-    pub fn instance_name(&self) -> &str {
-        let i = &self.identity;
-        i.text
-            .get(i.id_end as usize..i.name_end as usize)
-            .unwrap_or_default()
-    }
-
-    pub fn phone_id(&self) -> &str {
-        let i = &self.identity;
-        i.text.get(i.name_end as usize..).unwrap_or_default()
-    }
-
-    pub fn status(&self, dim: Dimension) -> Option<i64> {
-        self.status[dim.index()]
     }
 }
 
