@@ -162,6 +162,17 @@ impl WireInstance<'_> {
     }
 }
 
+thread_local! {
+    /// How many rows the last page decoded on this thread held. The next page most likely holds
+    /// as many, so its vector is allocated once at that size instead of grown and copied five
+    /// times (about 4 % of a scrape's CPU). serde's derive has no way to hand the expected size
+    /// down to [`rows`]; pages are decoded one after the other on the collector thread.
+    static LAST_PAGE_ROWS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The most rows [`LAST_PAGE_ROWS`] reserves for; a larger page grows past it.
+const MAX_ROWS_HINT: usize = 1000;
+
 /// `result`: a JSON array of rows, each made into an [`Instance`] as soon as it is parsed;
 /// `null` is no rows.
 fn rows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Instance>, D::Error> {
@@ -173,10 +184,11 @@ fn rows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Instance>, D::Error> {
         }
         fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             let mut shared = Shared::default();
-            let mut rows = Vec::new();
+            let mut rows = Vec::with_capacity(LAST_PAGE_ROWS.get());
             while let Some(row) = seq.next_element::<WireInstance<'de>>()? {
                 rows.push(row.into_instance(&mut shared));
             }
+            LAST_PAGE_ROWS.set(rows.len().min(MAX_ROWS_HINT));
             Ok(rows)
         }
         fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
