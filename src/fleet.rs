@@ -98,15 +98,11 @@ impl Instance {
     }
 
     pub fn instance_name(&self) -> &str {
-        let i = &self.identity;
-        i.text
-            .get(i.id_end as usize..i.name_end as usize)
-            .unwrap_or_default()
+        self.identity.name()
     }
 
     pub fn phone_id(&self) -> &str {
-        let i = &self.identity;
-        i.text.get(i.name_end as usize..).unwrap_or_default()
+        self.identity.phone()
     }
 
     pub fn status(&self, dim: Dimension) -> Option<i64> {
@@ -140,6 +136,15 @@ impl Identity {
 
     fn id(&self) -> &str {
         self.text.get(..self.id_end as usize).unwrap_or_default()
+    }
+
+    fn name(&self) -> &str {
+        let (from, to) = (self.id_end as usize, self.name_end as usize);
+        self.text.get(from..to).unwrap_or_default()
+    }
+
+    fn phone(&self) -> &str {
+        self.text.get(self.name_end as usize..).unwrap_or_default()
     }
 }
 
@@ -194,7 +199,7 @@ impl Fleet {
     /// again, the first sighting is kept. Instances without an id cannot be recognised again,
     /// so each one counts. Returns the fleet and how many repeats were left out.
     pub fn from_pages(pages: impl IntoIterator<Item = Vec<Instance>>) -> (Fleet, usize) {
-        let mut pages: Vec<Vec<Instance>> = pages.into_iter().filter(|p| !p.is_empty()).collect();
+        let mut pages: Vec<Vec<Instance>> = pages.into_iter().collect();
         // (page, row) of each repeat. The set borrows the ids rather than copying 100,000 of
         // them, so it lives only for this pass.
         let mut repeats: Vec<(usize, usize)> = Vec::new();

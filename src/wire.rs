@@ -224,34 +224,54 @@ pub enum DecodeError {
 /// The error a body names, if any: `error_code` present and not `"0"`, at the top level or in `data`.
 /// Used on every response, including non-2xx ones whose body is often this same JSON.
 pub fn api_error(body: &[u8]) -> Option<(String, String)> {
-    let envelope: Envelope<Data> = serde_json::from_slice(body).ok()?;
-    envelope_error(&envelope.paging, envelope.data.as_ref().map(|d| &d.paging))
+    match parse::<Data>(body) {
+        Err(DecodeError::Api { code, message }) => Some((code, message)),
+        _ => None,
+    }
 }
 
-fn envelope_error(top: &Paging, inner: Option<&Paging>) -> Option<(String, String)> {
-    for p in [Some(top), inner].into_iter().flatten() {
+/// A `data` object, which may carry the paging fields and the error too.
+trait WithPaging {
+    fn paging(&self) -> &Paging;
+}
+
+impl WithPaging for Data {
+    fn paging(&self) -> &Paging {
+        &self.paging
+    }
+}
+
+impl WithPaging for WireData<'_> {
+    fn paging(&self) -> &Paging {
+        &self.paging
+    }
+}
+
+/// Parses a body into an envelope, or the error it names (`error_code` present and not `"0"`,
+/// at the top level or in `data`).
+fn parse<'a, D: Deserialize<'a> + Default + WithPaging>(
+    body: &'a [u8],
+) -> Result<Envelope<D>, DecodeError> {
+    // One UTF-8 check of the whole body is cheaper than serde_json's check of every string.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| DecodeError::Malformed(format!("the body is not UTF-8: {e}")))?;
+    let envelope: Envelope<D> =
+        serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let inner = envelope.data.as_ref().map(WithPaging::paging);
+    for p in [Some(&envelope.paging), inner].into_iter().flatten() {
         if let Some(code) = p.error_code.as_deref().filter(|c| *c != "0") {
-            let message = p.error_msg.clone().unwrap_or_default();
-            return Some((code.to_string(), message));
+            return Err(DecodeError::Api {
+                code: code.to_string(),
+                message: p.error_msg.clone().unwrap_or_default(),
+            });
         }
     }
-    None
-}
-
-/// One UTF-8 check of the whole body is cheaper than serde_json's check of every string.
-fn utf8(body: &[u8]) -> Result<&str, DecodeError> {
-    std::str::from_utf8(body)
-        .map_err(|e| DecodeError::Malformed(format!("the body is not UTF-8: {e}")))
+    Ok(envelope)
 }
 
 /// Decodes a 2xx response body into a page, or the error it carries.
 pub fn decode_page(body: &[u8]) -> Result<Page, DecodeError> {
-    let envelope: Envelope<Data> =
-        serde_json::from_str(utf8(body)?).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    let inner = envelope.data.as_ref().map(|d| &d.paging);
-    if let Some((code, message)) = envelope_error(&envelope.paging, inner) {
-        return Err(DecodeError::Api { code, message });
-    }
+    let envelope = parse::<Data>(body)?;
     let (rows, inner) = match envelope.data {
         Some(data) => (data.result, data.paging),
         None => (Vec::new(), Paging::default()),
@@ -269,13 +289,7 @@ pub fn decode_page(body: &[u8]) -> Result<Page, DecodeError> {
 /// every string, and keeps nothing; returns the number of rows. Not used by the exporter.
 #[doc(hidden)]
 pub fn parse_floor(body: &[u8]) -> Result<usize, DecodeError> {
-    let envelope: Envelope<WireData> =
-        serde_json::from_str(utf8(body)?).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    let inner = envelope.data.as_ref().map(|d| &d.paging);
-    if let Some((code, message)) = envelope_error(&envelope.paging, inner) {
-        return Err(DecodeError::Api { code, message });
-    }
-    Ok(envelope.data.map_or(0, |d| d.result.len()))
+    Ok(parse::<WireData>(body)?.data.map_or(0, |d| d.result.len()))
 }
 
 /// A negative count carries no information; treat it as absent rather than fail the page.
