@@ -23,7 +23,11 @@ fn page_json(n: usize) -> Vec<u8> {
 
 /// A decoded fleet of `n` instances.
 fn fleet(n: usize) -> Fleet {
-    let page = wire::decode_page(&page_json(n)).unwrap();
+    let limits = wire::RowLimits {
+        max: n,
+        expected: n,
+    };
+    let page = wire::decode_page(&page_json(n), limits).unwrap();
     Fleet::from_pages([page.instances]).0
 }
 
@@ -31,8 +35,13 @@ fn decode(c: &mut Criterion) {
     let body = page_json(100);
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements(100));
+    // As in a scrape: the page before held as many rows.
+    let limits = wire::RowLimits {
+        max: 100,
+        expected: 100,
+    };
     group.bench_function("page_of_100", |b| {
-        b.iter(|| wire::decode_page(black_box(&body)).unwrap())
+        b.iter(|| wire::decode_page(black_box(&body), limits).unwrap())
     });
     // The floor of the end-to-end benchmark: parsing alone, into borrowed wire structs.
     group.bench_function("parse_floor_100", |b| {

@@ -2,6 +2,7 @@
 //! timeout that never outlasts the scrape's deadline, retries of transient failures, a cap on the
 //! body, its self-metrics and its error typed by cause. Paging lives in `paging`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,9 +11,9 @@ use uuid::Uuid;
 
 use crate::auth::Auth;
 use crate::config::UpstreamConfig;
-use crate::error::ApiError;
+use crate::error::{clip, ApiError};
 use crate::metrics::ExporterMetrics;
-use crate::wire::{self, DecodeError, Page};
+use crate::wire::{self, DecodeError, Page, RowLimits};
 
 /// The `api` label of this endpoint in the exporter's own metrics.
 pub const API_BATCH_QUERY: &str = "batch_query";
@@ -27,6 +28,8 @@ pub struct Client {
     auth: Auth,
     config: UpstreamConfig,
     metrics: Arc<ExporterMetrics>,
+    /// Rows of the page decoded last: the next one most likely holds as many.
+    last_rows: AtomicUsize,
 }
 
 impl Client {
@@ -41,6 +44,11 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(concat!("clouddevice_exporter/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.timeout)
+            // The credentials go to the configured endpoints and nowhere else: reqwest would
+            // carry X-Auth-Token, the signed headers and IAM's password body to any host a
+            // redirect names. A redirect is an error instead (see `redirect_target`).
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
         let auth = Auth::new(&config.credentials, &http, config.timeout, metrics.clone())?;
@@ -50,6 +58,7 @@ impl Client {
             auth,
             config,
             metrics,
+            last_rows: AtomicUsize::new(0),
         })
     }
 
@@ -175,6 +184,14 @@ impl Client {
         };
         let status = response.status();
         self.metrics.api_request(API_BATCH_QUERY, status.as_str());
+        if status.is_redirection() {
+            return Err(ApiError::Redirect {
+                page,
+                request_id: request_id.to_string(),
+                status: status.as_u16(),
+                target: redirect_target(&response),
+            });
+        }
         let retry_after = response
             .headers()
             .get("retry-after")
@@ -198,25 +215,41 @@ impl Client {
                 page,
                 request_id: request_id.to_string(),
                 status: status.as_u16(),
-                code,
-                message,
+                code: code.map(clip),
+                message: message.map(clip),
                 retry_after,
             });
         }
-        wire::decode_page(&body).map_err(|e| match e {
+        let limits = RowLimits {
+            max: self.config.page_size as usize,
+            expected: self.last_rows.load(Ordering::Relaxed),
+        };
+        let decoded = wire::decode_page(&body, limits).map_err(|e| match e {
             DecodeError::Api { code, message } => ApiError::Api {
                 page,
                 request_id: request_id.to_string(),
                 status: status.as_u16(),
-                code,
-                message,
+                code: clip(code),
+                message: clip(message),
             },
             DecodeError::Malformed(reason) => ApiError::Decode {
                 page,
                 request_id: request_id.to_string(),
-                reason,
+                reason: clip(reason),
             },
-        })
+        })?;
+        self.last_rows
+            .store(decoded.instances.len(), Ordering::Relaxed);
+        if decoded.replaced_text > 0 {
+            self.metrics.replaced_text(decoded.replaced_text);
+            tracing::debug!(
+                page,
+                request_id,
+                replaced = decoded.replaced_text,
+                "the page held invalid text; it was read as U+FFFD"
+            );
+        }
+        Ok(decoded)
     }
 }
 
@@ -244,6 +277,23 @@ pub(crate) async fn read_capped(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// The host a redirect points to, for the error that refuses to follow it.
+pub(crate) fn redirect_target(response: &reqwest::Response) -> String {
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok());
+    match location.map(|l| response.url().join(l)) {
+        None => "nowhere (no Location header)".into(),
+        Some(Ok(url)) => match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => clip(format!("{host}:{port}")),
+            (Some(host), None) => clip(host.to_string()),
+            (None, _) => "a URL without a host".into(),
+        },
+        Some(Err(_)) => "an unreadable Location".into(),
+    }
 }
 
 /// Exponential backoff with jitter: the n-th retry waits between half and all of 250 ms × 2ⁿ.

@@ -48,6 +48,14 @@ pub enum ApiError {
         request_id: String,
         limit: u64,
     },
+    #[error("page {page} (request {request_id}) was answered with a redirect (HTTP {status}) to {target}; it is not followed, since it would carry the credentials there: set --clouddevice.endpoint to the address the API answers on")]
+    Redirect {
+        page: u64,
+        request_id: String,
+        status: u16,
+        /// The host the redirect names.
+        target: String,
+    },
     #[error("cannot get an IAM token: {reason}")]
     Iam { label: String, reason: String },
     #[error("the list needs more than --clouddevice.max-pages={max} pages at {per_page} instances a page; raise --clouddevice.max-pages or --clouddevice.page-size")]
@@ -114,6 +122,7 @@ impl ApiError {
             ApiError::Status { status, .. } => format!("http_{status}"),
             ApiError::Api { .. } => "other".into(),
             ApiError::Decode { .. } => "decode".into(),
+            ApiError::Redirect { .. } => "redirect".into(),
             ApiError::TooLarge { .. } => "too_large".into(),
             ApiError::TooManyPages { .. } => "too_many_pages".into(),
             ApiError::ListChanged { .. } => "list_changed".into(),
@@ -152,6 +161,7 @@ impl ApiError {
             | ApiError::Status { request_id, .. }
             | ApiError::Api { request_id, .. }
             | ApiError::Decode { request_id, .. }
+            | ApiError::Redirect { request_id, .. }
             | ApiError::TooLarge { request_id, .. } => Some(request_id),
             _ => None,
         }
@@ -164,6 +174,18 @@ impl ApiError {
             ApiError::Api { code, message, .. } => (Some(code), Some(message)),
             _ => (None, None),
         }
+    }
+}
+
+/// Most characters of an upstream's text (an `error_msg`, a decode error quoting the body) kept
+/// in an error: a 100 KB `error_msg` must not become a 200 KB log line and a 100 KB page.
+pub const MAX_UPSTREAM_TEXT: usize = 300;
+
+/// `text` cut to [`MAX_UPSTREAM_TEXT`] characters, saying how long it was.
+pub fn clip(text: String) -> String {
+    match text.char_indices().nth(MAX_UPSTREAM_TEXT) {
+        None => text,
+        Some((end, _)) => format!("{}… ({} bytes in all)", &text[..end], text.len()),
     }
 }
 
@@ -210,6 +232,18 @@ mod tests {
         );
         assert_eq!(api("KOOPHONE.API.1001").label(), "KOOPHONE.API.1001");
         assert_eq!(api("{\"x\": 1}").label(), "other");
+    }
+
+    #[test]
+    fn long_upstream_texts_are_clipped() {
+        let long = "é".repeat(50_000);
+        let clipped = clip(long);
+        assert_eq!(
+            clipped.chars().filter(|c| *c == 'é').count(),
+            MAX_UPSTREAM_TEXT
+        );
+        assert!(clipped.ends_with("… (100000 bytes in all)"), "{clipped}");
+        assert_eq!(clip("short".into()), "short");
     }
 
     #[test]

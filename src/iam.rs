@@ -11,9 +11,9 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::client::{read_capped, Capped};
+use crate::client::{read_capped, redirect_target, Capped};
 use crate::credentials::{IamCredentials, ProjectScope};
-use crate::error::ApiError;
+use crate::error::{clip, ApiError};
 use crate::metrics::ExporterMetrics;
 use crate::secret::Secret;
 
@@ -216,6 +216,17 @@ impl IamSession {
         };
         let status = response.status();
         self.metrics.api_request(API_IAM_TOKEN, status.as_str());
+        if status.is_redirection() {
+            // Following it would send the password to wherever it points.
+            return Err(iam_error(
+                "iam_redirect".into(),
+                format!(
+                    "IAM answered with a redirect (HTTP {}) to {}; it is not followed, since it would carry the password there: set --iam.endpoint to the address IAM answers on",
+                    status.as_u16(),
+                    redirect_target(&response)
+                ),
+            ));
+        }
         let subject = response.headers().get("x-subject-token").cloned();
         let body = read_capped(response, MAX_ANSWER_BYTES)
             .await
@@ -244,10 +255,10 @@ impl IamSession {
                 .unwrap_or_else(|| format!("iam_http_{}", status.as_u16()));
             let mut reason = format!("IAM answered HTTP {}", status.as_u16());
             if let Some(code) = code {
-                reason.push_str(&format!(" {code}"));
+                reason.push_str(&format!(" {}", clip(code)));
             }
             if let Some(message) = message {
-                reason.push_str(&format!(": {}", message.trim_end_matches('.')));
+                reason.push_str(&format!(": {}", clip(message).trim_end_matches('.')));
             }
             if status.as_u16() == 401 || status.as_u16() == 400 {
                 reason.push_str(

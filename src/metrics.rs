@@ -4,7 +4,7 @@
 use prometheus::core::Collector;
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
 use std::sync::Arc;
@@ -19,6 +19,7 @@ pub struct ExporterMetrics {
     api_errors: IntCounterVec,
     token_expiry: GaugeVec,
     request_duration: HistogramVec,
+    invalid_text: IntCounter,
 }
 
 impl ExporterMetrics {
@@ -68,6 +69,10 @@ impl ExporterMetrics {
             .buckets(vec![0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["api"],
         )?;
+        let invalid_text = IntCounter::new(
+            "clouddevice_exporter_invalid_text_total",
+            "Invalid UTF-8 sequences and lone UTF-16 surrogates in the API's answers, each read as U+FFFD.",
+        )?;
         // Known causes start at zero, so rates and alerts see a series before the first error.
         for cause in [
             "timeout",
@@ -76,6 +81,7 @@ impl ExporterMetrics {
             "decode",
             "list_changed",
             "too_large",
+            "redirect",
         ] {
             api_errors.with_label_values(&[cause]);
         }
@@ -84,6 +90,7 @@ impl ExporterMetrics {
         registry.register(Box::new(token_expiry.clone()))?;
         registry.register(Box::new(api_errors.clone()))?;
         registry.register(Box::new(build_info))?;
+        registry.register(Box::new(invalid_text.clone()))?;
         register_process_collector(&registry)?;
         Ok(ExporterMetrics {
             registry,
@@ -91,6 +98,7 @@ impl ExporterMetrics {
             api_errors,
             token_expiry,
             request_duration,
+            invalid_text,
         })
     }
 
@@ -100,6 +108,10 @@ impl ExporterMetrics {
 
     pub fn api_error(&self, error_code: &str) {
         self.api_errors.with_label_values(&[error_code]).inc();
+    }
+
+    pub fn replaced_text(&self, n: usize) {
+        self.invalid_text.inc_by(n as u64);
     }
 
     pub fn observe_request(&self, api: &str, duration: std::time::Duration) {

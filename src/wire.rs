@@ -1,10 +1,15 @@
 //! The batch-query API's JSON as it really arrives, and its tolerant decoding into domain types.
 //! No I/O here: bytes in, a [`Page`] or a [`DecodeError`] out, so every quirk is tested on fixtures.
+//!
+//! The body is read in one streaming pass. Keys the exporter does not use are skipped as they are
+//! parsed, never buffered, and a page can hold no more rows than were asked for: what an upstream
+//! can make the exporter hold is bounded by the size of the body it sends.
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
 use time::format_description::BorrowedFormatItem;
@@ -13,47 +18,99 @@ use time::PrimitiveDateTime;
 
 use crate::fleet::{Identity, Instance};
 
-/// The response envelope. Paging fields and the error may sit at the top level (as the reference's
-/// example shows) or inside `data` (as its tables say), so both places are read.
-#[derive(Debug, Default, Deserialize)]
-struct Envelope<D> {
-    #[serde(default)]
-    data: Option<D>,
-    #[serde(flatten)]
-    paging: Paging,
+/// The keys the decoder reads. The paging fields and the error may sit at the top level (as the
+/// reference's example shows) or inside `data` (as its tables say), so both places are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Key {
+    Data,
+    Result,
+    PageNo,
+    PageSize,
+    TotalCount,
+    ErrorCode,
+    ErrorMsg,
+    #[serde(other)]
+    Other,
 }
 
-/// `data`, with its rows made into [`Instance`]s one by one as they are parsed: no vector of
-/// wire rows is built and then copied.
-#[derive(Debug, Default, Deserialize)]
-struct Data {
-    #[serde(default, deserialize_with = "rows")]
-    result: Vec<Instance>,
-    #[serde(flatten)]
-    paging: Paging,
-}
-
-/// `data` as plain wire rows: what the benchmark's floor parses (see [`parse_floor`]).
-#[derive(Debug, Default, Deserialize)]
-struct WireData<'a> {
-    #[serde(borrow, default, deserialize_with = "null_as_default")]
-    result: Vec<WireInstance<'a>>,
-    #[serde(flatten)]
-    paging: Paging,
-}
-
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 struct Paging {
-    #[serde(default, deserialize_with = "flex_int")]
     page_no: Option<i64>,
-    #[serde(default, deserialize_with = "flex_int")]
     page_size: Option<i64>,
-    #[serde(default, deserialize_with = "flex_int")]
     total_count: Option<i64>,
-    #[serde(default, deserialize_with = "flex_string")]
     error_code: Option<String>,
-    #[serde(default, deserialize_with = "flex_string")]
     error_msg: Option<String>,
+}
+
+impl Paging {
+    /// The error this object names: `error_code` present and not `"0"`.
+    fn error(&self) -> Option<DecodeError> {
+        let code = self.error_code.as_deref().filter(|c| *c != "0")?;
+        Some(DecodeError::Api {
+            code: code.to_string(),
+            message: self.error_msg.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// Reads an object that holds the paging fields and one more key, `key`, whose value `seed`
+/// reads; `null` is an empty object. Written by hand rather than derived: serde's
+/// `#[serde(flatten)]` would buffer every unknown key's value (a 30 MB array of tiny values
+/// became half a gigabyte), where this skips them as it reads.
+#[derive(Clone, Copy)]
+struct Paged<S> {
+    key: Key,
+    seed: S,
+}
+
+impl<'de, S: DeserializeSeed<'de> + Copy> DeserializeSeed<'de> for Paged<S> {
+    type Value = (Option<S::Value>, Paging);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for Paged<S> {
+    type Value = (Option<S::Value>, Paging);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object or null")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut inner = None;
+        let mut p = Paging::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                k if k == self.key => inner = Some(map.next_value_seed(self.seed)?),
+                Key::PageNo => p.page_no = map.next_value::<FlexInt>()?.0,
+                Key::PageSize => p.page_size = map.next_value::<FlexInt>()?.0,
+                Key::TotalCount => p.total_count = map.next_value::<FlexInt>()?.0,
+                Key::ErrorCode => p.error_code = map.next_value::<FlexString>()?.0,
+                Key::ErrorMsg => p.error_msg = map.next_value::<FlexString>()?.0,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok((inner, p))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok((None, Paging::default()))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        self.visit_unit()
+    }
+}
+
+/// The envelope `{"data": {"result": [...], ...}, ...}` with `rows` reading `result`.
+fn envelope<S>(rows: S) -> Paged<Paged<S>> {
+    Paged {
+        key: Key::Data,
+        seed: Paged {
+            key: Key::Result,
+            seed: rows,
+        },
+    }
 }
 
 /// One `result` row. Every field is optional: a row missing a field is still an instance.
@@ -162,43 +219,70 @@ impl WireInstance<'_> {
     }
 }
 
-thread_local! {
-    /// How many rows the last page decoded on this thread held. The next page most likely holds
-    /// as many, so its vector is allocated once at that size instead of grown and copied five
-    /// times (about 4 % of a scrape's CPU). serde's derive has no way to hand the expected size
-    /// down to [`rows`]; pages are decoded one after the other on the collector thread.
-    static LAST_PAGE_ROWS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+/// `result` for the exporter: a JSON array of rows, each made into an [`Instance`] as soon as it
+/// is parsed, no more than `max` of them; `null` is no rows.
+#[derive(Clone, Copy)]
+struct Rows {
+    max: usize,
+    /// Rows reserved for at once: the previous page's count, so a page's vector is allocated
+    /// once at its size instead of grown and copied.
+    expected: usize,
 }
 
-/// The most rows [`LAST_PAGE_ROWS`] reserves for; a larger page grows past it.
-const MAX_ROWS_HINT: usize = 1000;
-
-/// `result`: a JSON array of rows, each made into an [`Instance`] as soon as it is parsed;
-/// `null` is no rows.
-fn rows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Instance>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Vec<Instance>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an array of instances or null")
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut shared = Shared::default();
-            let mut rows = Vec::with_capacity(LAST_PAGE_ROWS.get());
-            while let Some(row) = seq.next_element::<WireInstance<'de>>()? {
-                rows.push(row.into_instance(&mut shared));
-            }
-            LAST_PAGE_ROWS.set(rows.len().min(MAX_ROWS_HINT));
-            Ok(rows)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
+impl<'de> DeserializeSeed<'de> for Rows {
+    type Value = Vec<Instance>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
     }
-    d.deserialize_any(V)
+}
+
+impl<'de> Visitor<'de> for Rows {
+    type Value = Vec<Instance>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of instances or null")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut shared = Shared::default();
+        let mut rows = Vec::with_capacity(self.expected.min(self.max));
+        while let Some(row) = seq.next_element::<WireInstance<'de>>()? {
+            if rows.len() == self.max {
+                return Err(de::Error::custom(format_args!(
+                    "the page holds more than the {} rows page_size asked for",
+                    self.max
+                )));
+            }
+            rows.push(row.into_instance(&mut shared));
+        }
+        Ok(rows)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+}
+
+/// `result` for the benchmark's floor: the rows parsed into plain wire structs, borrowing every
+/// string, and counted (see [`parse_floor`]).
+#[derive(Clone, Copy)]
+struct WireRows;
+
+impl<'de> DeserializeSeed<'de> for WireRows {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let rows = Option::<Vec<WireInstance<'de>>>::deserialize(d)?;
+        Ok(rows.map_or(0, |r| r.len()))
+    }
+}
+
+/// How many rows a page may hold, and how many to reserve for.
+#[derive(Debug, Clone, Copy)]
+pub struct RowLimits {
+    /// The page_size asked for: a page with more rows is refused.
+    pub max: usize,
+    /// Most likely the count of the page before.
+    pub expected: usize,
 }
 
 /// One decoded page of the list.
@@ -208,6 +292,8 @@ pub struct Page {
     pub page_no: Option<u64>,
     pub page_size: Option<u64>,
     pub total_count: Option<u64>,
+    /// Invalid UTF-8 sequences and lone UTF-16 surrogates in the body, each read as U+FFFD.
+    pub replaced_text: usize,
 }
 
 /// What a response body said when it was not a page.
@@ -224,64 +310,62 @@ pub enum DecodeError {
 /// The error a body names, if any: `error_code` present and not `"0"`, at the top level or in `data`.
 /// Used on every response, including non-2xx ones whose body is often this same JSON.
 pub fn api_error(body: &[u8]) -> Option<(String, String)> {
-    match parse::<Data>(body) {
+    match parse(body, envelope(PhantomData::<IgnoredAny>)) {
         Err(DecodeError::Api { code, message }) => Some((code, message)),
         _ => None,
     }
 }
 
-/// A `data` object, which may carry the paging fields and the error too.
-trait WithPaging {
-    fn paging(&self) -> &Paging;
+/// A parsed envelope: the rows, and the paging fields inside `data` and at the top level.
+struct Parsed<T> {
+    rows: Option<T>,
+    inner: Paging,
+    top: Paging,
+    replaced_text: usize,
 }
 
-impl WithPaging for Data {
-    fn paging(&self) -> &Paging {
-        &self.paging
-    }
-}
-
-impl WithPaging for WireData<'_> {
-    fn paging(&self) -> &Paging {
-        &self.paging
-    }
-}
-
-/// Parses a body into an envelope, or the error it names (`error_code` present and not `"0"`,
+/// Parses a body with `seed`, or returns the error it names (`error_code` present and not `"0"`,
 /// at the top level or in `data`).
-fn parse<'a, D: Deserialize<'a> + Default + WithPaging>(
-    body: &'a [u8],
-) -> Result<Envelope<D>, DecodeError> {
-    // One UTF-8 check of the whole body is cheaper than serde_json's check of every string.
-    let text = std::str::from_utf8(body)
-        .map_err(|e| DecodeError::Malformed(format!("the body is not UTF-8: {e}")))?;
-    let envelope: Envelope<D> =
-        serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    let inner = envelope.data.as_ref().map(WithPaging::paging);
-    for p in [Some(&envelope.paging), inner].into_iter().flatten() {
-        if let Some(code) = p.error_code.as_deref().filter(|c| *c != "0") {
-            return Err(DecodeError::Api {
-                code: code.to_string(),
-                message: p.error_msg.clone().unwrap_or_default(),
-            });
-        }
+fn parse<S, T>(body: &[u8], seed: Paged<Paged<S>>) -> Result<Parsed<T>, DecodeError>
+where
+    S: for<'de> DeserializeSeed<'de, Value = T> + Copy,
+{
+    let (text, replaced_text) = clean_text(body);
+    let mut json = serde_json::Deserializer::from_str(&text);
+    let (data, top) = seed
+        .deserialize(&mut json)
+        .and_then(|v| json.end().map(|()| v))
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let (rows, inner) = data.unwrap_or_default();
+    if let Some(error) = top.error().or_else(|| inner.error()) {
+        return Err(error);
     }
-    Ok(envelope)
+    Ok(Parsed {
+        rows,
+        inner,
+        top,
+        replaced_text,
+    })
 }
 
 /// Decodes a 2xx response body into a page, or the error it carries.
-pub fn decode_page(body: &[u8]) -> Result<Page, DecodeError> {
-    let envelope = parse::<Data>(body)?;
-    let (rows, inner) = match envelope.data {
-        Some(data) => (data.result, data.paging),
-        None => (Vec::new(), Paging::default()),
+pub fn decode_page(body: &[u8], rows: RowLimits) -> Result<Page, DecodeError> {
+    let seed = Rows {
+        max: rows.max,
+        expected: rows.expected,
     };
-    let top = envelope.paging;
+    let Parsed {
+        rows,
+        inner,
+        top,
+        replaced_text,
+    } = parse(body, envelope(seed))?;
     Ok(Page {
-        instances: rows,
+        instances: rows.unwrap_or_default(),
         page_no: non_negative(inner.page_no.or(top.page_no)),
         page_size: non_negative(inner.page_size.or(top.page_size)),
         total_count: non_negative(inner.total_count.or(top.total_count)),
+        replaced_text,
     })
 }
 
@@ -289,12 +373,71 @@ pub fn decode_page(body: &[u8]) -> Result<Page, DecodeError> {
 /// every string, and keeps nothing; returns the number of rows. Not used by the exporter.
 #[doc(hidden)]
 pub fn parse_floor(body: &[u8]) -> Result<usize, DecodeError> {
-    Ok(parse::<WireData>(body)?.data.map_or(0, |d| d.result.len()))
+    Ok(parse(body, envelope(WireRows))?.rows.unwrap_or(0))
 }
 
 /// A negative count carries no information; treat it as absent rather than fail the page.
 fn non_negative(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
+}
+
+/// The body as text, with each invalid UTF-8 sequence and each lone UTF-16 surrogate escape
+/// (`\ud83d` without its pair, which serde_json refuses) made U+FFFD, and how many there were.
+/// One bad byte in one instance's name must not hide the whole fleet. Valid bodies, the rule,
+/// are borrowed as they are: one UTF-8 check, and a scan for backslashes.
+fn clean_text(body: &[u8]) -> (Cow<'_, str>, usize) {
+    let mut replaced = 0;
+    let mut text = match std::str::from_utf8(body) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => {
+            let mut text = String::with_capacity(body.len());
+            for chunk in body.utf8_chunks() {
+                text.push_str(chunk.valid());
+                if !chunk.invalid().is_empty() {
+                    text.push(char::REPLACEMENT_CHARACTER);
+                    replaced += 1;
+                }
+            }
+            Cow::Owned(text)
+        }
+    };
+    let mut from = 0;
+    while let Some(at) = text
+        .as_bytes()
+        .get(from..)
+        .and_then(|rest| memchr::memchr(b'\\', rest))
+    {
+        let at = from + at;
+        let escape = text.as_bytes().get(at + 1).copied();
+        from = at + 2;
+        if escape != Some(b'u') {
+            continue;
+        }
+        let Some(unit) = hex_unit(text.as_bytes(), at + 2) else {
+            continue; // not four hex digits: serde_json reports it
+        };
+        from = at + 6;
+        let paired = (0xD800..0xDC00).contains(&unit)
+            && text.as_bytes().get(at + 6..at + 8) == Some(&b"\\u"[..])
+            && hex_unit(text.as_bytes(), at + 8).is_some_and(|low| (0xDC00..0xE000).contains(&low));
+        if paired {
+            from = at + 12;
+        } else if (0xD800..0xE000).contains(&unit) {
+            // The same length as what it replaces: nothing after it moves.
+            text.to_mut().replace_range(at..at + 6, "\\uFFFD");
+            replaced += 1;
+        }
+    }
+    (text, replaced)
+}
+
+/// The four hex digits of a `\u` escape starting at `at`.
+fn hex_unit(b: &[u8], at: usize) -> Option<u16> {
+    let digits = std::str::from_utf8(b.get(at..at + 4)?).ok()?;
+    if !digits.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    u16::from_str_radix(digits, 16).ok()
 }
 
 /// How the API writes times, in UTC: `2024-05-24 17:34:58` (results and query filters alike).
@@ -331,12 +474,22 @@ fn api_time(s: &str) -> Option<PrimitiveDateTime> {
     Some(PrimitiveDateTime::new(date.ok()?, time.ok()?))
 }
 
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+/// A field read with [`flex_int`].
+struct FlexInt(Option<i64>);
+
+impl<'de> Deserialize<'de> for FlexInt {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        flex_int(d).map(FlexInt)
+    }
+}
+
+/// A field read with [`flex_string`].
+struct FlexString(Option<String>);
+
+impl<'de> Deserialize<'de> for FlexString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        flex_string(d).map(FlexString)
+    }
 }
 
 /// Whether a string the API sent means "no value": it writes absent values as `"null"`.
@@ -389,6 +542,9 @@ fn flex_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D:
     d.deserialize_any(V)
 }
 
+/// 2^63, the first float past `i64::MAX`.
+const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+
 /// An integer field: JSON integers, integral floats and numeric strings; `null`/`"null"` as absent.
 fn flex_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     struct V;
@@ -406,7 +562,8 @@ fn flex_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
                 .map_err(|_| E::custom(format!("integer {v} is out of range")))
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            if v.fract() == 0.0 && v >= i64::MIN as f64 && v <= i64::MAX as f64 {
+            // -2^63 is an i64 and 2^63 is not: `i64::MAX as f64` rounds up to 2^63.
+            if v.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(&v) {
                 Ok(Some(v as i64))
             } else {
                 Err(E::custom(format!("{v} is not an integer")))
@@ -435,6 +592,16 @@ fn flex_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
 mod tests {
     use super::*;
     use crate::fleet::Dimension;
+
+    fn decode(body: &[u8]) -> Result<Page, DecodeError> {
+        decode_page(
+            body,
+            RowLimits {
+                max: 100,
+                expected: 0,
+            },
+        )
+    }
 
     /// The "Example Responses" body of the reference, verbatim.
     const REFERENCE_EXAMPLE: &str = r#"{
@@ -472,7 +639,7 @@ mod tests {
 
     #[test]
     fn the_reference_example_decodes() {
-        let page = decode_page(REFERENCE_EXAMPLE.as_bytes()).unwrap();
+        let page = decode(REFERENCE_EXAMPLE.as_bytes()).unwrap();
         assert_eq!(page.page_no, Some(1));
         assert_eq!(page.page_size, Some(100));
         assert_eq!(page.total_count, Some(72));
@@ -503,7 +670,7 @@ mod tests {
     #[test]
     fn paging_fields_inside_data_are_read() {
         let body = r#"{"data":{"result":[{"instance_id":"a"}],"page_no":"2","page_size":50,"total_count":120,"error_code":"0"}}"#;
-        let page = decode_page(body.as_bytes()).unwrap();
+        let page = decode(body.as_bytes()).unwrap();
         assert_eq!(
             (page.page_no, page.page_size, page.total_count),
             (Some(2), Some(50), Some(120))
@@ -513,7 +680,7 @@ mod tests {
     #[test]
     fn paging_fields_inside_data_win_over_the_top_level() {
         let body = r#"{"data":{"result":[],"total_count":7},"total_count":9}"#;
-        assert_eq!(decode_page(body.as_bytes()).unwrap().total_count, Some(7));
+        assert_eq!(decode(body.as_bytes()).unwrap().total_count, Some(7));
     }
 
     #[test]
@@ -521,7 +688,7 @@ mod tests {
         let body = r#"{"data":{"result":[{"instance_id":"a","brand_new_field":{"x":[1,2]},
             "running_status":null,"frozen_status":"1","login_status":"null","backup_time":"",
             "restore_time":"null","region":null}],"extra":true},"total_count":1,"error_code":null}"#;
-        let page = decode_page(body.as_bytes()).unwrap();
+        let page = decode(body.as_bytes()).unwrap();
         let i = &page.instances[0];
         assert_eq!(i.instance_id(), "a");
         assert_eq!(&*i.region, "");
@@ -536,7 +703,7 @@ mod tests {
     fn undocumented_status_codes_are_kept() {
         let body =
             r#"{"data":{"result":[{"instance_id":"a","running_status":17,"backup_status":-2}]}}"#;
-        let i = &decode_page(body.as_bytes()).unwrap().instances[0];
+        let i = &decode(body.as_bytes()).unwrap().instances[0];
         assert_eq!(i.status(Dimension::Running), Some(17));
         assert_eq!(i.status(Dimension::Backup), Some(-2));
     }
@@ -549,7 +716,7 @@ mod tests {
             "{}",
         ] {
             assert!(
-                decode_page(body.as_bytes()).unwrap().instances.is_empty(),
+                decode(body.as_bytes()).unwrap().instances.is_empty(),
                 "{body}"
             );
         }
@@ -559,7 +726,7 @@ mod tests {
     fn http_200_with_an_error_code_is_an_error() {
         let body = r#"{"error_code":"KOOPHONE.API.1001","error_msg":"Insufficient instance permissions."}"#;
         assert_eq!(
-            decode_page(body.as_bytes()).unwrap_err(),
+            decode(body.as_bytes()).unwrap_err(),
             DecodeError::Api {
                 code: "KOOPHONE.API.1001".into(),
                 message: "Insufficient instance permissions.".into()
@@ -567,7 +734,7 @@ mod tests {
         );
         let inside = r#"{"data":{"error_code":"KOOPHONE.API.9999","error_msg":"x","result":[]}}"#;
         assert!(
-            matches!(decode_page(inside.as_bytes()), Err(DecodeError::Api { code, .. }) if code == "KOOPHONE.API.9999")
+            matches!(decode(inside.as_bytes()), Err(DecodeError::Api { code, .. }) if code == "KOOPHONE.API.9999")
         );
     }
 
@@ -578,30 +745,24 @@ mod tests {
             r#"{"error_code":0}"#,
             r#"{"error_code":""}"#,
         ] {
-            assert!(decode_page(body.as_bytes()).is_ok(), "{body}");
+            assert!(decode(body.as_bytes()).is_ok(), "{body}");
         }
     }
 
     #[test]
     fn truncated_and_wrongly_typed_bodies_are_malformed() {
         let truncated = &REFERENCE_EXAMPLE.as_bytes()[..200];
-        assert!(matches!(
-            decode_page(truncated),
-            Err(DecodeError::Malformed(_))
-        ));
-        assert!(matches!(
-            decode_page(b"<html>"),
-            Err(DecodeError::Malformed(_))
-        ));
+        assert!(matches!(decode(truncated), Err(DecodeError::Malformed(_))));
+        assert!(matches!(decode(b"<html>"), Err(DecodeError::Malformed(_))));
         let bad = r#"{"data":{"result":[{"running_status":"two"}]}}"#;
         assert!(
-            matches!(decode_page(bad.as_bytes()), Err(DecodeError::Malformed(m)) if m.contains("two"))
+            matches!(decode(bad.as_bytes()), Err(DecodeError::Malformed(m)) if m.contains("two"))
         );
     }
 
     #[test]
     fn negative_counts_are_treated_as_absent() {
-        let page = decode_page(br#"{"total_count":-5,"page_size":-1}"#).unwrap();
+        let page = decode(br#"{"total_count":-5,"page_size":-1}"#).unwrap();
         assert_eq!((page.total_count, page.page_size), (None, None));
     }
 
@@ -652,5 +813,76 @@ mod tests {
             Some(("APIGW.0307".into(), "The token must be updated.".into()))
         );
         assert_eq!(api_error(b"Bad Gateway"), None);
+    }
+
+    #[test]
+    fn unknown_keys_are_skipped_wherever_they_are() {
+        let body = r#"{"extra":[1,{"a":"b"}],"data":{"junk":{"x":[null]},"result":[{"instance_id":"a","more":[1,2]}],"total_count":"1"},"error_code":"0","page_no":1,"tail":"x"}"#;
+        let page = decode(body.as_bytes()).unwrap();
+        assert_eq!(page.instances.len(), 1);
+        assert_eq!((page.total_count, page.page_no), (Some(1), Some(1)));
+    }
+
+    #[test]
+    fn a_page_with_more_rows_than_asked_for_is_refused() {
+        let rows = vec![r#"{"instance_id":"x"}"#; 101].join(",");
+        let body = format!(r#"{{"data":{{"result":[{rows}]}}}}"#);
+        let error = decode(body.as_bytes()).unwrap_err();
+        assert!(
+            matches!(&error, DecodeError::Malformed(m) if m.contains("more than the 100 rows page_size asked for")),
+            "{error:?}"
+        );
+        let rows = vec!["{}"; 100].join(",");
+        let body = format!(r#"{{"data":{{"result":[{rows}]}}}}"#);
+        assert_eq!(decode(body.as_bytes()).unwrap().instances.len(), 100);
+    }
+
+    #[test]
+    fn an_invalid_utf8_byte_in_a_name_is_replaced_and_counted() {
+        let mut body = br#"{"data":{"result":[{"instance_id":"a","instance_name":"ph"#.to_vec();
+        body.extend_from_slice(b"\xff\xfeone");
+        body.extend_from_slice(br#""},{"instance_id":"b","instance_name":"fine"}]}}"#);
+        let page = decode(&body).unwrap();
+        assert_eq!(page.instances[0].instance_name(), "ph\u{FFFD}\u{FFFD}one");
+        assert_eq!(page.instances[1].instance_name(), "fine");
+        assert_eq!(page.replaced_text, 2);
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_replaced_and_pairs_kept() {
+        let body = r#"{"data":{"result":[
+            {"instance_id":"a","instance_name":"x\ud83dy"},
+            {"instance_id":"b","instance_name":"\ude00\ud83d"},
+            {"instance_id":"c","instance_name":"\ud83d\ude00 \\ud83d \u0041"}]}}"#;
+        let page = decode(body.as_bytes()).unwrap();
+        let names: Vec<_> = page.instances.iter().map(|i| i.instance_name()).collect();
+        assert_eq!(
+            names,
+            ["x\u{FFFD}y", "\u{FFFD}\u{FFFD}", "\u{1F600} \\ud83d A"]
+        );
+        assert_eq!(page.replaced_text, 3);
+    }
+
+    #[test]
+    fn a_valid_body_is_not_counted_as_replaced() {
+        assert_eq!(
+            decode(REFERENCE_EXAMPLE.as_bytes()).unwrap().replaced_text,
+            0
+        );
+    }
+
+    #[test]
+    fn floats_at_and_past_two_to_the_63_are_refused() {
+        for (value, ok) in [
+            ("9223372036854775808.0", false),
+            ("9.3e18", false),
+            ("18446744073709551616.0", false),
+            ("-9223372036854775808.0", true),
+            ("9223372036854774784.0", true),
+            ("2.0", true),
+        ] {
+            let body = format!(r#"{{"data":{{"result":[{{"running_status":{value}}}]}}}}"#);
+            assert_eq!(decode(body.as_bytes()).is_ok(), ok, "{value}");
+        }
     }
 }

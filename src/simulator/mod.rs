@@ -499,7 +499,11 @@ mod tests {
         let refs: Vec<&String> = rows.iter().collect();
         for placement in [PagingFields::Top, PagingFields::Data] {
             let body = page_body(&refs, placement, 2, 3, 7, None);
-            let page = crate::wire::decode_page(body.as_bytes()).unwrap();
+            let limits = crate::wire::RowLimits {
+                max: 3,
+                expected: 0,
+            };
+            let page = crate::wire::decode_page(body.as_bytes(), limits).unwrap();
             assert_eq!(page.instances.len(), 3);
             assert_eq!(
                 (page.page_no, page.page_size, page.total_count),
