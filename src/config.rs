@@ -8,7 +8,10 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use reqwest::Url;
 
-use crate::credentials::{CredentialArgs, CredentialError, Credentials, SecretEnv};
+use crate::connection::ConnLimits;
+use crate::credentials::{
+    endpoint_url, CredentialArgs, CredentialError, Credentials, EndpointError, SecretEnv,
+};
 use crate::secret::Secret;
 use crate::web_config::{self, WebConfig, WebConfigError};
 
@@ -124,6 +127,21 @@ pub struct ExporterArgs {
         value_name = "N"
     )]
     pub max_requests: u32,
+
+    /// Longest a client may take to send a request's head (and TLS handshake), from its first byte.
+    #[arg(long = "web.read-header-timeout", env = "CLOUDDEVICE_EXPORTER_WEB_READ_HEADER_TIMEOUT", default_value = "10s",
+          value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub read_header_timeout: Duration,
+
+    /// Longest a kept-alive connection may wait for its next request before it is closed.
+    #[arg(long = "web.idle-timeout", env = "CLOUDDEVICE_EXPORTER_WEB_IDLE_TIMEOUT", default_value = "2m",
+          value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub idle_timeout: Duration,
+
+    /// Longest a client may take to read a response, from its first byte to its last.
+    #[arg(long = "web.write-timeout", env = "CLOUDDEVICE_EXPORTER_WEB_WRITE_TIMEOUT", default_value = "1m",
+          value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub write_timeout: Duration,
 
     /// Optional filter on the resource pool scenario.
     #[arg(
@@ -372,6 +390,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than 0s".into()),
+        d => Ok(d),
+    }
+}
+
 fn parse_query_time(s: &str) -> Result<String, String> {
     time::PrimitiveDateTime::parse(s, crate::wire::API_TIME_FORMAT)
         .map(|_| s.to_string())
@@ -432,6 +457,8 @@ pub struct Config {
     pub min_interval: Duration,
     /// Most concurrent /metrics requests; zero means no limit.
     pub max_requests: u32,
+    /// How long a connection may take over each part of a request.
+    pub conn_limits: ConnLimits,
     /// TLS and basic auth, and the file they came from (re-read on SIGHUP).
     pub web: Option<(PathBuf, WebConfig)>,
     /// Under `--demo` the endpoint is replaced by the in-process simulator's once it listens.
@@ -447,8 +474,8 @@ pub enum ConfigError {
     ListenAddress(String),
     #[error("--web.telemetry-path {0:?} {1}")]
     TelemetryPath(String, &'static str),
-    #[error("--clouddevice.endpoint {0:?} is not an http(s) URL; write e.g. https://koophone.myhuaweicloud.com")]
-    Endpoint(String),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
     #[error(transparent)]
     Credentials(#[from] CredentialError),
     #[error(transparent)]
@@ -465,24 +492,26 @@ impl ExporterArgs {
     pub fn validate(self, env: SecretEnv) -> Result<Config, ConfigError> {
         let listen_address = listen_address(&self.listen_address)?;
         let telemetry_path = telemetry_path(&self.telemetry_path)?;
-        let endpoint = Url::parse(&self.endpoint)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-            .ok_or_else(|| ConfigError::Endpoint(self.endpoint.clone()))?;
+        let endpoint = endpoint_url(
+            "--clouddevice.endpoint",
+            &self.endpoint,
+            "https://koophone.myhuaweicloud.com",
+        )?;
         // Both times have one fixed format, so text order is time order.
         if let (Some(start), Some(end)) = (&self.query_start_time, &self.query_end_time) {
             if end < start {
                 return Err(ConfigError::EndBeforeStart);
             }
         }
+        let mut warnings = Vec::new();
         let web = match self.web_config_file {
             Some(path) => {
                 let config = web_config::load(&path)?;
+                warnings.extend(config.warnings.iter().cloned());
                 Some((path, config))
             }
             None => None,
         };
-        let mut warnings = Vec::new();
         let credentials = if self.demo {
             // The in-process simulator takes any token; real credentials are not needed.
             Credentials::Token(Secret::new("demo"))
@@ -496,6 +525,11 @@ impl ExporterArgs {
             scrape_timeout: self.scrape_timeout,
             min_interval: self.min_interval,
             max_requests: self.max_requests,
+            conn_limits: ConnLimits {
+                read_header: self.read_header_timeout,
+                idle: self.idle_timeout,
+                write: self.write_timeout,
+            },
             web,
             upstream: UpstreamConfig {
                 endpoint,

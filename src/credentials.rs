@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use reqwest::Url;
 
-use crate::secret::Secret;
+use crate::secret::{readable_by_others, Secret, OTHERS};
 
 pub const TOKEN_ENV: &str = "CLOUDDEVICE_AUTH_TOKEN";
 pub const PASSWORD_ENV: &str = "CLOUDDEVICE_IAM_PASSWORD";
@@ -168,10 +168,8 @@ pub enum CredentialError {
     IamIncomplete(&'static str),
     #[error("AK/SK signing needs {0}")]
     AkSkIncomplete(&'static str),
-    #[error(
-        "--iam.endpoint {0:?} is not an http(s) URL; write e.g. https://iam.myhuaweicloud.com"
-    )]
-    IamEndpoint(String),
+    #[error(transparent)]
+    IamEndpoint(#[from] EndpointError),
     #[error(
         "cannot read {flag} {path:?}: {source}; check the path and that this user may read it"
     )]
@@ -186,6 +184,54 @@ pub enum CredentialError {
     CredentialsFormat(PathBuf),
 }
 
+/// An endpoint flag that is not a URL the exporter may send credentials to.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("{flag} {shown} is not an http(s) URL; write e.g. {example}")]
+    NotHttp {
+        flag: &'static str,
+        shown: String,
+        example: &'static str,
+    },
+    #[error("{flag} {shown} holds a user name or password; remove the `user:password@` part: the exporter signs in only with its credential flags, and a password in a flag shows in the process list and the logs")]
+    UserInfo { flag: &'static str, shown: String },
+}
+
+/// The http(s) URL of an endpoint flag. A URL with a user or password is refused: it would be a
+/// secret on the command line, and reqwest would send it as Basic auth to the API. Errors never
+/// repeat what may be a password.
+pub fn endpoint_url(
+    flag: &'static str,
+    text: &str,
+    example: &'static str,
+) -> Result<Url, EndpointError> {
+    let not_http = |shown: String| EndpointError::NotHttp {
+        flag,
+        shown,
+        example,
+    };
+    let Ok(mut url) = Url::parse(text) else {
+        let shown = if text.contains('@') {
+            "(not shown: it holds an @)".to_string()
+        } else {
+            format!("{text:?}")
+        };
+        return Err(not_http(shown));
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        return Err(EndpointError::UserInfo {
+            flag,
+            shown: format!("\"{}\"", url.as_str().replacen("://", "://…@", 1)),
+        });
+    }
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(not_http(format!("{text:?}")));
+    }
+    Ok(url)
+}
+
 /// Reads a secrets file, trimmed; warns when other users may read it.
 fn read_secret_file(
     flag: &'static str,
@@ -197,7 +243,7 @@ fn read_secret_file(
         path: path.to_path_buf(),
         source,
     })?;
-    if let Some(warning) = readable_by_others(flag, path) {
+    if let Some(warning) = readable_by_others(flag, path, OTHERS) {
         warnings.push(warning);
     }
     let text = text.trim().to_string();
@@ -208,23 +254,6 @@ fn read_secret_file(
         });
     }
     Ok(text)
-}
-
-#[cfg(unix)]
-fn readable_by_others(flag: &str, path: &Path) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode();
-    (mode & 0o044 != 0).then(|| {
-        format!(
-            "{flag} {path:?} can be read by other users (mode {:o}); restrict it with chmod 600",
-            mode & 0o777
-        )
-    })
-}
-
-#[cfg(not(unix))]
-fn readable_by_others(_: &str, _: &Path) -> Option<String> {
-    None
 }
 
 /// One of two places for the same secret, never both.
@@ -315,10 +344,11 @@ impl CredentialArgs {
                 ))
             }
         };
-        let endpoint = Url::parse(&self.iam_endpoint)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-            .ok_or_else(|| CredentialError::IamEndpoint(self.iam_endpoint.clone()))?;
+        let endpoint = endpoint_url(
+            "--iam.endpoint",
+            &self.iam_endpoint,
+            "https://iam.myhuaweicloud.com",
+        )?;
         Ok(Credentials::Iam(IamCredentials {
             endpoint,
             username,
@@ -644,6 +674,37 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, CredentialError::EmptyFile { .. }), "{err}");
+    }
+
+    #[test]
+    fn endpoints_with_a_password_are_refused_without_showing_it() {
+        for text in [
+            "http://user:pw-5ecret@host.example/",
+            "https://user:pw-5ecret@host.example:8443/prefix",
+            "https://:pw-5ecret@host.example/",
+            "https://user@host.example/",
+        ] {
+            let error = endpoint_url("--clouddevice.endpoint", text, "https://x")
+                .unwrap_err()
+                .to_string();
+            assert!(!error.contains("5ecret"), "{error}");
+            assert!(error.contains("user:password@"), "{error}");
+            assert!(error.contains("host.example"), "{error}");
+        }
+        let error = endpoint_url("--iam.endpoint", "ht tp://u:pw-5ecret@", "https://x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !error.contains("5ecret") && error.contains("--iam.endpoint"),
+            "{error}"
+        );
+        assert!(endpoint_url("--iam.endpoint", "ftp://host/", "https://x").is_err());
+        assert_eq!(
+            endpoint_url("--iam.endpoint", "https://iam.example/p/", "https://x")
+                .unwrap()
+                .as_str(),
+            "https://iam.example/p/"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod connection;
 pub mod credentials;
 pub mod error;
 pub mod exposition;

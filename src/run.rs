@@ -53,8 +53,46 @@ pub async fn bind(address: &str, flag: &'static str) -> Result<TcpListener, RunE
         })
 }
 
+/// Below this many open files after raising the limit, the exporter warns: every connection
+/// takes one, and systemd's default soft limit (1024) is used up by a few hundred idle clients.
+#[cfg(unix)]
+const LOW_FILE_LIMIT: libc::rlim_t = 4096;
+
+/// Raises the soft limit on open files to the hard limit, as Go programs do at start-up, and
+/// warns when it stays low.
+#[cfg(unix)]
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct we pass and nothing else.
+    let raised = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let before = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if before < limit.rlim_max && libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            limit.rlim_cur = before;
+        }
+        (before, limit.rlim_cur)
+    };
+    let (before, now) = raised;
+    if now > before {
+        tracing::debug!(from = before, to = now, "raised the open-file limit");
+    }
+    if now < LOW_FILE_LIMIT {
+        tracing::warn!(limit = now, "the open-file limit is low: every connection takes a file, so a few hundred idle clients can stop scrapes; raise it (LimitNOFILE= in the systemd unit, ulimit -n)");
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_file_limit() {}
+
 /// Runs the exporter until SIGINT or SIGTERM.
 pub async fn exporter(mut config: Config) -> Result<(), RunError> {
+    raise_file_limit();
     // Bind first: a taken port is the most common start-up mistake and should fail fast.
     let listener = bind(&config.listen_address, "--web.listen-address").await?;
     let shutdown = server::shutdown_signal()?;
@@ -79,10 +117,11 @@ pub async fn exporter(mut config: Config) -> Result<(), RunError> {
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
-    match config.web.clone() {
-        None => server::serve(listener, app, shutdown).await?,
-        Some(web) => server::serve_configured(listener, app, web, shutdown, reloads).await?,
-    }
+    let serving = server::Serving {
+        limits: config.conn_limits,
+        web: config.web.clone(),
+    };
+    server::serve(listener, app, serving, shutdown, reloads).await?;
     Ok(())
 }
 

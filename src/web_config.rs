@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use axum::http::{HeaderName, HeaderValue};
 use base64::Engine;
@@ -15,6 +15,9 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::secret::{readable_by_others, EVERYONE};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +46,20 @@ struct RawHttp {
     #[allow(dead_code)]
     http2: Option<bool>,
 }
+
+/// The highest bcrypt cost accepted in `basic_auth_users`. Each step doubles the work: a check
+/// takes about a second at 14 on a current core, and a cost of 31 would take days, at start-up
+/// (the made-up hash for unknown users is made at the highest cost in the file) and on every
+/// login that is not cached yet.
+pub const MAX_BCRYPT_COST: u32 = 14;
+
+/// How many bcrypt checks run at once. Wrong passwords are never cached, so a client guessing in
+/// parallel would otherwise take every core; scrapes with known-good credentials skip bcrypt
+/// (see `Access::verified`) and do not queue here.
+static BCRYPT_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Semaphore::new((cores / 2).max(1))
+});
 
 /// The headers exporter-toolkit lets a web config file set; the same list here.
 const ALLOWED_HEADERS: [&str; 5] = [
@@ -76,6 +93,8 @@ pub struct WebConfig {
     /// The TLS setup, when the file asks for TLS.
     pub tls: Option<Arc<ServerConfig>>,
     pub access: Arc<Access>,
+    /// Worth saying once logging is up (a TLS key everyone can read).
+    pub warnings: Vec<String>,
 }
 
 impl fmt::Debug for WebConfig {
@@ -126,6 +145,9 @@ impl Access {
         }
         let access = self.clone();
         let known = self.users.contains_key(&user);
+        let Ok(_slot) = BCRYPT_SLOTS.acquire().await else {
+            return false;
+        };
         let verified = tokio::task::spawn_blocking(move || {
             let hash = access.users.get(&user).unwrap_or(&access.dummy_hash);
             bcrypt::verify(password.as_bytes(), hash).unwrap_or(false)
@@ -144,7 +166,11 @@ impl Access {
 }
 
 fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
-    let encoded = value.to_str().ok()?.strip_prefix("Basic ")?;
+    // The scheme is case-insensitive (RFC 7617): `basic` and `BASIC` are Basic too.
+    let (scheme, encoded) = value.to_str().ok()?.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;
@@ -169,11 +195,14 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         serde_yaml_ng::from_str(&text).map_err(|e| invalid(e.to_string()))?
     };
     let dir = path.parent().unwrap_or(Path::new("."));
+    let mut warnings = Vec::new();
     let tls = match raw.tls_server_config {
-        Some(tls) => Some(Arc::new(tls_config(tls, dir).map_err(|e| match e {
-            TlsProblem::Invalid(reason) => invalid(reason),
-            TlsProblem::File(e) => e,
-        })?)),
+        Some(tls) => Some(Arc::new(tls_config(tls, dir, &mut warnings).map_err(
+            |e| match e {
+                TlsProblem::Invalid(reason) => invalid(reason),
+                TlsProblem::File(e) => e,
+            },
+        )?)),
         None => None,
     };
     let mut users = HashMap::new();
@@ -182,7 +211,14 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         let parts: bcrypt::HashParts = hash.parse().map_err(|_| {
             invalid(format!("basic_auth_users.{user} is not a bcrypt hash; make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`"))
         })?;
-        max_cost = max_cost.max(parts.get_cost());
+        let cost = parts.get_cost();
+        if cost > MAX_BCRYPT_COST {
+            return Err(invalid(format!(
+                "basic_auth_users.{user} has bcrypt cost {cost}, above the highest accepted, {MAX_BCRYPT_COST}: each login would take about {} s of CPU; make a hash of cost 10 to 12 with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`",
+                1u64 << cost.saturating_sub(14).min(40)
+            )));
+        }
+        max_cost = max_cost.max(cost);
         users.insert(user, hash);
     }
     let dummy_hash = if users.is_empty() {
@@ -223,6 +259,7 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
             headers,
             verified: Mutex::new(HashSet::new()),
         }),
+        warnings,
     })
 }
 
@@ -231,7 +268,11 @@ enum TlsProblem {
     File(WebConfigError),
 }
 
-fn tls_config(raw: RawTls, dir: &Path) -> Result<ServerConfig, TlsProblem> {
+fn tls_config(
+    raw: RawTls,
+    dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<ServerConfig, TlsProblem> {
     let invalid = |s: &str| TlsProblem::Invalid(s.to_string());
     let (Some(cert_file), Some(key_file)) = (raw.cert_file, raw.key_file) else {
         return Err(invalid(
@@ -259,6 +300,11 @@ fn tls_config(raw: RawTls, dir: &Path) -> Result<ServerConfig, TlsProblem> {
     let key_path = dir.join(key_file);
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| file_error("tls_server_config.key_file", &key_path, e.to_string()))?;
+    warnings.extend(readable_by_others(
+        "tls_server_config.key_file of --web.config.file",
+        &key_path,
+        EVERYONE,
+    ));
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let roots = || -> Result<Arc<RootCertStore>, TlsProblem> {
@@ -394,6 +440,71 @@ mod tests {
         let dir = Dir::new();
         let config = load(&dir.write("web.yml", "")).unwrap();
         assert!(config.tls.is_none() && !config.access.requires_login());
+    }
+
+    #[test]
+    fn a_bcrypt_cost_above_the_maximum_is_refused_naming_the_user() {
+        let dir = Dir::new();
+        // A well-formed hash whose cost field says 31: load must refuse it before any bcrypt
+        // work, or start-up would hang for days making the hash for unknown users.
+        let hash = bcrypt::hash("pw", 4).unwrap().replacen("$04$", "$31$", 1);
+        let started = std::time::Instant::now();
+        let e = error(&dir, &format!("basic_auth_users:\n  carol: {hash}\n"));
+        assert!(
+            e.contains("basic_auth_users.carol") && e.contains("cost 31"),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("highest accepted, {MAX_BCRYPT_COST}")),
+            "{e}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        let at_max =
+            bcrypt::hash("pw", 4)
+                .unwrap()
+                .replacen("$04$", &format!("${MAX_BCRYPT_COST}$"), 1);
+        let yaml = format!("basic_auth_users:\n  carol: {at_max}\n");
+        assert!(load(&dir.write("web.yml", &yaml)).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_tls_key_everyone_can_read_gets_a_warning() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Dir::new();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        dir.write("server.crt", &cert.pem());
+        let key_path = dir.write("server.key", &key.serialize_pem());
+        let yaml = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+        let web = dir.write("web.yml", yaml);
+        let mode = |m| std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(m));
+        mode(0o644).unwrap();
+        let warnings = load(&web).unwrap().warnings;
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("key_file") && warnings[0].contains("chmod 600"));
+        // Shared with a group (Debian's ssl-cert) is usual, and not warned about.
+        mode(0o640).unwrap();
+        assert!(load(&web).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn the_basic_scheme_is_case_insensitive() {
+        let encoded = base64::engine::general_purpose::STANDARD.encode("alice:pw");
+        for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+            let value = HeaderValue::from_str(&format!("{scheme} {encoded}")).unwrap();
+            assert_eq!(
+                basic_credentials(&value),
+                Some(("alice".into(), "pw".into())),
+                "{scheme}"
+            );
+        }
+        for other in ["Bearer x", "Basicx YWxpY2U6cHc=", "Basic"] {
+            assert_eq!(basic_credentials(&HeaderValue::from_static(other)), None);
+        }
     }
 
     #[tokio::test]

@@ -197,3 +197,28 @@ fn the_token_never_appears_in_logs_or_metrics() {
     assert!(exp.terminate().success());
     drop(sim);
 }
+
+#[test]
+fn an_endpoint_with_a_password_is_refused_without_printing_it() {
+    let out = run(exporter(&["--demo"]).env(
+        "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_ENDPOINT",
+        "http://user:pw-5ecret@127.0.0.1:1/",
+    ));
+    assert_one_line_error(&out, 2, "--clouddevice.endpoint");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("5ecret"));
+    let out = run(exporter(&[
+        "--iam.username",
+        "u",
+        "--iam.domain",
+        "d",
+        "--iam.project",
+        "p",
+    ])
+    .env("CLOUDDEVICE_IAM_PASSWORD", "x")
+    .env(
+        "CLOUDDEVICE_EXPORTER_IAM_ENDPOINT",
+        "https://u:pw-5ecret@iam.example/",
+    ));
+    assert_one_line_error(&out, 2, "--iam.endpoint");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("5ecret"));
+}

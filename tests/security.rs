@@ -4,13 +4,22 @@
 
 mod common;
 
-use common::{Scraped, TestExporter, TOKEN};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{
+    exporter, exporter_after, hash, make_pki, sim_and_exporter, simulator, start_with_web_config,
+    Running, Scraped, TestExporter, TOKEN,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use clouddevice_exporter::credentials::SecretEnv;
 use clouddevice_exporter::secret::Secret;
+use clouddevice_exporter::simulator::{SimConfig, SimHandle};
 
 const PATH: &str = "/v1/instances/batch-query";
 
@@ -195,4 +204,400 @@ async fn a_huge_error_message_is_clipped_in_the_log_and_the_landing_page() {
     let page = landing(&exporter).await;
     assert!(page.contains("(100000 bytes in all)"), "{page}");
     assert!(page.len() < 2_000, "{} bytes", page.len());
+}
+
+/// Waits (at most `within`) for the server to close `stream`; true if it did. Anything the
+/// server sends first (a response, a 408) is read and dropped.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64 * 1024];
+    let read_to_end = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_to_end).await.is_ok()
+}
+
+async fn connect(exporter: &TestExporter) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(exporter.addr).await.unwrap()
+}
+
+/// The exporter over the demo-sized simulator, with short connection limits: each test below
+/// shows one limit closing a connection long before the others would.
+async fn with_limits(read_header: &str, idle: &str, write: &str) -> (SimHandle, TestExporter) {
+    let flags = [
+        "--web.read-header-timeout",
+        read_header,
+        "--web.idle-timeout",
+        idle,
+        "--web.write-timeout",
+        write,
+    ];
+    sim_and_exporter(SimConfig::new(50, 1), &flags).await
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let (_sim, exporter) = with_limits("60s", "1s", "60s").await;
+    let mut silent = connect(&exporter).await;
+    assert!(closed_by_server(&mut silent, Duration::from_secs(20)).await);
+
+    // After a complete exchange, a kept-alive connection waits one idle timeout, no longer.
+    use tokio::io::AsyncWriteExt;
+    let mut kept = connect(&exporter).await;
+    kept.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(closed_by_server(&mut kept, Duration::from_secs(20)).await);
+}
+
+#[tokio::test]
+async fn a_slowloris_head_is_cut_off_by_the_read_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let (_sim, exporter) = with_limits("1s", "60s", "60s").await;
+    let mut stream = connect(&exporter).await;
+    let (mut reader, mut writer) = stream.split();
+    // One byte of header every 200 ms: each keeps the connection busy, none finishes the head.
+    let trickle = async {
+        writer.write_all(b"GET /metrics HTTP/1.1\r\n").await?;
+        for _ in 0..100 {
+            writer.write_all(b"X").await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let closed = async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 1024];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::select! {
+            _ = closed => "closed",
+            _ = trickle => "trickle finished",
+        }
+    })
+    .await;
+    assert_eq!(
+        outcome,
+        Ok("closed"),
+        "20 s of trickling never finished a head"
+    );
+}
+
+#[tokio::test]
+async fn a_half_sent_request_is_dropped_after_the_read_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let (_sim, exporter) = with_limits("1s", "60s", "60s").await;
+    let mut stream = connect(&exporter).await;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(closed_by_server(&mut stream, Duration::from_secs(20)).await);
+}
+
+#[tokio::test]
+async fn clients_that_never_read_give_their_slots_back_after_the_write_timeout() {
+    use tokio::io::AsyncWriteExt;
+    // A body far larger than what the socket buffers on both sides can hold, so a client
+    // that never reads leaves the response unsent; served from one collection.
+    let flags = [
+        "--web.max-requests",
+        "2",
+        "--web.write-timeout",
+        "1s",
+        "--scrape.min-interval",
+        "10m",
+    ];
+    let (_sim, exporter) = sim_and_exporter(SimConfig::new(30_000, 1), &flags).await;
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect(&exporter).await;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        stalled.push(stream);
+    }
+    // Both slots are taken by clients that read nothing...
+    let status = || async { exporter.get("/metrics").await.status() };
+    let mut refused = false;
+    for _ in 0..50 {
+        if status().await == 503 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the stalled clients hold both slots");
+    // ...until the write timeout closes their connections and gives the slots back.
+    let mut served = false;
+    for _ in 0..150 {
+        if status().await == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(served, "a scrape is served again");
+    for stream in &mut stalled {
+        assert!(closed_by_server(stream, Duration::from_secs(10)).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_connection_idle_after_its_handshake_is_closed() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let yaml = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+    let (mut running, address) = start_with_web_config(
+        dir.path(),
+        yaml,
+        &[
+            "--web.read-header-timeout",
+            "1s",
+            "--web.idle-timeout",
+            "60s",
+        ],
+    );
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(pki.ca.as_bytes()).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = "127.0.0.1".try_into().unwrap();
+        let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut socket = std::net::TcpStream::connect(&address).unwrap();
+        while tls.is_handshaking() {
+            tls.complete_io(&mut socket).unwrap();
+        }
+        // Handshake done; no request follows. The server must hang up, not wait forever.
+        socket
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let mut stream = rustls::Stream::new(&mut tls, &mut socket);
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) => {
+                    return !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    )
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(closed, "the server kept an idle TLS connection for 20 s");
+    assert!(running.terminate().success());
+}
+
+/// The soft and hard "Max open files" of a running process.
+fn open_file_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit_or_warned_about() {
+    let args = ["--demo", "--web.listen-address", "127.0.0.1:0"];
+    // systemd's default: a soft limit of 1024 under a high hard one.
+    let running = Running::start(&mut exporter_after(
+        "ulimit -S -n 256 && exec \"$0\" \"$@\"",
+        &args,
+    ));
+    running.listening_address();
+    let (soft, hard) = open_file_limits(running.child.id());
+    assert!(hard > 256, "the test needs a hard limit above 256");
+    assert_eq!(soft, hard);
+    drop(running);
+
+    // A hard limit that is low too: the exporter says so.
+    let running = Running::start(&mut exporter_after(
+        "ulimit -n 512 && exec \"$0\" \"$@\"",
+        &args,
+    ));
+    let line = running.wait_for("open-file limit is low");
+    assert!(line.contains("limit=512"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_scrapes_away_logs_one_line_not_one_per_request() {
+    // Each page takes 5 s: the one scrape allowed holds its slot meanwhile.
+    let sim = simulator(SimConfig {
+        latency: Duration::from_secs(5),
+        ..SimConfig::new(10, 1)
+    })
+    .await;
+    let url = sim.url();
+    let running = Running::start(
+        exporter(&[
+            "--clouddevice.endpoint",
+            &url,
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--web.max-requests",
+            "1",
+        ])
+        .env("CLOUDDEVICE_AUTH_TOKEN", TOKEN),
+    );
+    let metrics = format!("http://{}/metrics", running.listening_address());
+    let holder = tokio::spawn(reqwest::get(metrics.clone()));
+    // Once the simulator has its request, the one slot is held for the next 5 s.
+    for _ in 0..500 {
+        if sim.requests() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(sim.requests() > 0, "the first scrape reached the simulator");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(4))
+        .build()
+        .unwrap();
+    let mut refused = 0;
+    for _ in 0..30 {
+        if http.get(&metrics).send().await.unwrap().status() == 503 {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 30);
+    let warnings: Vec<String> = running
+        .drain()
+        .into_iter()
+        .filter(|l| l.contains("too many concurrent scrapes"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    holder.abort();
+}
+
+/// How many threads process `pid` runs now.
+fn threads(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// The most threads process `pid` ran while `work` ran, sampled every 5 ms.
+async fn peak_threads<F: std::future::Future>(pid: u32, work: F) -> (usize, F::Output) {
+    tokio::pin!(work);
+    let mut peak = threads(pid);
+    loop {
+        tokio::select! {
+            out = &mut work => return (peak.max(threads(pid)), out),
+            _ = tokio::time::sleep(Duration::from_millis(5)) => peak = peak.max(threads(pid)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_wrong_passwords_run_few_bcrypt_checks_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Cost 10, as the README's htpasswd line makes: tens of milliseconds per check.
+    let hash = bcrypt::hash("right", 10).unwrap();
+    let yaml = format!("basic_auth_users:\n  alice: {hash}\n");
+    let (mut running, address) = start_with_web_config(dir.path(), &yaml, &[]);
+    let http = reqwest::Client::new();
+    let get = |password: &'static str| {
+        let request = http
+            .get(format!("http://{address}/-/ready"))
+            .basic_auth("alice", Some(password));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get("right").await, 200);
+    let pid = running.child.id();
+    let baseline = threads(pid);
+    let storm = futures::future::join_all((0..64).map(|_| get("wrong")));
+    let during = async {
+        // A scraper with the right password is still let in while the storm goes on.
+        let legit = get("right").await;
+        (legit, storm.await)
+    };
+    let (peak, (legit, statuses)) = peak_threads(pid, during).await;
+    assert_eq!(legit, 200);
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    // One blocking thread per allowed check (half the cores), not one per client.
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let allowed = (cores / 2).max(1);
+    assert!(
+        peak <= baseline + allowed + 2,
+        "{peak} threads at the peak, {baseline} before"
+    );
+    assert!(running.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_an_absurd_bcrypt_cost_is_refused_and_later_reloads_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!("basic_auth_users:\n  alice: {}\n", hash("a-pass"));
+    let (mut running, address) = start_with_web_config(dir.path(), &yaml, &[]);
+    let http = reqwest::Client::new();
+    let status = |user: &'static str, password: &'static str| {
+        let request = http
+            .get(format!("http://{address}/-/ready"))
+            .basic_auth(user, Some(password));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let hup = |pid: u32| {
+        let pid = pid.to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    let pid = running.child.id();
+    let web = dir.path().join("web.yml");
+    let absurd = hash("b-pass").replacen("$04$", "$31$", 1);
+    std::fs::write(&web, format!("basic_auth_users:\n  bob: {absurd}\n")).unwrap();
+    hup(pid);
+    let line = running.wait_for("cannot reload the web configuration");
+    assert!(
+        line.contains("basic_auth_users.bob") && line.contains("cost 31"),
+        "{line}"
+    );
+    assert_eq!(status("alice", "a-pass").await, 200);
+
+    std::fs::write(
+        &web,
+        format!("basic_auth_users:\n  carol: {}\n", hash("c-pass")),
+    )
+    .unwrap();
+    hup(pid);
+    running.wait_for("reloaded the web configuration");
+    assert_eq!(status("carol", "c-pass").await, 200);
+    assert!(running.terminate().success());
 }

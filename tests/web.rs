@@ -4,68 +4,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{exporter, Running};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
-struct Pki {
-    ca: String,
-    client_identity: String,
-}
-
-fn make_pki(dir: &Path) -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "clouddevice test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let server_params =
-        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-
-    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    client_params
-        .distinguished_name
-        .push(DnType::CommonName, "prometheus");
-    let client_key = KeyPair::generate().unwrap();
-    let client_cert = client_params.signed_by(&client_key, &issuer).unwrap();
-
-    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
-    std::fs::write(dir.join("server.crt"), server_cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
-    Pki {
-        ca: ca_cert.pem(),
-        client_identity: format!("{}{}", client_cert.pem(), client_key.serialize_pem()),
-    }
-}
-
-fn hash(password: &str) -> String {
-    bcrypt::hash(password, 4).unwrap()
-}
-
-/// The demo exporter with this web configuration, and its address.
-fn start(dir: &Path, web_yaml: &str) -> (Running, String) {
-    let file = dir.join("web.yml");
-    std::fs::write(&file, web_yaml).unwrap();
-    let running = Running::start(&mut exporter(&[
-        "--demo",
-        "--web.listen-address",
-        "127.0.0.1:0",
-        "--web.config.file",
-        file.to_str().unwrap(),
-    ]));
-    let address = running.listening_address();
-    (running, address)
-}
+use common::{exporter, hash, make_pki, start_with_web_config as start, Pki};
 
 fn client(pki: &Pki, with_identity: bool) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
@@ -84,6 +26,7 @@ async fn https_works_with_the_test_ca_and_plain_http_does_not() {
     let (mut running, address) = start(
         dir.path(),
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\n",
+        &[],
     );
     let https = client(&pki, false)
         .get(format!("https://{address}/metrics"))
@@ -107,6 +50,7 @@ async fn a_client_without_a_certificate_is_refused_when_one_is_required() {
     let (mut running, address) = start(
         dir.path(),
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+        &[],
     );
     let url = format!("https://{address}/-/healthy");
     assert!(
@@ -129,7 +73,7 @@ async fn basic_auth_guards_every_path_but_healthy() {
         "basic_auth_users:\n  prometheus: {}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n",
         hash("right-password")
     );
-    let (mut running, address) = start(dir.path(), &yaml);
+    let (mut running, address) = start(dir.path(), &yaml, &[]);
     let http = reqwest::Client::new();
     let url = |path: &str| format!("http://{address}{path}");
     let ok = http
@@ -170,6 +114,7 @@ async fn sighup_swaps_the_users_without_a_restart() {
     let (mut running, address) = start(
         dir.path(),
         &format!("basic_auth_users:\n  alice: {}\n", hash("a-pass")),
+        &[],
     );
     let http = reqwest::Client::new();
     let status = |user: &'static str, password: &'static str| {

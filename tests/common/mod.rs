@@ -4,8 +4,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -14,8 +15,9 @@ use clouddevice_exporter::credentials::SecretEnv;
 use clouddevice_exporter::secret::Secret;
 use clouddevice_exporter::simulator::{self, SimConfig, SimHandle};
 use clouddevice_exporter::{logging, run, server};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 pub const TOKEN: &str = "test-token-4f1c";
 
@@ -23,6 +25,8 @@ pub const TOKEN: &str = "test-token-4f1c";
 pub struct TestExporter {
     pub addr: SocketAddr,
     http: reqwest::Client,
+    /// Re-reads the web configuration, as SIGHUP does.
+    pub reload: mpsc::Sender<()>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -56,12 +60,19 @@ impl TestExporter {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(server::serve(listener, app, async {
+        let (reload, reloads) = mpsc::channel(1);
+        let serving = server::Serving {
+            limits: config.conn_limits,
+            web: config.web.clone(),
+        };
+        let shutdown = async {
             let _ = stopped.await;
-        }));
+        };
+        tokio::spawn(server::serve(listener, app, serving, shutdown, reloads));
         TestExporter {
             addr,
             http: reqwest::Client::new(),
+            reload,
             _stop: stop,
         }
     }
@@ -150,18 +161,31 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_clouddevice_exporter");
 pub fn exporter(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args);
+    clean_env(&mut cmd);
+    cmd
+}
+
+/// The exporter started by `sh -c script`, which ends with `exec "$0" "$@"` (to set limits
+/// first), with a clean environment like [`exporter`].
+pub fn exporter_after(script: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", script, BIN]).args(args);
+    clean_env(&mut cmd);
+    cmd
+}
+
+fn clean_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("CLOUDDEVICE") {
             cmd.env_remove(key);
         }
     }
-    cmd
 }
 
 /// A child process that is killed if the test ends before it does.
 pub struct Running {
     pub child: Child,
-    lines: mpsc::Receiver<String>,
+    lines: std_mpsc::Receiver<String>,
 }
 
 impl Running {
@@ -173,7 +197,7 @@ impl Running {
             .spawn()
             .expect("the binary starts");
         let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
+        let (tx, lines) = std_mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if tx.send(line).is_err() {
@@ -232,4 +256,62 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
+pub struct Pki {
+    pub ca: String,
+    pub client_identity: String,
+}
+
+pub fn make_pki(dir: &Path) -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "clouddevice test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let server_params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "prometheus");
+    let client_key = KeyPair::generate().unwrap();
+    let client_cert = client_params.signed_by(&client_key, &issuer).unwrap();
+
+    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.crt"), server_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+    Pki {
+        ca: ca_cert.pem(),
+        client_identity: format!("{}{}", client_cert.pem(), client_key.serialize_pem()),
+    }
+}
+
+pub fn hash(password: &str) -> String {
+    bcrypt::hash(password, 4).unwrap()
+}
+
+/// The demo exporter with this web configuration (written to `dir/web.yml`), and its address.
+pub fn start_with_web_config(dir: &Path, web_yaml: &str, flags: &[&str]) -> (Running, String) {
+    let file = dir.join("web.yml");
+    std::fs::write(&file, web_yaml).unwrap();
+    let mut args = vec![
+        "--demo",
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--web.config.file",
+        file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(flags);
+    let running = Running::start(&mut exporter(&args));
+    let address = running.listening_address();
+    (running, address)
 }

@@ -1,0 +1,360 @@
+//! Per-connection time limits of the exporter's server: how long a client may take to send a
+//! request head, stay idle between requests, and read a response. Enforced on the socket itself,
+//! beneath TLS and HTTP, so a handshake, a half-sent head or a client that never reads all run
+//! into the same clock; nothing here knows what the requests ask for.
+
+use std::future::{ready, Future, Ready};
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use axum::http::{Request, Response};
+use axum_server::accept::Accept;
+use futures::future::BoxFuture;
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+/// The limits, each measured from the moment it starts to matter.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// From the first byte of a request (or of the TLS handshake) to its whole head.
+    pub read_header: Duration,
+    /// From the end of one response to the first byte of the next request.
+    pub idle: Duration,
+    /// From a response's head to its last byte handed to the socket.
+    pub write: Duration,
+}
+
+/// The acceptor that puts every accepted connection under [`ConnLimits`]. Used on the raw TCP
+/// stream, beneath TLS when TLS is on.
+#[derive(Debug, Clone, Copy)]
+pub struct Guard {
+    limits: ConnLimits,
+}
+
+impl Guard {
+    pub fn new(limits: ConnLimits) -> Self {
+        Guard { limits }
+    }
+}
+
+impl<I, S> Accept<I, S> for Guard {
+    type Stream = Timed<I>;
+    type Service = Tracked<S>;
+    type Future = Ready<io::Result<(Timed<I>, Tracked<S>)>>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        let conn = Arc::new(Conn {
+            limits: self.limits,
+            state: Mutex::new(State {
+                open: 0,
+                sending: 0,
+                sending_since: None,
+                head_since: None,
+                last_activity: Instant::now(),
+                read_waiting: None,
+            }),
+        });
+        let timed = Timed {
+            io: stream,
+            conn: conn.clone(),
+            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+        };
+        ready(Ok((
+            timed,
+            Tracked {
+                inner: service,
+                conn,
+            },
+        )))
+    }
+}
+
+/// What one connection is doing, as seen from its socket and its requests.
+struct Conn {
+    limits: ConnLimits,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Requests handed to the router whose response is not wholly sent.
+    open: usize,
+    /// Of those, the ones whose response has started.
+    sending: usize,
+    /// When the response being sent started (with HTTP/2, the latest to start).
+    sending_since: Option<Instant>,
+    /// When the first byte arrived while no request was open: a head (or handshake) has begun.
+    head_since: Option<Instant>,
+    /// When a byte last went either way.
+    last_activity: Instant,
+    /// The task waiting on a read: woken when the last response is gone, so that its wait
+    /// starts again under the idle deadline instead of the one it had (none, or a later one).
+    read_waiting: Option<Waker>,
+}
+
+impl Conn {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding it; if something did, the counts are still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// When a read (or, with `writing`, a write) that must wait fails instead, and why. While a
+    /// request is open only a blocked write has one: the scrape's own deadline bounds the
+    /// answer, and a large body is written as it is rendered, which is not the client's time.
+    fn deadline(&self, writing: bool) -> Option<(Instant, &'static str)> {
+        let s = self.state();
+        let l = &self.limits;
+        if s.open > 0 {
+            return s
+                .sending_since
+                .filter(|_| writing)
+                .map(|t| (t + l.write, "the client did not read the response in time"));
+        }
+        Some(match s.head_since {
+            Some(t) => (
+                t + l.read_header,
+                "the client did not send a request in time",
+            ),
+            None => (s.last_activity + l.idle, "the connection was idle too long"),
+        })
+    }
+
+    fn read(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut s = self.state();
+        s.last_activity = now;
+        if s.open == 0 && s.head_since.is_none() {
+            s.head_since = Some(now);
+        }
+    }
+
+    fn wrote(&self, bytes: usize) {
+        if bytes > 0 {
+            self.state().last_activity = Instant::now();
+        }
+    }
+}
+
+/// A stream whose reads and writes fail with `TimedOut` once the connection's deadline passes
+/// while they wait.
+pub struct Timed<S> {
+    io: S,
+    conn: Arc<Conn>,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl<S> Timed<S> {
+    /// Called when the stream would wait: waits no later than the deadline.
+    fn wait<T>(&mut self, cx: &mut Context<'_>, writing: bool) -> Poll<io::Result<T>> {
+        if !writing {
+            self.conn.state().read_waiting = Some(cx.waker().clone());
+        }
+        let Some((deadline, why)) = self.conn.deadline(writing) else {
+            return Poll::Pending;
+        };
+        if self.sleep.deadline() != deadline {
+            self.sleep.as_mut().reset(deadline);
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                tracing::debug!(reason = why, "closing a connection");
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.conn.read(buf.filled().len() - before);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.wait(cx, false),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                this.conn.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.wait(cx, true),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                this.conn.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.wait(cx, true),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_flush(cx) {
+            Poll::Pending => this.wait(cx, true),
+            ready => ready,
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_shutdown(cx) {
+            Poll::Pending => this.wait(cx, true),
+            ready => ready,
+        }
+    }
+}
+
+/// The connection's service, telling [`Conn`] when a request arrives, when its response starts
+/// and when the response is gone (sent, or dropped with the connection).
+#[derive(Clone)]
+pub struct Tracked<S> {
+    inner: S,
+    conn: Arc<Conn>,
+}
+
+impl<S, B, R> Service<Request<R>> for Tracked<S>
+where
+    S: Service<Request<R>, Response = Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Leased<B>>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<R>) -> Self::Future {
+        let mut lease = Lease::open(self.conn.clone());
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            lease.start_sending();
+            Ok(response.map(|body| Leased {
+                body,
+                _lease: lease,
+            }))
+        })
+    }
+}
+
+/// One request's hold on its connection's state, released when dropped.
+struct Lease {
+    conn: Arc<Conn>,
+    sending: bool,
+}
+
+impl Lease {
+    fn open(conn: Arc<Conn>) -> Self {
+        {
+            let mut s = conn.state();
+            s.open += 1;
+            s.head_since = None;
+        }
+        Lease {
+            conn,
+            sending: false,
+        }
+    }
+
+    fn start_sending(&mut self) {
+        let mut s = self.conn.state();
+        s.sending += 1;
+        s.sending_since = Some(Instant::now());
+        self.sending = true;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let waiting = {
+            let mut s = self.conn.state();
+            s.open = s.open.saturating_sub(1);
+            if self.sending {
+                s.sending = s.sending.saturating_sub(1);
+                if s.sending == 0 {
+                    s.sending_since = None;
+                }
+            }
+            s.last_activity = Instant::now();
+            if s.open == 0 {
+                s.read_waiting.take()
+            } else {
+                None
+            }
+        };
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
+    }
+}
+
+/// A response body that holds its request's [`Lease`] until it is dropped.
+pub struct Leased<B> {
+    body: B,
+    _lease: Lease,
+}
+
+impl<B: Body + Unpin> Body for Leased<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
