@@ -397,7 +397,7 @@ impl CredentialArgs {
 
 /// `access_key = AK` / `secret_key = SK` / `security_token = T` lines (`#` comments allowed), or the
 /// console's credentials.csv: a header naming "Access Key Id" and "Secret Access Key", then values.
-fn parse_credentials_file(text: &str) -> Option<(String, String, Option<String>)> {
+pub fn parse_credentials_file(text: &str) -> Option<(String, String, Option<String>)> {
     let mut lines = text
         .lines()
         .map(str::trim)
@@ -426,10 +426,11 @@ fn parse_credentials_file(text: &str) -> Option<(String, String, Option<String>)
             _ => {}
         }
     }
+    // An empty security token is no token: signed, it would be an empty X-Security-Token.
     Some((
         ak.filter(|v| !v.is_empty())?,
         sk.filter(|v| !v.is_empty())?,
-        token,
+        token.filter(|v| !v.is_empty()),
     ))
 }
 
@@ -674,6 +675,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, CredentialError::EmptyFile { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_empty_security_token_line_is_no_token() {
+        // Found by the credentials_file fuzz target.
+        for line in [
+            "security_token =",
+            "security_token = \"\"",
+            "security_token=  ",
+        ] {
+            let text = format!("access_key = AK\nsecret_key = SK\n{line}\n");
+            assert_eq!(
+                parse_credentials_file(&text),
+                Some(("AK".into(), "SK".into(), None)),
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -185,6 +185,12 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
+    parse(&text, path)
+}
+
+/// Checks the text of a web configuration file read from `path` (which names it in errors and
+/// anchors its relative paths), and loads the files it names.
+pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
     let invalid = |reason: String| WebConfigError::Invalid {
         path: path.to_path_buf(),
         reason,

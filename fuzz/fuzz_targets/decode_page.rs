@@ -1,0 +1,17 @@
+//! Any bytes as a batch-query answer: decoded as a page (or refused) without a panic, with no
+//! more rows than asked for; the error check of non-2xx answers too.
+#![no_main]
+
+use clouddevice_exporter::wire::{api_error, decode_page, RowLimits};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|body: &[u8]| {
+    let limits = RowLimits {
+        max: 50,
+        expected: 10,
+    };
+    if let Ok(page) = decode_page(body, limits) {
+        assert!(page.instances.len() <= 50);
+    }
+    let _ = api_error(body);
+});
