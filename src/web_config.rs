@@ -198,7 +198,7 @@ pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
     let raw: RawConfig = if text.trim().is_empty() {
         RawConfig::default()
     } else {
-        serde_yaml_ng::from_str(&text).map_err(|e| invalid(e.to_string()))?
+        serde_yaml_ng::from_str(text).map_err(|e| invalid(e.to_string()))?
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut warnings = Vec::new();

@@ -25,7 +25,14 @@ fuzz_target!(|text: &str| {
         .collect();
     let (canonical, signed) = canonical_request(method, &url, &headers, body.as_bytes());
     assert!(canonical.starts_with(method));
-    let value = authorization(ACCESS_KEY, SECRET_KEY, method, &url, &headers, body.as_bytes());
+    let value = authorization(
+        ACCESS_KEY,
+        SECRET_KEY,
+        method,
+        &url,
+        &headers,
+        body.as_bytes(),
+    );
     let (access, names, signature) =
         parse_authorization(&value).expect("the header it made reads back");
     assert_eq!(access, ACCESS_KEY);
@@ -34,6 +41,13 @@ fuzz_target!(|text: &str| {
     // The same request signs the same way.
     assert_eq!(
         value,
-        authorization(ACCESS_KEY, SECRET_KEY, method, &url, &headers, body.as_bytes())
+        authorization(
+            ACCESS_KEY,
+            SECRET_KEY,
+            method,
+            &url,
+            &headers,
+            body.as_bytes()
+        )
     );
 });
