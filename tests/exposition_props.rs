@@ -1,0 +1,132 @@
+//! Any fleet, with any text in its labels (quotes, backslashes, newlines, control characters,
+//! any script), renders an exposition that Prometheus' own parser accepts (`promtool check
+//! metrics`), in which every status family adds up to the number of instances and every
+//! instance with an id has its series.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use clouddevice_exporter::fleet::{Fleet, Identity, Instance};
+use clouddevice_exporter::metrics::{render_text, Scrape};
+use proptest::prelude::*;
+
+/// Label text: mostly a few letters, so that ids, regions and SKUs repeat; sometimes anything.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "[ab]{0,2}",
+        1 => r#"[a"\\\n\r\t{}= ,é云\u{0}\u{7f}\u{fffd}]{0,8}"#,
+        1 => any::<String>(),
+    ]
+}
+
+fn code() -> impl Strategy<Value = Option<i64>> {
+    prop_oneof![4 => (0i64..6).prop_map(Some), 1 => Just(None), 1 => any::<i64>().prop_map(Some)]
+}
+
+fn instance() -> impl Strategy<Value = Instance> {
+    (
+        (text(), text(), text()),
+        (text(), text(), text(), text(), text(), text()),
+        proptest::array::uniform6(code()),
+        (any::<Option<i64>>(), any::<Option<i64>>()),
+    )
+        .prop_map(
+            |(
+                (id, name, phone),
+                (region, region_name, sku, pid, pname, billing),
+                status,
+                times,
+            )| {
+                Instance {
+                    identity: Identity::new(&id, &name, &phone),
+                    region: region.into(),
+                    region_name: region_name.into(),
+                    sku: sku.into(),
+                    project_id: pid.into(),
+                    project_name: pname.into(),
+                    billing_mode: billing.into(),
+                    status,
+                    backup_time: times.0,
+                    restore_time: times.1,
+                }
+            },
+        )
+}
+
+/// Runs `promtool check metrics` on `text`: Prometheus' own parser, strict about the format.
+fn promtool_accepts(text: &str) -> Result<(), String> {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!("cannot run promtool ({e}); install Debian's prometheus package (.ci/run does)")
+        })?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(text.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() && out.stdout.is_empty() && out.stderr.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The sum of the samples of `family` (exactly that name, any labels). A sample's value is
+/// after the line's last space: label values may hold spaces, values and names do not.
+fn sum(text: &str, family: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum()
+}
+
+fn count(text: &str, family: &str) -> usize {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")))
+        .count()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn any_fleet_renders_a_valid_exposition_that_adds_up(
+        pages in proptest::collection::vec(proptest::collection::vec(instance(), 0..12), 0..4)
+    ) {
+        let (fleet, _) = Fleet::from_pages(pages);
+        let n = fleet.len();
+        let with_id = fleet.instances().filter(|i| !i.instance_id().is_empty()).count();
+        let text = render_text(&Scrape {
+            fleet: Some(Arc::new(fleet)),
+            duration_seconds: 0.5,
+            timeout_seconds: 10.0,
+            instance_metrics: true,
+            cached_for: None,
+            last_success: None,
+        })
+        .unwrap();
+        prop_assert_eq!(promtool_accepts(&text), Ok(()), "{}", text);
+        prop_assert_eq!(sum(&text, "clouddevice_instances"), n as f64);
+        for dim in ["running", "frozen", "login", "assign", "backup", "restore"] {
+            let family = format!("clouddevice_instances_by_{dim}_status");
+            prop_assert_eq!(sum(&text, &family), n as f64, "{}", family);
+        }
+        prop_assert_eq!(count(&text, "clouddevice_instance_info"), with_id);
+        prop_assert_eq!(sum(&text, "clouddevice_instance_info"), with_id as f64);
+    }
+}
