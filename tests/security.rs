@@ -331,26 +331,22 @@ async fn clients_that_never_read_give_their_slots_back_after_the_write_timeout()
         stalled.push(stream);
     }
     // Both slots are taken by clients that read nothing...
-    let status = || async { exporter.get("/metrics").await.status() };
-    let mut refused = false;
-    for _ in 0..50 {
-        if status().await == 503 {
-            refused = true;
-            break;
+    let exporter = &exporter;
+    let answers = |status: u16, tries: usize| async move {
+        for _ in 0..tries {
+            if exporter.get("/metrics").await.status() == status {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(refused, "the stalled clients hold both slots");
+        false
+    };
+    assert!(
+        answers(503, 20).await,
+        "the stalled clients hold both slots"
+    );
     // ...until the write timeout closes their connections and gives the slots back.
-    let mut served = false;
-    for _ in 0..150 {
-        if status().await == 200 {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(served, "a scrape is served again");
+    assert!(answers(200, 300).await, "a scrape is served again");
     for stream in &mut stalled {
         assert!(closed_by_server(stream, Duration::from_secs(10)).await);
     }
@@ -571,19 +567,10 @@ async fn a_reload_with_an_absurd_bcrypt_cost_is_refused_and_later_reloads_still_
             .basic_auth(user, Some(password));
         async move { request.send().await.unwrap().status().as_u16() }
     };
-    let hup = |pid: u32| {
-        let pid = pid.to_string();
-        assert!(std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success());
-    };
-    let pid = running.child.id();
     let web = dir.path().join("web.yml");
     let absurd = hash("b-pass").replacen("$04$", "$31$", 1);
     std::fs::write(&web, format!("basic_auth_users:\n  bob: {absurd}\n")).unwrap();
-    hup(pid);
+    running.hangup();
     let line = running.wait_for("cannot reload the web configuration");
     assert!(
         line.contains("basic_auth_users.bob") && line.contains("cost 31"),
@@ -596,7 +583,7 @@ async fn a_reload_with_an_absurd_bcrypt_cost_is_refused_and_later_reloads_still_
         format!("basic_auth_users:\n  carol: {}\n", hash("c-pass")),
     )
     .unwrap();
-    hup(pid);
+    running.hangup();
     running.wait_for("reloaded the web configuration");
     assert_eq!(status("carol", "c-pass").await, 200);
     assert!(running.terminate().success());

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::{exporter, hash, make_pki, start_with_web_config as start, Pki};
@@ -131,12 +130,7 @@ async fn sighup_swaps_the_users_without_a_restart() {
         format!("basic_auth_users:\n  bob: {}\n", hash("b-pass")),
     )
     .unwrap();
-    let pid = running.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    running.hangup();
     running.wait_for("reloaded the web configuration");
     assert_eq!(status("bob", "b-pass").await, 200);
     assert_eq!(status("alice", "a-pass").await, 401);
@@ -147,11 +141,7 @@ async fn sighup_swaps_the_users_without_a_restart() {
         "basic_auth_users:\n  bob: not-a-hash\n",
     )
     .unwrap();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    running.hangup();
     let line = running.wait_for("cannot reload the web configuration");
     assert!(line.contains("basic_auth_users.bob"), "{line}");
     assert_eq!(status("bob", "b-pass").await, 200);

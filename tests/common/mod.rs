@@ -231,6 +231,13 @@ impl Running {
             .to_string()
     }
 
+    /// Sends SIGHUP: re-read the web configuration.
+    pub fn hangup(&self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+        assert!(status.success());
+    }
+
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
