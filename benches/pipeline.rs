@@ -5,10 +5,10 @@
 
 use std::hint::black_box;
 
+use clouddevice_exporter::exposition::{render_text, Scrape};
 use clouddevice_exporter::fleet::Fleet;
-use clouddevice_exporter::metrics::{render_text, Scrape};
 use clouddevice_exporter::simulator::generate_fleet;
-use clouddevice_exporter::wire;
+use clouddevice_exporter::upstream::wire;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// A page of `n` simulated instances, as the API sends it.

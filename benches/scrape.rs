@@ -107,7 +107,7 @@ async fn decode_floor(client: &reqwest::Client, endpoint: &str, instances: usize
         let started = Instant::now();
         let decoded: usize = pages
             .iter()
-            .map(|p| clouddevice_exporter::wire::parse_floor(p).expect("parses"))
+            .map(|p| clouddevice_exporter::upstream::wire::parse_floor(p).expect("parses"))
             .sum();
         best = best.min(started.elapsed().as_secs_f64());
         assert_eq!(decoded, instances);

@@ -1,26 +1,22 @@
 //! clouddevice_exporter: a Prometheus exporter for Huawei Cloud CloudDevice (KooPhone) instances.
 //!
-//! Data flows one way: [`config`] → [`client`] (one page) → [`paging`] (the whole list) →
-//! [`fleet`] (the snapshot) → [`metrics`] (families and encoding) → [`server`] (HTTP).
-//! [`simulator`] is a stand-in for the API, for `--demo`, `simulate`, tests and benchmarks.
+//! Data flows one way, each layer importing only those before it: [`cli`] (flags → validated
+//! configuration) → [`upstream`] (sign-in, the batch-query API, paging: a [`upstream::Source`] of
+//! fleets) → [`fleet`] (the snapshot) → [`collect`] (one collection shared by scrapes) →
+//! [`exposition`] (families and the streamed text) → [`scrape`] → [`web`] (HTTP). [`run`] wires
+//! them at start-up. [`simulator`] is a stand-in for the API, for `--demo`, `simulate`, tests and
+//! benchmarks.
 
-pub mod auth;
-pub mod client;
-pub mod config;
-pub mod connection;
-pub mod credentials;
-pub mod error;
+pub mod cli;
+pub mod collect;
 pub mod exposition;
+pub mod flags;
 pub mod fleet;
-pub mod iam;
 pub mod logging;
-pub mod metrics;
-pub mod paging;
 pub mod run;
 pub mod scrape;
 pub mod secret;
-pub mod server;
-pub mod sign;
+pub mod self_metrics;
 pub mod simulator;
-pub mod web_config;
-pub mod wire;
+pub mod upstream;
+pub mod web;

@@ -1,10 +1,38 @@
-//! Process-wide logging: logfmt (default) or JSON lines on stderr, filtered by `--log.level`.
+//! Process-wide logging: logfmt (default) or JSON lines on stderr, filtered by `--log.level`; and
+//! a throttle for warnings that could otherwise flood it.
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogFormat, LogLevel};
+use clap::ValueEnum;
+
+/// How much is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+/// How each line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
 
 /// Installs the global subscriber. Called once, from `main`, before anything logs.
 pub fn init(level: LogLevel, format: LogFormat) {

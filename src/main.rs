@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::Parser;
 
-use clouddevice_exporter::config::{Cli, Command};
-use clouddevice_exporter::credentials::SecretEnv;
-use clouddevice_exporter::{logging, run};
+use clouddevice_exporter::cli::credentials::SecretEnv;
+use clouddevice_exporter::cli::{Cli, Command};
+use clouddevice_exporter::{logging, run, simulator};
 
 // A scrape of a large fleet makes and frees millions of small strings; mimalloc does that with a
 // fraction of glibc's CPU (BENCHMARKS.md).
@@ -49,26 +49,30 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Simulate(args)) => {
-            logging::init(args.log_level, args.log_format);
-            runtime.block_on(run::simulate(args))
+            logging::init(args.log.level, args.log.format);
+            runtime
+                .block_on(simulator::run(args))
+                .map_err(|e| e.to_string())
         }
         None => {
             let args = cli.exporter;
-            let (level, format) = (args.log_level, args.log_format);
+            let log = args.log;
             let config = match args.validate(SecretEnv::from_process()) {
                 Ok(config) => config,
                 Err(e) => return fail(&e.to_string(), 2),
             };
-            logging::init(level, format);
+            logging::init(log.level, log.format);
             for warning in &config.warnings {
                 tracing::warn!("{warning}");
             }
-            runtime.block_on(run::exporter(config))
+            runtime
+                .block_on(run::exporter(config))
+                .map_err(|e| e.to_string())
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e.to_string(), 1),
+        Err(e) => fail(&e, 1),
     }
 }
 

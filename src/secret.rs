@@ -1,9 +1,9 @@
 //! A string that must never be shown: credentials. Its `Debug` and `Display` print a placeholder,
-//! so a secret cannot leak through a log line, an error message or a panic by accident. Also the
-//! check that a file holding a secret is not readable by other users.
+//! so a secret cannot leak through a log line, an error message or a panic by accident. Also
+//! reading a secret from a file, and the check that other users cannot read that file.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -13,7 +13,7 @@ impl Secret {
         Secret(value.into())
     }
 
-    /// The value itself, for the one place that must send it (a request header).
+    /// The value itself, for the code that must send or check it.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -29,6 +29,42 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
+}
+
+/// A file that should hold a secret and does not.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    #[error(
+        "cannot read {flag} {path:?}: {source}; check the path and that this user may read it"
+    )]
+    Read {
+        flag: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{flag} {path:?} is empty")]
+    Empty { flag: &'static str, path: PathBuf },
+}
+
+/// Reads the secret in the file `flag` names, trimmed, with a warning when other users may read
+/// the file.
+pub fn read_secret_file(
+    flag: &'static str,
+    path: &Path,
+) -> Result<(Secret, Option<String>), SecretFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SecretFileError::Read {
+        flag,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(SecretFileError::Empty {
+            flag,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok((Secret::new(text), readable_by_others(flag, path, OTHERS)))
 }
 
 /// Mode bits for "group or others may read": what a file holding a secret should not allow.

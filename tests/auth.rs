@@ -7,13 +7,15 @@ mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use clouddevice_exporter::credentials::{IamCredentials, ProjectScope, SecretEnv};
-use clouddevice_exporter::iam::IamSession;
-use clouddevice_exporter::metrics::ExporterMetrics;
+use clouddevice_exporter::cli::credentials::SecretEnv;
 use clouddevice_exporter::secret::Secret;
+use clouddevice_exporter::self_metrics::ExporterMetrics;
 use clouddevice_exporter::simulator::{Fault, FaultKind, SimConfig, SimHandle, SimIamUser};
+use clouddevice_exporter::upstream::credentials::{IamCredentials, ProjectScope};
+use clouddevice_exporter::upstream::iam::IamSession;
+use clouddevice_exporter::upstream::retry::RetryPolicy;
 use common::{simulator, Scraped, TestExporter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -184,15 +186,17 @@ async fn concurrent_callers_after_expiry_share_one_renewal() {
         &credentials,
         reqwest::Client::new(),
         Duration::from_secs(5),
+        RetryPolicy { max_retries: 2 },
         metrics,
     ));
-    let first = session.token().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = session.token(deadline).await.unwrap();
     assert_eq!(sim.iam_requests(), 1);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let session = session.clone();
-            tokio::spawn(async move { session.token().await.map(|l| l.generation) })
+            tokio::spawn(async move { session.token(deadline).await.map(|l| l.generation) })
         })
         .collect();
     for task in tasks {

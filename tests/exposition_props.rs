@@ -7,8 +7,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use clouddevice_exporter::exposition::{render_text, Scrape};
 use clouddevice_exporter::fleet::{Fleet, Identity, Instance};
-use clouddevice_exporter::metrics::{render_text, Scrape};
 use proptest::prelude::*;
 
 /// Label text: mostly a few letters, so that ids, regions and SKUs repeat; sometimes anything.

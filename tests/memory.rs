@@ -6,7 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use clouddevice_exporter::wire::{decode_page, RowLimits};
+use clouddevice_exporter::upstream::wire::{decode_page, RowLimits};
 
 struct Counting;
 

@@ -17,7 +17,7 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use clouddevice_exporter::credentials::SecretEnv;
+use clouddevice_exporter::cli::credentials::SecretEnv;
 use clouddevice_exporter::secret::Secret;
 use clouddevice_exporter::simulator::{SimConfig, SimHandle};
 

@@ -2,7 +2,7 @@
 //! never a panic, and what is read is never empty.
 #![no_main]
 
-use clouddevice_exporter::credentials::parse_credentials_file;
+use clouddevice_exporter::upstream::credentials::parse_credentials_file;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

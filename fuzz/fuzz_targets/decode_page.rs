@@ -2,7 +2,7 @@
 //! more rows than asked for; the error check of non-2xx answers too.
 #![no_main]
 
-use clouddevice_exporter::wire::{api_error, decode_page, RowLimits};
+use clouddevice_exporter::upstream::wire::{api_error, decode_page, RowLimits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {

@@ -3,7 +3,7 @@
 //! the second, then `name: value` header lines, an empty line, and the body.
 #![no_main]
 
-use clouddevice_exporter::sign::{authorization, canonical_request, parse_authorization};
+use clouddevice_exporter::upstream::sign::{authorization, canonical_request, parse_authorization};
 use libfuzzer_sys::fuzz_target;
 
 const ACCESS_KEY: &str = "QTWAOYTTINDUT2QVKYUC";

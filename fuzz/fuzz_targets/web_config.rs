@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use clouddevice_exporter::web_config::parse;
+use clouddevice_exporter::web::config::parse;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

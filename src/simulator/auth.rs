@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use super::{lock, SimState};
 use crate::secret::Secret;
-use crate::sign;
+use crate::upstream::sign;
 
 /// The IAM user the simulator's token endpoint accepts.
 #[derive(Debug, Clone)]

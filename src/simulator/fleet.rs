@@ -75,7 +75,7 @@ pub fn generate_fleet(seed: u64, size: usize, now: i64) -> Vec<SimInstance> {
             4..=5 => "null".into(),
             _ => time::OffsetDateTime::from_unix_timestamp(now - rng.i64(0..30 * 86_400))
                 .ok()
-                .and_then(|t| t.format(crate::wire::API_TIME_FORMAT).ok())
+                .and_then(|t| t.format(crate::upstream::wire::API_TIME_FORMAT).ok())
                 .unwrap_or_default(),
         }
     };

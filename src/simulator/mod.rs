@@ -19,9 +19,11 @@ use tokio::task::JoinHandle;
 
 use crate::secret::Secret;
 
+mod args;
 mod auth;
 mod fleet;
 
+pub use args::{run, SimError, SimulateArgs};
 pub use auth::SimIamUser;
 pub use fleet::{generate_fleet, SimInstance};
 
@@ -295,7 +297,7 @@ fn take_fault(state: &SimState, page: u64) -> Option<FaultKind> {
 }
 
 fn valid_time(s: &str) -> bool {
-    time::PrimitiveDateTime::parse(s, crate::wire::API_TIME_FORMAT).is_ok()
+    time::PrimitiveDateTime::parse(s, crate::upstream::wire::API_TIME_FORMAT).is_ok()
 }
 
 async fn batch_query(
@@ -473,18 +475,6 @@ fn page_body<S: AsRef<str>>(
     }
 }
 
-/// `clouddevice_exporter simulate`: serves until SIGINT or SIGTERM.
-pub async fn run(config: SimConfig, listen_address: &str) -> Result<(), crate::run::RunError> {
-    let listener = crate::run::bind(listen_address, "--listen-address").await?;
-    let shutdown = crate::server::shutdown_signal()?;
-    let instances = config.instances;
-    let handle = start(config, listener).map_err(crate::run::RunError::Io)?;
-    tracing::info!(address = %handle.addr(), instances, "simulator listening");
-    shutdown.await;
-    drop(handle);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,11 +489,11 @@ mod tests {
         let refs: Vec<&String> = rows.iter().collect();
         for placement in [PagingFields::Top, PagingFields::Data] {
             let body = page_body(&refs, placement, 2, 3, 7, None);
-            let limits = crate::wire::RowLimits {
+            let limits = crate::upstream::wire::RowLimits {
                 max: 3,
                 expected: 0,
             };
-            let page = crate::wire::decode_page(body.as_bytes(), limits).unwrap();
+            let page = crate::upstream::wire::decode_page(body.as_bytes(), limits).unwrap();
             assert_eq!(page.instances.len(), 3);
             assert_eq!(
                 (page.page_no, page.page_size, page.total_count),

@@ -10,11 +10,11 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use clap::Parser;
-use clouddevice_exporter::config::Cli;
-use clouddevice_exporter::credentials::SecretEnv;
+use clouddevice_exporter::cli::credentials::SecretEnv;
+use clouddevice_exporter::cli::Cli;
 use clouddevice_exporter::secret::Secret;
 use clouddevice_exporter::simulator::{self, SimConfig, SimHandle};
-use clouddevice_exporter::{logging, run, server};
+use clouddevice_exporter::{logging, run, web};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -44,8 +44,8 @@ impl TestExporter {
     pub async fn start_with(endpoint: &str, flags: &[&str], env: SecretEnv) -> TestExporter {
         if std::env::var_os("TEST_LOG").is_some() {
             logging::init(
-                clouddevice_exporter::config::LogLevel::Debug,
-                clouddevice_exporter::config::LogFormat::Logfmt,
+                clouddevice_exporter::logging::LogLevel::Debug,
+                clouddevice_exporter::logging::LogFormat::Logfmt,
             );
         }
         let args = ["clouddevice_exporter", "--clouddevice.endpoint", endpoint]
@@ -61,14 +61,14 @@ impl TestExporter {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let (reload, reloads) = mpsc::channel(1);
-        let serving = server::Serving {
+        let serving = web::Serving {
             limits: config.conn_limits,
             web: config.web.clone(),
         };
         let shutdown = async {
             let _ = stopped.await;
         };
-        tokio::spawn(server::serve(listener, app, serving, shutdown, reloads));
+        tokio::spawn(web::serve(listener, app, serving, shutdown, reloads));
         TestExporter {
             addr,
             http: reqwest::Client::new(),

@@ -1,5 +1,6 @@
 //! What can go wrong reading the fleet, phrased for the operator who has to act on it, with a
-//! bounded label for `clouddevice_exporter_api_errors_total` and the retry policy of each cause.
+//! label for `clouddevice_exporter_api_errors_total` (the API's code when it looks like one, else
+//! the cause).
 
 use std::time::Duration;
 
@@ -57,7 +58,12 @@ pub enum ApiError {
         target: String,
     },
     #[error("cannot get an IAM token: {reason}")]
-    Iam { label: String, reason: String },
+    Iam {
+        label: String,
+        reason: String,
+        /// No answer, or IAM failing or throttling: worth a retry.
+        transient: bool,
+    },
     #[error("the list needs more than --clouddevice.max-pages={max} pages at {per_page} instances a page; raise --clouddevice.max-pages or --clouddevice.page-size")]
     TooManyPages { max: u32, per_page: u64 },
     #[error("the list changed while it was paged, twice in a row ({reason}); the next scrape reads it again")]
@@ -103,8 +109,8 @@ fn hint(code: Option<&str>, status: Option<u16>) -> &'static str {
 }
 
 impl ApiError {
-    /// A bounded label for `clouddevice_exporter_api_errors_total{error_code}`: the API's code when
-    /// it looks like one (so a misbehaving upstream cannot blow up cardinality), else the cause.
+    /// The label for `clouddevice_exporter_api_errors_total{error_code}`: the API's code when it
+    /// looks like one, else the cause.
     pub fn label(&self) -> String {
         match self {
             ApiError::Timeout { .. } | ApiError::Deadline { .. } => "timeout".into(),
@@ -135,15 +141,16 @@ impl ApiError {
         matches!(self, ApiError::Status { status: 401, .. })
     }
 
-    /// Whether the same request may succeed a moment later: no answer, a 5xx, or throttling.
-    /// Other 4xx and business errors would fail the same way again.
-    pub fn retryable(&self) -> bool {
-        match self {
-            ApiError::Timeout { .. } | ApiError::Transport { .. } => true,
-            ApiError::Status { status, .. } => *status == 429 || *status >= 500,
-            ApiError::Api { code, .. } => code == "APIGW.0308",
-            _ => false,
-        }
+    /// Whether this failure is the whole collection's (the list could not be put together, or
+    /// the deadline passed) rather than one request's. Each is counted once, by the layer that
+    /// saw it: requests where they are made, these by the collection.
+    pub fn is_collection_failure(&self) -> bool {
+        matches!(
+            self,
+            ApiError::TooManyPages { .. }
+                | ApiError::ListChanged { .. }
+                | ApiError::Deadline { .. }
+        )
     }
 
     /// The wait the service asked for before a retry.
@@ -251,25 +258,6 @@ mod tests {
         assert_eq!(status(Some("APIGW.0308"), 429).label(), "throttled");
         assert_eq!(status(None, 429).label(), "throttled");
         assert_eq!(api("APIGW.0308").label(), "throttled");
-    }
-
-    #[test]
-    fn only_transient_failures_are_retried() {
-        assert!(status(None, 500).retryable());
-        assert!(status(None, 503).retryable());
-        assert!(status(Some("APIGW.0308"), 429).retryable());
-        assert!(api("APIGW.0308").retryable());
-        assert!(!status(Some("KOOPHONE.API.1000"), 400).retryable());
-        assert!(!status(Some("APIGW.0307"), 401).retryable());
-        assert!(!status(None, 404).retryable());
-        assert!(!api("KOOPHONE.API.1001").retryable());
-        assert!(!api("KOOPHONE.API.1004").retryable());
-        let decode = ApiError::Decode {
-            page: 1,
-            request_id: "r".into(),
-            reason: String::new(),
-        };
-        assert!(!decode.retryable());
     }
 
     #[test]

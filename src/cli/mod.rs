@@ -6,14 +6,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
-use reqwest::Url;
 
-use crate::connection::ConnLimits;
-use crate::credentials::{
-    endpoint_url, CredentialArgs, CredentialError, Credentials, EndpointError, SecretEnv,
-};
+use crate::flags::{parse_duration, parse_positive_duration, LogArgs};
 use crate::secret::Secret;
-use crate::web_config::{self, WebConfig, WebConfigError};
+use crate::simulator::SimulateArgs;
+use crate::upstream::batch_query::{BatchQueryConfig, Filters};
+use crate::upstream::credentials::Credentials;
+use crate::upstream::http::{endpoint_url, EndpointError};
+use crate::upstream::retry::RetryPolicy;
+use crate::upstream::wire::API_TIME_FORMAT;
+use crate::web::config::{self as web_config, WebConfig, WebConfigError};
+use crate::web::connection::ConnLimits;
+
+pub mod credentials;
+
+use credentials::{CredentialArgs, CredentialError, SecretEnv};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -186,160 +193,12 @@ pub struct ExporterArgs {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub instance_metrics: bool,
 
-    /// Only log messages with the given severity or above.
-    #[arg(
-        long = "log.level",
-        env = "CLOUDDEVICE_EXPORTER_LOG_LEVEL",
-        default_value = "info",
-        value_name = "LEVEL"
-    )]
-    pub log_level: LogLevel,
-
-    /// Output format of log messages.
-    #[arg(
-        long = "log.format",
-        env = "CLOUDDEVICE_EXPORTER_LOG_FORMAT",
-        default_value = "logfmt",
-        value_name = "FORMAT"
-    )]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// Serve metrics of a built-in simulated fleet: no credentials, no network needed.
     #[arg(long = "demo", env = "CLOUDDEVICE_EXPORTER_DEMO")]
     pub demo: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct SimulateArgs {
-    /// Address the simulator listens on.
-    #[arg(
-        long = "listen-address",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_LISTEN_ADDRESS",
-        default_value = "127.0.0.1:10124",
-        value_name = "ADDR"
-    )]
-    pub listen_address: String,
-
-    /// Number of instances in the simulated fleet.
-    #[arg(
-        long = "instances",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_INSTANCES",
-        default_value_t = 1_000,
-        value_name = "N"
-    )]
-    pub instances: usize,
-
-    /// Seed the fleet is generated from: the same seed and size give the same fleet.
-    #[arg(
-        long = "seed",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_SEED",
-        default_value_t = 1,
-        value_name = "N"
-    )]
-    pub seed: u64,
-
-    /// Largest page the simulator serves, whatever page_size asks for.
-    #[arg(long = "max-page-size", env = "CLOUDDEVICE_EXPORTER_SIMULATE_MAX_PAGE_SIZE", default_value_t = 100, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_page_size: u32,
-
-    /// Where the paging fields go: `top` (as the reference's example) or `data` (as its tables).
-    #[arg(
-        long = "paging-fields",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_PAGING_FIELDS",
-        default_value = "top",
-        value_name = "PLACE"
-    )]
-    pub paging_fields: crate::simulator::PagingFields,
-
-    /// Latency added to every response (e.g. 50ms).
-    #[arg(long = "latency", env = "CLOUDDEVICE_EXPORTER_SIMULATE_LATENCY", default_value = "0s", value_name = "DURATION",
-          value_parser = parse_duration)]
-    pub latency: Duration,
-
-    /// Answer every request with this documented error code (e.g. KOOPHONE.API.1001).
-    #[arg(
-        long = "error-code",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_ERROR_CODE",
-        value_name = "CODE"
-    )]
-    pub error_code: Option<String>,
-
-    /// HTTP status sent with --error-code (the service also answers errors with 200).
-    #[arg(long = "error-status", env = "CLOUDDEVICE_EXPORTER_SIMULATE_ERROR_STATUS", default_value_t = 400, value_name = "STATUS",
-          value_parser = clap::value_parser!(u16).range(100..=599))]
-    pub error_status: u16,
-
-    /// File holding the only X-Auth-Token accepted; without it any non-empty token is.
-    #[arg(
-        long = "auth-token-file",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_AUTH_TOKEN_FILE",
-        value_name = "FILE"
-    )]
-    pub auth_token_file: Option<PathBuf>,
-
-    /// IAM user name the token endpoint accepts; without it any user and password are accepted.
-    #[arg(long = "iam-username", env = "CLOUDDEVICE_EXPORTER_SIMULATE_IAM_USERNAME", value_name = "USER", requires_all = ["iam_domain", "iam_password_file"])]
-    pub iam_username: Option<String>,
-
-    /// Account (domain) name of that IAM user.
-    #[arg(
-        long = "iam-domain",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_IAM_DOMAIN",
-        value_name = "ACCOUNT",
-        requires = "iam_username"
-    )]
-    pub iam_domain: Option<String>,
-
-    /// File holding that IAM user's password.
-    #[arg(
-        long = "iam-password-file",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_IAM_PASSWORD_FILE",
-        value_name = "FILE",
-        requires = "iam_username"
-    )]
-    pub iam_password_file: Option<PathBuf>,
-
-    /// Lifetime of the tokens the IAM endpoint issues (Huawei's are 24h).
-    #[arg(long = "token-lifetime", env = "CLOUDDEVICE_EXPORTER_SIMULATE_TOKEN_LIFETIME", default_value = "24h", value_name = "DURATION",
-          value_parser = parse_duration)]
-    pub token_lifetime: Duration,
-
-    /// Access key whose signatures the API accepts (with --secret-key-file).
-    #[arg(
-        long = "access-key",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_ACCESS_KEY",
-        value_name = "AK",
-        requires = "secret_key_file"
-    )]
-    pub access_key: Option<String>,
-
-    /// File holding the secret key of --access-key.
-    #[arg(
-        long = "secret-key-file",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_SECRET_KEY_FILE",
-        value_name = "FILE",
-        requires = "access_key"
-    )]
-    pub secret_key_file: Option<PathBuf>,
-
-    /// Only log messages with the given severity or above.
-    #[arg(
-        long = "log.level",
-        env = "CLOUDDEVICE_EXPORTER_LOG_LEVEL",
-        default_value = "info",
-        value_name = "LEVEL"
-    )]
-    pub log_level: LogLevel,
-
-    /// Output format of log messages.
-    #[arg(
-        long = "log.format",
-        env = "CLOUDDEVICE_EXPORTER_LOG_FORMAT",
-        default_value = "logfmt",
-        value_name = "FORMAT"
-    )]
-    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -359,90 +218,10 @@ impl PoolSceneTag {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
-    Error,
-    Warn,
-    Info,
-    Debug,
-}
-
-impl LogLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Error => "error",
-            LogLevel::Warn => "warn",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Logfmt,
-    Json,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("{e}; write a duration such as 10s, 1500ms or 1m"))?;
-    Ok(d)
-}
-
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        d if d.is_zero() => Err("must be longer than 0s".into()),
-        d => Ok(d),
-    }
-}
-
 fn parse_query_time(s: &str) -> Result<String, String> {
-    time::PrimitiveDateTime::parse(s, crate::wire::API_TIME_FORMAT)
+    time::PrimitiveDateTime::parse(s, API_TIME_FORMAT)
         .map(|_| s.to_string())
         .map_err(|_| "write the time in UTC as 2023-08-15 14:30:45".to_string())
-}
-
-/// The optional filters of the batch-query API, sent with every page request.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Filters {
-    pub pool_scene_tag: Option<PoolSceneTag>,
-    pub instance_id: Option<String>,
-    pub instance_name: Option<String>,
-    pub query_start_time: Option<String>,
-    pub query_end_time: Option<String>,
-}
-
-impl Filters {
-    /// The filters as query parameters, in the reference's names.
-    pub fn query_pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        [
-            ("instance_id", self.instance_id.as_deref()),
-            ("instance_name", self.instance_name.as_deref()),
-            ("query_start_time", self.query_start_time.as_deref()),
-            ("query_end_time", self.query_end_time.as_deref()),
-            (
-                "pool_scene_tag",
-                self.pool_scene_tag.map(PoolSceneTag::as_str),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| Some((k, v?)))
-    }
-}
-
-/// How the exporter talks to the API.
-#[derive(Debug, Clone)]
-pub struct UpstreamConfig {
-    pub endpoint: Url,
-    pub credentials: Credentials,
-    pub page_size: u32,
-    pub concurrency: usize,
-    pub timeout: Duration,
-    pub max_pages: u32,
-    pub max_retries: u32,
-    pub max_response_bytes: u64,
-    pub filters: Filters,
 }
 
 /// The validated configuration of the exporter.
@@ -462,7 +241,7 @@ pub struct Config {
     /// TLS and basic auth, and the file they came from (re-read on SIGHUP).
     pub web: Option<(PathBuf, WebConfig)>,
     /// Under `--demo` the endpoint is replaced by the in-process simulator's once it listens.
-    pub upstream: UpstreamConfig,
+    pub upstream: BatchQueryConfig,
     pub demo: bool,
     /// Things worth saying once logging is up (a secrets file other users can read).
     pub warnings: Vec<String>,
@@ -531,17 +310,19 @@ impl ExporterArgs {
                 write: self.write_timeout,
             },
             web,
-            upstream: UpstreamConfig {
+            upstream: BatchQueryConfig {
                 endpoint,
                 credentials,
                 page_size: self.page_size,
                 concurrency: self.concurrency as usize,
                 timeout: self.timeout,
                 max_pages: self.max_pages,
-                max_retries: self.max_retries,
+                retry: RetryPolicy {
+                    max_retries: self.max_retries,
+                },
                 max_response_bytes: self.max_response_bytes,
                 filters: Filters {
-                    pool_scene_tag: self.pool_scene_tag,
+                    pool_scene_tag: self.pool_scene_tag.map(PoolSceneTag::as_str),
                     instance_id: self.instance_id,
                     instance_name: self.instance_name,
                     query_start_time: self.query_start_time,
@@ -587,6 +368,7 @@ fn telemetry_path(s: &str) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logging::{LogFormat, LogLevel};
     use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -609,7 +391,7 @@ mod tests {
         assert_eq!(a.pool_scene_tag, None);
         assert!(a.instance_metrics);
         assert_eq!(
-            (a.log_level, a.log_format),
+            (a.log.level, a.log.format),
             (LogLevel::Info, LogFormat::Logfmt)
         );
     }

@@ -1,22 +1,43 @@
-//! Reads the whole instance list: page 1 first, then the remaining pages concurrently, into one
+//! Reads a whole paged list: page 1 first, then the remaining pages concurrently, into one
 //! [`Fleet`] snapshot, and checks that the pages fit together. Any failed page fails the whole
-//! read: partial counts would fire false alerts.
+//! read: partial counts would fire false alerts. Knows pages, not HTTP: any [`Pages`] will do.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use crate::client::Client;
-use crate::error::ApiError;
 use crate::fleet::{Fleet, Instance};
+use crate::upstream::error::ApiError;
+use crate::upstream::wire::Page;
+
+/// How far and how wide a read may go.
+#[derive(Debug, Clone, Copy)]
+pub struct PagingLimits {
+    /// Most pages one read takes; a longer list fails with `too_many_pages`.
+    pub max_pages: u32,
+    /// Most pages asked for at once.
+    pub concurrency: usize,
+}
+
+/// A paged list: what [`read_fleet`] reads.
+pub trait Pages: Sync {
+    fn limits(&self) -> PagingLimits;
+    /// Page `page_no` (from 1), before `deadline`. Its failures are counted where it is fetched.
+    fn page(
+        &self,
+        page_no: u64,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Page, ApiError>> + Send;
+}
 
 /// Reads the list before `deadline`. A list that changed while it was paged (its `total_count`
 /// moved between pages, or the pages overlap or leave a gap) is read once more; if the second
 /// read does not fit together either, the scrape fails with `list_changed` rather than export a
 /// count that is silently wrong.
-pub async fn collect_fleet(client: &Client, deadline: Instant) -> Result<Fleet, ApiError> {
-    let reason = match read_list(client, deadline).await? {
+pub async fn read_fleet<P: Pages>(pages: &P, deadline: Instant) -> Result<Fleet, ApiError> {
+    let reason = match read_list(pages, deadline).await? {
         Read::Whole(fleet) => return Ok(fleet),
         Read::Changed(reason) => reason,
     };
@@ -24,13 +45,9 @@ pub async fn collect_fleet(client: &Client, deadline: Instant) -> Result<Fleet, 
         reason,
         "the list changed while it was paged; reading it again"
     );
-    match read_list(client, deadline).await? {
+    match read_list(pages, deadline).await? {
         Read::Whole(fleet) => Ok(fleet),
-        Read::Changed(reason) => {
-            let error = ApiError::ListChanged { reason };
-            client.report(&error);
-            Err(error)
-        }
+        Read::Changed(reason) => Err(ApiError::ListChanged { reason }),
     }
 }
 
@@ -44,10 +61,10 @@ enum Read {
 /// One pass over the list. The page size is what page 1 actually held, not what was asked for:
 /// the service may cap it. With `total_count` the number of pages is known; without it, paging
 /// ends at the first short page. Either way an empty page ends the list early.
-async fn read_list(client: &Client, deadline: Instant) -> Result<Read, ApiError> {
-    let config = client.config();
-    let max_pages = u64::from(config.max_pages);
-    let first = client.fetch_page(1, deadline).await?;
+async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiError> {
+    let limits = source.limits();
+    let max_pages = u64::from(limits.max_pages);
+    let first = source.page(1, deadline).await?;
     let total = first.total_count;
     let per_page = first.instances.len() as u64;
     let mut pages: BTreeMap<u64, Vec<Instance>> = BTreeMap::new();
@@ -57,12 +74,11 @@ async fn read_list(client: &Client, deadline: Instant) -> Result<Read, ApiError>
     let done_after_first = per_page == 0 || total.is_some_and(|t| per_page >= t);
     if !done_after_first {
         let too_many = ApiError::TooManyPages {
-            max: config.max_pages,
+            max: limits.max_pages,
             per_page,
         };
         let known_last = total.map(|t| t.div_ceil(per_page));
         if known_last.is_some_and(|last| last > max_pages) {
-            client.report(&too_many);
             return Err(too_many);
         }
         // Inclusive; lowered when a page shows the list ends sooner.
@@ -70,10 +86,9 @@ async fn read_list(client: &Client, deadline: Instant) -> Result<Read, ApiError>
         let mut next = 2;
         let mut in_flight = FuturesUnordered::new();
         loop {
-            while in_flight.len() < config.concurrency && next <= last {
+            while in_flight.len() < limits.concurrency && next <= last {
                 let page_no = next;
-                in_flight
-                    .push(async move { (page_no, client.fetch_page(page_no, deadline).await) });
+                in_flight.push(async move { (page_no, source.page(page_no, deadline).await) });
                 next += 1;
             }
             let Some((page_no, result)) = in_flight.next().await else {
@@ -93,7 +108,6 @@ async fn read_list(client: &Client, deadline: Instant) -> Result<Read, ApiError>
             .get(&max_pages)
             .is_some_and(|p| p.len() as u64 == per_page);
         if total.is_none() && last == max_pages && ended_at_limit {
-            client.report(&too_many);
             return Err(too_many);
         }
     }

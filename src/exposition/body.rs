@@ -4,7 +4,7 @@
 //! (aggregates, health, the exporter's own metrics) goes through the prometheus crate.
 //!
 //! The output is byte for byte what the prometheus crate's `TextEncoder` writes for the same
-//! families, in the same name order (the golden exposition test holds it to that).
+//! families, in the same name order (a test below compares the two on hostile label values).
 
 use std::sync::Arc;
 

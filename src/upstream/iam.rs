@@ -11,11 +11,12 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::client::{read_capped, redirect_target, Capped};
-use crate::credentials::{IamCredentials, ProjectScope};
-use crate::error::{clip, ApiError};
-use crate::metrics::ExporterMetrics;
 use crate::secret::Secret;
+use crate::self_metrics::ExporterMetrics;
+use crate::upstream::credentials::{IamCredentials, ProjectScope};
+use crate::upstream::error::{clip, ApiError};
+use crate::upstream::http::{self, read_capped, redirect_target, Capped};
+use crate::upstream::retry::RetryPolicy;
 
 /// The `api` label of the IAM token endpoint in the exporter's own metrics.
 pub const API_IAM_TOKEN: &str = "iam_token";
@@ -57,6 +58,7 @@ pub struct IamSession {
     /// The request body; it carries the password.
     body: Secret,
     timeout: Duration,
+    retry: RetryPolicy,
     metrics: Arc<ExporterMetrics>,
     state: tokio::sync::Mutex<State>,
 }
@@ -96,11 +98,10 @@ impl IamSession {
         credentials: &IamCredentials,
         http: reqwest::Client,
         timeout: Duration,
+        retry: RetryPolicy,
         metrics: Arc<ExporterMetrics>,
     ) -> Self {
-        let mut url = credentials.endpoint.clone();
-        let path = format!("{}/v3/auth/tokens", url.path().trim_end_matches('/'));
-        url.set_path(&path);
+        let url = http::join(&credentials.endpoint, "/v3/auth/tokens");
         let project = match &credentials.project {
             ProjectScope::Name(name) => json!({ "name": name }),
             ProjectScope::Id(id) => json!({ "id": id }),
@@ -118,14 +119,15 @@ impl IamSession {
             url,
             body: Secret::new(body.to_string()),
             timeout,
+            retry,
             metrics,
             state: tokio::sync::Mutex::new(State::default()),
         }
     }
 
-    /// The current token, fetched or renewed first when due. Callers that arrive during a
-    /// renewal wait for it and get its token: one IAM call, however many scrapes.
-    pub async fn token(&self) -> Result<Lease, ApiError> {
+    /// The current token, fetched or renewed first when due (before `deadline`). Callers that
+    /// arrive during a renewal wait for it and get its token: one IAM call, however many scrapes.
+    pub async fn token(&self, deadline: Instant) -> Result<Lease, ApiError> {
         let mut state = self.state.lock().await;
         let now = SystemTime::now();
         let lease = |state: &State| {
@@ -142,7 +144,9 @@ impl IamSession {
                 return Ok(lease);
             }
         }
-        match self.fetch().await {
+        // Without a usable token, the scrape depends on this answer: a transient failure is
+        // retried like any request. With one, a failed renewal waits for the quiet period.
+        match self.fetch(deadline, !usable).await {
             Ok(token) => {
                 let expiry = token
                     .expires_at
@@ -155,7 +159,6 @@ impl IamSession {
                 state.quiet_until = None;
             }
             Err(error) => {
-                self.metrics.api_error(&error.label());
                 if !usable {
                     tracing::error!(%error, "IAM token request failed");
                     return Err(error);
@@ -167,6 +170,7 @@ impl IamSession {
         lease(&state).ok_or_else(|| ApiError::Iam {
             label: "iam_no_token".into(),
             reason: "no token is held".into(),
+            transient: false,
         })
     }
 
@@ -180,23 +184,49 @@ impl IamSession {
         }
     }
 
-    async fn fetch(&self) -> Result<Token, ApiError> {
-        let started = Instant::now();
-        let result = self.fetch_once().await;
-        self.metrics
-            .observe_request(API_IAM_TOKEN, started.elapsed());
-        result
+    /// Asks IAM for a token; with `retry`, transient failures are tried again as the
+    /// [`RetryPolicy`] says. Each failed request is counted once.
+    async fn fetch(&self, deadline: Instant, retry: bool) -> Result<Token, ApiError> {
+        let mut done = 0;
+        loop {
+            let started = Instant::now();
+            let result = self.fetch_once(deadline).await;
+            self.metrics
+                .observe_request(API_IAM_TOKEN, started.elapsed());
+            let error = match result {
+                Ok(token) => return Ok(token),
+                Err(error) => error,
+            };
+            self.metrics.api_error(&error.label());
+            let delay = retry
+                .then(|| self.retry.delay(done, &error, deadline))
+                .flatten();
+            let Some(delay) = delay else {
+                return Err(error);
+            };
+            tracing::debug!(%error, retry = done + 1, delay_seconds = delay.as_secs_f64(), "retrying the IAM token request");
+            tokio::time::sleep(delay).await;
+            done += 1;
+        }
     }
 
-    async fn fetch_once(&self) -> Result<Token, ApiError> {
+    async fn fetch_once(&self, deadline: Instant) -> Result<Token, ApiError> {
         let fetched_at = SystemTime::now();
-        let iam_error = |label: String, reason: String| ApiError::Iam { label, reason };
+        // `transient`: no answer, or IAM itself failing or throttling; worth a retry.
+        let iam_error = |label: String, reason: String, transient: bool| ApiError::Iam {
+            label,
+            reason,
+            transient,
+        };
+        let timeout = self
+            .timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
         let response = self
             .http
             .post(self.url.clone())
             .header("Content-Type", "application/json;charset=utf8")
             .body(self.body.expose().to_string())
-            .timeout(self.timeout)
+            .timeout(timeout)
             .send()
             .await;
         let response = match response {
@@ -211,6 +241,7 @@ impl IamSession {
                 return Err(iam_error(
                     label.into(),
                     format!("no answer from {}: {e}", self.url),
+                    true,
                 ));
             }
         };
@@ -225,6 +256,7 @@ impl IamSession {
                     status.as_u16(),
                     redirect_target(&response)
                 ),
+                false,
             ));
         }
         let subject = response.headers().get("x-subject-token").cloned();
@@ -234,10 +266,13 @@ impl IamSession {
                 Capped::TooLarge => iam_error(
                     "iam_too_large".into(),
                     format!("the answer passed {MAX_ANSWER_BYTES} bytes"),
+                    false,
                 ),
-                Capped::Failed(e) => {
-                    iam_error("iam_transport".into(), format!("reading the answer: {e}"))
-                }
+                Capped::Failed(e) => iam_error(
+                    "iam_transport".into(),
+                    format!("reading the answer: {e}"),
+                    true,
+                ),
             })?;
         if !status.is_success() {
             let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
@@ -251,7 +286,7 @@ impl IamSession {
             };
             let label = code
                 .clone()
-                .filter(|c| crate::error::looks_like_code(c) && c.contains('.'))
+                .filter(|c| crate::upstream::error::looks_like_code(c) && c.contains('.'))
                 .unwrap_or_else(|| format!("iam_http_{}", status.as_u16()));
             let mut reason = format!("IAM answered HTTP {}", status.as_u16());
             if let Some(code) = code {
@@ -265,12 +300,14 @@ impl IamSession {
                     "; check --iam.username, --iam.domain, --iam.project(-id) and the password",
                 );
             }
-            return Err(iam_error(label, reason));
+            let transient = status.as_u16() == 429 || status.is_server_error();
+            return Err(iam_error(label, reason, transient));
         }
         let mut value = subject.ok_or_else(|| {
             iam_error(
                 "iam_decode".into(),
                 "the answer has no X-Subject-Token header".into(),
+                false,
             )
         })?;
         value.set_sensitive(true);

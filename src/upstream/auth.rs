@@ -2,17 +2,26 @@
 //! an AK/SK signature. Decides whether a refused request is worth one retry.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use time::OffsetDateTime;
 
-use crate::client::ClientError;
-use crate::credentials::{AccessKey, Credentials};
-use crate::error::ApiError;
-use crate::iam::IamSession;
-use crate::metrics::ExporterMetrics;
-use crate::sign;
+use crate::self_metrics::ExporterMetrics;
+use crate::upstream::credentials::{AccessKey, Credentials};
+use crate::upstream::error::ApiError;
+use crate::upstream::iam::IamSession;
+use crate::upstream::retry::RetryPolicy;
+use crate::upstream::sign;
+
+/// Why the credentials cannot be used at all: found at start-up, not on the first scrape.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("a credential (token, access key, security token or project ID) holds characters an HTTP header cannot carry; check its file or variable")]
+    NotAHeader,
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
+}
 
 pub struct Auth {
     kind: Kind,
@@ -20,7 +29,7 @@ pub struct Auth {
 
 enum Kind {
     Token(HeaderValue),
-    Iam(IamSession),
+    Iam(Box<IamSession>),
     AkSk(AccessKey),
 }
 
@@ -28,8 +37,8 @@ enum Kind {
 #[derive(Debug, Clone, Copy)]
 pub struct Stamp(Option<u64>);
 
-fn sensitive(value: &str) -> Result<HeaderValue, ClientError> {
-    let mut v = HeaderValue::from_str(value).map_err(|_| ClientError::NotAHeader)?;
+fn sensitive(value: &str) -> Result<HeaderValue, AuthError> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| AuthError::NotAHeader)?;
     v.set_sensitive(true);
     Ok(v)
 }
@@ -39,13 +48,18 @@ impl Auth {
         credentials: &Credentials,
         http: &reqwest::Client,
         timeout: Duration,
+        retry: RetryPolicy,
         metrics: Arc<ExporterMetrics>,
-    ) -> Result<Self, ClientError> {
+    ) -> Result<Self, AuthError> {
         let kind = match credentials {
             Credentials::Token(token) => Kind::Token(sensitive(token.expose())?),
-            Credentials::Iam(iam) => {
-                Kind::Iam(IamSession::new(iam, http.clone(), timeout, metrics))
-            }
+            Credentials::Iam(iam) => Kind::Iam(Box::new(IamSession::new(
+                iam,
+                http.clone(),
+                timeout,
+                retry,
+                metrics,
+            ))),
             Credentials::AkSk(key) => {
                 // Fail at start-up, not on the first scrape, if a value cannot be a header.
                 for value in [Some(key.access_key.as_str()), key.project_id.as_deref()]
@@ -61,15 +75,20 @@ impl Auth {
         Ok(Auth { kind })
     }
 
-    /// Adds the credentials to `request`, fetching or renewing an IAM token first when due.
-    pub async fn authorize(&self, request: &mut reqwest::Request) -> Result<Stamp, ApiError> {
+    /// Adds the credentials to `request`, fetching or renewing an IAM token first when due
+    /// (before `deadline`).
+    pub async fn authorize(
+        &self,
+        request: &mut reqwest::Request,
+        deadline: Instant,
+    ) -> Result<Stamp, ApiError> {
         match &self.kind {
             Kind::Token(token) => {
                 request.headers_mut().insert("x-auth-token", token.clone());
                 Ok(Stamp(None))
             }
             Kind::Iam(session) => {
-                let lease = session.token().await?;
+                let lease = session.token(deadline).await?;
                 request.headers_mut().insert("x-auth-token", lease.token);
                 Ok(Stamp(Some(lease.generation)))
             }

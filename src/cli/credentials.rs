@@ -1,13 +1,17 @@
-//! Which credentials the exporter signs in with, from flags, files and the environment: a static
-//! token, an IAM user's password, or an access key pair. Exactly one mode, chosen by what is set;
-//! secrets only ever come from a file or the environment, never from a flag value.
+//! The sign-in flags: which credentials the exporter signs in with, from flags, files and the
+//! environment: a static token, an IAM user's password, or an access key pair. Exactly one mode,
+//! chosen by what is set; secrets only ever come from a file or the environment, never from a
+//! flag value.
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use reqwest::Url;
 
-use crate::secret::{readable_by_others, Secret, OTHERS};
+use crate::secret::{read_secret_file, Secret, SecretFileError};
+use crate::upstream::credentials::{
+    parse_credentials_file, AccessKey, Credentials, IamCredentials, ProjectScope,
+};
+use crate::upstream::http::{endpoint_url, EndpointError};
 
 pub const TOKEN_ENV: &str = "CLOUDDEVICE_AUTH_TOKEN";
 pub const PASSWORD_ENV: &str = "CLOUDDEVICE_IAM_PASSWORD";
@@ -122,40 +126,6 @@ impl SecretEnv {
     }
 }
 
-/// How requests are authenticated.
-#[derive(Debug, Clone)]
-pub enum Credentials {
-    /// A ready X-Auth-Token, used as it is until it stops working.
-    Token(Secret),
-    /// An IAM user's password, exchanged for tokens that are renewed before they expire.
-    Iam(IamCredentials),
-    /// An access key pair that signs every request (SDK-HMAC-SHA256).
-    AkSk(AccessKey),
-}
-
-#[derive(Debug, Clone)]
-pub struct IamCredentials {
-    pub endpoint: Url,
-    pub username: String,
-    pub domain: String,
-    pub project: ProjectScope,
-    pub password: Secret,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProjectScope {
-    Name(String),
-    Id(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct AccessKey {
-    pub access_key: String,
-    pub secret_key: Secret,
-    pub security_token: Option<Secret>,
-    pub project_id: Option<String>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
     #[error("no credentials: set {TOKEN_ENV} or --clouddevice.auth-token-file (a token), --iam.username with --iam.password-file or {PASSWORD_ENV} (IAM password), or {ACCESS_KEY_ENV} and {SECRET_KEY_ENV} or --clouddevice.credentials-file (AK/SK); or try --demo")]
@@ -170,90 +140,21 @@ pub enum CredentialError {
     AkSkIncomplete(&'static str),
     #[error(transparent)]
     IamEndpoint(#[from] EndpointError),
-    #[error(
-        "cannot read {flag} {path:?}: {source}; check the path and that this user may read it"
-    )]
-    File {
-        flag: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{flag} {path:?} is empty")]
-    EmptyFile { flag: &'static str, path: PathBuf },
+    #[error(transparent)]
+    File(#[from] SecretFileError),
     #[error("--clouddevice.credentials-file {0:?} holds no access_key and secret_key; write `access_key = ...` and `secret_key = ...` lines, or use the credentials.csv the console downloads")]
     CredentialsFormat(PathBuf),
 }
 
-/// An endpoint flag that is not a URL the exporter may send credentials to.
-#[derive(Debug, thiserror::Error)]
-pub enum EndpointError {
-    #[error("{flag} {shown} is not an http(s) URL; write e.g. {example}")]
-    NotHttp {
-        flag: &'static str,
-        shown: String,
-        example: &'static str,
-    },
-    #[error("{flag} {shown} holds a user name or password; remove the `user:password@` part: the exporter signs in only with its credential flags, and a password in a flag shows in the process list and the logs")]
-    UserInfo { flag: &'static str, shown: String },
-}
-
-/// The http(s) URL of an endpoint flag. A URL with a user or password is refused: it would be a
-/// secret on the command line, and reqwest would send it as Basic auth to the API. Errors never
-/// repeat what may be a password.
-pub fn endpoint_url(
-    flag: &'static str,
-    text: &str,
-    example: &'static str,
-) -> Result<Url, EndpointError> {
-    let not_http = |shown: String| EndpointError::NotHttp {
-        flag,
-        shown,
-        example,
-    };
-    let Ok(mut url) = Url::parse(text) else {
-        let shown = if text.contains('@') {
-            "(not shown: it holds an @)".to_string()
-        } else {
-            format!("{text:?}")
-        };
-        return Err(not_http(shown));
-    };
-    if !url.username().is_empty() || url.password().is_some() {
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        return Err(EndpointError::UserInfo {
-            flag,
-            shown: format!("\"{}\"", url.as_str().replacen("://", "://…@", 1)),
-        });
-    }
-    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
-        return Err(not_http(format!("{text:?}")));
-    }
-    Ok(url)
-}
-
-/// Reads a secrets file, trimmed; warns when other users may read it.
-fn read_secret_file(
+/// Reads a secrets file, trimmed; notes a warning when other users may read it.
+fn read_secret(
     flag: &'static str,
     path: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<String, CredentialError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CredentialError::File {
-        flag,
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if let Some(warning) = readable_by_others(flag, path, OTHERS) {
-        warnings.push(warning);
-    }
-    let text = text.trim().to_string();
-    if text.is_empty() {
-        return Err(CredentialError::EmptyFile {
-            flag,
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(text)
+    let (secret, warning) = read_secret_file(flag, path)?;
+    warnings.extend(warning);
+    Ok(secret.expose().to_string())
 }
 
 /// One of two places for the same secret, never both.
@@ -307,7 +208,7 @@ impl CredentialArgs {
     ) -> Result<Credentials, CredentialError> {
         let flag = "--clouddevice.auth-token-file";
         let file = match &self.auth_token_file {
-            Some(path) => Some(read_secret_file(flag, path, warnings)?),
+            Some(path) => Some(read_secret(flag, path, warnings)?),
             None => None,
         };
         let token = one_of(file, env.auth_token, (flag, TOKEN_ENV))?;
@@ -321,7 +222,7 @@ impl CredentialArgs {
     ) -> Result<Credentials, CredentialError> {
         let flag = "--iam.password-file";
         let file = match &self.iam_password_file {
-            Some(path) => Some(read_secret_file(flag, path, warnings)?),
+            Some(path) => Some(read_secret(flag, path, warnings)?),
             None => None,
         };
         let password = one_of(file, env.iam_password, (flag, PASSWORD_ENV))?.ok_or(
@@ -371,7 +272,7 @@ impl CredentialArgs {
                         "CLOUDDEVICE_ACCESS_KEY/CLOUDDEVICE_SECRET_KEY",
                     ));
                 }
-                let text = read_secret_file("--clouddevice.credentials-file", path, warnings)?;
+                let text = read_secret("--clouddevice.credentials-file", path, warnings)?;
                 let (ak, sk, token) = parse_credentials_file(&text)
                     .ok_or_else(|| CredentialError::CredentialsFormat(path.clone()))?;
                 (ak, Secret::new(sk), token.map(Secret::new))
@@ -393,45 +294,6 @@ impl CredentialArgs {
             project_id: self.project_id,
         }))
     }
-}
-
-/// `access_key = AK` / `secret_key = SK` / `security_token = T` lines (`#` comments allowed), or the
-/// console's credentials.csv: a header naming "Access Key Id" and "Secret Access Key", then values.
-pub fn parse_credentials_file(text: &str) -> Option<(String, String, Option<String>)> {
-    let mut lines = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'));
-    let first = lines.clone().next()?;
-    if first.contains("Access Key Id") {
-        let header: Vec<&str> = first.split(',').map(str::trim).collect();
-        let values: Vec<&str> = lines.nth(1)?.split(',').map(str::trim).collect();
-        let column = |name: &str| {
-            let i = header.iter().position(|h| h.eq_ignore_ascii_case(name))?;
-            values
-                .get(i)
-                .map(|v| v.to_string())
-                .filter(|v| !v.is_empty())
-        };
-        return Some((column("Access Key Id")?, column("Secret Access Key")?, None));
-    }
-    let (mut ak, mut sk, mut token) = (None, None, None);
-    for line in lines {
-        let (key, value) = line.split_once('=')?;
-        let value = value.trim().trim_matches('"').to_string();
-        match key.trim().to_ascii_lowercase().as_str() {
-            "access_key" | "ak" => ak = Some(value),
-            "secret_key" | "sk" => sk = Some(value),
-            "security_token" => token = Some(value),
-            _ => {}
-        }
-    }
-    // An empty security token is no token: signed, it would be an empty X-Security-Token.
-    Some((
-        ak.filter(|v| !v.is_empty())?,
-        sk.filter(|v| !v.is_empty())?,
-        token.filter(|v| !v.is_empty()),
-    ))
 }
 
 #[cfg(test)]
@@ -674,54 +536,9 @@ mod tests {
             SecretEnv::default(),
         )
         .unwrap_err();
-        assert!(matches!(err, CredentialError::EmptyFile { .. }), "{err}");
-    }
-
-    #[test]
-    fn an_empty_security_token_line_is_no_token() {
-        // Found by the credentials_file fuzz target.
-        for line in [
-            "security_token =",
-            "security_token = \"\"",
-            "security_token=  ",
-        ] {
-            let text = format!("access_key = AK\nsecret_key = SK\n{line}\n");
-            assert_eq!(
-                parse_credentials_file(&text),
-                Some(("AK".into(), "SK".into(), None)),
-                "{line}"
-            );
-        }
-    }
-
-    #[test]
-    fn endpoints_with_a_password_are_refused_without_showing_it() {
-        for text in [
-            "http://user:pw-5ecret@host.example/",
-            "https://user:pw-5ecret@host.example:8443/prefix",
-            "https://:pw-5ecret@host.example/",
-            "https://user@host.example/",
-        ] {
-            let error = endpoint_url("--clouddevice.endpoint", text, "https://x")
-                .unwrap_err()
-                .to_string();
-            assert!(!error.contains("5ecret"), "{error}");
-            assert!(error.contains("user:password@"), "{error}");
-            assert!(error.contains("host.example"), "{error}");
-        }
-        let error = endpoint_url("--iam.endpoint", "ht tp://u:pw-5ecret@", "https://x")
-            .unwrap_err()
-            .to_string();
         assert!(
-            !error.contains("5ecret") && error.contains("--iam.endpoint"),
-            "{error}"
-        );
-        assert!(endpoint_url("--iam.endpoint", "ftp://host/", "https://x").is_err());
-        assert_eq!(
-            endpoint_url("--iam.endpoint", "https://iam.example/p/", "https://x")
-                .unwrap()
-                .as_str(),
-            "https://iam.example/p/"
+            matches!(err, CredentialError::File(SecretFileError::Empty { .. })),
+            "{err}"
         );
     }
 

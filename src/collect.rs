@@ -1,0 +1,231 @@
+//! One collection of the fleet shared by every scrape that wants it: a scrape starts one, joins
+//! the one in progress, or reuses a recent one (`--scrape.min-interval`). Collections run on a
+//! thread of their own, read from a [`Source`], and count the failures that are theirs alone.
+//! Knows nothing of HTTP or of the text format.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+
+use crate::fleet::Fleet;
+use crate::self_metrics::ExporterMetrics;
+use crate::upstream::{ApiError, Source};
+
+/// One read of the list, shared by every scrape that waited for it.
+pub struct Collection {
+    /// The fleet, or why it could not be read (already counted and logged where it arose).
+    pub fleet: Result<Arc<Fleet>, String>,
+    pub finished: Instant,
+    pub finished_at: SystemTime,
+}
+
+/// What the landing page reports of the most recent collection.
+#[derive(Debug, Clone)]
+pub struct LastCollection {
+    pub finished: SystemTime,
+    pub duration_seconds: f64,
+    /// Instances read, or the error that failed the collection.
+    pub outcome: Result<usize, String>,
+}
+
+type Running = Shared<BoxFuture<'static, Arc<Collection>>>;
+
+#[derive(Default)]
+struct State {
+    /// The collection in progress, and the deadline it ends by.
+    running: Option<(Running, Instant)>,
+    /// Kept only with a reuse window: otherwise it would hold a whole fleet in memory for
+    /// nothing while the next collection builds another.
+    reusable: Option<Arc<Collection>>,
+    /// When the last successful collection finished.
+    last_success_at: Option<SystemTime>,
+    last: Option<LastCollection>,
+}
+
+/// The thread collections run on, with a single-threaded runtime of its own. A collection is a
+/// stream of small upstream responses, each parsed as it arrives; on the server's multi-threaded
+/// runtime every response woke another worker, and those wake-ups cost more CPU than they saved
+/// (measured in BENCHMARKS.md). The upstream connections live here too, since they are made where they are
+/// first used.
+struct CollectorThread {
+    runtime: tokio::runtime::Handle,
+    /// Dropped with the exporter, which ends the thread and cancels what it still runs.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl CollectorThread {
+    fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("collector".into())
+            .spawn(move || {
+                let _ = runtime.block_on(stopped);
+            })?;
+        Ok(CollectorThread {
+            runtime: handle,
+            _stop: stop,
+        })
+    }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // A poisoned lock only means another scrape panicked mid-write; the value is still usable.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Shares collections between scrapes.
+pub struct Collector {
+    thread: CollectorThread,
+    source: Arc<dyn Source>,
+    metrics: Arc<ExporterMetrics>,
+    min_interval: Duration,
+    state: Arc<Mutex<State>>,
+}
+
+impl Collector {
+    pub fn new(
+        source: Arc<dyn Source>,
+        metrics: Arc<ExporterMetrics>,
+        min_interval: Duration,
+    ) -> std::io::Result<Self> {
+        Ok(Collector {
+            thread: CollectorThread::start()?,
+            source,
+            metrics,
+            min_interval,
+            state: Arc::new(Mutex::new(State::default())),
+        })
+    }
+
+    /// The reuse window, when there is one.
+    pub fn reuse_window(&self) -> Option<Duration> {
+        (!self.min_interval.is_zero()).then_some(self.min_interval)
+    }
+
+    /// When the last successful collection finished.
+    pub fn last_success_at(&self) -> Option<SystemTime> {
+        lock(&self.state).last_success_at
+    }
+
+    /// The collection a scrape with this deadline reports: a recent successful one within
+    /// `--scrape.min-interval`, else the one in progress, else a new one. `None` when the
+    /// deadline passes first.
+    pub async fn collection(&self, deadline: Instant, budget: Duration) -> Option<Arc<Collection>> {
+        let (running, ends_by) = {
+            let mut state = lock(&self.state);
+            let recent = state
+                .reusable
+                .as_ref()
+                .filter(|c| c.finished.elapsed() < self.min_interval);
+            if let Some(recent) = recent {
+                return Some(recent.clone());
+            }
+            match &state.running {
+                Some(running) => running.clone(),
+                None => {
+                    let running = (self.start_collection(deadline, budget), deadline);
+                    state.running = Some(running.clone());
+                    running
+                }
+            }
+        };
+        if ends_by <= deadline {
+            // It ends, failed or not, by this scrape's deadline: wait for its outcome, which
+            // then includes the failure it counted.
+            return Some(running.await);
+        }
+        match tokio::time::timeout_at(deadline.into(), running).await {
+            Ok(collection) => Some(collection),
+            Err(_) => {
+                // Joined a collection that started with a later deadline than this scrape has.
+                // Not counted: the collection counts its own outcome when it ends.
+                tracing::warn!(
+                    budget_seconds = budget.as_secs_f64(),
+                    "the scrape's deadline passed while it waited for a collection another scrape started; reporting clouddevice_up 0"
+                );
+                None
+            }
+        }
+    }
+
+    /// Starts a collection in its own task, so that it finishes (within its deadline) and is
+    /// shared even if the scrape that started it goes away.
+    fn start_collection(&self, deadline: Instant, budget: Duration) -> Running {
+        let source = self.source.clone();
+        let metrics = self.metrics.clone();
+        let state = self.state.clone();
+        let keep_for_reuse = !self.min_interval.is_zero();
+        let task = self.thread.runtime.spawn(async move {
+            let started = Instant::now();
+            let read = tokio::time::timeout_at(deadline.into(), source.read(deadline));
+            let result = read
+                .await
+                .unwrap_or(Err(ApiError::Deadline { budget }));
+            // Requests count their own failures; the collection counts only its own.
+            if let Err(error) = &result {
+                if error.is_collection_failure() {
+                    metrics.api_error(&error.label());
+                }
+            }
+            let duration = started.elapsed();
+            let outcome = match &result {
+                Ok(fleet) => {
+                    tracing::debug!(
+                        instances = fleet.len(),
+                        duration_seconds = duration.as_secs_f64(),
+                        "collection finished"
+                    );
+                    Ok(fleet.len())
+                }
+                Err(error) => {
+                    tracing::error!(%error, duration_seconds = duration.as_secs_f64(), "collection failed; reporting clouddevice_up 0");
+                    Err(error.to_string())
+                }
+            };
+            let collection = Arc::new(Collection {
+                fleet: result.map(Arc::new).map_err(|e| e.to_string()),
+                finished: Instant::now(),
+                finished_at: SystemTime::now(),
+            });
+            let mut state = lock(&state);
+            state.running = None;
+            if collection.fleet.is_ok() {
+                state.last_success_at = Some(collection.finished_at);
+                if keep_for_reuse {
+                    state.reusable = Some(collection.clone());
+                }
+            }
+            state.last = Some(LastCollection {
+                finished: collection.finished_at,
+                duration_seconds: duration.as_secs_f64(),
+                outcome,
+            });
+            collection
+        });
+        let state = self.state.clone();
+        async move {
+            task.await.unwrap_or_else(|e| {
+                // Only a panic in the collection gets here; keep serving, and let the next
+                // scrape start afresh.
+                lock(&state).running = None;
+                tracing::error!(error = %e, "the collection task failed");
+                Arc::new(Collection {
+                    fleet: Err(format!("the collection task failed: {e}")),
+                    finished: Instant::now(),
+                    finished_at: SystemTime::now(),
+                })
+            })
+        }
+        .boxed()
+        .shared()
+    }
+
+    pub fn last_collection(&self) -> Option<LastCollection> {
+        lock(&self.state).last.clone()
+    }
+}

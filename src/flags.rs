@@ -1,0 +1,43 @@
+//! Flag pieces both command lines share, the exporter's and the simulator's: the logging flags
+//! and duration values.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::logging::{LogFormat, LogLevel};
+
+/// `--log.level` and `--log.format`.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct LogArgs {
+    /// Only log messages with the given severity or above.
+    #[arg(
+        long = "log.level",
+        env = "CLOUDDEVICE_EXPORTER_LOG_LEVEL",
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
+    pub level: LogLevel,
+
+    /// Output format of log messages.
+    #[arg(
+        long = "log.format",
+        env = "CLOUDDEVICE_EXPORTER_LOG_FORMAT",
+        default_value = "logfmt",
+        value_name = "FORMAT"
+    )]
+    pub format: LogFormat,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e}; write a duration such as 10s, 1500ms or 1m"))?;
+    Ok(d)
+}
+
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than 0s".into()),
+        d => Ok(d),
+    }
+}

@@ -1,0 +1,186 @@
+//! `clouddevice_exporter simulate`: its flags, and starting the simulator from them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::flags::{parse_duration, LogArgs};
+use crate::secret::{read_secret_file, Secret, SecretFileError};
+use crate::simulator::{self, PagingFields, SimConfig, SimIamUser};
+use crate::web::signals::{self, BindError};
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Address the simulator listens on.
+    #[arg(
+        long = "listen-address",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_LISTEN_ADDRESS",
+        default_value = "127.0.0.1:10124",
+        value_name = "ADDR"
+    )]
+    pub listen_address: String,
+
+    /// Number of instances in the simulated fleet.
+    #[arg(
+        long = "instances",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_INSTANCES",
+        default_value_t = 1_000,
+        value_name = "N"
+    )]
+    pub instances: usize,
+
+    /// Seed the fleet is generated from: the same seed and size give the same fleet.
+    #[arg(
+        long = "seed",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_SEED",
+        default_value_t = 1,
+        value_name = "N"
+    )]
+    pub seed: u64,
+
+    /// Largest page the simulator serves, whatever page_size asks for.
+    #[arg(long = "max-page-size", env = "CLOUDDEVICE_EXPORTER_SIMULATE_MAX_PAGE_SIZE", default_value_t = 100, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_page_size: u32,
+
+    /// Where the paging fields go: `top` (as the reference's example) or `data` (as its tables).
+    #[arg(
+        long = "paging-fields",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_PAGING_FIELDS",
+        default_value = "top",
+        value_name = "PLACE"
+    )]
+    pub paging_fields: PagingFields,
+
+    /// Latency added to every response (e.g. 50ms).
+    #[arg(long = "latency", env = "CLOUDDEVICE_EXPORTER_SIMULATE_LATENCY", default_value = "0s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub latency: Duration,
+
+    /// Answer every request with this documented error code (e.g. KOOPHONE.API.1001).
+    #[arg(
+        long = "error-code",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_ERROR_CODE",
+        value_name = "CODE"
+    )]
+    pub error_code: Option<String>,
+
+    /// HTTP status sent with --error-code (the service also answers errors with 200).
+    #[arg(long = "error-status", env = "CLOUDDEVICE_EXPORTER_SIMULATE_ERROR_STATUS", default_value_t = 400, value_name = "STATUS",
+          value_parser = clap::value_parser!(u16).range(100..=599))]
+    pub error_status: u16,
+
+    /// File holding the only X-Auth-Token accepted; without it any non-empty token is.
+    #[arg(
+        long = "auth-token-file",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_AUTH_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// IAM user name the token endpoint accepts; without it any user and password are accepted.
+    #[arg(long = "iam-username", env = "CLOUDDEVICE_EXPORTER_SIMULATE_IAM_USERNAME", value_name = "USER", requires_all = ["iam_domain", "iam_password_file"])]
+    pub iam_username: Option<String>,
+
+    /// Account (domain) name of that IAM user.
+    #[arg(
+        long = "iam-domain",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_IAM_DOMAIN",
+        value_name = "ACCOUNT",
+        requires = "iam_username"
+    )]
+    pub iam_domain: Option<String>,
+
+    /// File holding that IAM user's password.
+    #[arg(
+        long = "iam-password-file",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_IAM_PASSWORD_FILE",
+        value_name = "FILE",
+        requires = "iam_username"
+    )]
+    pub iam_password_file: Option<PathBuf>,
+
+    /// Lifetime of the tokens the IAM endpoint issues (Huawei's are 24h).
+    #[arg(long = "token-lifetime", env = "CLOUDDEVICE_EXPORTER_SIMULATE_TOKEN_LIFETIME", default_value = "24h", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub token_lifetime: Duration,
+
+    /// Access key whose signatures the API accepts (with --secret-key-file).
+    #[arg(
+        long = "access-key",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_ACCESS_KEY",
+        value_name = "AK",
+        requires = "secret_key_file"
+    )]
+    pub access_key: Option<String>,
+
+    /// File holding the secret key of --access-key.
+    #[arg(
+        long = "secret-key-file",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_SECRET_KEY_FILE",
+        value_name = "FILE",
+        requires = "access_key"
+    )]
+    pub secret_key_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error(transparent)]
+    File(#[from] SecretFileError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the simulator these flags describe until SIGINT or SIGTERM.
+pub async fn run(args: SimulateArgs) -> Result<(), SimError> {
+    let read = |flag: &'static str, path: &PathBuf| -> Result<Secret, SimError> {
+        Ok(read_secret_file(flag, path)?.0)
+    };
+    let token = match &args.auth_token_file {
+        Some(path) => Some(read("--auth-token-file", path)?),
+        None => None,
+    };
+    let iam_user = match (
+        &args.iam_username,
+        &args.iam_domain,
+        &args.iam_password_file,
+    ) {
+        (Some(name), Some(domain), Some(path)) => Some(SimIamUser {
+            name: name.clone(),
+            domain: domain.clone(),
+            password: read("--iam-password-file", path)?,
+        }),
+        _ => None,
+    };
+    let access_key = match (&args.access_key, &args.secret_key_file) {
+        (Some(ak), Some(path)) => Some((ak.clone(), read("--secret-key-file", path)?)),
+        _ => None,
+    };
+    let config = SimConfig {
+        max_page_size: args.max_page_size,
+        paging_fields: args.paging_fields,
+        latency: args.latency,
+        token,
+        iam_user,
+        token_lifetime: args.token_lifetime,
+        access_key,
+        error: args.error_code.map(|code| (args.error_status, code)),
+        ..SimConfig::new(args.instances, args.seed)
+    };
+    let listener = signals::bind(&args.listen_address, "--listen-address").await?;
+    let shutdown = signals::shutdown_signal()?;
+    let instances = config.instances;
+    let handle = simulator::start(config, listener)?;
+    tracing::info!(address = %handle.addr(), instances, "simulator listening");
+    shutdown.await;
+    drop(handle);
+    Ok(())
+}

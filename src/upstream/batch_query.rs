@@ -1,0 +1,298 @@
+//! The batch-query API (`GET /v1/instances/batch-query`) as a [`Source`] of fleets: one page
+//! per request, with its request id, its credentials, a timeout that never outlasts the scrape's
+//! deadline, retries by the [`RetryPolicy`], a cap on the body, and its error typed by cause.
+//! Every failed request is counted and logged here, once. Putting pages together is `paging`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt};
+use reqwest::Url;
+use uuid::Uuid;
+
+use crate::fleet::Fleet;
+use crate::self_metrics::ExporterMetrics;
+use crate::upstream::auth::{Auth, AuthError};
+use crate::upstream::credentials::Credentials;
+use crate::upstream::error::{clip, ApiError};
+use crate::upstream::http::{self, error_chain, read_capped, redirect_target, Capped};
+use crate::upstream::paging::{self, Pages, PagingLimits};
+use crate::upstream::retry::{parse_retry_after, RetryPolicy};
+use crate::upstream::wire::{self, DecodeError, Page, RowLimits};
+use crate::upstream::Source;
+
+/// The `api` label of this endpoint in the exporter's own metrics.
+pub const API_BATCH_QUERY: &str = "batch_query";
+
+/// How the exporter reads the batch-query API.
+#[derive(Debug, Clone)]
+pub struct BatchQueryConfig {
+    pub endpoint: Url,
+    pub credentials: Credentials,
+    pub page_size: u32,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub max_pages: u32,
+    pub retry: RetryPolicy,
+    pub max_response_bytes: u64,
+    pub filters: Filters,
+}
+
+/// The optional filters of the batch-query API, sent with every page request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filters {
+    pub pool_scene_tag: Option<&'static str>,
+    pub instance_id: Option<String>,
+    pub instance_name: Option<String>,
+    pub query_start_time: Option<String>,
+    pub query_end_time: Option<String>,
+}
+
+impl Filters {
+    /// The filters as query parameters, in the reference's names.
+    pub fn query_pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("instance_id", self.instance_id.as_deref()),
+            ("instance_name", self.instance_name.as_deref()),
+            ("query_start_time", self.query_start_time.as_deref()),
+            ("query_end_time", self.query_end_time.as_deref()),
+            ("pool_scene_tag", self.pool_scene_tag),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+    }
+}
+
+/// Reads pages of the instance list.
+pub struct BatchQuery {
+    http: reqwest::Client,
+    url: Url,
+    auth: Auth,
+    config: BatchQueryConfig,
+    metrics: Arc<ExporterMetrics>,
+    /// Rows of the page decoded last: the next one most likely holds as many.
+    last_rows: AtomicUsize,
+}
+
+impl BatchQuery {
+    pub fn new(config: BatchQueryConfig, metrics: Arc<ExporterMetrics>) -> Result<Self, AuthError> {
+        let url = http::join(&config.endpoint, "/v1/instances/batch-query");
+        let http = http::client(config.timeout).map_err(|e| AuthError::Client(e.to_string()))?;
+        let auth = Auth::new(
+            &config.credentials,
+            &http,
+            config.timeout,
+            config.retry,
+            metrics.clone(),
+        )?;
+        Ok(BatchQuery {
+            http,
+            url,
+            auth,
+            config,
+            metrics,
+            last_rows: AtomicUsize::new(0),
+        })
+    }
+
+    /// Fetches one page before `deadline`, retrying transient failures as the [`RetryPolicy`]
+    /// says; a refused IAM token is renewed and the page asked once more. Every failed attempt
+    /// is counted and logged with its request id.
+    pub async fn fetch_page(&self, page: u64, deadline: Instant) -> Result<Page, ApiError> {
+        let mut retries = 0;
+        let mut renewed = false;
+        loop {
+            let request_id = Uuid::new_v4().to_string();
+            let timeout = self
+                .config
+                .timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            let mut request = self.request(page, &request_id, timeout)?;
+            // Credential failures are counted and logged by the auth layer itself.
+            let stamp = self.auth.authorize(&mut request, deadline).await?;
+            let started = Instant::now();
+            let result = self.send(request, page, &request_id, timeout).await;
+            self.metrics
+                .observe_request(API_BATCH_QUERY, started.elapsed());
+            let error = match result {
+                Ok(page) => return Ok(page),
+                Err(error) => error,
+            };
+            self.report(&error);
+            if !renewed && error.refused_credentials() && self.auth.refused(stamp).await {
+                renewed = true;
+                continue;
+            }
+            let Some(delay) = self.config.retry.delay(retries, &error, deadline) else {
+                return Err(error);
+            };
+            tracing::debug!(
+                page,
+                retry = retries + 1,
+                delay_seconds = delay.as_secs_f64(),
+                "retrying the page"
+            );
+            tokio::time::sleep(delay).await;
+            retries += 1;
+        }
+    }
+
+    /// Counts and logs a failed request, with the request id and the API's error_code and
+    /// error_msg (what the provider's support asks for).
+    fn report(&self, error: &ApiError) {
+        self.metrics.api_error(&error.label());
+        let (code, message) = error.api_code();
+        tracing::warn!(
+            request_id = error.request_id(),
+            error_code = code,
+            error_msg = message,
+            error = %error,
+            "batch-query failed"
+        );
+    }
+
+    fn request(
+        &self,
+        page: u64,
+        request_id: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Request, ApiError> {
+        let page_size = self.config.page_size.to_string();
+        let page_no = page.to_string();
+        self.http
+            .get(self.url.clone())
+            .query(&[
+                ("x-request-id", request_id),
+                ("page_no", &page_no),
+                ("page_size", &page_size),
+            ])
+            .query(&self.config.filters.query_pairs().collect::<Vec<_>>())
+            .header("X-Request-Id", request_id)
+            .timeout(timeout)
+            .build()
+            .map_err(|e| ApiError::Transport {
+                page,
+                request_id: request_id.to_string(),
+                reason: error_chain(&e),
+            })
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::Request,
+        page: u64,
+        request_id: &str,
+        timeout: Duration,
+    ) -> Result<Page, ApiError> {
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                ApiError::Timeout {
+                    page,
+                    request_id: request_id.to_string(),
+                    timeout,
+                }
+            } else {
+                ApiError::Transport {
+                    page,
+                    request_id: request_id.to_string(),
+                    reason: error_chain(&e),
+                }
+            }
+        };
+        let response = match self.http.execute(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.api_request(API_BATCH_QUERY, "error");
+                return Err(transport(e));
+            }
+        };
+        let status = response.status();
+        self.metrics.api_request(API_BATCH_QUERY, status.as_str());
+        if status.is_redirection() {
+            return Err(ApiError::Redirect {
+                page,
+                request_id: request_id.to_string(),
+                status: status.as_u16(),
+                target: redirect_target(&response),
+            });
+        }
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let limit = self.config.max_response_bytes;
+        let body = match read_capped(response, limit).await {
+            Ok(body) => body,
+            Err(Capped::TooLarge) => {
+                return Err(ApiError::TooLarge {
+                    page,
+                    request_id: request_id.to_string(),
+                    limit,
+                })
+            }
+            Err(Capped::Failed(e)) => return Err(transport(e)),
+        };
+        if !status.is_success() {
+            let (code, message) = wire::api_error(&body).unzip();
+            return Err(ApiError::Status {
+                page,
+                request_id: request_id.to_string(),
+                status: status.as_u16(),
+                code: code.map(clip),
+                message: message.map(clip),
+                retry_after,
+            });
+        }
+        let limits = RowLimits {
+            max: self.config.page_size as usize,
+            expected: self.last_rows.load(Ordering::Relaxed),
+        };
+        let decoded = wire::decode_page(&body, limits).map_err(|e| match e {
+            DecodeError::Api { code, message } => ApiError::Api {
+                page,
+                request_id: request_id.to_string(),
+                status: status.as_u16(),
+                code: clip(code),
+                message: clip(message),
+            },
+            DecodeError::Malformed(reason) => ApiError::Decode {
+                page,
+                request_id: request_id.to_string(),
+                reason: clip(reason),
+            },
+        })?;
+        self.last_rows
+            .store(decoded.instances.len(), Ordering::Relaxed);
+        if decoded.replaced_text > 0 {
+            self.metrics.replaced_text(decoded.replaced_text);
+            tracing::debug!(
+                page,
+                request_id,
+                replaced = decoded.replaced_text,
+                "the page held invalid text; it was read as U+FFFD"
+            );
+        }
+        Ok(decoded)
+    }
+}
+
+impl Pages for BatchQuery {
+    fn limits(&self) -> PagingLimits {
+        PagingLimits {
+            max_pages: self.config.max_pages,
+            concurrency: self.config.concurrency,
+        }
+    }
+
+    async fn page(&self, page_no: u64, deadline: Instant) -> Result<Page, ApiError> {
+        self.fetch_page(page_no, deadline).await
+    }
+}
+
+impl Source for BatchQuery {
+    fn read(&self, deadline: Instant) -> BoxFuture<'_, Result<Fleet, ApiError>> {
+        paging::read_fleet(self, deadline).boxed()
+    }
+}

@@ -1,0 +1,30 @@
+//! Everything that talks to Huawei Cloud: sign-in (static token, IAM, AK/SK), the HTTP plumbing,
+//! the batch-query API and its paging, the wire format, the errors and the retry policy. Hands
+//! the layers above a [`Source`]: nothing here knows of Prometheus or of the exporter's server.
+
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+
+use crate::fleet::Fleet;
+
+pub mod auth;
+pub mod batch_query;
+pub mod credentials;
+pub mod error;
+pub mod http;
+pub mod iam;
+pub mod paging;
+pub mod retry;
+pub mod sign;
+pub mod wire;
+
+pub use error::ApiError;
+
+/// Where fleets come from: one complete read of an API's instance list, before `deadline`.
+/// The batch-query API is one; a second API is one more implementation. A source counts and
+/// logs the failures of the requests it makes; the failure it returns is counted by the caller
+/// only if it is the collection's own ([`ApiError::is_collection_failure`]).
+pub trait Source: Send + Sync + 'static {
+    fn read(&self, deadline: Instant) -> BoxFuture<'_, Result<Fleet, ApiError>>;
+}

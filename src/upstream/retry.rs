@@ -1,0 +1,185 @@
+//! When a failed upstream request is tried again, and after how long: one policy for every
+//! request, the batch query's pages and IAM's first token alike.
+
+use std::time::{Duration, Instant};
+
+use crate::upstream::error::ApiError;
+
+/// First retry delay; doubled for each further retry, with jitter.
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (`--clouddevice.max-retries`).
+    pub max_retries: u32,
+}
+
+impl RetryPolicy {
+    /// Whether the same request may succeed a moment later: no answer, a 5xx, or throttling.
+    /// Other 4xx and business errors would fail the same way again.
+    pub fn retries(error: &ApiError) -> bool {
+        match error {
+            ApiError::Timeout { .. } | ApiError::Transport { .. } => true,
+            ApiError::Status { status, .. } => *status == 429 || *status >= 500,
+            ApiError::Api { code, .. } => code == "APIGW.0308",
+            ApiError::Iam { transient, .. } => *transient,
+            _ => false,
+        }
+    }
+
+    /// How long to wait before retry number `done + 1` of a request that failed with `error`,
+    /// or `None` when it is not retried: not transient, out of retries, or the wait would pass
+    /// `deadline`. The service's `Retry-After` wins over the backoff.
+    pub fn delay(&self, done: u32, error: &ApiError, deadline: Instant) -> Option<Duration> {
+        if done >= self.max_retries || !Self::retries(error) {
+            return None;
+        }
+        let delay = error
+            .retry_after()
+            .map(|d| d.min(MAX_RETRY_AFTER))
+            .unwrap_or_else(|| backoff(done));
+        (Instant::now() + delay < deadline).then_some(delay)
+    }
+}
+
+/// Exponential backoff with jitter: the n-th retry waits between half and all of 250 ms × 2ⁿ.
+fn backoff(retry: u32) -> Duration {
+    let full = BACKOFF_BASE * 2u32.saturating_pow(retry.min(10));
+    full.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let delay = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let when =
+                time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822)
+                    .ok()?;
+            let seconds = (when - time::OffsetDateTime::now_utc())
+                .whole_seconds()
+                .max(0);
+            Duration::from_secs(seconds.unsigned_abs())
+        }
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: Option<&str>, status: u16) -> ApiError {
+        ApiError::Status {
+            page: 1,
+            request_id: "r".into(),
+            status,
+            code: code.map(str::to_string),
+            message: None,
+            retry_after: None,
+        }
+    }
+
+    fn api(code: &str) -> ApiError {
+        ApiError::Api {
+            page: 1,
+            request_id: "r".into(),
+            status: 200,
+            code: code.into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        assert!(RetryPolicy::retries(&status(None, 500)));
+        assert!(RetryPolicy::retries(&status(None, 503)));
+        assert!(RetryPolicy::retries(&status(Some("APIGW.0308"), 429)));
+        assert!(RetryPolicy::retries(&api("APIGW.0308")));
+        assert!(!RetryPolicy::retries(&status(
+            Some("KOOPHONE.API.1000"),
+            400
+        )));
+        assert!(!RetryPolicy::retries(&status(Some("APIGW.0307"), 401)));
+        assert!(!RetryPolicy::retries(&status(None, 404)));
+        assert!(!RetryPolicy::retries(&api("KOOPHONE.API.1001")));
+        assert!(!RetryPolicy::retries(&api("KOOPHONE.API.1004")));
+        let decode = ApiError::Decode {
+            page: 1,
+            request_id: "r".into(),
+            reason: String::new(),
+        };
+        assert!(!RetryPolicy::retries(&decode));
+        let iam = |transient| ApiError::Iam {
+            label: "iam_http_503".into(),
+            reason: String::new(),
+            transient,
+        };
+        assert!(RetryPolicy::retries(&iam(true)));
+        assert!(!RetryPolicy::retries(&iam(false)));
+    }
+
+    #[test]
+    fn retries_stop_at_the_limit_and_before_the_deadline() {
+        let policy = RetryPolicy { max_retries: 2 };
+        let far = Instant::now() + Duration::from_secs(60);
+        let error = status(None, 503);
+        assert!(policy.delay(0, &error, far).is_some());
+        assert!(policy.delay(1, &error, far).is_some());
+        assert_eq!(policy.delay(2, &error, far), None);
+        assert_eq!(policy.delay(0, &error, Instant::now()), None);
+        assert_eq!(policy.delay(0, &status(None, 404), far), None);
+    }
+
+    #[test]
+    fn retry_after_wins_over_the_backoff() {
+        let policy = RetryPolicy { max_retries: 2 };
+        let far = Instant::now() + Duration::from_secs(600);
+        let throttled = ApiError::Status {
+            page: 1,
+            request_id: "r".into(),
+            status: 429,
+            code: None,
+            message: None,
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(
+            policy.delay(0, &throttled, far),
+            Some(Duration::from_secs(7))
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter() {
+        for retry in 0..4 {
+            let full = BACKOFF_BASE * 2u32.pow(retry);
+            for _ in 0..20 {
+                let d = backoff(retry);
+                assert!(d >= full / 2 && d <= full, "{retry}: {d:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("3600"), Some(Duration::from_secs(60)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(30);
+        let text = soon
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap();
+        let parsed = parse_retry_after(&text).unwrap();
+        assert!(
+            parsed >= Duration::from_secs(28) && parsed <= Duration::from_secs(30),
+            "{parsed:?}"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

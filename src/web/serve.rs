@@ -1,0 +1,186 @@
+//! Serving the router on a socket: plain or TLS, every connection under the time limits of
+//! [`connection`](super::connection), basic auth and headers from the web configuration, which
+//! SIGHUP reloads, and a graceful shutdown.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::logging::Throttle;
+use crate::web::config::{self, Access, WebConfig};
+use crate::web::connection::{ConnLimits, Guard};
+
+/// How the server runs: its connection limits, and the web configuration (TLS, basic auth,
+/// headers) with the file it came from, if there is one.
+pub struct Serving {
+    pub limits: ConnLimits,
+    pub web: Option<(PathBuf, WebConfig)>,
+}
+
+/// Serves until `shutdown` completes, then lets the scrapes in progress finish (for at most
+/// 30 s). Every connection is under [`ConnLimits`]. With a web configuration: basic auth on every
+/// path but `/-/healthy`, the configured headers on every answer, and TLS when the file asks for
+/// it; each message on `reloads` (SIGHUP) re-reads the file, and a file that does not load is
+/// logged and the working configuration kept.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    serving: Serving,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    reloads: mpsc::Receiver<()>,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(30)));
+    });
+    let guard = Guard::new(serving.limits);
+    let listener = listener.into_std()?;
+    let Some((path, web)) = serving.web else {
+        let server = axum_server::from_tcp(listener)?.acceptor(guard);
+        return run(server, handle, app).await;
+    };
+    let access = Arc::new(RwLock::new(web.access.clone()));
+    let app = app.layer(middleware::from_fn_with_state(access.clone(), guard_access));
+    let tls = web.tls.map(RustlsConfig::from_config);
+    tokio::spawn(reload_on_signal(path, access, tls.clone(), reloads));
+    match tls {
+        None => {
+            run(
+                axum_server::from_tcp(listener)?.acceptor(guard),
+                handle,
+                app,
+            )
+            .await
+        }
+        Some(tls) => {
+            // The limits apply beneath TLS, so a handshake counts as the start of a request.
+            let acceptor = RustlsAcceptor::new(tls)
+                .handshake_timeout(serving.limits.read_header)
+                .acceptor(guard);
+            run(
+                axum_server::from_tcp(listener)?.acceptor(acceptor),
+                handle,
+                app,
+            )
+            .await
+        }
+    }
+}
+
+/// Runs one server until its handle shuts it down.
+async fn run<A>(
+    server: axum_server::Server<std::net::SocketAddr, A>,
+    handle: axum_server::Handle<std::net::SocketAddr>,
+    app: Router,
+) -> std::io::Result<()>
+where
+    A: axum_server::accept::Accept<tokio::net::TcpStream, Router> + Clone + Send + Sync + 'static,
+    A::Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    A::Service: axum_server::service::SendService<Request<hyper::body::Incoming>> + Send,
+    A::Future: Send,
+{
+    server
+        .handle(handle)
+        .accept_error_handler(log_accept_error)
+        .serve(app.into_make_service())
+        .await
+}
+
+/// Logs why a connection could not be taken. The listener's own errors (out of file
+/// descriptors) say what to do, at most once a minute; a failed TLS handshake is the client's
+/// problem, logged at debug.
+fn log_accept_error(peer: Option<&std::net::SocketAddr>, error: &std::io::Error) {
+    static THROTTLE: Throttle = Throttle::new(Duration::from_secs(60));
+    match peer {
+        Some(peer) => {
+            tracing::debug!(%peer, %error, "a connection failed before its first request")
+        }
+        None => {
+            if let Some(held_back) = THROTTLE.allow() {
+                tracing::warn!(%error, held_back, "cannot accept connections; if it says too many open files, raise the file limit (LimitNOFILE= in systemd) or find what holds connections open");
+            }
+        }
+    }
+}
+
+/// Re-reads the web configuration on every message of `reloads`, off the async threads (bcrypt
+/// and file reads block), and swaps in what loads.
+async fn reload_on_signal(
+    path: PathBuf,
+    access: Arc<RwLock<Arc<Access>>>,
+    tls: Option<RustlsConfig>,
+    mut reloads: mpsc::Receiver<()>,
+) {
+    while reloads.recv().await.is_some() {
+        let file = path.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&file)).await;
+        let new = match loaded {
+            Ok(Ok(new)) => new,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot reload the web configuration; keeping the one in use");
+                continue;
+            }
+            Err(error) => {
+                tracing::error!(%error, "the web configuration reload failed; keeping the one in use");
+                continue;
+            }
+        };
+        match (&tls, new.tls) {
+            (Some(current), Some(next)) => current.reload_from_config(next),
+            (None, None) => {}
+            _ => {
+                tracing::error!(path = %path.display(), "turning TLS on or off needs a restart; keeping the web configuration in use");
+                continue;
+            }
+        }
+        *access.write().unwrap_or_else(|e| e.into_inner()) = new.access;
+        for warning in &new.warnings {
+            tracing::warn!("{warning}");
+        }
+        tracing::info!(path = %path.display(), "reloaded the web configuration");
+    }
+}
+
+/// Basic auth and the configured headers, in front of every route.
+pub(super) async fn guard_access(
+    State(access): State<Arc<RwLock<Arc<Access>>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let access = access.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let open = request.uri().path() == "/-/healthy";
+    let mut response = if open
+        || !access.requires_login()
+        || access
+            .allows(request.headers().get(header::AUTHORIZATION))
+            .await
+    {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"clouddevice_exporter\", charset=\"UTF-8\"",
+            )],
+            "Unauthorized\n",
+        )
+            .into_response()
+    };
+    for (name, value) in &access.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+}
