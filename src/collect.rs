@@ -46,8 +46,8 @@ struct State {
 /// The thread collections run on, with a single-threaded runtime of its own. A collection is a
 /// stream of small upstream responses, each parsed as it arrives; on the server's multi-threaded
 /// runtime every response woke another worker, and those wake-ups cost more CPU than they saved
-/// (measured in BENCHMARKS.md). The upstream connections live here too, since they are made where they are
-/// first used.
+/// (measured in BENCHMARKS.md). The upstream connections live here too, since they are made
+/// where they are first used.
 struct CollectorThread {
     runtime: tokio::runtime::Handle,
     /// Dropped with the exporter, which ends the thread and cancels what it still runs.
@@ -227,5 +227,134 @@ impl Collector {
 
     pub fn last_collection(&self) -> Option<LastCollection> {
         lock(&self.state).last.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::{Identity, Instance};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A source whose reads take `delay` and then give `instances` instances, or `error`.
+    struct FakeSource {
+        reads: AtomicUsize,
+        delay: Duration,
+        fail: bool,
+    }
+
+    impl FakeSource {
+        fn new(delay: Duration, fail: bool) -> Arc<Self> {
+            Arc::new(FakeSource {
+                reads: AtomicUsize::new(0),
+                delay,
+                fail,
+            })
+        }
+    }
+
+    impl Source for FakeSource {
+        fn read(&self, _deadline: Instant) -> BoxFuture<'_, Result<Fleet, ApiError>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(self.delay).await;
+                if self.fail {
+                    // A request-level failure: counted by the source, not again here.
+                    return Err(ApiError::Transport {
+                        page: 1,
+                        request_id: "r".into(),
+                        reason: "refused".into(),
+                    });
+                }
+                let instance = Instance {
+                    identity: Identity::new("a", "", ""),
+                    ..Instance::default()
+                };
+                Ok(Fleet::from_pages([vec![instance]]).0)
+            }
+            .boxed()
+        }
+    }
+
+    fn collector(
+        source: Arc<FakeSource>,
+        min_interval: Duration,
+    ) -> (Collector, Arc<ExporterMetrics>) {
+        let metrics = Arc::new(ExporterMetrics::new().unwrap());
+        let collector = Collector::new(source, metrics.clone(), min_interval).unwrap();
+        (collector, metrics)
+    }
+
+    /// `clouddevice_exporter_api_errors_total{error_code=label}`.
+    fn errors(metrics: &ExporterMetrics, label: &str) -> f64 {
+        metrics
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "clouddevice_exporter_api_errors_total")
+            .flat_map(|f| f.get_metric())
+            .filter(|m| m.get_label().iter().any(|l| l.value() == label))
+            .map(|m| m.get_counter().value())
+            .sum()
+    }
+
+    fn budget(ms: u64) -> (Instant, Duration) {
+        let budget = Duration::from_millis(ms);
+        (Instant::now() + budget, budget)
+    }
+
+    #[tokio::test]
+    async fn concurrent_scrapes_share_one_read() {
+        let source = FakeSource::new(Duration::from_millis(200), false);
+        let (collector, _) = collector(source.clone(), Duration::ZERO);
+        let (deadline, b) = budget(5_000);
+        let (one, two) = tokio::join!(
+            collector.collection(deadline, b),
+            collector.collection(deadline, b)
+        );
+        assert!(one.unwrap().fleet.is_ok() && two.unwrap().fleet.is_ok());
+        assert_eq!(source.reads.load(Ordering::SeqCst), 1);
+        // Without a reuse window, the next scrape reads again.
+        collector.collection(deadline, b).await.unwrap();
+        assert_eq!(source.reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_recent_success_is_reused_within_the_window() {
+        let source = FakeSource::new(Duration::ZERO, false);
+        let (collector, _) = collector(source.clone(), Duration::from_secs(600));
+        let (deadline, b) = budget(5_000);
+        collector.collection(deadline, b).await.unwrap();
+        collector.collection(deadline, b).await.unwrap();
+        assert_eq!(source.reads.load(Ordering::SeqCst), 1);
+        assert!(collector.last_success_at().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_passed_deadline_is_counted_once_however_many_scrapes_waited() {
+        let source = FakeSource::new(Duration::from_secs(30), false);
+        let (collector, metrics) = collector(source, Duration::ZERO);
+        let (late, late_budget) = budget(400);
+        let (early, early_budget) = budget(100);
+        // The first scrape starts the collection (join! polls it first); the second joins it
+        // with an earlier deadline and gives up first.
+        let (first, joined) = tokio::join!(
+            collector.collection(late, late_budget),
+            collector.collection(early, early_budget)
+        );
+        assert!(joined.is_none(), "the joiner gave up at its deadline");
+        let first = first.expect("the starter waits for the outcome");
+        assert!(first.fleet.is_err());
+        assert_eq!(errors(&metrics, "timeout"), 1.0);
+    }
+
+    #[tokio::test]
+    async fn a_request_failure_is_not_counted_again_by_the_collection() {
+        let source = FakeSource::new(Duration::ZERO, true);
+        let (collector, metrics) = collector(source, Duration::ZERO);
+        let (deadline, b) = budget(5_000);
+        let collection = collector.collection(deadline, b).await.unwrap();
+        assert!(collection.fleet.is_err());
+        assert_eq!(errors(&metrics, "transport"), 0.0);
+        assert!(collector.last_collection().unwrap().outcome.is_err());
     }
 }

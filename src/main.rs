@@ -7,11 +7,11 @@ use clap::error::ErrorKind;
 use clap::Parser;
 
 use clouddevice_exporter::cli::credentials::SecretEnv;
-use clouddevice_exporter::cli::{Cli, Command};
+use clouddevice_exporter::run::{Cli, Command};
 use clouddevice_exporter::{logging, run, simulator};
 
-// A scrape of a large fleet makes and frees millions of small strings; mimalloc does that with a
-// fraction of glibc's CPU (BENCHMARKS.md).
+// A scrape of a large fleet makes and frees millions of small strings, which mimalloc does with
+// much less CPU than glibc's allocator (measured in BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -85,10 +85,10 @@ fn tune_memory() {
         // SAFETY: sets a process-wide allocator option; mimalloc reads it each time it purges.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     }
-    // No transparent huge pages. A huge page stays resident as long as any byte of it is in use:
-    // after a scrape of 100,000 instances the exporter kept 31 MB instead of 17 MB, and started
-    // at 16 MB instead of 9 MB, for no measurable gain in CPU (BENCHMARKS.md). mimalloc's
-    // `no_thp` feature stops it asking for them; this covers kernels that give them unasked.
+    // No transparent huge pages. A huge page stays resident as long as any byte of it is in use,
+    // so a large scrape left memory held long after it ended, for no CPU gain (BENCHMARKS.md).
+    // mimalloc's `no_thp` feature stops it asking for them; this covers kernels that give them
+    // unasked.
     #[cfg(target_os = "linux")]
     // SAFETY: a process-wide flag with integer arguments; it touches no memory of ours.
     unsafe {

@@ -1,17 +1,48 @@
-//! Start-up wiring: from a validated configuration to a serving process, and the errors that can
-//! stop it, each phrased for the operator who has to fix it.
+//! Start-up: the whole command line (the exporter's flags or `simulate`), and the wiring from a
+//! validated configuration to a serving process, with the errors that can stop it, each phrased
+//! for the operator who has to fix it.
 
 use std::sync::Arc;
 
-use crate::cli::Config;
+use clap::{Parser, Subcommand};
+
+use crate::cli::{Config, ExporterArgs};
 use crate::collect::Collector;
 use crate::scrape::Exporter;
 use crate::self_metrics::ExporterMetrics;
-use crate::simulator::{self, SimConfig};
+use crate::simulator::{self, SimConfig, SimulateArgs};
 use crate::upstream::auth::AuthError;
 use crate::upstream::batch_query::BatchQuery;
 use crate::web::signals::{self, BindError};
 use crate::web::{self, WebOptions};
+
+/// The whole command line: the exporter's flags, or the `simulate` subcommand.
+#[derive(Debug, Parser)]
+#[command(
+    name = "clouddevice_exporter",
+    version,
+    about = "Prometheus exporter for Huawei Cloud CloudDevice (KooPhone cloud phone) instances.",
+    long_about = "Prometheus exporter for Huawei Cloud CloudDevice (KooPhone cloud phone) instances.\n\n\
+        Every scrape of the telemetry path reads the tenant's whole instance list from the \
+        batch-query API and exports counts by region, SKU and status.\n\n\
+        Credentials, exactly one of: a static token (--clouddevice.auth-token-file or \
+        CLOUDDEVICE_AUTH_TOKEN), an IAM password (--iam.username, --iam.domain, --iam.project and \
+        --iam.password-file or CLOUDDEVICE_IAM_PASSWORD), or an access key pair \
+        (CLOUDDEVICE_ACCESS_KEY and CLOUDDEVICE_SECRET_KEY, or --clouddevice.credentials-file). \
+        Secrets are never taken from a flag value. Every flag can also be set as CLOUDDEVICE_EXPORTER_<FLAG IN UPPER SNAKE CASE>."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub exporter: ExporterArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the built-in CloudDevice API simulator alone, as an HTTP server.
+    Simulate(SimulateArgs),
+}
 
 /// Size and seed of the fleet `--demo` serves.
 const DEMO_INSTANCES: usize = 500;
@@ -116,4 +147,15 @@ pub fn build_app(config: &Config) -> Result<axum::Router, RunError> {
         max_requests: config.max_requests,
     };
     Ok(web::app(exporter, &options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_whole_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

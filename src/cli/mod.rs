@@ -5,11 +5,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, ValueEnum};
 
 use crate::flags::{parse_duration, parse_positive_duration, LogArgs};
 use crate::secret::Secret;
-use crate::simulator::SimulateArgs;
 use crate::upstream::batch_query::{BatchQueryConfig, Filters};
 use crate::upstream::credentials::Credentials;
 use crate::upstream::http::{endpoint_url, EndpointError};
@@ -21,33 +20,6 @@ use crate::web::connection::ConnLimits;
 pub mod credentials;
 
 use credentials::{CredentialArgs, CredentialError, SecretEnv};
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "clouddevice_exporter",
-    version,
-    about = "Prometheus exporter for Huawei Cloud CloudDevice (KooPhone cloud phone) instances.",
-    long_about = "Prometheus exporter for Huawei Cloud CloudDevice (KooPhone cloud phone) instances.\n\n\
-        Every scrape of the telemetry path reads the tenant's whole instance list from the \
-        batch-query API and exports counts by region, SKU and status.\n\n\
-        Credentials, exactly one of: a static token (--clouddevice.auth-token-file or \
-        CLOUDDEVICE_AUTH_TOKEN), an IAM password (--iam.username, --iam.domain, --iam.project and \
-        --iam.password-file or CLOUDDEVICE_IAM_PASSWORD), or an access key pair \
-        (CLOUDDEVICE_ACCESS_KEY and CLOUDDEVICE_SECRET_KEY, or --clouddevice.credentials-file). \
-        Secrets are never taken from a flag value. Every flag can also be set as CLOUDDEVICE_EXPORTER_<FLAG IN UPPER SNAKE CASE>."
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub exporter: ExporterArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the built-in CloudDevice API simulator alone, as an HTTP server.
-    Simulate(SimulateArgs),
-}
 
 #[derive(Debug, Args)]
 pub struct ExporterArgs {
@@ -369,7 +341,13 @@ fn telemetry_path(s: &str) -> Result<String, ConfigError> {
 mod tests {
     use super::*;
     use crate::logging::{LogFormat, LogLevel};
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        exporter: ExporterArgs,
+    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("clouddevice_exporter").chain(args.iter().copied()))

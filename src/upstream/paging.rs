@@ -134,3 +134,142 @@ async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiE
     }
     Ok(Read::Whole(fleet))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Identity;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// A list of `ids`, served `per_page` at a time, with its `total_count` on every page (or
+    /// none); with `moving_total`, every page after the first counts one more.
+    struct FakeList {
+        ids: Vec<String>,
+        per_page: usize,
+        total: bool,
+        max_pages: u32,
+        fail_page: Option<u64>,
+        asked: Mutex<Vec<u64>>,
+        moving_total: bool,
+    }
+
+    impl FakeList {
+        fn new(n: usize, per_page: usize) -> Self {
+            FakeList {
+                ids: (0..n).map(|i| format!("id-{i}")).collect(),
+                per_page,
+                total: true,
+                max_pages: 100,
+                fail_page: None,
+                asked: Mutex::new(Vec::new()),
+                moving_total: false,
+            }
+        }
+
+        fn asked(&self) -> Vec<u64> {
+            let mut asked = self.asked.lock().unwrap().clone();
+            asked.sort();
+            asked
+        }
+    }
+
+    impl Pages for FakeList {
+        fn limits(&self) -> PagingLimits {
+            PagingLimits {
+                max_pages: self.max_pages,
+                concurrency: 3,
+            }
+        }
+
+        async fn page(&self, page_no: u64, _deadline: Instant) -> Result<Page, ApiError> {
+            self.asked.lock().unwrap().push(page_no);
+            if self.fail_page == Some(page_no) {
+                return Err(ApiError::Timeout {
+                    page: page_no,
+                    request_id: "r".into(),
+                    timeout: Duration::from_secs(1),
+                });
+            }
+            let from = (page_no as usize - 1) * self.per_page;
+            let instances = self
+                .ids
+                .iter()
+                .skip(from)
+                .take(self.per_page)
+                .map(|id| Instance {
+                    identity: Identity::new(id, "", ""),
+                    ..Instance::default()
+                })
+                .collect();
+            let moved = u64::from(self.moving_total && page_no > 1);
+            Ok(Page {
+                instances,
+                total_count: self.total.then_some(self.ids.len() as u64 + moved),
+                ..Page::default()
+            })
+        }
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
+    #[tokio::test]
+    async fn every_page_is_read_once_into_one_fleet() {
+        let list = FakeList::new(250, 100);
+        let fleet = read_fleet(&list, soon()).await.unwrap();
+        assert_eq!(fleet.len(), 250);
+        assert_eq!(list.asked(), [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn without_total_count_the_list_ends_at_the_first_short_page() {
+        let list = FakeList {
+            total: false,
+            ..FakeList::new(250, 100)
+        };
+        assert_eq!(read_fleet(&list, soon()).await.unwrap().len(), 250);
+        // Pages are asked three at a time; none past the short one is needed, but some may
+        // already be on their way when it arrives.
+        assert!(list.asked().starts_with(&[1, 2, 3]));
+    }
+
+    #[tokio::test]
+    async fn a_list_longer_than_max_pages_fails_before_reading_it() {
+        let list = FakeList {
+            max_pages: 2,
+            ..FakeList::new(250, 100)
+        };
+        let error = read_fleet(&list, soon()).await.unwrap_err();
+        assert!(matches!(
+            error,
+            ApiError::TooManyPages {
+                max: 2,
+                per_page: 100
+            }
+        ));
+        assert_eq!(list.asked(), [1]);
+    }
+
+    #[tokio::test]
+    async fn a_moving_total_count_is_read_twice_then_refused() {
+        let list = FakeList {
+            moving_total: true,
+            ..FakeList::new(250, 100)
+        };
+        let error = read_fleet(&list, soon()).await.unwrap_err();
+        assert!(matches!(error, ApiError::ListChanged { .. }), "{error}");
+        assert_eq!(list.asked(), [1, 1, 2, 2, 3, 3]);
+    }
+
+    #[tokio::test]
+    async fn one_failed_page_fails_the_whole_read() {
+        let list = FakeList {
+            fail_page: Some(2),
+            ..FakeList::new(250, 100)
+        };
+        let error = read_fleet(&list, soon()).await.unwrap_err();
+        assert!(matches!(error, ApiError::Timeout { page: 2, .. }));
+    }
+}

@@ -56,8 +56,8 @@ impl Paging {
 
 /// Reads an object that holds the paging fields and one more key, `key`, whose value `seed`
 /// reads; `null` is an empty object. Written by hand rather than derived: serde's
-/// `#[serde(flatten)]` would buffer every unknown key's value (a 30 MB array of tiny values
-/// became half a gigabyte), where this skips them as it reads.
+/// `#[serde(flatten)]` would buffer every unknown key's value, many times its size in the body,
+/// where this skips them as it reads.
 #[derive(Clone, Copy)]
 struct Paged<S> {
     key: Key,

@@ -66,8 +66,8 @@ pub fn app(exporter: Arc<Exporter>, options: &WebOptions) -> Router {
                 .no_br()
                 .no_deflate()
                 .no_zstd()
-                // A 100,000-instance body is 124 MB: the fastest level costs a fraction of the
-                // CPU of the default for a body a sixth larger (BENCHMARKS.md).
+                // Bodies of large fleets are big: the fastest level costs far less CPU than the
+                // default for a somewhat larger body (measured in BENCHMARKS.md).
                 .quality(CompressionLevel::Fastest),
         )
         .with_state(state)

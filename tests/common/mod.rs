@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use clouddevice_exporter::cli::credentials::SecretEnv;
-use clouddevice_exporter::cli::Cli;
+use clouddevice_exporter::run::Cli;
 use clouddevice_exporter::secret::Secret;
 use clouddevice_exporter::simulator::{self, SimConfig, SimHandle};
 use clouddevice_exporter::{logging, run, web};
