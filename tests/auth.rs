@@ -99,6 +99,15 @@ async fn aksk_exporter(
     secret_key: &str,
     security_token: Option<&str>,
 ) -> TestExporter {
+    aksk_exporter_with(sim, secret_key, security_token, &[]).await
+}
+
+async fn aksk_exporter_with(
+    sim: &SimHandle,
+    secret_key: &str,
+    security_token: Option<&str>,
+    extra: &[&str],
+) -> TestExporter {
     logs();
     let env = SecretEnv {
         access_key: Some(Secret::new(AK)),
@@ -106,10 +115,11 @@ async fn aksk_exporter(
         security_token: security_token.map(Secret::new),
         ..SecretEnv::default()
     };
-    let flags = [
+    let mut flags = vec![
         "--clouddevice.project-id",
         "9d71ec45aef04d84a991c12250227b5c",
     ];
+    flags.extend_from_slice(extra);
     TestExporter::start_with(&sim.url(), &flags, env).await
 }
 
@@ -305,9 +315,76 @@ async fn aksk_signed_requests_are_accepted_by_the_verifier() {
 
 #[tokio::test]
 async fn temporary_keys_sign_their_security_token_too() {
-    let sim = simulator(aksk_fleet()).await;
+    // The gateway refuses temporary keys whose token is missing or not signed.
+    let sim = simulator(SimConfig {
+        security_token: Some(Secret::new(SECURITY_TOKEN)),
+        ..aksk_fleet()
+    })
+    .await;
     let exporter = aksk_exporter(&sim, SK, Some(SECURITY_TOKEN)).await;
     assert_eq!(exporter.scrape().await.up(), 1.0);
+    let canonical = sim.canonical_requests();
+    assert!(
+        canonical[0].contains(&format!("\nx-security-token:{SECURITY_TOKEN}\n")),
+        "{canonical:?}"
+    );
+    let without = aksk_exporter(&sim, SK, None).await;
+    assert_eq!(without.scrape().await.up(), 0.0);
+}
+
+/// Filter values with every character class that encodings disagree on.
+const AWKWARD_NAME: &str = "a b+c*d~e%f/g?h&i=j#云";
+
+#[tokio::test]
+async fn filters_with_reserved_characters_are_signed_as_the_gateway_reads_them() {
+    let sim = simulator(aksk_fleet()).await;
+    let flags = [
+        "--clouddevice.instance-name",
+        AWKWARD_NAME,
+        "--clouddevice.query-start-time",
+        "2023-08-15 14:30:45",
+        "--clouddevice.query-end-time",
+        "2023-08-16 00:00:00",
+    ];
+    let exporter = aksk_exporter_with(&sim, SK, None, &flags).await;
+    assert_eq!(
+        exporter.scrape().await.up(),
+        1.0,
+        "the gateway accepts the signature"
+    );
+    // What the gateway decoded is exactly what the flags said.
+    let query = sim.last_query();
+    let value = |name: &str| {
+        query
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(value("instance_name"), Some(AWKWARD_NAME));
+    assert_eq!(value("query_start_time"), Some("2023-08-15 14:30:45"));
+    assert_eq!(value("query_end_time"), Some("2023-08-16 00:00:00"));
+    let canonical = &sim.canonical_requests()[0];
+    assert!(
+        canonical.contains("instance_name=a%20b%2Bc%2Ad~e%25f%2Fg%3Fh%26i%3Dj%23%E4%BA%91&"),
+        "{canonical}"
+    );
+    assert!(
+        canonical.contains("query_start_time=2023-08-15%2014%3A30%3A45"),
+        "{canonical}"
+    );
+}
+
+#[tokio::test]
+async fn filters_reach_the_api_unchanged_with_a_token_too() {
+    let sim = simulator(SimConfig::new(20, 3)).await;
+    let flags = ["--clouddevice.instance-name", AWKWARD_NAME];
+    let exporter = TestExporter::start(&sim.url(), &flags).await;
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+    let query = sim.last_query();
+    assert!(
+        query.contains(&("instance_name".to_string(), AWKWARD_NAME.to_string())),
+        "{query:?}"
+    );
 }
 
 #[tokio::test]

@@ -124,6 +124,15 @@ pub struct SimulateArgs {
     )]
     pub secret_key_file: Option<PathBuf>,
 
+    /// File holding the security token of temporary keys: signed requests must carry it, signed.
+    #[arg(
+        long = "security-token-file",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_SECURITY_TOKEN_FILE",
+        value_name = "FILE",
+        requires = "access_key"
+    )]
+    pub security_token_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -164,6 +173,10 @@ pub async fn run(args: SimulateArgs) -> Result<(), SimError> {
         (Some(ak), Some(path)) => Some((ak.clone(), read("--secret-key-file", path)?)),
         _ => None,
     };
+    let security_token = match &args.security_token_file {
+        Some(path) => Some(read("--security-token-file", path)?),
+        None => None,
+    };
     let config = SimConfig {
         max_page_size: args.max_page_size,
         paging_fields: args.paging_fields,
@@ -172,6 +185,7 @@ pub async fn run(args: SimulateArgs) -> Result<(), SimError> {
         iam_user,
         token_lifetime: args.token_lifetime,
         access_key,
+        security_token,
         error: args.error_code.map(|code| (args.error_status, code)),
         ..SimConfig::new(args.instances, args.seed)
     };

@@ -11,14 +11,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use reqwest::Url;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{lock, SimState};
+use super::{gateway, lock, SimState};
 use crate::secret::Secret;
-use crate::upstream::sign;
 
 /// The IAM user the simulator's token endpoint accepts.
 #[derive(Debug, Clone)]
@@ -170,30 +168,57 @@ fn check_signature(
     uri: &Uri,
 ) -> Result<(), &'static str> {
     let refuse = || "APIGW.0301";
-    let (access_key, signed, signature) =
-        sign::parse_authorization(authorization).ok_or_else(refuse)?;
+    let (access_key, signed, signature) = parse_authorization(authorization).ok_or_else(refuse)?;
     lock(&state.signatures).push(signature.to_string());
     let (expected_ak, secret_key) = state.config.access_key.as_ref().ok_or_else(refuse)?;
     if access_key != expected_ak || !signed.contains(&"x-sdk-date") {
         return Err(refuse());
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // Temporary keys: the token must come with the request, and be signed.
+    if let Some(token) = &state.config.security_token {
+        if header("x-security-token") != Some(token.expose())
+            || !signed.contains(&"x-security-token")
+        {
+            return Err(refuse());
+        }
+    }
     let date_text = header("x-sdk-date").ok_or_else(refuse)?;
-    let date = sign::parse_sdk_date(date_text).ok_or_else(refuse)?;
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let date = time::PrimitiveDateTime::parse(date_text, format)
+        .map_err(|_| refuse())?
+        .assume_utc();
     let skew = (OffsetDateTime::now_utc() - date).unsigned_abs();
     if skew > CLOCK_WINDOW {
         return Err("APIGW.0303");
     }
-    let host = header("host").ok_or_else(refuse)?;
-    let url = Url::parse(&format!("http://{host}{uri}")).map_err(|_| refuse())?;
     let mut pairs = Vec::new();
     for name in &signed {
-        pairs.push((*name, header(name).ok_or_else(refuse)?));
+        pairs.push((
+            name.to_string(),
+            header(name).ok_or_else(refuse)?.to_string(),
+        ));
     }
-    let (canonical, _) = sign::canonical_request("GET", &url, &pairs, b"");
-    if sign::signature(secret_key.expose(), date_text, &canonical) == signature {
+    let (canonical, _) = gateway::canonical_request("GET", uri.path(), uri.query(), &pairs);
+    lock(&state.canonical_requests).push(canonical.clone());
+    if gateway::signature(secret_key.expose(), date_text, &canonical) == signature {
         Ok(())
     } else {
         Err(refuse())
     }
+}
+
+/// The fields of `SDK-HMAC-SHA256 Access=…, SignedHeaders=a;b, Signature=…`.
+fn parse_authorization(value: &str) -> Option<(&str, Vec<&str>, &str)> {
+    let fields = value.strip_prefix("SDK-HMAC-SHA256 ")?;
+    let (mut access, mut signed, mut signature) = (None, None, None);
+    for field in fields.split(", ") {
+        match field.split_once('=')? {
+            ("Access", v) => access = Some(v),
+            ("SignedHeaders", v) => signed = Some(v.split(';').collect()),
+            ("Signature", v) => signature = Some(v),
+            _ => return None,
+        }
+    }
+    Some((access?, signed?, signature?))
 }

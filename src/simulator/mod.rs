@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,6 +22,7 @@ use crate::secret::Secret;
 mod args;
 mod auth;
 mod fleet;
+mod gateway;
 
 pub use args::{run, SimError, SimulateArgs};
 pub use auth::SimIamUser;
@@ -51,6 +52,8 @@ pub struct SimConfig {
     pub iam_user: Option<SimIamUser>,
     /// How long an issued token lives.
     pub token_lifetime: Duration,
+    /// With temporary keys: the security token every signed request must carry, and sign.
+    pub security_token: Option<Secret>,
     /// The key pair signatures are checked against; `None` refuses signed requests.
     pub access_key: Option<(String, Secret)>,
     /// Answer every request with this error: (HTTP status, error code).
@@ -71,6 +74,7 @@ impl SimConfig {
             iam_user: None,
             token_lifetime: Duration::from_secs(24 * 3600),
             access_key: None,
+            security_token: None,
             error: None,
             now: time::OffsetDateTime::now_utc().unix_timestamp(),
         }
@@ -125,6 +129,10 @@ struct SimState {
     iam_down: AtomicBool,
     /// Every signature received, so tests can check none leaked.
     signatures: Mutex<Vec<String>>,
+    /// The canonical request the gateway rebuilt for each signed request.
+    canonical_requests: Mutex<Vec<String>>,
+    /// The decoded query of the last batch-query request.
+    last_query: Mutex<Vec<(String, String)>>,
 }
 
 /// A running simulator. Dropping it stops the server.
@@ -189,6 +197,16 @@ impl SimHandle {
     }
 
     /// Every AK/SK signature received.
+    /// The canonical requests the gateway rebuilt from signed requests, in arrival order.
+    pub fn canonical_requests(&self) -> Vec<String> {
+        lock(&self.state.canonical_requests).clone()
+    }
+
+    /// The query of the last batch-query request, decoded as the gateway decodes it.
+    pub fn last_query(&self) -> Vec<(String, String)> {
+        lock(&self.state.last_query).clone()
+    }
+
     pub fn signatures(&self) -> Vec<String> {
         lock(&self.state.signatures).clone()
     }
@@ -232,6 +250,8 @@ pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHan
         iam_requests: AtomicU64::new(0),
         iam_down: AtomicBool::new(false),
         signatures: Mutex::new(Vec::new()),
+        canonical_requests: Mutex::new(Vec::new()),
+        last_query: Mutex::new(Vec::new()),
     });
     let app = router(state.clone());
     let task = tokio::spawn(async move {
@@ -300,13 +320,11 @@ fn valid_time(s: &str) -> bool {
     time::PrimitiveDateTime::parse(s, crate::upstream::wire::API_TIME_FORMAT).is_ok()
 }
 
-async fn batch_query(
-    State(state): State<Arc<SimState>>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
+async fn batch_query(State(state): State<Arc<SimState>>, headers: HeaderMap, uri: Uri) -> Response {
     state.requests.fetch_add(1, Ordering::Relaxed);
+    let pairs = gateway::decode_query(uri.query());
+    let query: HashMap<String, String> = pairs.iter().cloned().collect();
+    *lock(&state.last_query) = pairs;
     if !state.config.latency.is_zero() {
         tokio::time::sleep(state.config.latency).await;
     }

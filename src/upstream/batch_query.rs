@@ -19,6 +19,7 @@ use crate::upstream::error::{clip, ApiError};
 use crate::upstream::http::{self, error_chain, read_capped, redirect_target, Capped};
 use crate::upstream::paging::{self, Pages, PagingLimits};
 use crate::upstream::retry::{parse_retry_after, RetryPolicy};
+use crate::upstream::sign;
 use crate::upstream::wire::{self, DecodeError, Page, RowLimits};
 use crate::upstream::Source;
 
@@ -152,22 +153,30 @@ impl BatchQuery {
         );
     }
 
+    /// The URL of one page, its query written as it is signed (see [`sign::query_string`]):
+    /// reqwest's `.query()` writes a space as `+`, which the gateway reads as a plus.
+    fn page_url(&self, page: u64, request_id: &str) -> Url {
+        let page_size = self.config.page_size.to_string();
+        let page_no = page.to_string();
+        let pairs = [
+            ("x-request-id", request_id),
+            ("page_no", &page_no),
+            ("page_size", &page_size),
+        ];
+        let query = sign::query_string(pairs.into_iter().chain(self.config.filters.query_pairs()));
+        let mut url = self.url.clone();
+        url.set_query(Some(&query));
+        url
+    }
+
     fn request(
         &self,
         page: u64,
         request_id: &str,
         timeout: Duration,
     ) -> Result<reqwest::Request, ApiError> {
-        let page_size = self.config.page_size.to_string();
-        let page_no = page.to_string();
         self.http
-            .get(self.url.clone())
-            .query(&[
-                ("x-request-id", request_id),
-                ("page_no", &page_no),
-                ("page_size", &page_size),
-            ])
-            .query(&self.config.filters.query_pairs().collect::<Vec<_>>())
+            .get(self.page_url(page, request_id))
             .header("X-Request-Id", request_id)
             .timeout(timeout)
             .build()

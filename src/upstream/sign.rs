@@ -16,8 +16,21 @@ const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-fn encode(s: &str) -> String {
+/// `s` percent-encoded by the signing rule, which is also how the exporter writes its query
+/// strings (RFC 3986: a space is `%20`, never `+`), so what is sent is what is signed.
+pub fn encode(s: &str) -> String {
     utf8_percent_encode(s, ENCODE).to_string()
+}
+
+/// `name=value` pairs as a query string, each part encoded by [`encode`].
+pub fn query_string<K: AsRef<str>, V: AsRef<str>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> String {
+    pairs
+        .into_iter()
+        .map(|(k, v)| format!("{}={}", encode(k.as_ref()), encode(v.as_ref())))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -49,10 +62,20 @@ fn canonical_uri(url: &Url) -> String {
     uri
 }
 
+/// The query's pairs, read as the gateway reads them: split at `&` and `=`, then plain
+/// percent-decoding, where `+` is a plus (form decoding would make it a space); then encoded by
+/// the signing rule and sorted.
 fn canonical_query(url: &Url) -> String {
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
     let mut pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| (encode(&k), encode(&v)))
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (encode(&decode(k)), encode(&decode(v)))
+        })
         .collect();
     pairs.sort();
     pairs
