@@ -2,6 +2,9 @@
 //! failures, latency, the IAM token's expiry, build information and the process collector.
 //! Counted by the layers that see the events; gathered into each scrape's body.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{
@@ -16,6 +19,62 @@ pub struct ExporterMetrics {
     token_expiry: GaugeVec,
     request_duration: HistogramVec,
     invalid_text: IntCounter,
+    /// The undocumented codes that have a label of their own.
+    undocumented_codes: Mutex<HashSet<String>>,
+}
+
+/// The error codes the API reference, the gateway and IAM document: each always has its own
+/// `error_code` label.
+pub const DOCUMENTED_CODES: &[&str] = &[
+    "KOOPHONE.API.0000",
+    "KOOPHONE.API.0002",
+    "KOOPHONE.API.1000",
+    "KOOPHONE.API.1001",
+    "KOOPHONE.API.1004",
+    "KOOPHONE.API.5002",
+    "KOOPHONE.API.5004",
+    "KOOPHONE.API.9999",
+    "KPAPI.2209",
+    "APIGW.0301",
+    "APIGW.0303",
+    "APIGW.0307",
+    "APIGW.0308",
+    "IAM.0001",
+    "IAM.0002",
+    "IAM.0003",
+    "IAM.0004",
+    "IAM.0101",
+];
+
+/// How many other code-shaped values get a label of their own in one process's life.
+pub const MAX_UNDOCUMENTED_CODES: usize = 20;
+
+/// The label of every code past that limit (and of a code that does not look like one).
+const OTHER: &str = "other";
+
+/// The causes the exporter names itself: a fixed list, and HTTP statuses (three digits).
+fn is_cause(label: &str) -> bool {
+    const CAUSES: &[&str] = &[
+        "timeout",
+        "transport",
+        "throttled",
+        "decode",
+        "list_changed",
+        "too_large",
+        "redirect",
+        "too_many_pages",
+        OTHER,
+        "iam_timeout",
+        "iam_transport",
+        "iam_decode",
+        "iam_redirect",
+        "iam_too_large",
+        "iam_no_token",
+    ];
+    let status = |s: &str| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit());
+    CAUSES.contains(&label)
+        || label.strip_prefix("http_").is_some_and(status)
+        || label.strip_prefix("iam_http_").is_some_and(status)
 }
 
 impl ExporterMetrics {
@@ -95,6 +154,7 @@ impl ExporterMetrics {
             token_expiry,
             request_duration,
             invalid_text,
+            undocumented_codes: Mutex::new(HashSet::new()),
         })
     }
 
@@ -102,8 +162,25 @@ impl ExporterMetrics {
         self.api_requests.with_label_values(&[api, code]).inc();
     }
 
-    pub fn api_error(&self, error_code: &str) {
-        self.api_errors.with_label_values(&[error_code]).inc();
+    /// Counts a failure under its label, bounded: a code that is neither documented nor among
+    /// the first [`MAX_UNDOCUMENTED_CODES`] seen is counted as `other`, so a misbehaving or
+    /// hostile upstream cannot make series without end.
+    pub fn api_error(&self, label: &str) {
+        let label = if is_cause(label) || DOCUMENTED_CODES.contains(&label) {
+            label
+        } else {
+            let mut seen = self
+                .undocumented_codes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if seen.contains(label) || seen.len() < MAX_UNDOCUMENTED_CODES {
+                seen.insert(label.to_string());
+                label
+            } else {
+                OTHER
+            }
+        };
+        self.api_errors.with_label_values(&[label]).inc();
     }
 
     pub fn replaced_text(&self, n: usize) {
@@ -137,4 +214,52 @@ fn register_process_collector(registry: &Registry) -> Result<(), prometheus::Err
 #[cfg(not(target_os = "linux"))]
 fn register_process_collector(_: &Registry) -> Result<(), prometheus::Error> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_series(metrics: &ExporterMetrics) -> Vec<(String, f64)> {
+        metrics
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "clouddevice_exporter_api_errors_total")
+            .flat_map(|f| f.get_metric())
+            .map(|m| {
+                (
+                    m.get_label()[0].value().to_string(),
+                    m.get_counter().value(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_thousand_distinct_codes_make_a_bounded_number_of_series() {
+        let metrics = ExporterMetrics::new().unwrap();
+        let before = error_series(&metrics).len();
+        for n in 0..1000 {
+            metrics.api_error(&format!("EVIL.{n:04}"));
+        }
+        let series = error_series(&metrics);
+        // The causes at zero, the first 20 codes, and `other` for the other 980.
+        assert_eq!(series.len(), before + MAX_UNDOCUMENTED_CODES + 1);
+        let other = series.iter().find(|(l, _)| l == "other").unwrap().1;
+        assert_eq!(other, 980.0);
+        assert!(series.iter().any(|(l, _)| l == "EVIL.0000"));
+        assert!(!series.iter().any(|(l, _)| l == "EVIL.0020"));
+        // Documented codes and causes always get their own label, however many came before.
+        metrics.api_error("KOOPHONE.API.1001");
+        metrics.api_error("http_503");
+        metrics.api_error("iam_http_401");
+        let series = error_series(&metrics);
+        for label in ["KOOPHONE.API.1001", "http_503", "iam_http_401"] {
+            assert!(series.iter().any(|(l, _)| l == label), "{label}");
+        }
+        // A code already labelled keeps its label.
+        metrics.api_error("EVIL.0003");
+        let evil = error_series(&metrics);
+        assert_eq!(evil.iter().find(|(l, _)| l == "EVIL.0003").unwrap().1, 2.0);
+    }
 }

@@ -110,7 +110,8 @@ fn hint(code: Option<&str>, status: Option<u16>) -> &'static str {
 
 impl ApiError {
     /// The label for `clouddevice_exporter_api_errors_total{error_code}`: the API's code when it
-    /// looks like one, else the cause.
+    /// looks like one, else the cause. `ExporterMetrics::api_error` bounds how many codes get a
+    /// label of their own.
     pub fn label(&self) -> String {
         match self {
             ApiError::Timeout { .. } | ApiError::Deadline { .. } => "timeout".into(),
