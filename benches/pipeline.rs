@@ -23,9 +23,10 @@ fn page_json(n: usize) -> Vec<u8> {
 
 /// A decoded fleet of `n` instances.
 fn fleet(n: usize) -> Fleet {
-    let limits = wire::RowLimits {
-        max: n,
-        expected: n,
+    let limits = wire::Decoding {
+        max_rows: n,
+        expected_rows: n,
+        time_zone: time::UtcOffset::UTC,
     };
     let page = wire::decode_page(&page_json(n), limits).unwrap();
     Fleet::from_pages([page.instances]).0
@@ -36,9 +37,10 @@ fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements(100));
     // As in a scrape: the page before held as many rows.
-    let limits = wire::RowLimits {
-        max: 100,
-        expected: 100,
+    let limits = wire::Decoding {
+        max_rows: 100,
+        expected_rows: 100,
+        time_zone: time::UtcOffset::UTC,
     };
     group.bench_function("page_of_100", |b| {
         b.iter(|| wire::decode_page(black_box(&body), limits).unwrap())

@@ -1,5 +1,5 @@
-//! Flag pieces both command lines share, the exporter's and the simulator's: the logging flags
-//! and duration values.
+//! Flag pieces both command lines share, the exporter's and the simulator's: the logging flags,
+//! durations and time zones.
 
 use std::time::Duration;
 
@@ -40,4 +40,17 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
         d if d.is_zero() => Err("must be longer than 0s".into()),
         d => Ok(d),
     }
+}
+
+/// `UTC` (or `Z`), or a fixed offset `+HH:MM` / `-HH:MM`.
+pub fn parse_time_zone(s: &str) -> Result<time::UtcOffset, String> {
+    if s.eq_ignore_ascii_case("utc") || s == "Z" {
+        return Ok(time::UtcOffset::UTC);
+    }
+    let format = time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
+    // Zones on Earth are within 14 hours of UTC.
+    time::UtcOffset::parse(s, format)
+        .ok()
+        .filter(|o| o.whole_minutes().abs() <= 14 * 60)
+        .ok_or_else(|| "write UTC or an offset from UTC such as +08:00 or -05:30".to_string())
 }

@@ -6,7 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use clouddevice_exporter::upstream::wire::{decode_page, RowLimits};
+use clouddevice_exporter::upstream::wire::{decode_page, Decoding};
 
 struct Counting;
 
@@ -37,9 +37,10 @@ static ALLOCATOR: Counting = Counting;
 fn peak_while_decoding(body: &[u8], page_size: usize) -> (usize, bool) {
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
-    let limits = RowLimits {
-        max: page_size,
-        expected: page_size,
+    let limits = Decoding {
+        max_rows: page_size,
+        expected_rows: page_size,
+        time_zone: time::UtcOffset::UTC,
     };
     let decoded = decode_page(body, limits).is_ok();
     let peak = PEAK.load(Ordering::Relaxed) - before;

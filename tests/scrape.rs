@@ -385,3 +385,53 @@ async fn every_documented_error_code_fails_the_scrape_under_its_own_label() {
         assert_eq!(m.value(&requests), Some(tries), "{status} {code}");
     }
 }
+
+/// The backup timestamps scraped, by instance id.
+fn backup_times(m: &Scraped) -> HashMap<String, f64> {
+    m.samples("clouddevice_instance_backup_timestamp_seconds")
+        .into_iter()
+        .map(|(labels, value)| {
+            let id = labels
+                .strip_prefix("instance_id=\"")
+                .and_then(|rest| rest.split('"').next())
+                .unwrap()
+                .to_string();
+            (id, value)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn backup_times_written_in_another_zone_are_read_in_it() {
+    // The simulator writes its times at UTC+8, as a service in Beijing might.
+    let config = SimConfig {
+        time_zone: time::macros::offset!(+8),
+        ..fleet(60)
+    };
+    let (sim, exporter) =
+        sim_and_exporter(config.clone(), &["--clouddevice.time-zone", "+08:00"]).await;
+    let expected: HashMap<String, f64> = sim
+        .fleet()
+        .iter()
+        .filter_map(|i| {
+            let t = time::PrimitiveDateTime::parse(
+                &i.backup_time,
+                clouddevice_exporter::upstream::wire::API_TIME_FORMAT,
+            )
+            .ok()?;
+            Some((
+                i.instance_id.clone(),
+                t.assume_utc().unix_timestamp() as f64,
+            ))
+        })
+        .collect();
+    assert!(expected.len() > 40);
+    assert_eq!(backup_times(&exporter.scrape().await), expected);
+
+    // Read as UTC, the same text is eight hours late.
+    let (_sim, utc) = sim_and_exporter(config, &[]).await;
+    let off = backup_times(&utc.scrape().await);
+    for (id, t) in &expected {
+        assert_eq!(off[id], t + 8.0 * 3600.0, "{id}");
+    }
+}

@@ -2,13 +2,14 @@
 //! more rows than asked for; the error check of non-2xx answers too.
 #![no_main]
 
-use clouddevice_exporter::upstream::wire::{api_error, decode_page, RowLimits};
+use clouddevice_exporter::upstream::wire::{api_error, decode_page, Decoding};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
-    let limits = RowLimits {
-        max: 50,
-        expected: 10,
+    let limits = Decoding {
+        max_rows: 50,
+        expected_rows: 10,
+        time_zone: time::macros::offset!(+8),
     };
     if let Ok(page) = decode_page(body, limits) {
         assert!(page.instances.len() <= 50);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
 
-use crate::flags::{parse_duration, parse_positive_duration, LogArgs};
+use crate::flags::{parse_duration, parse_positive_duration, parse_time_zone, LogArgs};
 use crate::secret::Secret;
 use crate::upstream::batch_query::{BatchQueryConfig, Filters};
 use crate::upstream::credentials::Credentials;
@@ -156,6 +156,11 @@ pub struct ExporterArgs {
           value_parser = parse_query_time)]
     pub query_end_time: Option<String>,
 
+    /// Time zone of the backup_time and restore_time the API sends: UTC or an offset such as +08:00.
+    #[arg(long = "clouddevice.time-zone", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_TIME_ZONE", default_value = "UTC",
+          value_name = "ZONE", value_parser = parse_time_zone, allow_hyphen_values = true)]
+    pub time_zone: time::UtcOffset,
+
     #[command(flatten)]
     pub credentials: CredentialArgs,
 
@@ -293,6 +298,7 @@ impl ExporterArgs {
                     max_retries: self.max_retries,
                 },
                 max_response_bytes: self.max_response_bytes,
+                time_zone: self.time_zone,
                 filters: Filters {
                     pool_scene_tag: self.pool_scene_tag.map(PoolSceneTag::as_str),
                     instance_id: self.instance_id,
@@ -393,6 +399,18 @@ mod tests {
             &["--log.format", "xml"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn time_zones_are_utc_or_a_fixed_offset() {
+        let zone = |s: &str| parse(&["--clouddevice.time-zone", s]).map(|c| c.exporter.time_zone);
+        assert_eq!(zone("UTC").unwrap(), time::UtcOffset::UTC);
+        assert_eq!(parse(&[]).unwrap().exporter.time_zone, time::UtcOffset::UTC);
+        assert_eq!(zone("+08:00").unwrap(), time::macros::offset!(+8));
+        assert_eq!(zone("-05:30").unwrap(), time::macros::offset!(-5:30));
+        for bad in ["08:00", "+8", "Asia/Shanghai", "+25:00"] {
+            assert!(zone(bad).is_err(), "{bad}");
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::flags::{parse_duration, LogArgs};
+use crate::flags::{parse_duration, parse_time_zone, LogArgs};
 use crate::secret::{read_secret_file, Secret, SecretFileError};
 use crate::simulator::{self, PagingFields, SimConfig, SimIamUser};
 use crate::web::signals::{self, BindError};
@@ -57,6 +57,11 @@ pub struct SimulateArgs {
     #[arg(long = "latency", env = "CLOUDDEVICE_EXPORTER_SIMULATE_LATENCY", default_value = "0s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub latency: Duration,
+
+    /// Zone to write backup and restore times in: UTC or an offset such as +08:00.
+    #[arg(long = "time-zone", env = "CLOUDDEVICE_EXPORTER_SIMULATE_TIME_ZONE", default_value = "UTC",
+          value_name = "ZONE", value_parser = parse_time_zone, allow_hyphen_values = true)]
+    pub time_zone: time::UtcOffset,
 
     /// Answer every request with this documented error code (e.g. KOOPHONE.API.1001).
     #[arg(
@@ -186,6 +191,7 @@ pub async fn run(args: SimulateArgs) -> Result<(), SimError> {
         token_lifetime: args.token_lifetime,
         access_key,
         security_token,
+        time_zone: args.time_zone,
         error: args.error_code.map(|code| (args.error_status, code)),
         ..SimConfig::new(args.instances, args.seed)
     };

@@ -1,5 +1,6 @@
 //! The simulated fleet: generated from a seed and a size, with the awkward cases real fleets have.
 
+use crate::upstream::wire::API_TIME_FORMAT;
 use serde::Serialize;
 
 /// One generated instance, with every field the reference lists (the personal ones too).
@@ -64,6 +65,23 @@ fn weighted(rng: &mut fastrand::Rng, weights: &[u32]) -> usize {
     weights.len() - 1
 }
 
+impl SimInstance {
+    /// This instance with its backup and restore times (generated in UTC) written in `zone`.
+    pub fn in_zone(&self, zone: time::UtcOffset) -> SimInstance {
+        let shift = |text: &str| {
+            time::PrimitiveDateTime::parse(text, API_TIME_FORMAT)
+                .ok()
+                .and_then(|t| t.assume_utc().to_offset(zone).format(API_TIME_FORMAT).ok())
+                .unwrap_or_else(|| text.to_string())
+        };
+        SimInstance {
+            backup_time: shift(&self.backup_time),
+            restore_time: shift(&self.restore_time),
+            ..self.clone()
+        }
+    }
+}
+
 /// The fleet of a seed and a size: the same inputs give the same fleet, byte for byte.
 /// A few instances on purpose carry what real fleets have: awkward names, undocumented status
 /// codes, `"null"` strings and empty times.
@@ -75,7 +93,7 @@ pub fn generate_fleet(seed: u64, size: usize, now: i64) -> Vec<SimInstance> {
             4..=5 => "null".into(),
             _ => time::OffsetDateTime::from_unix_timestamp(now - rng.i64(0..30 * 86_400))
                 .ok()
-                .and_then(|t| t.format(crate::upstream::wire::API_TIME_FORMAT).ok())
+                .and_then(|t| t.format(API_TIME_FORMAT).ok())
                 .unwrap_or_default(),
         }
     };

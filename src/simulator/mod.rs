@@ -60,6 +60,8 @@ pub struct SimConfig {
     pub error: Option<(u16, String)>,
     /// Backup and restore times are generated in the 30 days before this Unix time.
     pub now: i64,
+    /// The zone backup and restore times are written in.
+    pub time_zone: time::UtcOffset,
 }
 
 impl SimConfig {
@@ -77,6 +79,7 @@ impl SimConfig {
             security_token: None,
             error: None,
             now: time::OffsetDateTime::now_utc().unix_timestamp(),
+            time_zone: time::UtcOffset::UTC,
         }
     }
 }
@@ -236,7 +239,7 @@ pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHan
     let fleet = generate_fleet(config.seed, config.instances, config.now);
     let rows = fleet
         .iter()
-        .map(|i| serde_json::to_string(i).unwrap_or_default())
+        .map(|i| serde_json::to_string(&i.in_zone(config.time_zone)).unwrap_or_default())
         .collect();
     let state = Arc::new(SimState {
         config,
@@ -507,9 +510,10 @@ mod tests {
         let refs: Vec<&String> = rows.iter().collect();
         for placement in [PagingFields::Top, PagingFields::Data] {
             let body = page_body(&refs, placement, 2, 3, 7, None);
-            let limits = crate::upstream::wire::RowLimits {
-                max: 3,
-                expected: 0,
+            let limits = crate::upstream::wire::Decoding {
+                max_rows: 3,
+                expected_rows: 0,
+                time_zone: time::UtcOffset::UTC,
             };
             let page = crate::upstream::wire::decode_page(body.as_bytes(), limits).unwrap();
             assert_eq!(page.instances.len(), 3);

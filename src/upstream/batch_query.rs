@@ -20,7 +20,7 @@ use crate::upstream::http::{self, error_chain, read_capped, redirect_target, Cap
 use crate::upstream::paging::{self, Pages, PagingLimits};
 use crate::upstream::retry::{parse_retry_after, RetryPolicy};
 use crate::upstream::sign;
-use crate::upstream::wire::{self, DecodeError, Page, RowLimits};
+use crate::upstream::wire::{self, DecodeError, Decoding, Page};
 use crate::upstream::Source;
 
 /// The `api` label of this endpoint in the exporter's own metrics.
@@ -38,6 +38,8 @@ pub struct BatchQueryConfig {
     pub retry: RetryPolicy,
     pub max_response_bytes: u64,
     pub filters: Filters,
+    /// The zone of `backup_time` and `restore_time` (`--clouddevice.time-zone`).
+    pub time_zone: time::UtcOffset,
 }
 
 /// The optional filters of the batch-query API, sent with every page request.
@@ -254,11 +256,12 @@ impl BatchQuery {
                 retry_after,
             });
         }
-        let limits = RowLimits {
-            max: self.config.page_size as usize,
-            expected: self.last_rows.load(Ordering::Relaxed),
+        let decoding = Decoding {
+            max_rows: self.config.page_size as usize,
+            expected_rows: self.last_rows.load(Ordering::Relaxed),
+            time_zone: self.config.time_zone,
         };
-        let decoded = wire::decode_page(&body, limits).map_err(|e| match e {
+        let decoded = wire::decode_page(&body, decoding).map_err(|e| match e {
             DecodeError::Api { code, message } => ApiError::Api {
                 page,
                 request_id: request_id.to_string(),

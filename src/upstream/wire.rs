@@ -14,7 +14,7 @@ use serde::Deserialize;
 use std::fmt;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
-use time::PrimitiveDateTime;
+use time::{PrimitiveDateTime, UtcOffset};
 
 use crate::fleet::{Identity, Instance};
 
@@ -191,7 +191,7 @@ struct Shared {
 }
 
 impl WireInstance<'_> {
-    fn into_instance(self, shared: &mut Shared) -> Instance {
+    fn into_instance(self, shared: &mut Shared, time_zone: UtcOffset) -> Instance {
         Instance {
             region: shared.region.get(self.region),
             region_name: shared.region_name.get(self.region_name),
@@ -208,8 +208,14 @@ impl WireInstance<'_> {
                 self.backup_status,
                 self.restore_status,
             ],
-            backup_time: self.backup_time.as_deref().and_then(parse_time),
-            restore_time: self.restore_time.as_deref().and_then(parse_time),
+            backup_time: self
+                .backup_time
+                .as_deref()
+                .and_then(|t| parse_time(t, time_zone)),
+            restore_time: self
+                .restore_time
+                .as_deref()
+                .and_then(|t| parse_time(t, time_zone)),
             identity: Identity::new(
                 self.instance_id.as_deref().unwrap_or_default(),
                 self.instance_name.as_deref().unwrap_or_default(),
@@ -220,14 +226,11 @@ impl WireInstance<'_> {
 }
 
 /// `result` for the exporter: a JSON array of rows, each made into an [`Instance`] as soon as it
-/// is parsed, no more than `max` of them; `null` is no rows.
+/// is parsed, no more than `max_rows` of them; `null` is no rows. The rows reserved for at once
+/// are the previous page's count, so a page's vector is allocated once at its size instead of
+/// grown and copied.
 #[derive(Clone, Copy)]
-struct Rows {
-    max: usize,
-    /// Rows reserved for at once: the previous page's count, so a page's vector is allocated
-    /// once at its size instead of grown and copied.
-    expected: usize,
-}
+struct Rows(Decoding);
 
 impl<'de> DeserializeSeed<'de> for Rows {
     type Value = Vec<Instance>;
@@ -242,16 +245,20 @@ impl<'de> Visitor<'de> for Rows {
         f.write_str("an array of instances or null")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let Decoding {
+            max_rows,
+            expected_rows,
+            time_zone,
+        } = self.0;
         let mut shared = Shared::default();
-        let mut rows = Vec::with_capacity(self.expected.min(self.max));
+        let mut rows = Vec::with_capacity(expected_rows.min(max_rows));
         while let Some(row) = seq.next_element::<WireInstance<'de>>()? {
-            if rows.len() == self.max {
+            if rows.len() == max_rows {
                 return Err(de::Error::custom(format_args!(
-                    "the page holds more than the {} rows page_size asked for",
-                    self.max
+                    "the page holds more than the {max_rows} rows page_size asked for"
                 )));
             }
-            rows.push(row.into_instance(&mut shared));
+            rows.push(row.into_instance(&mut shared, time_zone));
         }
         Ok(rows)
     }
@@ -276,13 +283,17 @@ impl<'de> DeserializeSeed<'de> for WireRows {
     }
 }
 
-/// How many rows a page may hold, and how many to reserve for.
+/// How a page is read: how many rows it may hold, how many to reserve for, and the zone of
+/// its times.
 #[derive(Debug, Clone, Copy)]
-pub struct RowLimits {
+pub struct Decoding {
     /// The page_size asked for: a page with more rows is refused.
-    pub max: usize,
+    pub max_rows: usize,
     /// Most likely the count of the page before.
-    pub expected: usize,
+    pub expected_rows: usize,
+    /// The zone `backup_time` and `restore_time` are written in: the reference gives none for
+    /// them (it says UTC only for the query's times).
+    pub time_zone: UtcOffset,
 }
 
 /// One decoded page of the list.
@@ -349,11 +360,8 @@ where
 }
 
 /// Decodes a 2xx response body into a page, or the error it carries.
-pub fn decode_page(body: &[u8], rows: RowLimits) -> Result<Page, DecodeError> {
-    let seed = Rows {
-        max: rows.max,
-        expected: rows.expected,
-    };
+pub fn decode_page(body: &[u8], decoding: Decoding) -> Result<Page, DecodeError> {
+    let seed = Rows(decoding);
     let Parsed {
         rows,
         inner,
@@ -440,15 +448,16 @@ fn hex_unit(b: &[u8], at: usize) -> Option<u16> {
     u16::from_str_radix(digits, 16).ok()
 }
 
-/// How the API writes times, in UTC: `2024-05-24 17:34:58` (results and query filters alike).
+/// How the API writes times: `2024-05-24 17:34:58` (results and query filters alike).
 pub const API_TIME_FORMAT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
 
-/// Parses the API's times into Unix seconds; RFC 3339 is accepted too.
-pub fn parse_time(s: &str) -> Option<i64> {
+/// Parses the API's times, written in `zone`, into Unix seconds; RFC 3339 is accepted too (with
+/// its own offset).
+pub fn parse_time(s: &str, zone: UtcOffset) -> Option<i64> {
     let s = s.trim();
     if let Some(t) = api_time(s).or_else(|| PrimitiveDateTime::parse(s, API_TIME_FORMAT).ok()) {
-        return Some(t.assume_utc().unix_timestamp());
+        return Some(t.assume_offset(zone).unix_timestamp());
     }
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .ok()
@@ -596,9 +605,10 @@ mod tests {
     fn decode(body: &[u8]) -> Result<Page, DecodeError> {
         decode_page(
             body,
-            RowLimits {
-                max: 100,
-                expected: 0,
+            Decoding {
+                max_rows: 100,
+                expected_rows: 0,
+                time_zone: UtcOffset::UTC,
             },
         )
     }
@@ -799,11 +809,22 @@ mod tests {
     }
 
     #[test]
-    fn times_parse_as_utc_and_garbage_is_absent() {
-        assert_eq!(parse_time("1970-01-01 00:00:00"), Some(0));
-        assert_eq!(parse_time("2024-05-24T17:34:58+08:00"), Some(1_716_543_298));
-        assert_eq!(parse_time("yesterday"), None);
-        assert_eq!(parse_time("2024-13-45 99:00:00"), None);
+    fn times_parse_in_the_given_zone_and_garbage_is_absent() {
+        let utc = UtcOffset::UTC;
+        let beijing = time::macros::offset!(+8);
+        assert_eq!(parse_time("1970-01-01 00:00:00", utc), Some(0));
+        assert_eq!(parse_time("1970-01-01 08:00:00", beijing), Some(0));
+        // RFC 3339 says its own offset, whatever the zone.
+        assert_eq!(
+            parse_time("2024-05-24T17:34:58+08:00", utc),
+            Some(1_716_543_298)
+        );
+        assert_eq!(
+            parse_time("2024-05-24T17:34:58+08:00", beijing),
+            Some(1_716_543_298)
+        );
+        assert_eq!(parse_time("yesterday", utc), None);
+        assert_eq!(parse_time("2024-13-45 99:00:00", utc), None);
     }
 
     #[test]
