@@ -9,11 +9,14 @@ use std::time::Duration;
 use common::{exporter, hash, make_pki, start_with_web_config as start, Pki};
 
 fn client(pki: &Pki, with_identity: bool) -> reqwest::Client {
+    client_as(pki, with_identity.then_some(pki.client_identity.as_str()))
+}
+
+fn client_as(pki: &Pki, identity: Option<&str>) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(pki.ca.as_bytes()).unwrap()]);
-    if with_identity {
-        builder =
-            builder.identity(reqwest::Identity::from_pem(pki.client_identity.as_bytes()).unwrap());
+    if let Some(identity) = identity {
+        builder = builder.identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap());
     }
     builder.build().unwrap()
 }
@@ -175,4 +178,78 @@ fn a_web_config_with_an_unknown_key_stops_the_start_in_one_line() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("missing.crt"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_client_certificates_with_an_allowed_san_get_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let (mut running, address) = start(
+        dir.path(),
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n  client_allowed_sans: [prometheus.example]\n",
+        &[],
+    );
+    let url = format!("https://{address}/-/healthy");
+    let allowed = client_as(&pki, Some(&pki.client_identity))
+        .get(&url)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(allowed.status(), 200);
+    assert!(
+        client_as(&pki, Some(&pki.other_identity))
+            .get(&url)
+            .send()
+            .await
+            .is_err(),
+        "a certificate the CA signed, but for another name, is refused"
+    );
+    assert!(running.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_version_suite_and_curve_are_the_configured_ones() {
+    use rustls::pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let (mut running, address) = start(
+        dir.path(),
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\n  curve_preferences: [CurveP384]\n",
+        &[],
+    );
+    let negotiated = tokio::task::spawn_blocking(move || {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from_pem_slice(pki.ca.as_bytes()).unwrap())
+            .unwrap();
+        // A client that offers everything, preferring other choices than the server's.
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = "127.0.0.1".try_into().unwrap();
+        let mut tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        let mut socket = std::net::TcpStream::connect(&address).unwrap();
+        while tls.is_handshaking() {
+            tls.complete_io(&mut socket).unwrap();
+        }
+        (
+            format!("{:?}", tls.protocol_version().unwrap()),
+            format!("{:?}", tls.negotiated_cipher_suite().unwrap().suite()),
+            format!("{:?}", tls.negotiated_key_exchange_group().unwrap().name()),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        negotiated,
+        (
+            "TLSv1_2".to_string(),
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256".to_string(),
+            "secp384r1".to_string()
+        )
+    );
+    assert!(running.terminate().success());
 }

@@ -9,15 +9,12 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use axum::http::{HeaderName, HeaderValue};
 use base64::Engine;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::ServerConfig;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::secret::{readable_by_others, EVERYONE};
+use crate::web::tls::{self, RawTls, TlsProblem};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,25 +22,15 @@ struct RawConfig {
     tls_server_config: Option<RawTls>,
     http_server_config: Option<RawHttp>,
     basic_auth_users: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    cert_file: Option<PathBuf>,
-    key_file: Option<PathBuf>,
-    client_auth_type: Option<String>,
-    client_ca_file: Option<PathBuf>,
-    min_version: Option<String>,
-    max_version: Option<String>,
+    /// Read only to refuse it with a reason (see `parse`).
+    rate_limit: Option<serde_yaml_ng::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     headers: Option<BTreeMap<String, String>>,
-    /// Accepted for compatibility; HTTP/2 is always offered over TLS.
-    #[allow(dead_code)]
+    /// Whether HTTP/2 is offered over TLS (exporter-toolkit's default: yes).
     http2: Option<bool>,
 }
 
@@ -79,7 +66,7 @@ pub enum WebConfigError {
     },
     #[error("--web.config.file {path:?} is not valid: {reason}")]
     Invalid { path: PathBuf, reason: String },
-    #[error("cannot read {field} {path:?} of --web.config.file: {reason}")]
+    #[error("cannot read tls_server_config.{field} {path:?} of --web.config.file: {reason}")]
     File {
         field: &'static str,
         path: PathBuf,
@@ -200,15 +187,37 @@ pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
     } else {
         serde_yaml_ng::from_str(text).map_err(|e| invalid(e.to_string()))?
     };
+    if raw.rate_limit.is_some() {
+        return Err(invalid("rate_limit cannot be honoured: this exporter has no request rate limiter; --web.max-requests bounds concurrent scrapes instead. Remove the key".into()));
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut warnings = Vec::new();
+    let http2 = raw
+        .http_server_config
+        .as_ref()
+        .and_then(|h| h.http2)
+        .unwrap_or(true);
     let tls = match raw.tls_server_config {
-        Some(tls) => Some(Arc::new(tls_config(tls, dir, &mut warnings).map_err(
-            |e| match e {
+        Some(tls) => {
+            let mut config = tls::server_config(tls, dir, &mut warnings).map_err(|e| match e {
                 TlsProblem::Invalid(reason) => invalid(reason),
-                TlsProblem::File(e) => e,
-            },
-        )?)),
+                TlsProblem::File {
+                    field,
+                    path,
+                    reason,
+                } => WebConfigError::File {
+                    field,
+                    path,
+                    reason,
+                },
+            })?;
+            config.alpn_protocols = if http2 {
+                vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+            } else {
+                vec![b"http/1.1".to_vec()]
+            };
+            Some(Arc::new(config))
+        }
         None => None,
     };
     let mut users = HashMap::new();
@@ -267,118 +276,6 @@ pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
         }),
         warnings,
     })
-}
-
-enum TlsProblem {
-    Invalid(String),
-    File(WebConfigError),
-}
-
-fn tls_config(
-    raw: RawTls,
-    dir: &Path,
-    warnings: &mut Vec<String>,
-) -> Result<ServerConfig, TlsProblem> {
-    let invalid = |s: &str| TlsProblem::Invalid(s.to_string());
-    let (Some(cert_file), Some(key_file)) = (raw.cert_file, raw.key_file) else {
-        return Err(invalid(
-            "tls_server_config needs both cert_file and key_file",
-        ));
-    };
-    let file_error = |field: &'static str, path: &Path, reason: String| {
-        TlsProblem::File(WebConfigError::File {
-            field,
-            path: path.to_path_buf(),
-            reason,
-        })
-    };
-    let cert_path = dir.join(cert_file);
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| file_error("tls_server_config.cert_file", &cert_path, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(file_error(
-            "tls_server_config.cert_file",
-            &cert_path,
-            "it holds no PEM certificate".into(),
-        ));
-    }
-    let key_path = dir.join(key_file);
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| file_error("tls_server_config.key_file", &key_path, e.to_string()))?;
-    warnings.extend(readable_by_others(
-        "tls_server_config.key_file of --web.config.file",
-        &key_path,
-        EVERYONE,
-    ));
-
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let roots = || -> Result<Arc<RootCertStore>, TlsProblem> {
-        let Some(ca_file) = &raw.client_ca_file else {
-            return Err(invalid("this client_auth_type needs client_ca_file"));
-        };
-        let ca_path = dir.join(ca_file);
-        let mut store = RootCertStore::empty();
-        let cas = CertificateDer::pem_file_iter(&ca_path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| file_error("tls_server_config.client_ca_file", &ca_path, e.to_string()))?;
-        for ca in cas {
-            store.add(ca).map_err(|e| {
-                file_error("tls_server_config.client_ca_file", &ca_path, e.to_string())
-            })?;
-        }
-        if store.is_empty() {
-            return Err(file_error(
-                "tls_server_config.client_ca_file",
-                &ca_path,
-                "it holds no PEM certificate".into(),
-            ));
-        }
-        Ok(Arc::new(store))
-    };
-    let verifier = match raw.client_auth_type.as_deref().unwrap_or("NoClientCert") {
-        "NoClientCert" => WebPkiClientVerifier::no_client_auth(),
-        "VerifyClientCertIfGiven" => WebPkiClientVerifier::builder_with_provider(roots()?, provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsProblem::Invalid(format!("client_ca_file: {e}")))?,
-        "RequireAndVerifyClientCert" => WebPkiClientVerifier::builder_with_provider(roots()?, provider.clone())
-            .build()
-            .map_err(|e| TlsProblem::Invalid(format!("client_ca_file: {e}")))?,
-        "RequestClientCert" | "RequireAnyClientCert" => {
-            return Err(invalid("client_auth_type RequestClientCert and RequireAnyClientCert accept certificates nobody checked; use VerifyClientCertIfGiven or RequireAndVerifyClientCert"))
-        }
-        other => {
-            return Err(TlsProblem::Invalid(format!(
-                "client_auth_type {other:?} is not one of NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"
-            )))
-        }
-    };
-    let all = [&rustls::version::TLS12, &rustls::version::TLS13];
-    let rank = |v: Option<&str>, default: usize| match v {
-        None => Ok(default),
-        Some("TLS12") => Ok(0),
-        Some("TLS13") => Ok(1),
-        Some(other) => Err(TlsProblem::Invalid(format!(
-            "TLS version {other:?} is not supported; use TLS12 or TLS13"
-        ))),
-    };
-    let min = rank(raw.min_version.as_deref(), 0)?;
-    let max = rank(raw.max_version.as_deref(), 1)?;
-    if min > max {
-        return Err(invalid("min_version is above max_version"));
-    }
-    let versions = &all[min..=max];
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .map_err(|e| TlsProblem::Invalid(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            TlsProblem::Invalid(format!("cert_file and key_file do not fit together: {e}"))
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
 }
 
 #[cfg(test)]
@@ -471,6 +368,130 @@ mod tests {
                 .replacen("$04$", &format!("${MAX_BCRYPT_COST}$"), 1);
         let yaml = format!("basic_auth_users:\n  carol: {at_max}\n");
         assert!(load(&dir.write("web.yml", &yaml)).is_ok());
+    }
+
+    /// A self-signed certificate and its key, as PEM files in `dir`.
+    fn cert_files(dir: &Dir) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        dir.write("server.crt", &cert.pem());
+        dir.write("server.key", &key.serialize_pem());
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn every_exporter_toolkit_key_is_read() {
+        let dir = Dir::new();
+        cert_files(&dir);
+        let yaml = "tls_server_config:
+  cert_file: server.crt
+  key_file: server.key
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: server.crt
+  client_allowed_sans: [prometheus.example, 10.0.0.1]
+  min_version: TLS12
+  max_version: TLS13
+  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305, TLS_AES_128_GCM_SHA256]
+  prefer_server_cipher_suites: false
+  curve_preferences: [X25519, CurveP256, CurveP384]
+http_server_config:
+  http2: false
+  headers:
+    X-Content-Type-Options: nosniff
+basic_auth_users: {}
+";
+        let config = load(&dir.write("web.yml", yaml)).unwrap();
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.alpn_protocols, [b"http/1.1".to_vec()], "http2: false");
+        assert!(
+            !tls.ignore_client_order,
+            "prefer_server_cipher_suites: false"
+        );
+        let suites: Vec<String> = tls
+            .crypto_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| format!("{:?}", s.suite()))
+            .collect();
+        // Every TLS 1.3 suite, as in Go, then the TLS 1.2 ones listed, in order.
+        assert_eq!(
+            suites[3..],
+            [
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
+            ]
+        );
+        let groups: Vec<String> = tls
+            .crypto_provider()
+            .kx_groups
+            .iter()
+            .map(|g| format!("{:?}", g.name()))
+            .collect();
+        assert_eq!(groups, ["X25519", "secp256r1", "secp384r1"]);
+    }
+
+    #[test]
+    fn certificates_can_be_given_inline() {
+        let dir = Dir::new();
+        let (cert, key) = cert_files(&dir);
+        let indent = |pem: &str| pem.replace('\n', "\n    ");
+        let yaml = format!(
+            "tls_server_config:\n  cert: |\n    {}\n  key: |\n    {}\n",
+            indent(&cert),
+            indent(&key)
+        );
+        let config = load(&dir.write("web.yml", &yaml)).unwrap();
+        assert!(config.tls.is_some());
+        assert!(!format!("{config:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn keys_that_cannot_be_honoured_are_refused_with_the_reason() {
+        let dir = Dir::new();
+        cert_files(&dir);
+        let tls = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+        for (extra, needles) in [
+            (
+                "  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n",
+                &[
+                    "cipher_suites",
+                    "TLS_RSA_WITH_AES_128_CBC_SHA",
+                    "cannot be honoured",
+                ][..],
+            ),
+            (
+                "  cipher_suites: [AES-256]\n",
+                &["cipher_suites", "AES-256", "not a Go cipher suite name"],
+            ),
+            (
+                "  curve_preferences: [CurveP521]\n",
+                &["curve_preferences", "CurveP521", "P-521"],
+            ),
+            (
+                "  min_version: TLS11\n",
+                &["min_version", "TLS11", "1.2 and 1.3 only"],
+            ),
+            (
+                "  client_allowed_sans: [x]\n",
+                &["client_allowed_sans", "RequireAndVerifyClientCert"],
+            ),
+            (
+                "  cert: x\n",
+                &["tls_server_config.cert", "cert_file", "keep one"],
+            ),
+            (
+                "rate_limit:\n  interval: 1s\n  burst: 5\n",
+                &["rate_limit", "cannot be honoured", "--web.max-requests"],
+            ),
+        ] {
+            let e = error(&dir, &format!("{tls}{extra}"));
+            for needle in needles {
+                assert!(e.contains(needle), "{needle:?} not in {e}");
+            }
+        }
     }
 
     #[cfg(unix)]

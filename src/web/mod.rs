@@ -6,6 +6,7 @@ pub mod config;
 pub mod connection;
 pub mod serve;
 pub mod signals;
+pub mod tls;
 
 pub use serve::{serve, Serving};
 

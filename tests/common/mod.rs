@@ -268,7 +268,10 @@ impl Drop for Running {
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
 pub struct Pki {
     pub ca: String,
+    /// A client certificate (SAN `prometheus.example`) and its key, signed by the CA.
     pub client_identity: String,
+    /// Another one, with SAN `intruder.example`.
+    pub other_identity: String,
 }
 
 pub fn make_pki(dir: &Path) -> Pki {
@@ -286,19 +289,21 @@ pub fn make_pki(dir: &Path) -> Pki {
     let server_key = KeyPair::generate().unwrap();
     let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
 
-    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    client_params
-        .distinguished_name
-        .push(DnType::CommonName, "prometheus");
-    let client_key = KeyPair::generate().unwrap();
-    let client_cert = client_params.signed_by(&client_key, &issuer).unwrap();
+    let client = |san: &str| {
+        let mut params = CertificateParams::new(vec![san.to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, san);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        format!("{}{}", cert.pem(), key.serialize_pem())
+    };
 
     std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
     std::fs::write(dir.join("server.crt"), server_cert.pem()).unwrap();
     std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
     Pki {
         ca: ca_cert.pem(),
-        client_identity: format!("{}{}", client_cert.pem(), client_key.serialize_pem()),
+        client_identity: client("prometheus.example"),
+        other_identity: client("intruder.example"),
     }
 }
 
