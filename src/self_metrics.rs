@@ -52,16 +52,21 @@ pub const MAX_UNDOCUMENTED_CODES: usize = 20;
 /// The label of every code past that limit (and of a code that does not look like one).
 const OTHER: &str = "other";
 
+/// The causes exported at 0 from the start, so rates and alerts see a series before the first
+/// error.
+const STARTED_AT_ZERO: &[&str] = &[
+    "timeout",
+    "transport",
+    "throttled",
+    "decode",
+    "list_changed",
+    "too_large",
+    "redirect",
+];
+
 /// The causes the exporter names itself: a fixed list, and HTTP statuses (three digits).
 fn is_cause(label: &str) -> bool {
     const CAUSES: &[&str] = &[
-        "timeout",
-        "transport",
-        "throttled",
-        "decode",
-        "list_changed",
-        "too_large",
-        "redirect",
         "too_many_pages",
         OTHER,
         "iam_timeout",
@@ -73,6 +78,7 @@ fn is_cause(label: &str) -> bool {
     ];
     let status = |s: &str| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit());
     CAUSES.contains(&label)
+        || STARTED_AT_ZERO.contains(&label)
         || label.strip_prefix("http_").is_some_and(status)
         || label.strip_prefix("iam_http_").is_some_and(status)
 }
@@ -128,16 +134,7 @@ impl ExporterMetrics {
             "clouddevice_exporter_invalid_text_total",
             "Invalid UTF-8 sequences and lone UTF-16 surrogates in the API's answers, each read as U+FFFD.",
         )?;
-        // Known causes start at zero, so rates and alerts see a series before the first error.
-        for cause in [
-            "timeout",
-            "transport",
-            "throttled",
-            "decode",
-            "list_changed",
-            "too_large",
-            "redirect",
-        ] {
+        for cause in STARTED_AT_ZERO {
             api_errors.with_label_values(&[cause]);
         }
         registry.register(Box::new(request_duration.clone()))?;

@@ -4,15 +4,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
     exporter, exporter_after, hash, make_pki, sim_and_exporter, simulator, start_with_web_config,
-    Running, Scraped, TestExporter, TOKEN,
+    tls_handshake, Running, Scraped, TestExporter, TOKEN,
 };
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -369,22 +366,7 @@ async fn a_tls_connection_idle_after_its_handshake_is_closed() {
         ],
     );
     let closed = tokio::task::spawn_blocking(move || {
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(pki.ca.as_bytes()).unwrap())
-            .unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = "127.0.0.1".try_into().unwrap();
-        let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-        let mut socket = std::net::TcpStream::connect(&address).unwrap();
-        while tls.is_handshaking() {
-            tls.complete_io(&mut socket).unwrap();
-        }
+        let (mut tls, mut socket) = tls_handshake(&pki.ca, &address);
         // Handshake done; no request follows. The server must hang up, not wait forever.
         socket
             .set_read_timeout(Some(Duration::from_secs(20)))

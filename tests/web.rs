@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{exporter, hash, make_pki, start_with_web_config as start, Pki};
+use common::{exporter, hash, make_pki, start_with_web_config as start, tls_handshake, Pki};
 
 fn client(pki: &Pki, with_identity: bool) -> reqwest::Client {
     client_as(pki, with_identity.then_some(pki.client_identity.as_str()))
@@ -209,7 +209,6 @@ async fn only_client_certificates_with_an_allowed_san_get_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_version_suite_and_curve_are_the_configured_ones() {
-    use rustls::pki_types::pem::PemObject;
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(dir.path());
     let (mut running, address) = start(
@@ -218,23 +217,8 @@ async fn the_version_suite_and_curve_are_the_configured_ones() {
         &[],
     );
     let negotiated = tokio::task::spawn_blocking(move || {
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(rustls::pki_types::CertificateDer::from_pem_slice(pki.ca.as_bytes()).unwrap())
-            .unwrap();
         // A client that offers everything, preferring other choices than the server's.
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = "127.0.0.1".try_into().unwrap();
-        let mut tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
-        let mut socket = std::net::TcpStream::connect(&address).unwrap();
-        while tls.is_handshaking() {
-            tls.complete_io(&mut socket).unwrap();
-        }
+        let (tls, _socket) = tls_handshake(&pki.ca, &address);
         (
             format!("{:?}", tls.protocol_version().unwrap()),
             format!("{:?}", tls.negotiated_cipher_suite().unwrap().suite()),

@@ -60,9 +60,11 @@ fn certificates(
     dir: &Path,
 ) -> Result<Option<Vec<CertificateDer<'static>>>, TlsProblem> {
     let (certs, from) = match (inline, file) {
-        (Some(_), Some(_)) => return Err(invalid(format!(
+        (Some(_), Some(_)) => {
+            return Err(invalid(format!(
             "tls_server_config.{field} and tls_server_config.{file_field} are both set; keep one"
-        ))),
+        )))
+        }
         (None, None) => return Ok(None),
         (Some(text), None) => (
             CertificateDer::pem_slice_iter(text.as_bytes()).collect::<Result<Vec<_>, _>>(),

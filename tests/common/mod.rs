@@ -327,3 +327,29 @@ pub fn start_with_web_config(dir: &Path, web_yaml: &str, flags: &[&str]) -> (Run
     let address = running.listening_address();
     (running, address)
 }
+
+/// A TLS 1.2/1.3 handshake with the exporter at `address`, trusting only `ca_pem`, as a client
+/// that offers everything rustls has; blocking.
+pub fn tls_handshake(
+    ca_pem: &str,
+    address: &str,
+) -> (rustls::ClientConnection, std::net::TcpStream) {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = "127.0.0.1".try_into().unwrap();
+    let mut tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    while tls.is_handshaking() {
+        tls.complete_io(&mut socket).unwrap();
+    }
+    (tls, socket)
+}
