@@ -5,7 +5,7 @@
 
 use std::hint::black_box;
 
-use clouddevice_exporter::exposition::{render_text, Scrape};
+use clouddevice_exporter::exposition::{render_text, Families, InstanceMetrics, Scrape};
 use clouddevice_exporter::fleet::Fleet;
 use clouddevice_exporter::simulator::generate_fleet;
 use clouddevice_exporter::upstream::wire;
@@ -67,19 +67,19 @@ fn render(c: &mut Criterion) {
     let mut group = c.benchmark_group("render");
     group.throughput(Throughput::Elements(10_000));
     group.sample_size(20);
-    for instance_metrics in [true, false] {
+    for (instance_metrics, name) in [
+        (InstanceMetrics::All, "fleet_of_10k"),
+        (InstanceMetrics::Problems, "fleet_of_10k_problems"),
+        (InstanceMetrics::None, "fleet_of_10k_aggregates_only"),
+    ] {
         let scrape = Scrape {
             fleet: Some(std::sync::Arc::new(fleet.clone())),
             duration_seconds: 1.0,
             timeout_seconds: 10.0,
             instance_metrics,
+            families: Families::ALL,
             cached_for: None,
             last_success: None,
-        };
-        let name = if instance_metrics {
-            "fleet_of_10k"
-        } else {
-            "fleet_of_10k_aggregates_only"
         };
         group.bench_function(name, |b| {
             b.iter(|| render_text(black_box(&scrape)).unwrap().len())

@@ -108,6 +108,19 @@ impl Instance {
     pub fn status(&self, dim: Dimension) -> Option<i64> {
         self.status[dim.index()]
     }
+
+    /// Whether the instance is in trouble, the rule of `--collector.instance-metrics=problems`:
+    /// frozen, a failed backup or restore, or any status code missing or not documented.
+    pub fn in_trouble(&self) -> bool {
+        const FROZEN: i64 = 1;
+        const FAILED: i64 = 3;
+        self.status(Dimension::Frozen) == Some(FROZEN)
+            || self.status(Dimension::Backup) == Some(FAILED)
+            || self.status(Dimension::Restore) == Some(FAILED)
+            || Dimension::ALL
+                .iter()
+                .any(|dim| dim.bucket(self.status(*dim)).is_none())
+    }
 }
 
 /// `instance_id`, `instance_name` and `phone_id`, kept one after the other in one allocation
@@ -232,6 +245,18 @@ impl Fleet {
         (Fleet { pages, len }, repeats.len())
     }
 
+    /// The instances for which `keep` holds, in the order read.
+    pub fn only(&self, keep: impl Fn(&Instance) -> bool) -> Fleet {
+        let kept: Vec<Instance> = self.instances().filter(|i| keep(i)).cloned().collect();
+        let len = kept.len();
+        let pages = if kept.is_empty() {
+            Vec::new()
+        } else {
+            vec![kept]
+        };
+        Fleet { pages, len }
+    }
+
     /// Every instance, in the order read.
     pub fn instances(&self) -> impl Iterator<Item = &Instance> + Clone {
         self.pages.iter().flatten()
@@ -300,6 +325,45 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_problems_rule_exactly() {
+        let healthy = [Some(2), Some(0), Some(1), Some(1), Some(2), Some(2)];
+        let with = |dim: Dimension, code: Option<i64>| {
+            let mut status = healthy;
+            status[dim.index()] = code;
+            Instance {
+                status,
+                ..Instance::default()
+            }
+        };
+        assert!(!with(Dimension::Running, Some(2)).in_trouble(), "healthy");
+        assert!(with(Dimension::Frozen, Some(1)).in_trouble(), "frozen");
+        assert!(
+            with(Dimension::Backup, Some(3)).in_trouble(),
+            "failed backup"
+        );
+        assert!(
+            with(Dimension::Restore, Some(3)).in_trouble(),
+            "failed restore"
+        );
+        assert!(
+            with(Dimension::Running, Some(9)).in_trouble(),
+            "undocumented"
+        );
+        assert!(with(Dimension::Login, None).in_trouble(), "missing");
+        assert!(with(Dimension::Assign, Some(-1)).in_trouble(), "negative");
+        // Documented, not failed: stopped, logged out, unassigned, backup in progress.
+        for (dim, code) in [
+            (Dimension::Running, 1),
+            (Dimension::Login, 0),
+            (Dimension::Assign, 0),
+            (Dimension::Backup, 1),
+            (Dimension::Restore, 4),
+        ] {
+            assert!(!with(dim, Some(code)).in_trouble(), "{dim:?} {code}");
+        }
+    }
 
     fn instance(id: &str, region: &str, status: [Option<i64>; 6]) -> Instance {
         Instance {

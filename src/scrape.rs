@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::collect::{Collector, LastCollection};
-use crate::exposition::{self, Exposition, Scrape};
+use crate::exposition::{self, Exposition, Families, InstanceMetrics, Scrape};
 use crate::self_metrics::ExporterMetrics;
 
 /// How long before the scraper's own timeout the answer is sent, so that a slow API costs an
@@ -15,14 +15,14 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 pub struct Exporter {
     collector: Collector,
     metrics: Arc<ExporterMetrics>,
-    instance_metrics: bool,
+    instance_metrics: InstanceMetrics,
 }
 
 impl Exporter {
     pub fn new(
         collector: Collector,
         metrics: Arc<ExporterMetrics>,
-        instance_metrics: bool,
+        instance_metrics: InstanceMetrics,
     ) -> Self {
         Exporter {
             collector,
@@ -31,9 +31,13 @@ impl Exporter {
         }
     }
 
-    /// Answers a scrape whose scraper gives up after `timeout`. A failed or late collection is
+    /// Answers a scrape of `families` whose scraper gives up after `timeout`. A failed or late collection is
     /// not an error here: it is `clouddevice_up 0` in the text, with the exporter's own metrics.
-    pub async fn scrape(&self, timeout: Duration) -> Result<Exposition, prometheus::Error> {
+    pub async fn scrape(
+        &self,
+        timeout: Duration,
+        families: Families,
+    ) -> Result<Exposition, prometheus::Error> {
         let started = Instant::now();
         let budget = timeout.saturating_sub(DEADLINE_MARGIN.min(timeout / 4));
         let collection = self.collector.collection(started + budget, budget).await;
@@ -50,6 +54,7 @@ impl Exporter {
             duration_seconds: started.elapsed().as_secs_f64(),
             timeout_seconds: timeout.as_secs_f64(),
             instance_metrics: self.instance_metrics,
+            families,
             cached_for: self.collector.reuse_window(),
             last_success,
         };

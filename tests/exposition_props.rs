@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use clouddevice_exporter::exposition::{render_text, Scrape};
+use clouddevice_exporter::exposition::{render_text, Families, InstanceMetrics, Scrape};
 use clouddevice_exporter::fleet::{Fleet, Identity, Instance};
 use proptest::prelude::*;
 
@@ -115,7 +115,8 @@ proptest! {
             fleet: Some(Arc::new(fleet)),
             duration_seconds: 0.5,
             timeout_seconds: 10.0,
-            instance_metrics: true,
+            instance_metrics: InstanceMetrics::All,
+            families: Families::ALL,
             cached_for: None,
             last_success: None,
         })

@@ -435,3 +435,95 @@ async fn backup_times_written_in_another_zone_are_read_in_it() {
         assert_eq!(off[id], t + 8.0 * 3600.0, "{id}");
     }
 }
+
+/// The ids with a `clouddevice_instance_info` series.
+fn info_ids(m: &Scraped) -> Vec<String> {
+    let mut ids: Vec<String> = m
+        .samples("clouddevice_instance_info")
+        .into_iter()
+        .filter_map(|(labels, _)| {
+            let start = labels.find("instance_id=\"")? + "instance_id=\"".len();
+            Some(labels[start..].split('"').next()?.to_string())
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn problems_mode_exports_exactly_the_instances_in_trouble() {
+    let (sim, exporter) =
+        sim_and_exporter(fleet(400), &["--collector.instance-metrics=problems"]).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 1.0);
+    assert_eq!(
+        m.sum("clouddevice_instances"),
+        400.0,
+        "aggregates stay whole"
+    );
+    // The rule, from the reference's codes: frozen, a failed backup or restore, or a code
+    // outside the documented ones (every generated instance has all six codes).
+    let documented = |code: i64, count: i64| (0..count).contains(&code);
+    let mut expected: Vec<String> = sim
+        .fleet()
+        .iter()
+        .filter(|i| {
+            i.frozen_status == 1
+                || i.backup_status == 3
+                || i.restore_status == 3
+                || !documented(i.running_status, 6)
+                || !documented(i.frozen_status, 2)
+                || !documented(i.login_status, 2)
+                || !documented(i.assign_status, 2)
+                || !documented(i.backup_status, 5)
+                || !documented(i.restore_status, 5)
+        })
+        .map(|i| i.instance_id.clone())
+        .collect();
+    expected.sort();
+    assert!(!expected.is_empty() && expected.len() < 200);
+    assert_eq!(info_ids(&m), expected);
+}
+
+#[tokio::test]
+async fn collect_chooses_families_and_names_an_unknown_one() {
+    let (_sim, exporter) = sim_and_exporter(fleet(40), &[]).await;
+    let get = |query: &'static str| {
+        let exporter = &exporter;
+        async move {
+            let response = exporter.get(&format!("/metrics?{query}")).await;
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, aggregates) = get("collect[]=aggregates").await;
+    assert_eq!(status, 200);
+    assert!(aggregates.contains("\nclouddevice_up 1\n"));
+    assert!(aggregates.contains("clouddevice_instances_by_frozen_status{"));
+    assert!(!aggregates.contains("clouddevice_instance_info{"));
+    assert!(!aggregates.contains("clouddevice_exporter_api_requests_total"));
+    assert!(!aggregates.contains("process_"));
+
+    let (_, both) = get("collect[]=instances&collect[]=exporter").await;
+    assert!(both.contains("clouddevice_instance_info{"));
+    assert!(both.contains("clouddevice_exporter_api_requests_total"));
+    assert!(!both.contains("clouddevice_instances_by_frozen_status"));
+
+    let (status, error) = get("collect[]=aggregates&collect[]=everything").await;
+    assert_eq!(status, 400);
+    assert!(error.contains("\"everything\""), "{error}");
+}
+
+#[tokio::test]
+async fn scrapes_of_different_families_share_one_collection() {
+    let config = SimConfig {
+        latency: Duration::from_millis(500),
+        ..fleet(40)
+    };
+    let (sim, exporter) = sim_and_exporter(config, &[]).await;
+    let (a, b) = tokio::join!(
+        exporter.get("/metrics?collect[]=aggregates"),
+        exporter.get("/metrics?collect[]=instances")
+    );
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    assert_eq!(sim.requests(), 1, "one page, read once for both");
+}

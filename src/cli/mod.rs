@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
 
+use crate::exposition::InstanceMetrics;
 use crate::flags::{parse_duration, parse_positive_duration, parse_time_zone, LogArgs};
 use crate::secret::Secret;
 use crate::upstream::batch_query::{BatchQueryConfig, Filters};
@@ -164,11 +165,11 @@ pub struct ExporterArgs {
     #[command(flatten)]
     pub credentials: CredentialArgs,
 
-    /// Export per-instance series (`--collector.instance-metrics=false` for aggregates only).
-    #[arg(long = "collector.instance-metrics", env = "CLOUDDEVICE_EXPORTER_COLLECTOR_INSTANCE_METRICS", value_name = "BOOL",
-          default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
-          value_parser = clap::builder::BoolishValueParser::new())]
-    pub instance_metrics: bool,
+    /// Per-instance series for all instances, only those in trouble (`problems`), or none (`true`/`false` mean all/none).
+    #[arg(long = "collector.instance-metrics", env = "CLOUDDEVICE_EXPORTER_COLLECTOR_INSTANCE_METRICS", value_name = "MODE",
+          default_value = "all", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "all",
+          value_parser = parse_instance_metrics)]
+    pub instance_metrics: InstanceMetrics,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -195,6 +196,17 @@ impl PoolSceneTag {
     }
 }
 
+/// `all`, `problems` or `none`; the boolean spellings of the flag's first version mean all and
+/// none.
+fn parse_instance_metrics(s: &str) -> Result<InstanceMetrics, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "all" | "true" | "yes" | "on" | "1" => Ok(InstanceMetrics::All),
+        "problems" => Ok(InstanceMetrics::Problems),
+        "none" | "false" | "no" | "off" | "0" => Ok(InstanceMetrics::None),
+        _ => Err("write all, problems or none".into()),
+    }
+}
+
 fn parse_query_time(s: &str) -> Result<String, String> {
     time::PrimitiveDateTime::parse(s, API_TIME_FORMAT)
         .map(|_| s.to_string())
@@ -206,7 +218,7 @@ fn parse_query_time(s: &str) -> Result<String, String> {
 pub struct Config {
     pub listen_address: String,
     pub telemetry_path: String,
-    pub instance_metrics: bool,
+    pub instance_metrics: InstanceMetrics,
     /// Used when the scraper does not send its timeout.
     pub scrape_timeout: Duration,
     /// Reuse window of a successful collection; zero turns it off.
@@ -373,7 +385,7 @@ mod tests {
         assert_eq!(a.endpoint, "https://koophone.myhuaweicloud.com");
         assert_eq!((a.page_size, a.concurrency), (100, 4));
         assert_eq!(a.pool_scene_tag, None);
-        assert!(a.instance_metrics);
+        assert_eq!(a.instance_metrics, InstanceMetrics::All);
         assert_eq!(
             (a.log.level, a.log.format),
             (LogLevel::Info, LogFormat::Logfmt)
@@ -381,11 +393,23 @@ mod tests {
     }
 
     #[test]
-    fn instance_metrics_can_be_switched_off() {
-        let cli = parse(&["--collector.instance-metrics=false"]).unwrap();
-        assert!(!cli.exporter.instance_metrics);
-        let cli = parse(&["--collector.instance-metrics"]).unwrap();
-        assert!(cli.exporter.instance_metrics);
+    fn instance_metrics_modes_and_their_old_spellings() {
+        let mode = |args: &[&str]| parse(args).map(|c| c.exporter.instance_metrics);
+        for (value, expected) in [
+            ("all", InstanceMetrics::All),
+            ("true", InstanceMetrics::All),
+            ("problems", InstanceMetrics::Problems),
+            ("none", InstanceMetrics::None),
+            ("false", InstanceMetrics::None),
+        ] {
+            let flag = format!("--collector.instance-metrics={value}");
+            assert_eq!(mode(&[flag.as_str()]).unwrap(), expected, "{value}");
+        }
+        assert_eq!(
+            mode(&["--collector.instance-metrics"]).unwrap(),
+            InstanceMetrics::All
+        );
+        assert!(mode(&["--collector.instance-metrics=some"]).is_err());
     }
 
     #[test]

@@ -12,6 +12,66 @@ mod body;
 
 pub use body::Exposition;
 
+/// Which instances get per-instance series (`--collector.instance-metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceMetrics {
+    /// Every instance.
+    All,
+    /// Only the instances in trouble ([`crate::fleet::Instance::in_trouble`]).
+    Problems,
+    /// None: aggregates only.
+    None,
+}
+
+/// Which families a scrape asks for (`/metrics?collect[]=…`), so that one Prometheus job can
+/// take the aggregates often and the per-instance series seldom. `clouddevice_up` and the
+/// scrape's own duration, timeout and data age are always there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Families {
+    /// `clouddevice_instances` and `clouddevice_instances_by_*`.
+    pub aggregates: bool,
+    /// `clouddevice_instance_*`.
+    pub instances: bool,
+    /// The exporter's own metrics: `clouddevice_exporter_*` and `process_*`.
+    pub exporter: bool,
+}
+
+impl Families {
+    pub const ALL: Families = Families {
+        aggregates: true,
+        instances: true,
+        exporter: true,
+    };
+
+    /// The families `collect[]` names; none named means all. An unknown name is an error
+    /// that names it.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Families, String> {
+        let mut chosen = Families {
+            aggregates: false,
+            instances: false,
+            exporter: false,
+        };
+        let mut any = false;
+        for name in names {
+            any = true;
+            match name {
+                "aggregates" => chosen.aggregates = true,
+                "instances" => chosen.instances = true,
+                "exporter" => chosen.exporter = true,
+                other => {
+                    return Err(format!(
+                        "unknown collect[] name {other:?}; use aggregates, instances or exporter"
+                    ))
+                }
+            }
+        }
+        Ok(if any { chosen } else { Families::ALL })
+    }
+}
+
+/// What the per-instance HELP texts add in `problems` mode.
+const PROBLEMS_NOTE: &str = "Only instances in trouble (--collector.instance-metrics=problems): frozen, a failed backup or restore, or a status code missing or undocumented.";
+
 /// What one scrape produced, the input of [`render`].
 pub struct Scrape {
     /// The fleet, or `None` when the list could not be read completely.
@@ -19,7 +79,9 @@ pub struct Scrape {
     pub duration_seconds: f64,
     /// The timeout the scrape worked to.
     pub timeout_seconds: f64,
-    pub instance_metrics: bool,
+    pub instance_metrics: InstanceMetrics,
+    /// The families asked for.
+    pub families: Families,
     /// Set when a scrape may be served from an earlier collection (`--scrape.min-interval`).
     pub cached_for: Option<std::time::Duration>,
     /// When the data last read successfully was collected.
@@ -56,7 +118,7 @@ fn scrape_families(scrape: &Scrape) -> Vec<MetricFamily> {
             vec![gauge(&[], seconds)],
         ));
     }
-    if let Some(fleet) = &scrape.fleet {
+    if let Some(fleet) = scrape.fleet.as_ref().filter(|_| scrape.families.aggregates) {
         let start = families.len();
         aggregate_families(fleet, &mut families);
         // The exporter guidelines ask that cached values say so where they are described.
@@ -83,9 +145,25 @@ fn cache_note(scrape: &Scrape) -> Option<String> {
 /// `own` (the exporter's self-metrics), in name order.
 pub fn render(scrape: &Scrape, own: Vec<MetricFamily>) -> Result<Exposition, prometheus::Error> {
     let mut families = scrape_families(scrape);
-    families.extend(own);
-    let instances = scrape.fleet.clone().filter(|_| scrape.instance_metrics);
-    Exposition::new(families, instances, cache_note(scrape).as_deref())
+    if scrape.families.exporter {
+        families.extend(own);
+    }
+    let (instances, note) = match (&scrape.fleet, scrape.instance_metrics) {
+        (None, _) | (_, InstanceMetrics::None) => (None, None),
+        _ if !scrape.families.instances => (None, None),
+        (Some(fleet), InstanceMetrics::All) => (Some(fleet.clone()), None),
+        (Some(fleet), InstanceMetrics::Problems) => (
+            Some(Arc::new(fleet.only(|i| i.in_trouble()))),
+            Some(PROBLEMS_NOTE),
+        ),
+    };
+    let notes: Vec<String> = note
+        .map(str::to_string)
+        .into_iter()
+        .chain(cache_note(scrape))
+        .collect();
+    let suffix = (!notes.is_empty()).then(|| notes.join(" "));
+    Exposition::new(families, instances, suffix.as_deref())
 }
 
 fn aggregate_families(fleet: &Fleet, out: &mut Vec<MetricFamily>) {
@@ -166,12 +244,13 @@ mod tests {
         Fleet::from_pages([instances]).0
     }
 
-    fn render(fleet: Option<&Fleet>, instance_metrics: bool) -> String {
+    fn render(fleet: Option<&Fleet>, instance_metrics: InstanceMetrics) -> String {
         render_text(&Scrape {
             fleet: fleet.map(|f| Arc::new(f.clone())),
             duration_seconds: 0.25,
             timeout_seconds: 10.0,
             instance_metrics,
+            families: Families::ALL,
             cached_for: None,
             last_success: None,
         })
@@ -181,7 +260,7 @@ mod tests {
     #[test]
     fn a_failed_scrape_exports_up_zero_and_no_instance_data() {
         assert_eq!(
-            render(None, true),
+            render(None, InstanceMetrics::All),
             "# HELP clouddevice_scrape_duration_seconds Time this scrape spent reading the instance list.\n\
              # TYPE clouddevice_scrape_duration_seconds gauge\n\
              clouddevice_scrape_duration_seconds 0.25\n\
@@ -203,7 +282,7 @@ mod tests {
             identity: Identity::new("id-1", "say \"hi\"\\path\nnext 云手机", ""),
             ..Instance::default()
         }]);
-        let text = render(Some(&f), true);
+        let text = render(Some(&f), InstanceMetrics::All);
         assert!(
             text.contains(
                 r#"clouddevice_instance_running_status{instance_id="id-1",instance_name="say \"hi\"\\path\nnext 云手机",region="cn-north-4"} 2"#
@@ -220,7 +299,7 @@ mod tests {
             identity: Identity::new("a", "", ""),
             ..Instance::default()
         }]);
-        let text = render(Some(&f), true);
+        let text = render(Some(&f), InstanceMetrics::All);
         assert!(
             !text.contains("clouddevice_instance_frozen_status"),
             "{text}"
@@ -237,13 +316,67 @@ mod tests {
     }
 
     #[test]
+    fn problems_mode_exports_only_instances_in_trouble_and_complete_aggregates() {
+        let healthy = [Some(2), Some(0), Some(1), Some(1), Some(2), Some(2)];
+        let instance = |id: &str, frozen: i64| {
+            let mut status = healthy;
+            status[1] = Some(frozen);
+            Instance {
+                region: "r".into(),
+                sku: "s".into(),
+                status,
+                identity: Identity::new(id, id, ""),
+                ..Instance::default()
+            }
+        };
+        let f = fleet(vec![
+            instance("ok", 0),
+            instance("frozen", 1),
+            instance("ok2", 0),
+        ]);
+        let text = render(Some(&f), InstanceMetrics::Problems);
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("clouddevice_instance_info{"))
+                .count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains(r#"instance_id="frozen""#));
+        assert!(!text.contains(r#"instance_id="ok""#));
+        assert!(text.contains(PROBLEMS_NOTE), "the HELP texts say so");
+        assert!(text.contains(r#"clouddevice_instances{region="r",sku="s"} 3"#));
+        assert!(text.contains(
+            r#"clouddevice_instances_by_frozen_status{region="r",sku="s",status="frozen"} 1"#
+        ));
+        // With no instance in trouble, no per-instance family at all.
+        let calm = fleet(vec![instance("ok", 0)]);
+        assert!(!render(Some(&calm), InstanceMetrics::Problems).contains("clouddevice_instance_"));
+    }
+
+    #[test]
+    fn collect_names_choose_families_and_an_unknown_one_is_named() {
+        assert_eq!(Families::from_names([]), Ok(Families::ALL));
+        assert_eq!(
+            Families::from_names(["aggregates", "exporter"]),
+            Ok(Families {
+                aggregates: true,
+                instances: false,
+                exporter: true
+            })
+        );
+        let error = Families::from_names(["instances", "everything"]).unwrap_err();
+        assert!(error.contains("\"everything\""), "{error}");
+    }
+
+    #[test]
     fn instance_metrics_off_leaves_only_aggregates() {
         let f = fleet(vec![Instance {
             status: [Some(1); 6],
             identity: Identity::new("a", "", ""),
             ..Instance::default()
         }]);
-        let text = render(Some(&f), false);
+        let text = render(Some(&f), InstanceMetrics::None);
         assert!(!text.contains("clouddevice_instance_"), "{text}");
         assert!(text.contains("clouddevice_instances_by_running_status"));
     }
@@ -257,7 +390,7 @@ mod tests {
             identity: Identity::new("a", "", ""),
             ..Instance::default()
         }]);
-        let text = render(Some(&f), false);
+        let text = render(Some(&f), InstanceMetrics::None);
         for dim in Dimension::ALL {
             for status in dim.statuses() {
                 let line = format!(

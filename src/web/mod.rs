@@ -13,7 +13,7 @@ pub use serve::{serve, Serving};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
+use crate::exposition::Families;
 use crate::logging::Throttle;
 use crate::scrape::Exporter;
 
@@ -85,7 +86,19 @@ fn scrape_timeout(headers: &HeaderMap, fallback: Duration) -> Duration {
         .unwrap_or(fallback)
 }
 
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn metrics(
+    State(state): State<AppState>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    let names = query
+        .iter()
+        .filter(|(name, _)| name == "collect[]")
+        .map(|(_, value)| value.as_str());
+    let families = match Families::from_names(names) {
+        Ok(families) => families,
+        Err(error) => return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
+    };
     // Held until the body is sent: the scrapes beyond the limit are turned away, not queued.
     let slot = match &state.slots {
         Some(slots) => match slots.clone().try_acquire_owned() {
@@ -109,7 +122,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         None => None,
     };
     let timeout = scrape_timeout(&headers, state.scrape_timeout);
-    match state.exporter.scrape(timeout).await {
+    match state.exporter.scrape(timeout, families).await {
         Ok(exposition) => {
             // Streamed: a large fleet's body is written as it is sent, never held whole.
             let chunks = futures::stream::iter(exposition).map(move |chunk| {
