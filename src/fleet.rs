@@ -49,6 +49,17 @@ impl Dimension {
         }
     }
 
+    /// The documented codes and what they mean, as HELP texts write them:
+    /// `0=unknown 1=stopped 2=running ...`.
+    pub fn legend(self) -> String {
+        self.statuses()
+            .iter()
+            .enumerate()
+            .map(|(code, status)| format!("{code}={status}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// The word that names the dimension in metric names (`clouddevice_instances_by_<name>_status`).
     pub fn name(self) -> &'static str {
         match self {

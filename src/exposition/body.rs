@@ -54,8 +54,9 @@ impl PerInstance {
             }
             PerInstance::Status(dim) => {
                 format!(
-                    "Raw {} status code of each instance, as the API reports it.",
-                    dim.name()
+                    "Raw {} status code of each instance, as the API reports it: {}.",
+                    dim.name(),
+                    dim.legend()
                 )
             }
             PerInstance::BackupTime => {

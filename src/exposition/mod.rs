@@ -185,17 +185,17 @@ fn aggregate_families(fleet: &Fleet, out: &mut Vec<MetricFamily>) {
                 let labels = [("region", *region), ("sku", *sku), ("status", status)];
                 metrics.push(gauge(&labels, n as f64));
             }
+            // At 0 too, like every status, so its series never appears from nothing.
             let undocumented = counts.undocumented(dim);
-            if undocumented > 0 {
-                let labels = [("region", *region), ("sku", *sku), ("status", UNDOCUMENTED)];
-                metrics.push(gauge(&labels, undocumented as f64));
-            }
+            let labels = [("region", *region), ("sku", *sku), ("status", UNDOCUMENTED)];
+            metrics.push(gauge(&labels, undocumented as f64));
         }
         out.push(family(
             &format!("clouddevice_instances_by_{}_status", dim.name()),
             &format!(
-                "Number of instances by {} status; codes the API reference does not document count as undocumented.",
-                dim.name()
+                "Number of instances by {} status, codes {}; a code the API reference does not document, or none, counts as undocumented.",
+                dim.name(),
+                dim.legend()
             ),
             metrics,
         ));
@@ -400,6 +400,6 @@ mod tests {
                 assert!(text.contains(&line), "missing {line}");
             }
         }
-        assert!(!text.contains("status=\"undocumented\""));
+        assert!(text.contains(r#"status="undocumented"} 0"#));
     }
 }
