@@ -286,6 +286,32 @@ impl Fleet {
         self.len == 0
     }
 
+    /// Per (region, sku), in label order: how many instances' last backups are at most each of
+    /// `bounds` seconds old at Unix time `now`, cumulative like a histogram's buckets.
+    pub fn backup_ages(&self, now: i64, bounds: &[u64]) -> BTreeMap<(&str, &str), BackupAges> {
+        let mut groups: BTreeMap<(&str, &str), BackupAges> = BTreeMap::new();
+        for instance in self.instances() {
+            let ages = groups
+                .entry((&*instance.region, &*instance.sku))
+                .or_insert_with(|| BackupAges {
+                    at_most: vec![0; bounds.len()],
+                    ..BackupAges::default()
+                });
+            let Some(at) = instance.backup_time else {
+                ages.without_time += 1;
+                continue;
+            };
+            ages.with_time += 1;
+            let age = u64::try_from(now.saturating_sub(at)).unwrap_or(0);
+            for (n, bound) in ages.at_most.iter_mut().zip(bounds) {
+                if age <= *bound {
+                    *n += 1;
+                }
+            }
+        }
+        groups
+    }
+
     /// Counts per (region, sku), in label order, so the exposition is stable from scrape to scrape.
     pub fn aggregate(&self) -> BTreeMap<(&str, &str), Counts> {
         let mut groups: BTreeMap<(&str, &str), Counts> = BTreeMap::new();
@@ -305,6 +331,18 @@ pub struct Counts {
     pub total: u64,
     /// Per dimension: one slot per documented status, then the undocumented bucket last.
     by_status: [[u64; MAX_STATUSES + 1]; 6],
+}
+
+/// How old the last backups of a group of instances are (see [`Fleet::backup_ages`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackupAges {
+    /// Per bound, in the order given: instances whose last backup is at most that old (a
+    /// backup time in the future counts as age 0).
+    pub at_most: Vec<u64>,
+    /// Instances with a backup time at all: the `+Inf` bucket.
+    pub with_time: u64,
+    /// Instances without a (readable) backup time.
+    pub without_time: u64,
 }
 
 /// The most documented statuses any dimension has (running status has six).
@@ -336,6 +374,48 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backup_ages_count_cumulatively_against_hand_computed_values() {
+        const DAY: i64 = 86_400;
+        let now = 1_800_000_000;
+        let at = |ago: Option<i64>, sku: &str| Instance {
+            region: "r".into(),
+            sku: sku.into(),
+            backup_time: ago.map(|a| now - a),
+            identity: Identity::new(&format!("{ago:?}{sku}"), "", ""),
+            ..Instance::default()
+        };
+        let fleet = Fleet::from_pages([vec![
+            at(Some(3600), "a"),     // 1 hour
+            at(Some(2 * DAY), "a"),  // 2 days
+            at(Some(3 * DAY), "a"),  // exactly 3 days: in the 3d bucket
+            at(Some(10 * DAY), "a"), // 10 days
+            at(Some(40 * DAY), "a"), // 40 days: only in +Inf
+            at(Some(-5 * DAY), "a"), // in the future: age 0
+            at(None, "a"),           // no backup time
+            at(Some(DAY + 1), "b"),  // just over a day, another SKU
+        ]])
+        .0;
+        let bounds = [DAY as u64, 3 * DAY as u64, 7 * DAY as u64, 30 * DAY as u64];
+        let ages = fleet.backup_ages(now, &bounds);
+        assert_eq!(
+            ages[&("r", "a")],
+            BackupAges {
+                at_most: vec![2, 4, 4, 5],
+                with_time: 6,
+                without_time: 1,
+            }
+        );
+        assert_eq!(
+            ages[&("r", "b")],
+            BackupAges {
+                at_most: vec![0, 1, 1, 1],
+                with_time: 1,
+                without_time: 0,
+            }
+        );
+    }
 
     #[test]
     fn the_problems_rule_exactly() {

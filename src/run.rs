@@ -140,7 +140,7 @@ pub fn build_app(config: &Config) -> Result<axum::Router, RunError> {
     let source = Arc::new(BatchQuery::new(config.upstream.clone(), metrics.clone())?);
     let collector = Collector::new(source, metrics.clone(), config.min_interval)
         .map_err(RunError::Collector)?;
-    let exporter = Arc::new(Exporter::new(collector, metrics, config.instance_metrics));
+    let exporter = Arc::new(Exporter::new(collector, metrics, config.exposition.clone()));
     let options = WebOptions {
         telemetry_path: config.telemetry_path.clone(),
         scrape_timeout: config.scrape_timeout,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::collect::{Collector, LastCollection};
-use crate::exposition::{self, Exposition, Families, InstanceMetrics, Scrape};
+use crate::exposition::{self, Exposition, ExpositionConfig, Families, Scrape};
 use crate::self_metrics::ExporterMetrics;
 
 /// How long before the scraper's own timeout the answer is sent, so that a slow API costs an
@@ -15,19 +15,19 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 pub struct Exporter {
     collector: Collector,
     metrics: Arc<ExporterMetrics>,
-    instance_metrics: InstanceMetrics,
+    config: ExpositionConfig,
 }
 
 impl Exporter {
     pub fn new(
         collector: Collector,
         metrics: Arc<ExporterMetrics>,
-        instance_metrics: InstanceMetrics,
+        config: ExpositionConfig,
     ) -> Self {
         Exporter {
             collector,
             metrics,
-            instance_metrics,
+            config,
         }
     }
 
@@ -53,8 +53,10 @@ impl Exporter {
             fleet,
             duration_seconds: started.elapsed().as_secs_f64(),
             timeout_seconds: timeout.as_secs_f64(),
-            instance_metrics: self.instance_metrics,
+            instance_metrics: self.config.instance_metrics,
             families,
+            backup_age_buckets: self.config.backup_age_buckets.clone(),
+            now: time::OffsetDateTime::now_utc().unix_timestamp(),
             cached_for: self.collector.reuse_window(),
             last_success,
         };

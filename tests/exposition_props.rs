@@ -117,6 +117,8 @@ proptest! {
             timeout_seconds: 10.0,
             instance_metrics: InstanceMetrics::All,
             families: Families::ALL,
+            backup_age_buckets: std::sync::Arc::from([86_400u64, 604_800]),
+            now: 1_800_000_000,
             cached_for: None,
             last_success: None,
         })

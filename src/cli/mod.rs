@@ -3,11 +3,12 @@
 //! that names the flag and says what to fix; nothing downstream re-validates.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
 
-use crate::exposition::InstanceMetrics;
+use crate::exposition::{ExpositionConfig, InstanceMetrics};
 use crate::flags::{parse_duration, parse_positive_duration, parse_time_zone, LogArgs};
 use crate::secret::Secret;
 use crate::upstream::batch_query::{BatchQueryConfig, Filters};
@@ -171,6 +172,11 @@ pub struct ExporterArgs {
           value_parser = parse_instance_metrics)]
     pub instance_metrics: InstanceMetrics,
 
+    /// Bounds of the backup-age buckets (clouddevice_instances_by_backup_age), ascending; +Inf is always added.
+    #[arg(long = "collector.backup-age-buckets", env = "CLOUDDEVICE_EXPORTER_COLLECTOR_BACKUP_AGE_BUCKETS", default_value = "1d,3d,7d,30d",
+          value_name = "DURATIONS", value_parser = parse_age_buckets)]
+    pub backup_age_buckets: Arc<[u64]>,
+
     #[command(flatten)]
     pub log: LogArgs,
 
@@ -196,6 +202,24 @@ impl PoolSceneTag {
     }
 }
 
+/// Durations separated by commas, ascending, each at least a second: the bounds in seconds.
+fn parse_age_buckets(s: &str) -> Result<Arc<[u64]>, String> {
+    let mut bounds = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let seconds = parse_positive_duration(part)?.as_secs();
+        if seconds == 0 {
+            return Err(format!("{part} is under a second"));
+        }
+        if bounds.last().is_some_and(|last| *last >= seconds) {
+            return Err(format!(
+                "{part} is not longer than the bound before it; list the bounds in ascending order, e.g. 1d,3d,7d,30d"
+            ));
+        }
+        bounds.push(seconds);
+    }
+    Ok(bounds.into())
+}
+
 /// `all`, `problems` or `none`; the boolean spellings of the flag's first version mean all and
 /// none.
 fn parse_instance_metrics(s: &str) -> Result<InstanceMetrics, String> {
@@ -218,7 +242,7 @@ fn parse_query_time(s: &str) -> Result<String, String> {
 pub struct Config {
     pub listen_address: String,
     pub telemetry_path: String,
-    pub instance_metrics: InstanceMetrics,
+    pub exposition: ExpositionConfig,
     /// Used when the scraper does not send its timeout.
     pub scrape_timeout: Duration,
     /// Reuse window of a successful collection; zero turns it off.
@@ -289,7 +313,10 @@ impl ExporterArgs {
         Ok(Config {
             listen_address,
             telemetry_path,
-            instance_metrics: self.instance_metrics,
+            exposition: ExpositionConfig {
+                instance_metrics: self.instance_metrics,
+                backup_age_buckets: self.backup_age_buckets,
+            },
             scrape_timeout: self.scrape_timeout,
             min_interval: self.min_interval,
             max_requests: self.max_requests,
@@ -423,6 +450,21 @@ mod tests {
             &["--log.format", "xml"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn backup_age_buckets_are_ascending_durations() {
+        let buckets = |s: &str| {
+            parse(&["--collector.backup-age-buckets", s]).map(|c| c.exporter.backup_age_buckets)
+        };
+        assert_eq!(
+            &*parse(&[]).unwrap().exporter.backup_age_buckets,
+            [86_400, 259_200, 604_800, 2_592_000]
+        );
+        assert_eq!(&*buckets("12h, 2d").unwrap(), [43_200, 172_800]);
+        for bad in ["2d,1d", "1d,1d", "soon", "0s", "500ms", ""] {
+            assert!(buckets(bad).is_err(), "{bad}");
         }
     }
 

@@ -23,6 +23,14 @@ pub enum InstanceMetrics {
     None,
 }
 
+/// What the flags say the exposition holds.
+#[derive(Debug, Clone)]
+pub struct ExpositionConfig {
+    pub instance_metrics: InstanceMetrics,
+    /// The bounds of the backup-age buckets, in seconds, ascending (`+Inf` is implied).
+    pub backup_age_buckets: Arc<[u64]>,
+}
+
 /// Which families a scrape asks for (`/metrics?collect[]=…`), so that one Prometheus job can
 /// take the aggregates often and the per-instance series seldom. `clouddevice_up` and the
 /// scrape's own duration, timeout and data age are always there.
@@ -82,6 +90,10 @@ pub struct Scrape {
     pub instance_metrics: InstanceMetrics,
     /// The families asked for.
     pub families: Families,
+    /// The bounds of the backup-age buckets, in seconds, ascending (`+Inf` is implied).
+    pub backup_age_buckets: Arc<[u64]>,
+    /// Now, as Unix seconds: what backup ages are measured from.
+    pub now: i64,
     /// Set when a scrape may be served from an earlier collection (`--scrape.min-interval`).
     pub cached_for: Option<std::time::Duration>,
     /// When the data last read successfully was collected.
@@ -121,6 +133,7 @@ fn scrape_families(scrape: &Scrape) -> Vec<MetricFamily> {
     if let Some(fleet) = scrape.fleet.as_ref().filter(|_| scrape.families.aggregates) {
         let start = families.len();
         aggregate_families(fleet, &mut families);
+        backup_age_families(fleet, scrape, &mut families);
         // The exporter guidelines ask that cached values say so where they are described.
         if let Some(note) = cache_note(scrape) {
             for family in &mut families[start..] {
@@ -202,6 +215,42 @@ fn aggregate_families(fleet: &Fleet, out: &mut Vec<MetricFamily>) {
     }
 }
 
+/// How old the last backups are, per region and SKU, without per-instance series: staleness can
+/// be alerted on in every mode.
+fn backup_age_families(fleet: &Fleet, scrape: &Scrape, out: &mut Vec<MetricFamily>) {
+    let bounds = &scrape.backup_age_buckets;
+    let groups = fleet.backup_ages(scrape.now, bounds);
+    let mut buckets = Vec::new();
+    let mut without = Vec::new();
+    for ((region, sku), ages) in &groups {
+        let les = bounds.iter().map(u64::to_string);
+        let counts = ages.at_most.iter().copied();
+        for (bound, n) in les
+            .chain(["+Inf".to_string()])
+            .zip(counts.chain([ages.with_time]))
+        {
+            let labels = [
+                ("max_age_seconds", bound.as_str()),
+                ("region", *region),
+                ("sku", *sku),
+            ];
+            buckets.push(gauge(&labels, n as f64));
+        }
+        let labels = [("region", *region), ("sku", *sku)];
+        without.push(gauge(&labels, ages.without_time as f64));
+    }
+    out.push(family(
+        "clouddevice_instances_by_backup_age",
+        "Number of instances whose last backup is at most max_age_seconds old, by region and SKU, cumulative like histogram buckets; max_age_seconds=\"+Inf\" counts every instance with a backup time, and a time in the future counts as age 0.",
+        buckets,
+    ));
+    out.push(family(
+        "clouddevice_instances_without_backup_time",
+        "Number of instances without a readable backup_time, by region and SKU.",
+        without,
+    ));
+}
+
 /// Label pairs must be given sorted by name: the encoder writes them in the order given.
 fn gauge(labels: &[(&str, &str)], value: f64) -> Metric {
     let mut g = Gauge::new();
@@ -251,6 +300,8 @@ mod tests {
             timeout_seconds: 10.0,
             instance_metrics,
             families: Families::ALL,
+            backup_age_buckets: Arc::from([86_400u64]),
+            now: 1_800_000_000,
             cached_for: None,
             last_success: None,
         })
@@ -352,6 +403,40 @@ mod tests {
         // With no instance in trouble, no per-instance family at all.
         let calm = fleet(vec![instance("ok", 0)]);
         assert!(!render(Some(&calm), InstanceMetrics::Problems).contains("clouddevice_instance_"));
+    }
+
+    #[test]
+    fn backup_ages_are_buckets_per_region_and_sku() {
+        let f = fleet(vec![
+            Instance {
+                region: "r".into(),
+                sku: "s".into(),
+                backup_time: Some(1_800_000_000 - 3600),
+                identity: Identity::new("a", "", ""),
+                ..Instance::default()
+            },
+            Instance {
+                region: "r".into(),
+                sku: "s".into(),
+                backup_time: Some(1_800_000_000 - 2 * 86_400),
+                identity: Identity::new("b", "", ""),
+                ..Instance::default()
+            },
+            Instance {
+                region: "r".into(),
+                sku: "s".into(),
+                identity: Identity::new("c", "", ""),
+                ..Instance::default()
+            },
+        ]);
+        let text = render(Some(&f), InstanceMetrics::None);
+        for line in [
+            r#"clouddevice_instances_by_backup_age{max_age_seconds="86400",region="r",sku="s"} 1"#,
+            r#"clouddevice_instances_by_backup_age{max_age_seconds="+Inf",region="r",sku="s"} 2"#,
+            r#"clouddevice_instances_without_backup_time{region="r",sku="s"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
     }
 
     #[test]
