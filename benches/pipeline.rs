@@ -5,7 +5,9 @@
 
 use std::hint::black_box;
 
-use clouddevice_exporter::exposition::{render_text, Families, InstanceMetrics, Scrape};
+use clouddevice_exporter::exposition::{
+    render_text, Families, InstanceMetrics, InstanceName, Scrape,
+};
 use clouddevice_exporter::fleet::Fleet;
 use clouddevice_exporter::simulator::generate_fleet;
 use clouddevice_exporter::upstream::wire;
@@ -77,6 +79,7 @@ fn render(c: &mut Criterion) {
             duration_seconds: 1.0,
             timeout_seconds: 10.0,
             instance_metrics,
+            instance_name: InstanceName::Everywhere,
             families: Families::ALL,
             backup_age_buckets: std::sync::Arc::from([86_400u64, 604_800]),
             now: 1_800_000_000,

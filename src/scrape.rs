@@ -54,6 +54,7 @@ impl Exporter {
             duration_seconds: started.elapsed().as_secs_f64(),
             timeout_seconds: timeout.as_secs_f64(),
             instance_metrics: self.config.instance_metrics,
+            instance_name: self.config.instance_name,
             families,
             backup_age_buckets: self.config.backup_age_buckets.clone(),
             now: time::OffsetDateTime::now_utc().unix_timestamp(),

@@ -7,7 +7,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use clouddevice_exporter::exposition::{render_text, Families, InstanceMetrics, Scrape};
+use clouddevice_exporter::exposition::{
+    render_text, Families, InstanceMetrics, InstanceName, Scrape,
+};
 use clouddevice_exporter::fleet::{Fleet, Identity, Instance};
 use proptest::prelude::*;
 
@@ -116,6 +118,7 @@ proptest! {
             duration_seconds: 0.5,
             timeout_seconds: 10.0,
             instance_metrics: InstanceMetrics::All,
+            instance_name: InstanceName::Everywhere,
             families: Families::ALL,
             backup_age_buckets: std::sync::Arc::from([86_400u64, 604_800]),
             now: 1_800_000_000,

@@ -527,3 +527,30 @@ async fn scrapes_of_different_families_share_one_collection() {
     assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
     assert_eq!(sim.requests(), 1, "one page, read once for both");
 }
+
+#[tokio::test]
+async fn instance_names_can_stay_on_the_info_metric_or_go_entirely() {
+    let (_sim, info_only) =
+        sim_and_exporter(fleet(30), &["--collector.instance-name", "info"]).await;
+    let m = info_only.scrape().await;
+    assert!(m
+        .samples("clouddevice_instance_info")
+        .iter()
+        .all(|(labels, _)| labels.contains("instance_name=\"")));
+    for family in [
+        "clouddevice_instance_running_status",
+        "clouddevice_instance_backup_timestamp_seconds",
+    ] {
+        let samples = m.samples(family);
+        assert!(!samples.is_empty());
+        assert!(
+            samples.iter().all(|(l, _)| !l.contains("instance_name")),
+            "{family}"
+        );
+    }
+    let (_sim, nowhere) =
+        sim_and_exporter(fleet(30), &["--collector.instance-name", "nowhere"]).await;
+    let m = nowhere.scrape().await;
+    assert!(m.samples("clouddevice_instance_info").len() == 30);
+    assert!(!m.contains("instance_name"), "{}", m.0);
+}

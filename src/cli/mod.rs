@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
 
-use crate::exposition::{ExpositionConfig, InstanceMetrics};
+use crate::exposition::{ExpositionConfig, InstanceMetrics, InstanceName};
 use crate::flags::{parse_duration, parse_positive_duration, parse_time_zone, LogArgs};
 use crate::secret::Secret;
 use crate::upstream::batch_query::{BatchQueryConfig, Filters};
@@ -172,6 +172,11 @@ pub struct ExporterArgs {
           value_parser = parse_instance_metrics)]
     pub instance_metrics: InstanceMetrics,
 
+    /// Where per-instance series carry instance_name: everywhere, info (clouddevice_instance_info only) or nowhere.
+    #[arg(long = "collector.instance-name", env = "CLOUDDEVICE_EXPORTER_COLLECTOR_INSTANCE_NAME", default_value = "everywhere",
+          value_name = "WHERE", value_parser = parse_instance_name)]
+    pub instance_name_label: InstanceName,
+
     /// Bounds of the backup-age buckets (clouddevice_instances_by_backup_age), ascending; +Inf is always added.
     #[arg(long = "collector.backup-age-buckets", env = "CLOUDDEVICE_EXPORTER_COLLECTOR_BACKUP_AGE_BUCKETS", default_value = "1d,3d,7d,30d",
           value_name = "DURATIONS", value_parser = parse_age_buckets)]
@@ -218,6 +223,15 @@ fn parse_age_buckets(s: &str) -> Result<Arc<[u64]>, String> {
         bounds.push(seconds);
     }
     Ok(bounds.into())
+}
+
+fn parse_instance_name(s: &str) -> Result<InstanceName, String> {
+    match s {
+        "everywhere" => Ok(InstanceName::Everywhere),
+        "info" => Ok(InstanceName::Info),
+        "nowhere" => Ok(InstanceName::Nowhere),
+        _ => Err("write everywhere, info or nowhere".into()),
+    }
 }
 
 /// `all`, `problems` or `none`; the boolean spellings of the flag's first version mean all and
@@ -315,6 +329,7 @@ impl ExporterArgs {
             telemetry_path,
             exposition: ExpositionConfig {
                 instance_metrics: self.instance_metrics,
+                instance_name: self.instance_name_label,
                 backup_age_buckets: self.backup_age_buckets,
             },
             scrape_timeout: self.scrape_timeout,

@@ -94,9 +94,21 @@ enum Part {
     },
 }
 
-/// The label set `instance_id="…",instance_name="…",region="…"` of every instance, escaped once.
-/// Eight of the nine per-instance families carry it: written from here, each line is a few
-/// copies instead of eight escapes of the same three values.
+/// Where the per-instance families carry `instance_name` (`--collector.instance-name`): names
+/// are chosen by users and may be personal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceName {
+    /// On every per-instance family.
+    Everywhere,
+    /// On `clouddevice_instance_info` only.
+    Info,
+    /// Nowhere.
+    Nowhere,
+}
+
+/// The label set `instance_id="…",instance_name="…",region="…"` of every instance (without the
+/// name unless it goes everywhere), escaped once. Eight of the nine per-instance families carry
+/// it: written from here, each line is a few copies instead of eight escapes of the same values.
 #[derive(Default)]
 struct SeriesLabels {
     text: Vec<u8>,
@@ -106,7 +118,7 @@ struct SeriesLabels {
 }
 
 impl SeriesLabels {
-    fn new(fleet: &Fleet) -> Self {
+    fn new(fleet: &Fleet, with_name: bool) -> Self {
         let mut labels = SeriesLabels {
             text: Vec::with_capacity(fleet.len() * 64),
             ends: Vec::with_capacity(fleet.len()),
@@ -114,7 +126,9 @@ impl SeriesLabels {
         for i in fleet.instances() {
             // With the braces and the space before the value: fewer copies per line.
             label(&mut labels.text, "{instance_id=\"", i.instance_id());
-            label(&mut labels.text, "\",instance_name=\"", i.instance_name());
+            if with_name {
+                label(&mut labels.text, "\",instance_name=\"", i.instance_name());
+            }
             labels.text.push(b'"');
             let name_end = labels.text.len();
             label(&mut labels.text, ",region=\"", &i.region);
@@ -124,7 +138,7 @@ impl SeriesLabels {
         labels
     }
 
-    /// The `n`-th instance's `{…} ` whole, and its `instance_id="…",instance_name="…"` part.
+    /// The `n`-th instance's `{…} ` whole, and its `instance_id="…"[,instance_name="…"]` part.
     fn get(&self, n: usize) -> (&[u8], &[u8]) {
         let start = n
             .checked_sub(1)
@@ -141,6 +155,7 @@ impl SeriesLabels {
 /// The body of one scrape, as an iterator of chunks.
 pub struct Exposition {
     parts: Vec<Part>,
+    instance_name: InstanceName,
     fleet: Option<Arc<Fleet>>,
     labels: SeriesLabels,
     /// Where the next chunk starts: the part, and in a per-instance part, whether its header is
@@ -160,6 +175,7 @@ impl Exposition {
         families: Vec<MetricFamily>,
         instances: Option<Arc<Fleet>>,
         help_suffix: Option<&str>,
+        instance_name: InstanceName,
     ) -> Result<Self, prometheus::Error> {
         let encoder = TextEncoder::new();
         let mut named: Vec<(String, Part)> = Vec::with_capacity(families.len() + 9);
@@ -194,8 +210,9 @@ impl Exposition {
             parts: named.into_iter().map(|(_, part)| part).collect(),
             labels: instances
                 .as_deref()
-                .map(SeriesLabels::new)
+                .map(|fleet| SeriesLabels::new(fleet, instance_name == InstanceName::Everywhere))
                 .unwrap_or_default(),
+            instance_name,
             fleet: instances,
             part: 0,
             header_done: false,
@@ -244,7 +261,13 @@ impl Iterator for Exposition {
                         let rows = &pages[self.page];
                         while buf.len() < CHUNK && self.row < rows.len() {
                             let labels = self.labels.get(self.index);
-                            write_row(&mut buf, name, *family, &rows[self.row], labels);
+                            write_row(
+                                &mut buf,
+                                (name, *family),
+                                &rows[self.row],
+                                labels,
+                                self.instance_name,
+                            );
                             self.row += 1;
                             self.index += 1;
                         }
@@ -270,10 +293,10 @@ impl Iterator for Exposition {
 /// One sample line. `labels` is the instance's escaped `{…} ` whole, and its id and name part.
 fn write_row(
     buf: &mut Vec<u8>,
-    name: &str,
-    family: PerInstance,
+    (name, family): (&str, PerInstance),
     i: &Instance,
     (labels, id_and_name): (&[u8], &[u8]),
+    instance_name: InstanceName,
 ) {
     let Some(value) = family.value(i) else {
         return;
@@ -285,6 +308,11 @@ fn write_row(
             label(buf, "{billing_mode=\"", &i.billing_mode);
             buf.extend_from_slice(b"\",");
             buf.extend_from_slice(id_and_name);
+            if instance_name == InstanceName::Info {
+                // The series' labels leave the name out; the info metric has it.
+                label(buf, ",instance_name=\"", i.instance_name());
+                buf.push(b'"');
+            }
             label(buf, ",phone_id=\"", i.phone_id());
             label(buf, "\",project_id=\"", &i.project_id);
             label(buf, "\",project_name=\"", &i.project_name);
@@ -343,9 +371,14 @@ mod tests {
     fn every_family_header_is_written_once_whatever_the_chunk_boundaries() {
         // Enough rows for many chunks, with lines of varying length so that boundaries fall
         // everywhere, including right after a header.
-        let text = Exposition::new(Vec::new(), Some(fleet(20_000)), None)
-            .unwrap()
-            .into_string();
+        let text = Exposition::new(
+            Vec::new(),
+            Some(fleet(20_000)),
+            None,
+            InstanceName::Everywhere,
+        )
+        .unwrap()
+        .into_string();
         for name in [
             "clouddevice_instance_info",
             "clouddevice_instance_running_status",
@@ -362,9 +395,14 @@ mod tests {
             assert_eq!(rows, 20_000, "{name}");
         }
         assert!(
-            Exposition::new(Vec::new(), Some(fleet(20_000)), None)
-                .unwrap()
-                .count()
+            Exposition::new(
+                Vec::new(),
+                Some(fleet(20_000)),
+                None,
+                InstanceName::Everywhere
+            )
+            .unwrap()
+            .count()
                 > 10
         );
     }
@@ -373,7 +411,7 @@ mod tests {
     /// `TextEncoder`: what the hand-written rows must equal. Built as protobuf messages, not
     /// gauge vectors: a vector tells series apart by a hash of their label values run together,
     /// so `("b", "ab", "a")` and `("ba", "", "ba")` would become one series.
-    fn reference(fleet: &Fleet) -> String {
+    fn reference(fleet: &Fleet, naming: InstanceName) -> String {
         use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
         let mut families = Vec::new();
         for family in PerInstance::all() {
@@ -382,12 +420,17 @@ mod tests {
                 let Some(value) = family.value(i) else {
                     continue;
                 };
-                let mut labels = vec![
-                    ("instance_id", i.instance_id()),
-                    ("instance_name", i.instance_name()),
-                    ("region", &*i.region),
-                ];
-                if let PerInstance::Info = family {
+                let is_info = matches!(family, PerInstance::Info);
+                let named = match naming {
+                    InstanceName::Everywhere => true,
+                    InstanceName::Info => is_info,
+                    InstanceName::Nowhere => false,
+                };
+                let mut labels = vec![("instance_id", i.instance_id()), ("region", &*i.region)];
+                if named {
+                    labels.push(("instance_name", i.instance_name()));
+                }
+                if is_info {
                     labels.extend([
                         ("region_name", &*i.region_name),
                         ("sku", &*i.sku),
@@ -465,6 +508,11 @@ mod tests {
 
         #[test]
         fn the_rows_equal_what_the_text_encoder_writes(
+            naming in proptest::sample::select(vec![
+                InstanceName::Everywhere,
+                InstanceName::Info,
+                InstanceName::Nowhere,
+            ]),
             rows in proptest::collection::vec(
                 (
                     proptest::array::uniform3(hostile_text()),
@@ -492,12 +540,12 @@ mod tests {
                 })
                 .collect();
             let fleet = Arc::new(Fleet::from_pages([instances]).0);
-            let ours = Exposition::new(Vec::new(), Some(fleet.clone()), None)
+            let ours = Exposition::new(Vec::new(), Some(fleet.clone()), None, naming)
                 .unwrap()
                 .into_string();
             proptest::prop_assert_eq!(
                 samples_sorted(&ours),
-                samples_sorted(&reference(&fleet))
+                samples_sorted(&reference(&fleet, naming))
             );
         }
     }

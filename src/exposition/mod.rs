@@ -10,7 +10,7 @@ use crate::fleet::{Dimension, Fleet, UNDOCUMENTED};
 
 mod body;
 
-pub use body::Exposition;
+pub use body::{Exposition, InstanceName};
 
 /// Which instances get per-instance series (`--collector.instance-metrics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,7 @@ pub enum InstanceMetrics {
 #[derive(Debug, Clone)]
 pub struct ExpositionConfig {
     pub instance_metrics: InstanceMetrics,
+    pub instance_name: InstanceName,
     /// The bounds of the backup-age buckets, in seconds, ascending (`+Inf` is implied).
     pub backup_age_buckets: Arc<[u64]>,
 }
@@ -88,6 +89,7 @@ pub struct Scrape {
     /// The timeout the scrape worked to.
     pub timeout_seconds: f64,
     pub instance_metrics: InstanceMetrics,
+    pub instance_name: InstanceName,
     /// The families asked for.
     pub families: Families,
     /// The bounds of the backup-age buckets, in seconds, ascending (`+Inf` is implied).
@@ -176,7 +178,7 @@ pub fn render(scrape: &Scrape, own: Vec<MetricFamily>) -> Result<Exposition, pro
         .chain(cache_note(scrape))
         .collect();
     let suffix = (!notes.is_empty()).then(|| notes.join(" "));
-    Exposition::new(families, instances, suffix.as_deref())
+    Exposition::new(families, instances, suffix.as_deref(), scrape.instance_name)
 }
 
 fn aggregate_families(fleet: &Fleet, out: &mut Vec<MetricFamily>) {
@@ -299,6 +301,7 @@ mod tests {
             duration_seconds: 0.25,
             timeout_seconds: 10.0,
             instance_metrics,
+            instance_name: InstanceName::Everywhere,
             families: Families::ALL,
             backup_age_buckets: Arc::from([86_400u64]),
             now: 1_800_000_000,
