@@ -157,7 +157,10 @@ async fn measure(
     } else {
         f64::NAN
     };
-    let metrics_flag = format!("--collector.instance-metrics={instance_metrics}");
+    let metrics_flag = format!(
+        "--collector.instance-metrics={}",
+        if instance_metrics { "all" } else { "none" }
+    );
     let (exporter, address) = start(&[
         "--web.listen-address",
         "127.0.0.1:0",

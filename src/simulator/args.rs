@@ -63,6 +63,13 @@ pub struct SimulateArgs {
           value_name = "ZONE", value_parser = parse_time_zone, allow_hyphen_values = true)]
     pub time_zone: time::UtcOffset,
 
+    /// Share of instances in trouble, in percent (e.g. 1): each frozen, with a failed backup or
+    /// restore, or an undocumented status; every other instance healthy. Without it the fleet
+    /// keeps its default mixture of awkward cases (about one instance in six in trouble).
+    #[arg(long = "trouble-percent", env = "CLOUDDEVICE_EXPORTER_SIMULATE_TROUBLE_PERCENT",
+          value_name = "PERCENT", value_parser = parse_percent)]
+    pub trouble_percent: Option<f64>,
+
     /// Answer every request with this documented error code (e.g. KOOPHONE.API.1001).
     #[arg(
         long = "error-code",
@@ -142,6 +149,16 @@ pub struct SimulateArgs {
     pub log: LogArgs,
 }
 
+/// A number from 0 to 100.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "{s:?} is not a percentage from 0 to 100 (e.g. 1 or 0.5)"
+        )),
+    }
+}
+
 /// Why the simulator could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -192,6 +209,7 @@ pub async fn run(args: SimulateArgs) -> Result<(), SimError> {
         access_key,
         security_token,
         time_zone: args.time_zone,
+        trouble_percent: args.trouble_percent,
         error: args.error_code.map(|code| (args.error_status, code)),
         ..SimConfig::new(args.instances, args.seed)
     };

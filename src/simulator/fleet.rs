@@ -153,6 +153,36 @@ pub fn generate_fleet(seed: u64, size: usize, now: i64) -> Vec<SimInstance> {
         .collect()
 }
 
+/// The fleet with exactly the trouble `percent` asks for, chosen at random from `seed`: each
+/// instance is, with that probability, frozen, or its last backup or restore failed, or it carries
+/// an undocumented running status; every other instance is made healthy. (The default fleet's
+/// mixture puts about one instance in six in trouble, far more than a real fleet.)
+pub fn with_trouble(mut fleet: Vec<SimInstance>, percent: f64, seed: u64) -> Vec<SimInstance> {
+    const FAILED: i64 = 3;
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x7e0b_1e5e_ed00_0001);
+    for instance in &mut fleet {
+        instance.frozen_status = 0;
+        if instance.running_status > 5 {
+            instance.running_status = 2;
+        }
+        if instance.backup_status == FAILED || instance.backup_status > 4 {
+            instance.backup_status = 2;
+        }
+        if instance.restore_status == FAILED {
+            instance.restore_status = 2;
+        }
+        if rng.f64() * 100.0 < percent {
+            match weighted(&mut rng, &[50, 30, 10, 10]) {
+                0 => instance.frozen_status = 1,
+                1 => instance.backup_status = FAILED,
+                2 => instance.restore_status = FAILED,
+                _ => instance.running_status = 9,
+            }
+        }
+    }
+    fleet
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +206,33 @@ mod tests {
         assert!(fleet.iter().any(|i| i.backup_time.is_empty()));
         assert!(fleet.iter().any(|i| i.frozen_status == 1));
         assert!(fleet.iter().any(|i| i.backup_status == 3));
+    }
+
+    #[test]
+    fn with_trouble_puts_that_share_of_the_fleet_in_trouble() {
+        let trouble = |i: &SimInstance| {
+            i.frozen_status == 1
+                || i.backup_status == 3
+                || i.restore_status == 3
+                || i.running_status > 5
+                || i.backup_status > 4
+        };
+        assert!(
+            generate_fleet(1, 20_000, 1_700_000_000)
+                .iter()
+                .filter(|i| trouble(i))
+                .count()
+                > 2_000
+        );
+        let fleet = with_trouble(generate_fleet(1, 20_000, 1_700_000_000), 1.0, 1);
+        let n = fleet.iter().filter(|i| trouble(i)).count();
+        // 200 expected; the binomial's standard deviation is 14.
+        assert!((140..=260).contains(&n), "{n} of 20,000 in trouble");
+        assert!(fleet.iter().any(|i| i.frozen_status == 1));
+        assert!(fleet.iter().any(|i| i.backup_status == 3));
+        assert!(fleet.iter().any(|i| i.restore_status == 3));
+        assert!(fleet.iter().any(|i| i.running_status == 9));
+        let none = with_trouble(generate_fleet(1, 2_000, 1_700_000_000), 0.0, 1);
+        assert!(!none.iter().any(trouble));
     }
 }

@@ -62,6 +62,8 @@ pub struct SimConfig {
     pub now: i64,
     /// The zone backup and restore times are written in.
     pub time_zone: time::UtcOffset,
+    /// The share of instances in trouble, in percent; `None` keeps the default fleet's mixture.
+    pub trouble_percent: Option<f64>,
 }
 
 impl SimConfig {
@@ -80,6 +82,7 @@ impl SimConfig {
             error: None,
             now: time::OffsetDateTime::now_utc().unix_timestamp(),
             time_zone: time::UtcOffset::UTC,
+            trouble_percent: None,
         }
     }
 }
@@ -236,7 +239,10 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Starts a simulator on `listener` and serves until the handle is dropped.
 pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHandle> {
     let addr = listener.local_addr()?;
-    let fleet = generate_fleet(config.seed, config.instances, config.now);
+    let mut fleet = generate_fleet(config.seed, config.instances, config.now);
+    if let Some(percent) = config.trouble_percent {
+        fleet = fleet::with_trouble(fleet, percent, config.seed);
+    }
     let rows = fleet
         .iter()
         .map(|i| serde_json::to_string(&i.in_zone(config.time_zone)).unwrap_or_default())

@@ -9,6 +9,11 @@ dashboards/prometheus/alerts.yml loaded. Then checks that:
     to "all", returns at least one series (no panel shows "No data" on a live fleet);
   - CloudDeviceInstanceFrozen and CloudDeviceBackupFailed fire for exactly the instances the
     simulator froze or whose backup failed, read from the simulator's own API;
+  - two more exporters on the same fleet, with --collector.instance-metrics=problems (and
+    --collector.instance-name=info) and =none: in problems mode the per-instance alerts still
+    name exactly those instances; in none mode the per-region alerts (CloudDeviceFrozenInRegion,
+    CloudDeviceBackupsFailedInRegion, CloudDeviceBackupsStaleInRegion) fire for exactly the
+    regions concerned with the simulator's counts, and stay silent in all mode;
   - CloudDeviceExporterDown fires once the exporter is stopped;
   - a second exporter, serving HTTPS with basic auth (--web.config.file), is scraped by
     Prometheus with `scheme: https`, `tls_config.ca_file` and `basic_auth`, and its target is up.
@@ -18,6 +23,7 @@ real durations are covered by `promtool test rules`. Everything started is stopp
 Usage: tests/e2e/e2e.py [path/to/clouddevice_exporter]
 """
 
+import calendar
 import json
 import os
 import re
@@ -101,19 +107,41 @@ def wait_for(what, probe, limit=60):
     raise RuntimeError(f"timed out waiting for {what} (last: {last!r})")
 
 
-def simulator_truth(sim):
-    """Frozen and failed-backup instance ids, read from the simulator's API like a client would."""
-    frozen, failed, page = set(), set(), 1
+def simulator_rows(sim):
+    """Every instance, read from the simulator's API like a client would."""
+    rows, page = [], 1
     while True:
         query = urllib.parse.urlencode({"page_no": page, "page_size": 100, "x-request-id": str(uuid.uuid4())})
         body = json.loads(get(f"{sim}/v1/instances/batch-query?{query}", {"X-Auth-Token": TOKEN}))
-        rows = body["data"]["result"]
-        if not rows:
-            break
-        frozen |= {r["instance_id"] for r in rows if r["frozen_status"] == 1}
-        failed |= {r["instance_id"] for r in rows if r["backup_status"] == 3}
+        result = body["data"]["result"]
+        if not result:
+            return rows
+        rows += result
         page += 1
-    return frozen, failed
+
+
+def simulator_truth(sim):
+    """Frozen and failed-backup instance ids."""
+    rows = simulator_rows(sim)
+    return ({r["instance_id"] for r in rows if r["frozen_status"] == 1},
+            {r["instance_id"] for r in rows if r["backup_status"] == 3})
+
+
+def backup_age(row, now):
+    """Seconds since the row's backup_time (the simulator writes UTC), or None without one."""
+    try:
+        t = time.strptime(row["backup_time"], "%Y-%m-%d %H:%M:%S")
+    except (ValueError, TypeError):
+        return None
+    return now - calendar.timegm(t)
+
+
+def per_region(rows, keep):
+    counts = {}
+    for r in rows:
+        if keep(r):
+            counts[r["region"]] = counts.get(r["region"], 0) + 1
+    return counts
 
 
 def prom_query(prom, expr):
@@ -164,6 +192,7 @@ def main():
         check(uids == {"${datasource}"}, f"panels use only the ${{datasource}} variable, no fixed uid ({uids})")
 
         sim_port, exp_port, prom_port, tls_port = free_port(), free_port(), free_port(), free_port()
+        problems_port, none_port = free_port(), free_port()
         sim, exporter_url, prom = (f"http://127.0.0.1:{p}" for p in (sim_port, exp_port, prom_port))
         token_file = os.path.join(work, "token")
         with open(token_file, "w") as f:
@@ -174,6 +203,12 @@ def main():
         exporter = start("exporter", [binary, "--web.listen-address", f"127.0.0.1:{exp_port}",
                                       "--clouddevice.endpoint", sim,
                                       "--clouddevice.auth-token-file", token_file], work)
+        start("exporter-problems", [binary, "--web.listen-address", f"127.0.0.1:{problems_port}",
+                                    "--clouddevice.endpoint", sim, "--clouddevice.auth-token-file", token_file,
+                                    "--collector.instance-metrics=problems", "--collector.instance-name=info"], work)
+        start("exporter-none", [binary, "--web.listen-address", f"127.0.0.1:{none_port}",
+                                "--clouddevice.endpoint", sim, "--clouddevice.auth-token-file", token_file,
+                                "--collector.instance-metrics=none"], work)
 
         # A self-signed certificate for 127.0.0.1, trusted by Prometheus as its own CA.
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
@@ -201,6 +236,12 @@ scrape_configs:
   - job_name: clouddevice
     static_configs:
       - targets: ["127.0.0.1:{exp_port}"]
+  - job_name: clouddevice-problems
+    static_configs:
+      - targets: ["127.0.0.1:{problems_port}"]
+  - job_name: clouddevice-none
+    static_configs:
+      - targets: ["127.0.0.1:{none_port}"]
   - job_name: clouddevice-tls
     scheme: https
     tls_config:
@@ -240,17 +281,52 @@ scrape_configs:
         except RuntimeError as e:
             check(False, f"Prometheus scrapes the exporter over HTTPS with basic auth ({e})")
 
-        def firing_ids(name, expected):
-            ids = {a["labels"].get("instance_id") for a in alerts(prom, name) if a["labels"].get("job") == "clouddevice"}
-            return ids if ids == expected else None
+        def firing_ids(name, job):
+            return {a["labels"].get("instance_id") for a in alerts(prom, name) if a["labels"].get("job") == job}
 
-        for name, expected in (("CloudDeviceInstanceFrozen", frozen), ("CloudDeviceBackupFailed", failed)):
+        for job in ("clouddevice", "clouddevice-problems"):
+            for name, expected in (("CloudDeviceInstanceFrozen", frozen), ("CloudDeviceBackupFailed", failed)):
+                try:
+                    wait_for(f"{name} to fire in {job}", lambda: firing_ids(name, job) == expected, limit=30)
+                    check(True, f"{name} fires for exactly the {len(expected)} instances the simulator has ({job})")
+                except RuntimeError:
+                    check(False, f"{name} fires for {sorted(firing_ids(name, job))} in {job}, expected {sorted(expected)}")
+
+        # The per-region alerts, against counts read from the simulator. A backup within a few
+        # minutes of the 7-day bound may cross it during the run: it may be counted either way.
+        rows = simulator_rows(sim)
+        now = time.time()
+        week, slack = 7 * 86400, 600
+        sure_stale = per_region(rows, lambda r: backup_age(r, now) is None or backup_age(r, now) > week + slack)
+        maybe_stale = per_region(rows, lambda r: backup_age(r, now) is not None and abs(backup_age(r, now) - week) <= slack)
+        region_expectations = (
+            ("CloudDeviceFrozenInRegion", per_region(rows, lambda r: r["frozen_status"] == 1), {}),
+            ("CloudDeviceBackupsFailedInRegion", per_region(rows, lambda r: r["backup_status"] == 3), {}),
+            ("CloudDeviceBackupsStaleInRegion", sure_stale, maybe_stale),
+        )
+
+        def region_values(name, job):
+            return {a["labels"]["region"]: float(a["value"]) for a in alerts(prom, name) if a["labels"].get("job") == job}
+
+        def matches(got, sure, maybe):
+            regions = set(sure) | set(maybe)
+            return set(got) <= regions and set(sure) <= set(got) and all(
+                sure.get(r, 0) <= v <= sure.get(r, 0) + maybe.get(r, 0) for r, v in got.items())
+
+        for name, sure, maybe in region_expectations:
+            check(len(sure) > 0, f"the fleet has instances for {name}")
             try:
-                wait_for(f"{name} to fire", lambda: firing_ids(name, expected), limit=30)
-                check(True, f"{name} fires for exactly the {len(expected)} instances the simulator has")
+                wait_for(f"{name} to fire", lambda: matches(region_values(name, "clouddevice-none"), sure, maybe), limit=30)
+                check(True, f"{name} fires per region with the simulator's counts ({sure}) with --collector.instance-metrics=none")
             except RuntimeError:
-                got = {a["labels"].get("instance_id") for a in alerts(prom, name) if a["labels"].get("job") == "clouddevice"}
-                check(False, f"{name} fires for {sorted(got)}, expected {sorted(expected)}")
+                check(False, f"{name} fires with {region_values(name, 'clouddevice-none')}, expected {sure} (+ up to {maybe})")
+            pending_or_firing = [a for state in ("pending", "firing") for a in alerts(prom, name, state)
+                                 if a["labels"].get("job") == "clouddevice"]
+            check(not pending_or_firing, f"{name} stays silent in all mode, where per-instance alerts name the phones")
+        for name in ("CloudDeviceFrozenInRegion", "CloudDeviceBackupsFailedInRegion"):
+            quiet = [a for state in ("pending", "firing") for a in alerts(prom, name, state)
+                     if a["labels"].get("job") == "clouddevice-problems"]
+            check(not quiet, f"{name} stays silent in problems mode, where per-instance alerts name the phones")
         check(not alerts(prom, "CloudDeviceExporterDown") and not alerts(prom, "CloudDeviceScrapeFailing"),
               "the exporter alerts are silent while it serves")
 
