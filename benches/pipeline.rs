@@ -75,6 +75,8 @@ fn render(c: &mut Criterion) {
         (InstanceMetrics::None, "fleet_of_10k_aggregates_only"),
     ] {
         let scrape = Scrape {
+            up: true,
+            stale_for: None,
             fleet: Some(std::sync::Arc::new(fleet.clone())),
             duration_seconds: 1.0,
             timeout_seconds: 10.0,

@@ -1,5 +1,6 @@
 //! One collection of the fleet shared by every scrape that wants it: a scrape starts one, joins
-//! the one in progress, or reuses a recent one (`--scrape.min-interval`). Collections run on a
+//! the one in progress, or reuses a recent one (`--scrape.min-interval`); when one fails, the last
+//! successful one may stand in for it (`--scrape.serve-stale-for`). Collections run on a
 //! thread of their own, read from a [`Source`], and count the failures that are theirs alone.
 //! Knows nothing of HTTP or of the text format.
 
@@ -35,9 +36,10 @@ type Running = Shared<BoxFuture<'static, Arc<Collection>>>;
 struct State {
     /// The collection in progress, and the deadline it ends by.
     running: Option<(Running, Instant)>,
-    /// Kept only with a reuse window: otherwise it would hold a whole fleet in memory for
-    /// nothing while the next collection builds another.
-    reusable: Option<Arc<Collection>>,
+    /// The last successful collection. Kept only with a reuse window or a stale window:
+    /// otherwise it would hold a whole fleet in memory for nothing while the next collection
+    /// builds another.
+    last_good: Option<Arc<Collection>>,
     /// When the last successful collection finished.
     last_success_at: Option<SystemTime>,
     last: Option<LastCollection>,
@@ -78,12 +80,22 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How long a successful collection may serve scrapes; zero turns each use off.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retention {
+    /// Served instead of collecting again (`--scrape.min-interval`).
+    pub min_interval: Duration,
+    /// Served, with `clouddevice_up 0`, when a collection fails (`--scrape.serve-stale-for`).
+    pub serve_stale_for: Duration,
+}
+
 /// Shares collections between scrapes.
 pub struct Collector {
     thread: CollectorThread,
     source: Arc<dyn Source>,
     metrics: Arc<ExporterMetrics>,
     min_interval: Duration,
+    serve_stale_for: Duration,
     state: Arc<Mutex<State>>,
 }
 
@@ -91,13 +103,14 @@ impl Collector {
     pub fn new(
         source: Arc<dyn Source>,
         metrics: Arc<ExporterMetrics>,
-        min_interval: Duration,
+        keep: Retention,
     ) -> std::io::Result<Self> {
         Ok(Collector {
             thread: CollectorThread::start()?,
             source,
             metrics,
-            min_interval,
+            min_interval: keep.min_interval,
+            serve_stale_for: keep.serve_stale_for,
             state: Arc::new(Mutex::new(State::default())),
         })
     }
@@ -112,6 +125,16 @@ impl Collector {
         lock(&self.state).last_success_at
     }
 
+    /// The last successful collection, to serve in place of one that failed, if it is younger
+    /// than `--scrape.serve-stale-for`.
+    pub fn stale_stand_in(&self) -> Option<Arc<Collection>> {
+        lock(&self.state)
+            .last_good
+            .as_ref()
+            .filter(|c| c.finished.elapsed() < self.serve_stale_for)
+            .cloned()
+    }
+
     /// The collection a scrape with this deadline reports: a recent successful one within
     /// `--scrape.min-interval`, else the one in progress, else a new one. `None` when the
     /// deadline passes first.
@@ -119,7 +142,7 @@ impl Collector {
         let (running, ends_by) = {
             let mut state = lock(&self.state);
             let recent = state
-                .reusable
+                .last_good
                 .as_ref()
                 .filter(|c| c.finished.elapsed() < self.min_interval);
             if let Some(recent) = recent {
@@ -159,7 +182,7 @@ impl Collector {
         let source = self.source.clone();
         let metrics = self.metrics.clone();
         let state = self.state.clone();
-        let keep_for_reuse = !self.min_interval.is_zero();
+        let keep = !self.min_interval.is_zero() || !self.serve_stale_for.is_zero();
         let task = self.thread.runtime.spawn(async move {
             let started = Instant::now();
             let read = tokio::time::timeout_at(deadline.into(), source.read(deadline));
@@ -196,8 +219,8 @@ impl Collector {
             state.running = None;
             if collection.fleet.is_ok() {
                 state.last_success_at = Some(collection.finished_at);
-                if keep_for_reuse {
-                    state.reusable = Some(collection.clone());
+                if keep {
+                    state.last_good = Some(collection.clone());
                 }
             }
             state.last = Some(LastCollection {
@@ -234,13 +257,13 @@ impl Collector {
 mod tests {
     use super::*;
     use crate::fleet::{Identity, Instance};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-    /// A source whose reads take `delay` and then give `instances` instances, or `error`.
+    /// A source whose reads take `delay` and then give one instance, or fail while `fail` is set.
     struct FakeSource {
         reads: AtomicUsize,
         delay: Duration,
-        fail: bool,
+        fail: AtomicBool,
     }
 
     impl FakeSource {
@@ -248,7 +271,7 @@ mod tests {
             Arc::new(FakeSource {
                 reads: AtomicUsize::new(0),
                 delay,
-                fail,
+                fail: AtomicBool::new(fail),
             })
         }
     }
@@ -258,7 +281,7 @@ mod tests {
             self.reads.fetch_add(1, Ordering::SeqCst);
             async move {
                 tokio::time::sleep(self.delay).await;
-                if self.fail {
+                if self.fail.load(Ordering::SeqCst) {
                     // A request-level failure: counted by the source, not again here.
                     return Err(ApiError::Transport {
                         page: 1,
@@ -280,8 +303,12 @@ mod tests {
         source: Arc<FakeSource>,
         min_interval: Duration,
     ) -> (Collector, Arc<ExporterMetrics>) {
+        let keep = Retention {
+            min_interval,
+            serve_stale_for: Duration::ZERO,
+        };
         let metrics = Arc::new(ExporterMetrics::new().unwrap());
-        let collector = Collector::new(source, metrics.clone(), min_interval).unwrap();
+        let collector = Collector::new(source, metrics.clone(), keep).unwrap();
         (collector, metrics)
     }
 
@@ -327,6 +354,39 @@ mod tests {
         collector.collection(deadline, b).await.unwrap();
         assert_eq!(source.reads.load(Ordering::SeqCst), 1);
         assert!(collector.last_success_at().is_some());
+    }
+
+    #[tokio::test]
+    async fn the_last_success_stands_in_for_a_failure_only_within_the_stale_window() {
+        let source = FakeSource::new(Duration::ZERO, false);
+        let keep = Retention {
+            min_interval: Duration::ZERO,
+            serve_stale_for: Duration::from_secs(1),
+        };
+        let metrics = Arc::new(ExporterMetrics::new().unwrap());
+        let collector = Collector::new(source.clone(), metrics, keep).unwrap();
+        let (deadline, b) = budget(5_000);
+        assert!(
+            collector.stale_stand_in().is_none(),
+            "nothing succeeded yet"
+        );
+        let good = collector.collection(deadline, b).await.unwrap();
+        source.fail.store(true, Ordering::SeqCst);
+        let failed = collector.collection(deadline, b).await.unwrap();
+        assert!(failed.fleet.is_err(), "a failure is still read afresh");
+        let stand_in = collector.stale_stand_in().expect("within the window");
+        assert!(Arc::ptr_eq(&stand_in, &good));
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        assert!(collector.stale_stand_in().is_none(), "past the window");
+    }
+
+    #[tokio::test]
+    async fn without_a_stale_window_no_fleet_is_kept() {
+        let source = FakeSource::new(Duration::ZERO, false);
+        let (collector, _) = collector(source, Duration::ZERO);
+        let (deadline, b) = budget(5_000);
+        collector.collection(deadline, b).await.unwrap();
+        assert!(collector.stale_stand_in().is_none());
     }
 
     #[tokio::test]

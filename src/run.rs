@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::cli::{Config, ExporterArgs};
-use crate::collect::Collector;
+use crate::collect::{Collector, Retention};
 use crate::scrape::Exporter;
 use crate::self_metrics::ExporterMetrics;
 use crate::simulator::{self, SimConfig, SimulateArgs};
@@ -138,8 +138,11 @@ pub async fn exporter(mut config: Config) -> Result<(), RunError> {
 pub fn build_app(config: &Config) -> Result<axum::Router, RunError> {
     let metrics = Arc::new(ExporterMetrics::new()?);
     let source = Arc::new(BatchQuery::new(config.upstream.clone(), metrics.clone())?);
-    let collector = Collector::new(source, metrics.clone(), config.min_interval)
-        .map_err(RunError::Collector)?;
+    let keep = Retention {
+        min_interval: config.min_interval,
+        serve_stale_for: config.serve_stale_for,
+    };
+    let collector = Collector::new(source, metrics.clone(), keep).map_err(RunError::Collector)?;
     let exporter = Arc::new(Exporter::new(collector, metrics, config.exposition.clone()));
     let options = WebOptions {
         telemetry_path: config.telemetry_path.clone(),

@@ -41,15 +41,23 @@ impl Exporter {
         let started = Instant::now();
         let budget = timeout.saturating_sub(DEADLINE_MARGIN.min(timeout / 4));
         let collection = self.collector.collection(started + budget, budget).await;
-        let fleet = collection
+        let fresh = collection.filter(|c| c.fleet.is_ok());
+        let up = fresh.is_some();
+        // A failed scrape may still serve the last good fleet (--scrape.serve-stale-for), so
+        // alerts hold through it; clouddevice_up 0 and the collection's timestamp say so.
+        let served = fresh.or_else(|| self.collector.stale_stand_in());
+        let fleet = served.as_ref().and_then(|c| c.fleet.as_ref().ok()).cloned();
+        let stale_for = served
             .as_ref()
-            .and_then(|c| c.fleet.as_ref().ok())
-            .cloned();
-        let last_success = match collection.as_ref().filter(|c| c.fleet.is_ok()) {
+            .filter(|_| !up)
+            .map(|c| c.finished.elapsed());
+        let last_success = match served.as_ref().filter(|_| up) {
             Some(c) => Some(c.finished_at),
             None => self.collector.last_success_at(),
         };
         let scrape = Scrape {
+            up,
+            stale_for,
             fleet,
             duration_seconds: started.elapsed().as_secs_f64(),
             timeout_seconds: timeout.as_secs_f64(),

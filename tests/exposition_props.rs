@@ -114,6 +114,8 @@ proptest! {
         let n = fleet.len();
         let with_id = fleet.instances().filter(|i| !i.instance_id().is_empty()).count();
         let text = render_text(&Scrape {
+            up: true,
+            stale_for: None,
             fleet: Some(Arc::new(fleet)),
             duration_seconds: 0.5,
             timeout_seconds: 10.0,

@@ -259,3 +259,68 @@ async fn upstream_latency_is_observed_per_api() {
         Some(3.0)
     );
 }
+
+/// A failed collection in `--scrape.serve-stale-for` serves the last good fleet with `up 0`, its
+/// age in the HELP texts and the collection's timestamp; past the window, nothing of the fleet.
+#[tokio::test]
+async fn a_failed_scrape_serves_the_last_good_fleet_within_the_stale_window() {
+    let (sim, exporter) = sim_and_exporter(
+        fleet(150),
+        &[
+            "--scrape.serve-stale-for",
+            "3s",
+            "--clouddevice.max-retries",
+            "0",
+        ],
+    )
+    .await;
+    let good = exporter.scrape().await;
+    assert_eq!(good.up(), 1.0);
+    let collected_at = good
+        .value("clouddevice_exporter_last_collection_timestamp_seconds")
+        .expect("a timestamp");
+    let error = FaultKind::ApiError {
+        code: "KOOPHONE.API.1001".into(),
+    };
+    sim.inject(on_page(1, None, error));
+
+    let stale = exporter.scrape().await;
+    assert_eq!(stale.up(), 0.0, "this scrape failed, and says so");
+    assert_eq!(stale.sum("clouddevice_instances"), 150.0);
+    assert_eq!(stale.samples("clouddevice_instance_info").len(), 150);
+    assert_eq!(
+        stale.value("clouddevice_exporter_last_collection_timestamp_seconds"),
+        Some(collected_at),
+        "the timestamp is the served collection's"
+    );
+    assert!(stale.contains("served from the last successful collection"));
+    assert_eq!(errors(&stale, "KOOPHONE.API.1001"), Some(1.0));
+
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    let gone = exporter.scrape().await;
+    assert_eq!(gone.up(), 0.0);
+    assert_eq!(
+        gone.samples("clouddevice_instances").len(),
+        0,
+        "past the window"
+    );
+    assert_eq!(gone.samples("clouddevice_instance_info").len(), 0);
+
+    sim.clear_faults();
+    let back = exporter.scrape().await;
+    assert_eq!(back.up(), 1.0);
+    assert!(!back.contains("served from the last successful collection"));
+}
+
+#[tokio::test]
+async fn without_serve_stale_for_a_failed_scrape_serves_no_fleet() {
+    let (sim, exporter) = sim_and_exporter(fleet(150), &["--clouddevice.max-retries", "0"]).await;
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+    let error = FaultKind::ApiError {
+        code: "KOOPHONE.API.1001".into(),
+    };
+    sim.inject(on_page(1, None, error));
+    let failed = exporter.scrape().await;
+    assert_eq!(failed.up(), 0.0);
+    assert_eq!(failed.samples("clouddevice_instances").len(), 0);
+}

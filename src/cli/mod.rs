@@ -92,6 +92,12 @@ pub struct ExporterArgs {
           value_parser = parse_duration)]
     pub min_interval: Duration,
 
+    /// When a collection fails, serve the fleet of the last successful one if it is younger than
+    /// this, with clouddevice_up 0 (0s = never): alerts hold through a failed scrape.
+    #[arg(long = "scrape.serve-stale-for", env = "CLOUDDEVICE_EXPORTER_SCRAPE_SERVE_STALE_FOR", default_value = "0s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub serve_stale_for: Duration,
+
     /// Web configuration file (exporter-toolkit format): TLS, basic auth, headers. Re-read on SIGHUP.
     #[arg(
         long = "web.config.file",
@@ -261,6 +267,8 @@ pub struct Config {
     pub scrape_timeout: Duration,
     /// Reuse window of a successful collection; zero turns it off.
     pub min_interval: Duration,
+    /// How old the last successful collection may be to be served when one fails; zero never.
+    pub serve_stale_for: Duration,
     /// Most concurrent /metrics requests; zero means no limit.
     pub max_requests: u32,
     /// How long a connection may take over each part of a request.
@@ -334,6 +342,7 @@ impl ExporterArgs {
             },
             scrape_timeout: self.scrape_timeout,
             min_interval: self.min_interval,
+            serve_stale_for: self.serve_stale_for,
             max_requests: self.max_requests,
             conn_limits: ConnLimits {
                 read_header: self.read_header_timeout,

@@ -83,8 +83,14 @@ const PROBLEMS_NOTE: &str = "Only instances in trouble (--collector.instance-met
 
 /// What one scrape produced, the input of [`render`].
 pub struct Scrape {
-    /// The fleet, or `None` when the list could not be read completely.
+    /// Whether this scrape read the whole list.
+    pub up: bool,
+    /// The fleet: this scrape's, or with `stale_for` an earlier one's; `None` when there is none
+    /// to serve.
     pub fleet: Option<Arc<Fleet>>,
+    /// Set when the fleet is the last successful collection's, served because this scrape's
+    /// failed (`--scrape.serve-stale-for`): that collection's age.
+    pub stale_for: Option<std::time::Duration>,
     pub duration_seconds: f64,
     /// The timeout the scrape worked to.
     pub timeout_seconds: f64,
@@ -103,13 +109,14 @@ pub struct Scrape {
 }
 
 /// Builds the families of one scrape. Without a fleet, only `clouddevice_up 0` and the duration:
-/// no instance data at all, since partial counts would fire false alerts.
+/// no instance data at all, since partial counts would fire false alerts. A stale fleet is whole,
+/// just old, and says so.
 fn scrape_families(scrape: &Scrape) -> Vec<MetricFamily> {
     let mut families = vec![
         family(
             "clouddevice_up",
             "Whether this scrape read every page of the instance list (1) or not (0).",
-            vec![gauge(&[], if scrape.fleet.is_some() { 1.0 } else { 0.0 })],
+            vec![gauge(&[], if scrape.up { 1.0 } else { 0.0 })],
         ),
         family(
             "clouddevice_scrape_duration_seconds",
@@ -148,6 +155,12 @@ fn scrape_families(scrape: &Scrape) -> Vec<MetricFamily> {
 }
 
 fn cache_note(scrape: &Scrape) -> Option<String> {
+    if let Some(age) = scrape.stale_for {
+        return Some(format!(
+            "This scrape failed: served from the last successful collection, {}s old (--scrape.serve-stale-for).",
+            age.as_secs()
+        ));
+    }
     scrape.cached_for.map(|window| {
         format!(
             "May come from a collection up to {}s old (--scrape.min-interval).",
@@ -297,6 +310,8 @@ mod tests {
 
     fn render(fleet: Option<&Fleet>, instance_metrics: InstanceMetrics) -> String {
         render_text(&Scrape {
+            up: fleet.is_some(),
+            stale_for: None,
             fleet: fleet.map(|f| Arc::new(f.clone())),
             duration_seconds: 0.25,
             timeout_seconds: 10.0,
