@@ -41,6 +41,7 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RULES = os.path.join(ROOT, "dashboards", "prometheus", "alerts.yml")
 RULE_TESTS = os.path.join(ROOT, "dashboards", "prometheus", "alerts_test.yml")
+RUNBOOK = os.path.join(ROOT, "dashboards", "RUNBOOK.md")
 DASHBOARD = os.path.join(ROOT, "dashboards", "grafana", "clouddevice-fleet.json")
 TOKEN = "e2e-token"
 TLS_PASSWORD = "e2e-password"
@@ -175,6 +176,24 @@ def dashboard_exprs(path):
     return dash, out
 
 
+def check_runbook_urls():
+    """Every alert has a summary, a description and a runbook_url to a section of RUNBOOK.md."""
+    import yaml
+    rules = yaml.safe_load(open(RULES))
+    headings = {line[3:].strip().lower() for line in open(RUNBOOK) if line.startswith("## ")}
+    prefix = "https://github.com/clouddevice-exporter/clouddevice_exporter/blob/main/dashboards/RUNBOOK.md#"
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "alert" not in rule:
+                continue
+            notes = rule.get("annotations", {})
+            url = notes.get("runbook_url", "")
+            check(set(notes) == {"summary", "description", "runbook_url"}
+                  and url.startswith(prefix) and url[len(prefix):] in headings
+                  and url[len(prefix):] == rule["alert"].lower(),
+                  f"{rule['alert']} has a summary, a description and a runbook_url to its RUNBOOK.md section")
+
+
 def main():
     binary = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "debug", "clouddevice_exporter"))
     for tool in ("prometheus", "promtool"):
@@ -184,6 +203,8 @@ def main():
     try:
         check(subprocess.run(["promtool", "check", "rules", RULES]).returncode == 0, "promtool check rules")
         check(subprocess.run(["promtool", "test", "rules", RULE_TESTS]).returncode == 0, "promtool test rules")
+
+        check_runbook_urls()
 
         dash, exprs = dashboard_exprs(DASHBOARD)
         panels = [p for p in dash["panels"] if p["type"] != "row"]
