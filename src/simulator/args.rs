@@ -70,6 +70,11 @@ pub struct SimulateArgs {
           value_name = "PERCENT", value_parser = parse_percent)]
     pub trouble_percent: Option<f64>,
 
+    /// Freeze every instance of this region (e.g. cn-south-1), as an overdue bill freezes an
+    /// account's phones.
+    #[arg(long = "frozen-region", env = "CLOUDDEVICE_EXPORTER_SIMULATE_FROZEN_REGION", value_name = "REGION")]
+    pub frozen_region: Option<String>,
+
     /// Answer every request with this documented error code (e.g. KOOPHONE.API.1001).
     #[arg(
         long = "error-code",
@@ -210,6 +215,7 @@ pub async fn run(args: SimulateArgs) -> Result<(), SimError> {
         security_token,
         time_zone: args.time_zone,
         trouble_percent: args.trouble_percent,
+        frozen_region: args.frozen_region,
         error: args.error_code.map(|code| (args.error_status, code)),
         ..SimConfig::new(args.instances, args.seed)
     };

@@ -64,6 +64,8 @@ pub struct SimConfig {
     pub time_zone: time::UtcOffset,
     /// The share of instances in trouble, in percent; `None` keeps the default fleet's mixture.
     pub trouble_percent: Option<f64>,
+    /// Every instance of this region frozen, as an overdue bill freezes an account's phones.
+    pub frozen_region: Option<String>,
 }
 
 impl SimConfig {
@@ -83,6 +85,7 @@ impl SimConfig {
             now: time::OffsetDateTime::now_utc().unix_timestamp(),
             time_zone: time::UtcOffset::UTC,
             trouble_percent: None,
+            frozen_region: None,
         }
     }
 }
@@ -242,6 +245,11 @@ pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHan
     let mut fleet = generate_fleet(config.seed, config.instances, config.now);
     if let Some(percent) = config.trouble_percent {
         fleet = fleet::with_trouble(fleet, percent, config.seed);
+    }
+    if let Some(region) = &config.frozen_region {
+        for instance in fleet.iter_mut().filter(|i| &i.region == region) {
+            instance.frozen_status = 1;
+        }
     }
     let rows = fleet
         .iter()

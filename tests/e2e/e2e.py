@@ -42,13 +42,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RULES = os.path.join(ROOT, "dashboards", "prometheus", "alerts.yml")
 RULE_TESTS = os.path.join(ROOT, "dashboards", "prometheus", "alerts_test.yml")
 RUNBOOK = os.path.join(ROOT, "dashboards", "RUNBOOK.md")
+ALERTMANAGER = os.path.join(ROOT, "dashboards", "alertmanager", "alertmanager.yml")
 DASHBOARD = os.path.join(ROOT, "dashboards", "grafana", "clouddevice-fleet.json")
 TOKEN = "e2e-token"
 TLS_PASSWORD = "e2e-password"
 # bcrypt of TLS_PASSWORD (cost 10), as a web config file stores it.
 TLS_PASSWORD_HASH = "$2b$10$.rgP4Mc5dCY6AqpUO7vpKe70P.mgYu7rg7NODB1CZ0Y9f8UE8/gB6"
 INSTANCES = 500
-DEADLINE = time.monotonic() + 240  # the whole run, whatever happens
+DEADLINE = time.monotonic() + 360  # the whole run, whatever happens
 
 processes = []
 failures = []
@@ -176,6 +177,145 @@ def dashboard_exprs(path):
     return dash, out
 
 
+def scaled_rules():
+    """alerts.yml with every `for:` and `keep_firing_for:` a minute to a second, so the run takes
+    seconds and the durations keep their order (a region freeze fires before its phones do)."""
+    def seconds(m):
+        value, unit = int(m.group(2)), m.group(3)
+        return f"{m.group(1)}{value * {'s': 1, 'm': 60, 'h': 3600}[unit] // 60 or 1}s"
+    return re.sub(r"(?m)^(\s+(?:for|keep_firing_for):\s*)(\d+)([smh])\s*$", seconds, open(RULES).read())
+
+
+class Webhook:
+    """A webhook receiver for Alertmanager on 127.0.0.1: keeps every notification it is sent."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def notifications(self, alertname, region=None):
+        return [n for n in list(self.received) if n["groupLabels"].get("alertname") == alertname
+                and (region is None or n["groupLabels"].get("region") == region)]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+FROZEN_REGION = "cn-south-1"
+# With --trouble-percent 5 --frozen-region cn-south-1, seed 6 gives a 40-phone fleet with 8
+# phones in cn-south-1 and exactly one frozen phone elsewhere (checked below, from the API).
+AM_SEED, AM_INSTANCES = "6", "40"
+
+
+def alertmanager_run(binary, work):
+    """The shipped rules (durations scaled) in a real Prometheus, the example Alertmanager
+    configuration (timings scaled, receivers pointed at a local webhook), on a fleet with one
+    region frozen as a whole and one frozen phone elsewhere. Then a run of failed scrapes."""
+    hook = Webhook()
+    try:
+        sim_port, exp_port, prom_port, am_port = free_port(), free_port(), free_port(), free_port()
+        sim, prom = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{prom_port}"
+        sim_args = [binary, "simulate", "--listen-address", f"127.0.0.1:{sim_port}", "--instances", AM_INSTANCES,
+                    "--seed", AM_SEED, "--trouble-percent", "5", "--frozen-region", FROZEN_REGION]
+        simulator = start("am-simulator", sim_args, work)
+        start("am-exporter", [binary, "--web.listen-address", f"127.0.0.1:{exp_port}", "--clouddevice.endpoint", sim,
+                              "--clouddevice.auth-token-file", os.path.join(work, "token")], work)
+        am_dir = os.path.join(work, "am")
+        os.makedirs(am_dir)
+        config = open(ALERTMANAGER).read()
+        config = config.replace("http://127.0.0.1:9095", hook.url)
+        config = re.sub(r"group_wait: \S+", "group_wait: 1s", config)
+        config = re.sub(r"group_interval: \S+", "group_interval: 2s", config)
+        with open(os.path.join(am_dir, "alertmanager.yml"), "w") as f:
+            f.write(config)
+        start("alertmanager", ["prometheus-alertmanager", f"--config.file={am_dir}/alertmanager.yml",
+                               f"--storage.path={am_dir}/data", f"--web.listen-address=127.0.0.1:{am_port}",
+                               "--cluster.listen-address=", "--log.level=warn"], work)
+        with open(os.path.join(am_dir, "prometheus.yml"), "w") as f:
+            f.write(f"""global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: [{work}/alerts.yml]
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ["127.0.0.1:{am_port}"]
+scrape_configs:
+  - job_name: clouddevice
+    static_configs:
+      - targets: ["127.0.0.1:{exp_port}"]
+""")
+        start("am-prometheus", ["prometheus", f"--config.file={am_dir}/prometheus.yml",
+                                f"--storage.tsdb.path={am_dir}/prom", f"--web.listen-address=127.0.0.1:{prom_port}",
+                                "--log.level=warn"], work)
+
+        rows = wait_for("the alerting simulator", lambda: simulator_rows(sim))
+        in_region = {r["instance_id"] for r in rows if r["region"] == FROZEN_REGION}
+        elsewhere = {r["instance_id"]: r["region"] for r in rows if r["region"] != FROZEN_REGION and r["frozen_status"] == 1}
+        check(len(in_region) >= 3 and all(r["frozen_status"] == 1 for r in rows if r["region"] == FROZEN_REGION)
+              and len(elsewhere) == 1,
+              f"the fleet has {FROZEN_REGION} frozen ({len(in_region)} phones) and one frozen phone elsewhere ({elsewhere})")
+        (phone, phone_region), = elsewhere.items() or [(None, None)]
+
+        def one(alertname, region):
+            got = hook.notifications(alertname, region)
+            return got if got else None
+
+        try:
+            wait_for("the region notification", lambda: one("CloudDeviceRegionFrozen", FROZEN_REGION), limit=60)
+            wait_for("the phone notification", lambda: one("CloudDeviceInstanceFrozen", phone_region), limit=60)
+        except RuntimeError as e:
+            check(False, f"notifications arrive ({e}; got {[n['groupLabels'] for n in hook.received]})")
+            return
+        time.sleep(6)  # a few group intervals, for anything that should not come
+        region = hook.notifications("CloudDeviceRegionFrozen", FROZEN_REGION)
+        check(len(region) == 1 and len(region[0]["alerts"]) == 1 and region[0]["status"] == "firing",
+              f"a region-wide freeze gives one region notification ({len(region)} received)")
+        check(not hook.notifications("CloudDeviceInstanceFrozen", FROZEN_REGION),
+              f"and no per-phone notification for the {len(in_region)} phones of the region (inhibited)")
+        firing = {a["labels"].get("instance_id") for a in alerts(prom, "CloudDeviceInstanceFrozen")}
+        check(firing == in_region | {phone},
+              "Prometheus itself fires CloudDeviceInstanceFrozen for every frozen phone; Alertmanager holds back the region's")
+        single = hook.notifications("CloudDeviceInstanceFrozen", phone_region)
+        check(len(single) == 1 and [a["labels"]["instance_id"] for a in single[0]["alerts"]] == [phone],
+              f"a frozen phone gives one notification naming it ({len(single)} received)")
+
+        # A run of failed scrapes, shorter than keep_firing_for (10 minutes, 10 s here): the
+        # exporter answers clouddevice_up 0 and no phones, and Prometheus marks their series stale.
+        before = len(hook.received)
+        stop(simulator)
+        wait_for("a failed scrape", lambda: prom_query(prom, "clouddevice_up == 0")["result"], limit=10)
+        time.sleep(4)
+        start("am-simulator-again", sim_args, work)
+        wait_for("scrapes to succeed again", lambda: prom_query(prom, "clouddevice_up == 1")["result"], limit=20)
+        time.sleep(8)
+        later = hook.received[before:]
+        resolved = [n["groupLabels"] for n in later if n["status"] == "resolved"
+                    or any(a["status"] == "resolved" for a in n["alerts"])]
+        check(not resolved, f"a run of failed scrapes sends no resolved notification ({resolved})")
+        check(not [n for n in later if n["groupLabels"].get("alertname") == "CloudDeviceInstanceFrozen"],
+              "nor a repeated per-phone notification")
+    finally:
+        hook.close()
+
+
 def check_runbook_urls():
     """Every alert has a summary, a description and a runbook_url to a section of RUNBOOK.md."""
     import yaml
@@ -196,9 +336,10 @@ def check_runbook_urls():
 
 def main():
     binary = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "debug", "clouddevice_exporter"))
-    for tool in ("prometheus", "promtool"):
+    for tool, package in (("prometheus", "prometheus"), ("promtool", "prometheus"),
+                          ("prometheus-alertmanager", "prometheus-alertmanager")):
         if not shutil.which(tool):
-            sys.exit(f"e2e: {tool} is missing; install Debian's prometheus package (.ci/run does)")
+            sys.exit(f"e2e: {tool} is missing; install Debian's {package} package (.ci/run does)")
     work = tempfile.mkdtemp(prefix="clouddevice-e2e-")
     try:
         check(subprocess.run(["promtool", "check", "rules", RULES]).returncode == 0, "promtool check rules")
@@ -243,10 +384,8 @@ def main():
         start("exporter-tls", [binary, "--demo", "--web.listen-address", f"127.0.0.1:{tls_port}",
                                "--web.config.file", os.path.join(work, "web.yml")], work)
 
-        rules = open(RULES).read()
-        fast = re.sub(r"(?m)^(\s+for:\s*)\S+", r"\g<1>2s", rules)
         with open(os.path.join(work, "alerts.yml"), "w") as f:
-            f.write(fast)
+            f.write(scaled_rules())
         with open(os.path.join(work, "prometheus.yml"), "w") as f:
             f.write(f"""global:
   scrape_interval: 1s
@@ -357,6 +496,9 @@ scrape_configs:
             check(True, "CloudDeviceExporterDown fires when the exporter is stopped")
         except RuntimeError:
             check(False, "CloudDeviceExporterDown fires when the exporter is stopped")
+
+        log("with a real Alertmanager: a frozen region, a frozen phone, failed scrapes")
+        alertmanager_run(binary, work)
     except Exception as e:
         check(False, f"the run itself: {e}")
     finally:
