@@ -554,3 +554,39 @@ async fn instance_names_can_stay_on_the_info_metric_or_go_entirely() {
     assert!(m.samples("clouddevice_instance_info").len() == 30);
     assert!(!m.contains("instance_name"), "{}", m.0);
 }
+
+#[tokio::test]
+async fn a_frozen_region_has_every_phone_frozen_and_the_others_keep_theirs() {
+    let config = SimConfig {
+        frozen_region: Some("cn-south-1".into()),
+        ..fleet(300)
+    };
+    let (sim, exporter) = sim_and_exporter(config, &[]).await;
+    let m = exporter.scrape().await;
+    let count = |name: &str, region: &str| -> f64 {
+        m.samples(name)
+            .iter()
+            .filter(|(labels, _)| labels.contains(&format!(r#"region="{region}""#)))
+            .filter(|(labels, _)| {
+                name == "clouddevice_instances" || labels.contains(r#"status="frozen""#)
+            })
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let south = count("clouddevice_instances", "cn-south-1");
+    assert!(south > 0.0);
+    assert_eq!(
+        count("clouddevice_instances_by_frozen_status", "cn-south-1"),
+        south
+    );
+    let north_frozen = sim
+        .fleet()
+        .iter()
+        .filter(|i| i.region == "cn-north-4" && i.frozen_status == 1)
+        .count() as f64;
+    assert!(north_frozen < count("clouddevice_instances", "cn-north-4"));
+    assert_eq!(
+        count("clouddevice_instances_by_frozen_status", "cn-north-4"),
+        north_frozen
+    );
+}

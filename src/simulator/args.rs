@@ -72,7 +72,11 @@ pub struct SimulateArgs {
 
     /// Freeze every instance of this region (e.g. cn-south-1), as an overdue bill freezes an
     /// account's phones.
-    #[arg(long = "frozen-region", env = "CLOUDDEVICE_EXPORTER_SIMULATE_FROZEN_REGION", value_name = "REGION")]
+    #[arg(
+        long = "frozen-region",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_FROZEN_REGION",
+        value_name = "REGION"
+    )]
     pub frozen_region: Option<String>,
 
     /// Answer every request with this documented error code (e.g. KOOPHONE.API.1001).
