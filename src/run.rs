@@ -44,9 +44,10 @@ pub enum Command {
     Simulate(SimulateArgs),
 }
 
-/// Size and seed of the fleet `--demo` serves.
+/// Size and seed of the fleet `--demo` serves, and how often it moves.
 const DEMO_INSTANCES: usize = 500;
 const DEMO_SEED: u64 = 1;
+const DEMO_CHANGE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -108,7 +109,11 @@ pub async fn exporter(mut config: Config) -> Result<(), RunError> {
     let reloads = signals::reload_signal()?;
     let _demo = if config.demo {
         let sim_listener = signals::bind("127.0.0.1:0", "the demo simulator's address").await?;
-        let sim = simulator::start(SimConfig::new(DEMO_INSTANCES, DEMO_SEED), sim_listener)?;
+        let demo = SimConfig {
+            change_every: Some(DEMO_CHANGE_EVERY),
+            ..SimConfig::new(DEMO_INSTANCES, DEMO_SEED)
+        };
+        let sim = simulator::start(demo, sim_listener)?;
         tracing::info!(instances = DEMO_INSTANCES, endpoint = %sim.url(), "demo mode: scraping a built-in simulated fleet");
         config.upstream.endpoint = sim
             .url()

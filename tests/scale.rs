@@ -19,7 +19,7 @@ async fn a_100k_fleet_is_scraped_complete_and_correct() {
     assert_eq!(m.samples("clouddevice_instance_info").len(), 100_000);
 
     let mut expected: HashMap<String, [f64; 3]> = HashMap::new();
-    for i in sim.fleet() {
+    for i in sim.fleet().iter() {
         let labels = format!(r#"region="{}",sku="{}""#, i.region, i.instance_sku);
         let e = expected.entry(labels).or_default();
         e[0] += 1.0;

@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clouddevice_exporter::simulator::{Fault, FaultKind, PagingFields, SimConfig};
@@ -35,7 +36,7 @@ async fn aggregates_match_the_fleet_exactly() {
     let mut frozen: HashMap<(String, String), f64> = HashMap::new();
     let mut failed_backups: HashMap<(String, String), f64> = HashMap::new();
     let mut total: HashMap<(String, String), f64> = HashMap::new();
-    for i in sim.fleet() {
+    for i in sim.fleet().iter() {
         let key = (i.region.clone(), i.instance_sku.clone());
         *total.entry(key.clone()).or_default() += 1.0;
         *frozen.entry(key.clone()).or_default() += f64::from(i.frozen_status == 1);
@@ -221,8 +222,8 @@ async fn instance_metrics_can_be_turned_off() {
 async fn per_instance_series_carry_the_raw_codes() {
     let (sim, exporter) = sim_and_exporter(fleet(300), &[]).await;
     let m = exporter.scrape().await;
-    let frozen = sim
-        .fleet()
+    let served = sim.fleet();
+    let frozen = served
         .iter()
         .find(|i| i.frozen_status == 1)
         .expect("a frozen instance");
@@ -589,4 +590,38 @@ async fn a_frozen_region_has_every_phone_frozen_and_the_others_keep_theirs() {
         count("clouddevice_instances_by_frozen_status", "cn-north-4"),
         north_frozen
     );
+}
+
+#[tokio::test]
+async fn a_moving_fleet_moves_between_scrapes_and_each_scrape_matches_it() {
+    let config = SimConfig {
+        change_every: Some(Duration::from_millis(1_500)),
+        ..fleet(500)
+    };
+    let (sim, exporter) = sim_and_exporter(config, &[]).await;
+    let frozen = |m: &Scraped| {
+        m.samples("clouddevice_instances_by_frozen_status")
+            .iter()
+            .filter(|(labels, _)| labels.contains(r#"status="frozen""#))
+            .map(|(_, v)| v)
+            .sum::<f64>()
+    };
+    let (mut seen, mut checked) = (Vec::new(), 0);
+    for _ in 0..3 {
+        // Read what the simulator serves, then scrape, within the same 1.5 s epoch: each
+        // scrape counts exactly the fleet of its moment.
+        tokio::time::sleep(Duration::from_millis(1_600)).await;
+        let served = sim.fleet();
+        let m = exporter.scrape().await;
+        if Arc::ptr_eq(&served, &sim.fleet()) && m.up() == 1.0 {
+            assert_eq!(m.sum("clouddevice_instances"), served.len() as f64);
+            let frozen_served = served.iter().filter(|i| i.frozen_status == 1).count();
+            assert_eq!(frozen(&m), frozen_served as f64);
+            checked += 1;
+        }
+        seen.push((m.sum("clouddevice_instances"), frozen(&m)));
+    }
+    assert!(checked > 0, "no scrape fell within one epoch");
+    seen.dedup();
+    assert!(seen.len() > 1, "the fleet never moved: {seen:?}");
 }

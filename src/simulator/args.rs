@@ -79,6 +79,13 @@ pub struct SimulateArgs {
     )]
     pub frozen_region: Option<String>,
 
+    /// Move the fleet every this long (e.g. 1m): statuses change and phones go and come back,
+    /// deterministically from the seed, so dashboards and alerts show life. Without it the fleet
+    /// never changes.
+    #[arg(long = "change-every", env = "CLOUDDEVICE_EXPORTER_SIMULATE_CHANGE_EVERY", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub change_every: Option<Duration>,
+
     /// Answer every request with this documented error code (e.g. KOOPHONE.API.1001).
     #[arg(
         long = "error-code",
@@ -220,6 +227,7 @@ pub async fn run(args: SimulateArgs) -> Result<(), SimError> {
         time_zone: args.time_zone,
         trouble_percent: args.trouble_percent,
         frozen_region: args.frozen_region,
+        change_every: args.change_every.filter(|d| !d.is_zero()),
         error: args.error_code.map(|code| (args.error_status, code)),
         ..SimConfig::new(args.instances, args.seed)
     };

@@ -183,6 +183,44 @@ pub fn with_trouble(mut fleet: Vec<SimInstance>, percent: f64, seed: u64) -> Vec
     fleet
 }
 
+/// How many epochs one change lasts in a moving fleet.
+const EPISODE: u64 = 5;
+
+/// A number drawn from `seed`, an instance and a time, the same for the same inputs.
+fn draw(seed: u64, instance: usize, time: u64) -> u64 {
+    fastrand::Rng::with_seed(
+        seed ^ (instance as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ time.wrapping_mul(0xc2b2_ae3d_27d4_eb4f),
+    )
+    .u64(..)
+}
+
+/// The fleet as it stands in `epoch` of a moving simulator (`--change-every`): from `base`,
+/// each instance in turn, deterministically from `seed`, is gone for a while (1 %), or frozen or
+/// unfrozen (1.5 %), or its backup fails or recovers (2 %), or it is stopped or started (3 %), or
+/// its user logs in or out (5 %). A change lasts five epochs, and instances change at staggered
+/// epochs, so graphs move a little every epoch.
+pub fn evolve(base: &[SimInstance], seed: u64, epoch: u64) -> Vec<SimInstance> {
+    const FAILED: i64 = 3;
+    base.iter()
+        .enumerate()
+        .filter_map(|(n, instance)| {
+            let stagger = draw(seed, n, u64::MAX) % EPISODE;
+            let episode = (epoch + stagger) / EPISODE;
+            let mut i = instance.clone();
+            match draw(seed, n, episode) % 1000 {
+                0..=9 => return None,
+                10..=24 => i.frozen_status = i64::from(i.frozen_status != 1),
+                25..=44 => i.backup_status = if i.backup_status == FAILED { 2 } else { FAILED },
+                45..=74 => i.running_status = if i.running_status == 2 { 1 } else { 2 },
+                75..=124 => i.login_status = i64::from(i.login_status != 1),
+                _ => {}
+            }
+            Some(i)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +244,53 @@ mod tests {
         assert!(fleet.iter().any(|i| i.backup_time.is_empty()));
         assert!(fleet.iter().any(|i| i.frozen_status == 1));
         assert!(fleet.iter().any(|i| i.backup_status == 3));
+    }
+
+    #[test]
+    fn a_moving_fleet_changes_a_little_each_epoch_and_the_same_way_each_time() {
+        use std::collections::HashMap;
+        let base = generate_fleet(1, 5_000, 1_700_000_000);
+        let by_id = |f: &[SimInstance]| -> HashMap<String, String> {
+            f.iter()
+                .map(|i| (i.instance_id.clone(), serde_json::to_string(i).unwrap()))
+                .collect()
+        };
+        let b = by_id(&base);
+        let e7 = by_id(&evolve(&base, 1, 7));
+        assert_eq!(
+            e7,
+            by_id(&evolve(&base, 1, 7)),
+            "the same epoch, the same fleet"
+        );
+        let e8 = by_id(&evolve(&base, 1, 8));
+        assert_ne!(e7, e8, "something moves from one epoch to the next");
+        assert!(
+            e7.keys().all(|id| b.contains_key(id)),
+            "no phone from nowhere"
+        );
+        // 1 % gone (50 expected), 11.5 % changed (575 expected): life, not another fleet.
+        let gone = b.len() - e7.len();
+        assert!((20..=90).contains(&gone), "{gone} gone");
+        let changed: Vec<&String> = e7
+            .iter()
+            .filter(|(id, row)| b[*id] != **row)
+            .map(|(id, _)| id)
+            .collect();
+        assert!(
+            (450..=700).contains(&changed.len()),
+            "{} changed",
+            changed.len()
+        );
+        // A change lasts five epochs: most of epoch 7's changes are still there at 8.
+        let kept = changed
+            .iter()
+            .filter(|id| e8.get(**id) == e7.get(**id))
+            .count();
+        assert!(
+            kept * 10 >= changed.len() * 6,
+            "{kept} of {} kept",
+            changed.len()
+        );
     }
 
     #[test]

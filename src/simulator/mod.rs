@@ -66,6 +66,9 @@ pub struct SimConfig {
     pub trouble_percent: Option<f64>,
     /// Every instance of this region frozen, as an overdue bill freezes an account's phones.
     pub frozen_region: Option<String>,
+    /// A moving fleet: statuses change, and phones go and come back, every this long
+    /// ([`fleet::evolve`]); `None` serves the same fleet for ever.
+    pub change_every: Option<Duration>,
 }
 
 impl SimConfig {
@@ -86,6 +89,7 @@ impl SimConfig {
             time_zone: time::UtcOffset::UTC,
             trouble_percent: None,
             frozen_region: None,
+            change_every: None,
         }
     }
 }
@@ -123,11 +127,34 @@ pub enum FaultKind {
     DuplicateRow,
 }
 
+/// The fleet as served in one epoch of a moving simulator (the only one otherwise).
+struct Served {
+    epoch: u64,
+    fleet: Arc<Vec<SimInstance>>,
+    /// Each instance already as JSON, so a page costs a copy, not a serialisation.
+    rows: Arc<Vec<String>>,
+}
+
+impl Served {
+    fn new(epoch: u64, fleet: Vec<SimInstance>, zone: time::UtcOffset) -> Self {
+        let rows = fleet
+            .iter()
+            .map(|i| serde_json::to_string(&i.in_zone(zone)).unwrap_or_default())
+            .collect();
+        Served {
+            epoch,
+            fleet: Arc::new(fleet),
+            rows: Arc::new(rows),
+        }
+    }
+}
+
 struct SimState {
     config: SimConfig,
-    fleet: Vec<SimInstance>,
-    /// Each instance already as JSON, so a page costs a copy, not a serialisation.
-    rows: Vec<String>,
+    /// The fleet generated at start, which a moving fleet evolves from.
+    base: Vec<SimInstance>,
+    started: std::time::Instant,
+    served: Mutex<Served>,
     faults: Mutex<Vec<Fault>>,
     requests: AtomicU64,
     page_requests: Mutex<HashMap<u64, u64>>,
@@ -142,6 +169,22 @@ struct SimState {
     canonical_requests: Mutex<Vec<String>>,
     /// The decoded query of the last batch-query request.
     last_query: Mutex<Vec<(String, String)>>,
+}
+
+impl SimState {
+    /// The fleet and its rows as served now: for a moving fleet, those of the current epoch,
+    /// made on the first request of the epoch.
+    fn now_serving(&self) -> (Arc<Vec<SimInstance>>, Arc<Vec<String>>) {
+        let mut served = lock(&self.served);
+        if let Some(period) = self.config.change_every.filter(|p| !p.is_zero()) {
+            let epoch = (self.started.elapsed().as_nanos() / period.as_nanos()) as u64;
+            if epoch != served.epoch {
+                let fleet = fleet::evolve(&self.base, self.config.seed, epoch);
+                *served = Served::new(epoch, fleet, self.config.time_zone);
+            }
+        }
+        (served.fleet.clone(), served.rows.clone())
+    }
 }
 
 /// A running simulator. Dropping it stops the server.
@@ -161,9 +204,9 @@ impl SimHandle {
         self.addr
     }
 
-    /// The generated fleet, as served.
-    pub fn fleet(&self) -> &[SimInstance] {
-        &self.state.fleet
+    /// The fleet as served now.
+    pub fn fleet(&self) -> Arc<Vec<SimInstance>> {
+        self.state.now_serving().0
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -182,7 +225,7 @@ impl SimHandle {
     /// Instances in the list now (the fleet less those `DeleteFirst` removed).
     pub fn live_instances(&self) -> usize {
         let deleted = self.state.deleted.load(Ordering::Relaxed);
-        self.state.fleet.len().saturating_sub(deleted)
+        self.fleet().len().saturating_sub(deleted)
     }
 
     /// Token requests the IAM endpoint answered so far.
@@ -251,14 +294,15 @@ pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHan
             instance.frozen_status = 1;
         }
     }
-    let rows = fleet
-        .iter()
-        .map(|i| serde_json::to_string(&i.in_zone(config.time_zone)).unwrap_or_default())
-        .collect();
+    let served = match config.change_every {
+        Some(_) => Served::new(0, fleet::evolve(&fleet, config.seed, 0), config.time_zone),
+        None => Served::new(0, fleet.clone(), config.time_zone),
+    };
     let state = Arc::new(SimState {
         config,
-        fleet,
-        rows,
+        base: fleet,
+        started: std::time::Instant::now(),
+        served: Mutex::new(served),
         faults: Mutex::new(Vec::new()),
         requests: AtomicU64::new(0),
         page_requests: Mutex::new(HashMap::new()),
@@ -418,8 +462,9 @@ async fn batch_query(State(state): State<Arc<SimState>>, headers: HeaderMap, uri
         state.deleted.fetch_add(1, Ordering::Relaxed);
     }
     // Deleted instances are gone from the front of the list; the rest move up.
-    let deleted = state.deleted.load(Ordering::Relaxed).min(state.rows.len());
-    let (fleet, rows) = (&state.fleet[deleted..], &state.rows[deleted..]);
+    let (fleet, rows) = state.now_serving();
+    let deleted = state.deleted.load(Ordering::Relaxed).min(rows.len());
+    let (fleet, rows) = (&fleet[deleted..], &rows[deleted..]);
     let size = page_size.min(u64::from(state.config.max_page_size));
     let page = |total: usize| {
         let from = (page_no - 1).saturating_mul(size).min(total as u64) as usize;
