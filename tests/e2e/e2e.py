@@ -169,7 +169,10 @@ def dashboard_exprs(path):
             walk(p.get("panels", []))
             for t in p.get("targets", []):
                 expr = t["expr"]
-                for var, value in (("$__rate_interval", "1m"), ("$region", ".*"), ("$sku", ".*")):
+                # The phone box matches every phone here; "yesterday" does not exist in a run of a
+                # minute, so the change-since-yesterday panels are checked against a second ago.
+                for var, value in (("$__rate_interval", "1m"), ("$region", ".*"), ("$sku", ".*"), ("$job", ".*"),
+                                   ("$phone", ".+"), ("offset 1d", "offset 1s")):
                     expr = expr.replace(var, value)
                 out.append((p["title"], expr))
 
@@ -350,6 +353,9 @@ def main():
         dash, exprs = dashboard_exprs(DASHBOARD)
         panels = [p for p in dash["panels"] if p["type"] != "row"]
         check(all(p.get("description") for p in panels), "every panel has a description")
+        check([i["name"] for i in dash["__inputs"]] == ["DS_PROMETHEUS"]
+              and dash["templating"]["list"][0]["current"]["value"] == "${DS_PROMETHEUS}",
+              "an import asks for the Prometheus data source (__inputs), which the datasource variable starts on")
         uids = set(re.findall(r'"uid":\s*"([^"]*)"', json.dumps(dash["panels"])))
         check(uids == {"${datasource}"}, f"panels use only the ${{datasource}} variable, no fixed uid ({uids})")
 
@@ -496,6 +502,14 @@ scrape_configs:
             check(True, "CloudDeviceExporterDown fires when the exporter is stopped")
         except RuntimeError:
             check(False, "CloudDeviceExporterDown fires when the exporter is stopped")
+
+        # The overview's stat panels, for the stopped exporter's job: red, and no old numbers.
+        stats = {p["title"]: p["targets"][0]["expr"].replace("$job", "clouddevice").replace("$region", ".*").replace("$sku", ".*")
+                 for p in dash["panels"] if p["type"] == "stat"}
+        up_now = prom_query(prom, stats["Exporter up"])["result"]
+        check([r["value"][1] for r in up_now] == ["0"], f"the 'Exporter up' panel shows 0 for a stopped exporter ({up_now})")
+        frozen_now = prom_query(prom, stats["Frozen"])["result"]
+        check(frozen_now == [], f"the 'Frozen' panel shows no data for a stopped exporter, not its last count ({frozen_now})")
 
         log("with a real Alertmanager: a frozen region, a frozen phone, failed scrapes")
         alertmanager_run(binary, work)
