@@ -10,88 +10,22 @@
 //! Prints a Markdown table. Linux only (reads /proc); needs `prometheus` on the PATH (or
 //! $PROMETHEUS), as `.ci/run` installs it.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_clouddevice_exporter");
+mod common;
+
+use common::{clock_ticks, cpu_seconds, start, status_mb, Proc};
 const SCRAPES: f64 = 5.0;
 const INTERVAL_SECONDS: u64 = 10;
 const TROUBLE_PERCENT: &str = "1";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the exporter's binary and returns it with the address from its "listening" log line.
-fn start(args: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("CLOUDDEVICE_AUTH_TOKEN", "bench")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the binary");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let address = loop {
-        let line = lines.next().expect("a listening line").expect("utf-8 log");
-        if let Some(rest) = line.split(" address=").nth(1) {
-            if line.contains("listening") {
-                break rest.split(' ').next().unwrap_or_default().to_string();
-            }
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Proc(child), address)
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
-}
-
-fn clock_ticks() -> f64 {
-    let out = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .expect("getconf");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/pid/stat");
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: f64 = fields[11].parse().unwrap_or(0.0);
-    let stime: f64 = fields[12].parse().unwrap_or(0.0);
-    (utime + stime) / ticks
-}
-
-/// Resident memory of a process, in MB.
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/pid/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
 }
 
 /// The value of an instant query that returns one series, or None when it returns none.
@@ -187,7 +121,7 @@ fn measure(prometheus_bin: &Path, instances: usize, endpoint: &str, mode: &str) 
         std::thread::sleep(Duration::from_millis(200));
     }
     let exporter_cpu = (cpu_seconds(exporter_pid, ticks) - cpu_before) / SCRAPES;
-    let prometheus_rss_mb = rss_mb(prometheus_pid);
+    let prometheus_rss_mb = status_mb(prometheus_pid, "VmRSS:");
     let head_series = own_metric(&client, &url, "prometheus_tsdb_head_series");
     let up = query(&client, &url, "min_over_time(clouddevice_up[1h])").unwrap_or(0.0);
     assert_eq!(up, 1.0, "a scrape of {instances} in mode {mode} failed");

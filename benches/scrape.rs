@@ -7,85 +7,17 @@
 //!
 //! Prints a Markdown table. Linux only (reads /proc).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_clouddevice_exporter");
+mod common;
+
+use common::{clock_ticks, cpu_seconds, start, status_mb};
 
 // The exporter's allocator, so the decode floor below is measured as the exporter would pay it.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Scrapes per measurement: CPU is read in 10 ms clock ticks, so enough to average them out.
 const SCRAPES: usize = 10;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the binary and returns it with the address from its "listening" log line.
-fn start(args: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("CLOUDDEVICE_AUTH_TOKEN", "bench")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the binary");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let address = loop {
-        let line = lines.next().expect("a listening line").expect("utf-8 log");
-        if let Some(rest) = line.split(" address=").nth(1) {
-            if line.contains("listening") {
-                break rest.split(' ').next().unwrap_or_default().to_string();
-            }
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Proc(child), address)
-}
-
-fn clock_ticks() -> f64 {
-    let out = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .expect("getconf");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/pid/stat");
-    // Fields after the command name (which may hold spaces) start at field 3.
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: f64 = fields[11].parse().unwrap_or(0.0);
-    let stime: f64 = fields[12].parse().unwrap_or(0.0);
-    (utime + stime) / ticks
-}
-
-/// A /proc/pid/status field in kB, as MB.
-fn status_mb(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/pid/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
 
 /// The floor: the CPU it takes just to parse the same pages into the wire structs (borrowed
 /// strings, nothing kept, no conversion into the exporter's own types), in this process, with no
