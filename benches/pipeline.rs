@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use clouddevice_exporter::exposition::{
-    render_text, Families, InstanceMetrics, InstanceName, Scrape,
+    render_text, ExpositionConfig, Families, InstanceMetrics, InstanceName, Scrape,
 };
 use clouddevice_exporter::fleet::Fleet;
 use clouddevice_exporter::simulator::generate_fleet;
@@ -80,10 +80,12 @@ fn render(c: &mut Criterion) {
             fleet: Some(std::sync::Arc::new(fleet.clone())),
             duration_seconds: 1.0,
             timeout_seconds: 10.0,
-            instance_metrics,
-            instance_name: InstanceName::Everywhere,
+            config: ExpositionConfig {
+                instance_metrics,
+                instance_name: InstanceName::Everywhere,
+                backup_age_buckets: std::sync::Arc::from([86_400u64, 604_800]),
+            },
             families: Families::ALL,
-            backup_age_buckets: std::sync::Arc::from([86_400u64, 604_800]),
             now: 1_800_000_000,
             cached_for: None,
             last_success: None,

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use clouddevice_exporter::exposition::{
-    render_text, Families, InstanceMetrics, InstanceName, Scrape,
+    render_text, ExpositionConfig, Families, InstanceMetrics, InstanceName, Scrape,
 };
 use clouddevice_exporter::fleet::{Fleet, Identity, Instance};
 use proptest::prelude::*;
@@ -119,10 +119,12 @@ proptest! {
             fleet: Some(Arc::new(fleet)),
             duration_seconds: 0.5,
             timeout_seconds: 10.0,
-            instance_metrics: InstanceMetrics::All,
-            instance_name: InstanceName::Everywhere,
+            config: ExpositionConfig {
+                instance_metrics: InstanceMetrics::All,
+                instance_name: InstanceName::Everywhere,
+                backup_age_buckets: std::sync::Arc::from([86_400u64, 604_800]),
+            },
             families: Families::ALL,
-            backup_age_buckets: std::sync::Arc::from([86_400u64, 604_800]),
             now: 1_800_000_000,
             cached_for: None,
             last_success: None,

@@ -94,12 +94,10 @@ pub struct Scrape {
     pub duration_seconds: f64,
     /// The timeout the scrape worked to.
     pub timeout_seconds: f64,
-    pub instance_metrics: InstanceMetrics,
-    pub instance_name: InstanceName,
+    /// What the flags say the exposition holds.
+    pub config: ExpositionConfig,
     /// The families asked for.
     pub families: Families,
-    /// The bounds of the backup-age buckets, in seconds, ascending (`+Inf` is implied).
-    pub backup_age_buckets: Arc<[u64]>,
     /// Now, as Unix seconds: what backup ages are measured from.
     pub now: i64,
     /// Set when a scrape may be served from an earlier collection (`--scrape.min-interval`).
@@ -176,7 +174,7 @@ pub fn render(scrape: &Scrape, own: Vec<MetricFamily>) -> Result<Exposition, pro
     if scrape.families.exporter {
         families.extend(own);
     }
-    let (instances, note) = match (&scrape.fleet, scrape.instance_metrics) {
+    let (instances, note) = match (&scrape.fleet, scrape.config.instance_metrics) {
         (None, _) | (_, InstanceMetrics::None) => (None, None),
         _ if !scrape.families.instances => (None, None),
         (Some(fleet), InstanceMetrics::All) => (Some(fleet.clone()), None),
@@ -191,7 +189,12 @@ pub fn render(scrape: &Scrape, own: Vec<MetricFamily>) -> Result<Exposition, pro
         .chain(cache_note(scrape))
         .collect();
     let suffix = (!notes.is_empty()).then(|| notes.join(" "));
-    Exposition::new(families, instances, suffix.as_deref(), scrape.instance_name)
+    Exposition::new(
+        families,
+        instances,
+        suffix.as_deref(),
+        scrape.config.instance_name,
+    )
 }
 
 fn aggregate_families(fleet: &Fleet, out: &mut Vec<MetricFamily>) {
@@ -233,14 +236,14 @@ fn aggregate_families(fleet: &Fleet, out: &mut Vec<MetricFamily>) {
 /// How old the last backups are, per region and SKU, without per-instance series: staleness can
 /// be alerted on in every mode.
 fn backup_age_families(fleet: &Fleet, scrape: &Scrape, out: &mut Vec<MetricFamily>) {
-    let bounds = &scrape.backup_age_buckets;
+    let bounds = &scrape.config.backup_age_buckets;
     let groups = fleet.backup_ages(scrape.now, bounds);
     let mut buckets = Vec::new();
     let mut without = Vec::new();
     for ((region, sku), ages) in &groups {
-        let les = bounds.iter().map(u64::to_string);
+        let bound_texts = bounds.iter().map(u64::to_string);
         let counts = ages.at_most.iter().copied();
-        for (bound, n) in les
+        for (bound, n) in bound_texts
             .chain(["+Inf".to_string()])
             .zip(counts.chain([ages.with_time]))
         {
@@ -315,10 +318,12 @@ mod tests {
             fleet: fleet.map(|f| Arc::new(f.clone())),
             duration_seconds: 0.25,
             timeout_seconds: 10.0,
-            instance_metrics,
-            instance_name: InstanceName::Everywhere,
+            config: ExpositionConfig {
+                instance_metrics,
+                instance_name: InstanceName::Everywhere,
+                backup_age_buckets: Arc::from([86_400u64]),
+            },
             families: Families::ALL,
-            backup_age_buckets: Arc::from([86_400u64]),
             now: 1_800_000_000,
             cached_for: None,
             last_success: None,

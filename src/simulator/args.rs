@@ -227,7 +227,7 @@ pub async fn run(args: SimulateArgs) -> Result<(), SimError> {
         time_zone: args.time_zone,
         trouble_percent: args.trouble_percent,
         frozen_region: args.frozen_region,
-        change_every: args.change_every.filter(|d| !d.is_zero()),
+        change_every: args.change_every,
         error: args.error_code.map(|code| (args.error_status, code)),
         ..SimConfig::new(args.instances, args.seed)
     };

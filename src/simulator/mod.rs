@@ -67,7 +67,7 @@ pub struct SimConfig {
     /// Every instance of this region frozen, as an overdue bill freezes an account's phones.
     pub frozen_region: Option<String>,
     /// A moving fleet: statuses change, and phones go and come back, every this long
-    /// ([`fleet::evolve`]); `None` serves the same fleet for ever.
+    /// ([`fleet::evolve`]); `None` (or zero) serves the same fleet for ever.
     pub change_every: Option<Duration>,
 }
 
@@ -127,6 +127,14 @@ pub enum FaultKind {
     DuplicateRow,
 }
 
+/// What a moving fleet (`--change-every`) evolves from, and when.
+struct Moving {
+    /// The fleet generated at start.
+    base: Vec<SimInstance>,
+    every: Duration,
+    started: std::time::Instant,
+}
+
 /// The fleet as served in one epoch of a moving simulator (the only one otherwise).
 struct Served {
     epoch: u64,
@@ -151,9 +159,8 @@ impl Served {
 
 struct SimState {
     config: SimConfig,
-    /// The fleet generated at start, which a moving fleet evolves from.
-    base: Vec<SimInstance>,
-    started: std::time::Instant,
+    /// Set for a moving fleet only: a fixed one keeps no second copy.
+    moving: Option<Moving>,
     served: Mutex<Served>,
     faults: Mutex<Vec<Fault>>,
     requests: AtomicU64,
@@ -176,10 +183,10 @@ impl SimState {
     /// made on the first request of the epoch.
     fn now_serving(&self) -> (Arc<Vec<SimInstance>>, Arc<Vec<String>>) {
         let mut served = lock(&self.served);
-        if let Some(period) = self.config.change_every.filter(|p| !p.is_zero()) {
-            let epoch = (self.started.elapsed().as_nanos() / period.as_nanos()) as u64;
+        if let Some(moving) = &self.moving {
+            let epoch = (moving.started.elapsed().as_nanos() / moving.every.as_nanos()) as u64;
             if epoch != served.epoch {
-                let fleet = fleet::evolve(&self.base, self.config.seed, epoch);
+                let fleet = fleet::evolve(&moving.base, self.config.seed, epoch);
                 *served = Served::new(epoch, fleet, self.config.time_zone);
             }
         }
@@ -294,14 +301,21 @@ pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHan
             instance.frozen_status = 1;
         }
     }
-    let served = match config.change_every {
-        Some(_) => Served::new(0, fleet::evolve(&fleet, config.seed, 0), config.time_zone),
-        None => Served::new(0, fleet.clone(), config.time_zone),
+    let (served, moving) = match config.change_every.filter(|every| !every.is_zero()) {
+        Some(every) => {
+            let first = fleet::evolve(&fleet, config.seed, 0);
+            let moving = Moving {
+                base: fleet,
+                every,
+                started: std::time::Instant::now(),
+            };
+            (Served::new(0, first, config.time_zone), Some(moving))
+        }
+        None => (Served::new(0, fleet, config.time_zone), None),
     };
     let state = Arc::new(SimState {
         config,
-        base: fleet,
-        started: std::time::Instant::now(),
+        moving,
         served: Mutex::new(served),
         faults: Mutex::new(Vec::new()),
         requests: AtomicU64::new(0),

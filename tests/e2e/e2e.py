@@ -277,13 +277,9 @@ scrape_configs:
               f"the fleet has {FROZEN_REGION} frozen ({len(in_region)} phones) and one frozen phone elsewhere ({elsewhere})")
         (phone, phone_region), = elsewhere.items() or [(None, None)]
 
-        def one(alertname, region):
-            got = hook.notifications(alertname, region)
-            return got if got else None
-
         try:
-            wait_for("the region notification", lambda: one("CloudDeviceRegionFrozen", FROZEN_REGION), limit=60)
-            wait_for("the phone notification", lambda: one("CloudDeviceInstanceFrozen", phone_region), limit=60)
+            wait_for("the region notification", lambda: hook.notifications("CloudDeviceRegionFrozen", FROZEN_REGION), limit=60)
+            wait_for("the phone notification", lambda: hook.notifications("CloudDeviceInstanceFrozen", phone_region), limit=60)
         except RuntimeError as e:
             check(False, f"notifications arrive ({e}; got {[n['groupLabels'] for n in hook.received]})")
             return
