@@ -52,7 +52,8 @@ struct State {
 /// where they are first used.
 struct CollectorThread {
     runtime: tokio::runtime::Handle,
-    /// Dropped with the exporter, which ends the thread and cancels what it still runs.
+    /// Dropped with the last collector using the thread, which ends the thread and cancels what
+    /// it still runs.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -89,9 +90,39 @@ pub struct Retention {
     pub serve_stale_for: Duration,
 }
 
+/// Collector threads shared by many collectors (one per account): as many threads as cores,
+/// handed out in turn, rather than a thread per account.
+pub struct CollectorPool {
+    threads: Vec<Arc<CollectorThread>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl CollectorPool {
+    /// A pool of `threads` threads (at least one).
+    pub fn new(threads: usize) -> std::io::Result<Self> {
+        let threads = (0..threads.max(1))
+            .map(|_| CollectorThread::start().map(Arc::new))
+            .collect::<std::io::Result<_>>()?;
+        Ok(CollectorPool {
+            threads,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// As many threads as the machine has cores.
+    pub fn per_core() -> std::io::Result<Self> {
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    fn take(&self) -> Arc<CollectorThread> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.threads[n % self.threads.len()].clone()
+    }
+}
+
 /// Shares collections between scrapes.
 pub struct Collector {
-    thread: CollectorThread,
+    thread: Arc<CollectorThread>,
     source: Arc<dyn Source>,
     metrics: Arc<ExporterMetrics>,
     min_interval: Duration,
@@ -105,14 +136,38 @@ impl Collector {
         metrics: Arc<ExporterMetrics>,
         keep: Retention,
     ) -> std::io::Result<Self> {
-        Ok(Collector {
-            thread: CollectorThread::start()?,
+        Ok(Self::on(
+            Arc::new(CollectorThread::start()?),
+            source,
+            metrics,
+            keep,
+        ))
+    }
+
+    /// A collector whose collections run on one of `pool`'s threads.
+    pub fn in_pool(
+        pool: &CollectorPool,
+        source: Arc<dyn Source>,
+        metrics: Arc<ExporterMetrics>,
+        keep: Retention,
+    ) -> Self {
+        Self::on(pool.take(), source, metrics, keep)
+    }
+
+    fn on(
+        thread: Arc<CollectorThread>,
+        source: Arc<dyn Source>,
+        metrics: Arc<ExporterMetrics>,
+        keep: Retention,
+    ) -> Self {
+        Collector {
+            thread,
             source,
             metrics,
             min_interval: keep.min_interval,
             serve_stale_for: keep.serve_stale_for,
             state: Arc::new(Mutex::new(State::default())),
-        })
+        }
     }
 
     /// The reuse window, when there is one.

@@ -3,7 +3,8 @@
 //! Data flows one way, each layer importing only those before it: [`cli`] (flags → validated
 //! configuration) → [`upstream`] (sign-in, the batch-query API, paging: a [`upstream::Source`] of
 //! fleets) → [`fleet`] (the snapshot) → [`collect`] (one collection shared by scrapes) →
-//! [`exposition`] (families and the streamed text) → [`scrape`] → [`web`] (HTTP). [`run`] wires
+//! [`exposition`] (families and the streamed text) → [`scrape`] → [`probe`] (many accounts) →
+//! [`web`] (HTTP). [`run`] wires
 //! them at start-up. [`simulator`] is a stand-in for the API, for `--demo`, `simulate`, tests and
 //! benchmarks.
 
@@ -13,6 +14,7 @@ pub mod exposition;
 pub mod flags;
 pub mod fleet;
 pub mod logging;
+pub mod probe;
 pub mod run;
 pub mod scrape;
 pub mod secret;

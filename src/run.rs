@@ -6,15 +6,21 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::cli::{Config, ExporterArgs};
-use crate::collect::{Collector, Retention};
+use tokio::sync::Semaphore;
+
+use crate::cli::accounts::{Account, EnvLookup};
+use crate::cli::{AccountsFile, Config, ExporterArgs};
+use crate::collect::{Collector, CollectorPool, Retention};
+use crate::probe::{self, Probes, TargetError};
 use crate::scrape::Exporter;
-use crate::self_metrics::ExporterMetrics;
-use crate::simulator::{self, SimConfig, SimulateArgs};
+use crate::secret::Secret;
+use crate::self_metrics::{ExporterMetrics, ProcessMetrics};
+use crate::simulator::{self, SimConfig, SimHandle, SimulateArgs};
 use crate::upstream::auth::AuthError;
-use crate::upstream::batch_query::BatchQuery;
+use crate::upstream::batch_query::{BatchQuery, BatchQueryConfig};
+use crate::upstream::credentials::Credentials;
 use crate::web::signals::{self, BindError};
-use crate::web::{self, WebOptions};
+use crate::web::{self, Telemetry, WebOptions};
 
 /// The whole command line: the exporter's flags, or the `simulate` subcommand.
 #[derive(Debug, Parser)]
@@ -61,6 +67,8 @@ pub enum RunError {
     Io(#[from] std::io::Error),
     #[error("cannot start the thread that reads the instance list: {0}")]
     Collector(std::io::Error),
+    #[error(transparent)]
+    Target(#[from] TargetError),
 }
 
 /// Below this many open files after raising the limit, the exporter warns: every connection
@@ -100,61 +108,167 @@ fn raise_file_limit() {
 #[cfg(not(unix))]
 fn raise_file_limit() {}
 
+/// The demo's accounts in the in-process simulator: each its own fleet and token. The flags'
+/// account (`/metrics`) is the first.
+const DEMO_ACCOUNTS: [(&str, usize, u64); 2] =
+    [("retail", DEMO_INSTANCES, DEMO_SEED), ("games", 200, 2)];
+
+/// The static token the simulator's demo account `name` accepts.
+fn demo_token(name: &str) -> Secret {
+    Secret::new(format!("demo-{name}"))
+}
+
+/// Starts the `--demo` simulator and points the configuration's accounts at it.
+async fn start_demo(config: &mut Config) -> Result<SimHandle, RunError> {
+    let listener = signals::bind("127.0.0.1:0", "the demo simulator's address").await?;
+    let tenants = DEMO_ACCOUNTS
+        .iter()
+        .map(|(name, instances, seed)| {
+            let sim = SimConfig {
+                change_every: Some(DEMO_CHANGE_EVERY),
+                token: Some(demo_token(name)),
+                ..SimConfig::new(*instances, *seed)
+            };
+            (name.to_string(), sim)
+        })
+        .collect();
+    let sim = simulator::start_accounts(tenants, listener)?;
+    let endpoint: reqwest::Url = sim
+        .url()
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("demo simulator URL: {e}")))?;
+    // Validation gives --demo the flags' account; its settings are every demo account's.
+    let template = config
+        .upstream
+        .clone()
+        .ok_or_else(|| std::io::Error::other("--demo has no account of its own"))?;
+    let account = |name: &str| Account {
+        name: name.to_string(),
+        upstream: BatchQueryConfig {
+            endpoint: endpoint.clone(),
+            credentials: Credentials::Token(demo_token(name)),
+            ..template.clone()
+        },
+        exposition: config.account_defaults.exposition.clone(),
+    };
+    let accounts: Vec<Account> = DEMO_ACCOUNTS
+        .iter()
+        .map(|(name, ..)| account(name))
+        .collect();
+    config.upstream = accounts.first().map(|a| a.upstream.clone());
+    config.accounts = Some(AccountsFile {
+        path: None,
+        accounts,
+        env: EnvLookup::default(),
+    });
+    tracing::info!(accounts = ?DEMO_ACCOUNTS.map(|a| a.0), endpoint = %sim.url(), "demo mode: scraping a built-in simulated fleet on /metrics, and its accounts on /probe");
+    Ok(sim)
+}
+
 /// Runs the exporter until SIGINT or SIGTERM.
 pub async fn exporter(mut config: Config) -> Result<(), RunError> {
     raise_file_limit();
     // Bind first: a taken port is the most common start-up mistake and should fail fast.
     let listener = signals::bind(&config.listen_address, "--web.listen-address").await?;
     let shutdown = signals::shutdown_signal()?;
-    let reloads = signals::reload_signal()?;
+    let mut signals = signals::reload_signal()?;
     let _demo = if config.demo {
-        let sim_listener = signals::bind("127.0.0.1:0", "the demo simulator's address").await?;
-        let demo = SimConfig {
-            change_every: Some(DEMO_CHANGE_EVERY),
-            ..SimConfig::new(DEMO_INSTANCES, DEMO_SEED)
-        };
-        let sim = simulator::start(demo, sim_listener)?;
-        tracing::info!(instances = DEMO_INSTANCES, endpoint = %sim.url(), "demo mode: scraping a built-in simulated fleet");
-        config.upstream.endpoint = sim
-            .url()
-            .parse()
-            .map_err(|e| std::io::Error::other(format!("demo simulator URL: {e}")))?;
-        Some(sim)
+        Some(start_demo(&mut config).await?)
     } else {
         None
     };
-    let app = build_app(&config)?;
+    let app = build(&config)?;
     tracing::info!(
         address = %listener.local_addr()?,
         telemetry_path = %config.telemetry_path,
-        endpoint = %config.upstream.endpoint,
+        endpoint = config.upstream.as_ref().map(|u| u.endpoint.as_str()),
+        accounts = app.probes.as_ref().map(|p| p.targets().len()),
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
+    // SIGHUP reloads the web configuration and the accounts file together.
+    let (web_reload, web_reloads) = tokio::sync::mpsc::channel(1);
+    let probes = app.probes.clone();
+    tokio::spawn(async move {
+        while signals.recv().await.is_some() {
+            let _ = web_reload.try_send(());
+            if let Some(probes) = &probes {
+                let _ = probes.reload().await;
+            }
+        }
+    });
     let serving = web::Serving {
         limits: config.conn_limits,
         web: config.web.clone(),
     };
-    web::serve(listener, app, serving, shutdown, reloads).await?;
+    web::serve(listener, app.router, serving, shutdown, web_reloads).await?;
     Ok(())
 }
 
-/// The exporter's router for a configuration: its own metrics, its source, its collections.
+/// The exporter's router, and its accounts (which a reload re-reads), for a configuration.
+pub struct App {
+    pub router: axum::Router,
+    pub probes: Option<Arc<Probes>>,
+}
+
+/// The exporter's router for a one-account configuration.
 pub fn build_app(config: &Config) -> Result<axum::Router, RunError> {
-    let metrics = Arc::new(ExporterMetrics::new()?);
-    let source = Arc::new(BatchQuery::new(config.upstream.clone(), metrics.clone())?);
+    Ok(build(config)?.router)
+}
+
+/// Wires a configuration: the flags' account on the telemetry path (or the process's own
+/// metrics), the accounts to probe, and the cap on API requests they share.
+pub fn build(config: &Config) -> Result<App, RunError> {
     let keep = Retention {
         min_interval: config.min_interval,
         serve_stale_for: config.serve_stale_for,
     };
-    let collector = Collector::new(source, metrics.clone(), keep).map_err(RunError::Collector)?;
-    let exporter = Arc::new(Exporter::new(collector, metrics, config.exposition.clone()));
+    let request_slots = Arc::new(Semaphore::new(config.max_requests_in_flight as usize));
+    let process = Arc::new(ProcessMetrics::new()?);
+    let telemetry = match &config.upstream {
+        Some(upstream) => {
+            let metrics = Arc::new(ExporterMetrics::new()?);
+            let source = BatchQuery::new(upstream.clone(), metrics.clone())?
+                .with_request_slots(request_slots.clone());
+            let collector = Collector::new(Arc::new(source), metrics.clone(), keep)
+                .map_err(RunError::Collector)?;
+            let exporter = Exporter::new(collector, metrics, config.exposition.clone());
+            Telemetry::Account(Arc::new(exporter))
+        }
+        None => Telemetry::Process(process.clone()),
+    };
+    let probes = match &config.accounts {
+        Some(file) => {
+            let shared = probe::Shared {
+                pool: CollectorPool::per_core().map_err(RunError::Collector)?,
+                request_slots,
+                keep,
+                max_requests: config.max_requests,
+            };
+            let source = file.path.clone().map(|path| probe::Source {
+                path,
+                defaults: config.account_defaults.clone(),
+                env: file.env.clone(),
+                metrics: process,
+            });
+            Some(Arc::new(Probes::new(
+                file.accounts.clone(),
+                shared,
+                source,
+            )?))
+        }
+        None => None,
+    };
     let options = WebOptions {
         telemetry_path: config.telemetry_path.clone(),
         scrape_timeout: config.scrape_timeout,
         max_requests: config.max_requests,
+        advertised_address: config.listen_address.clone(),
     };
-    Ok(web::app(exporter, &options))
+    Ok(App {
+        router: web::router(telemetry, probes.clone(), &options),
+        probes,
+    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
 };
 
 /// The exporter's own counters and constants, which live as long as the process.
@@ -83,8 +84,37 @@ fn is_cause(label: &str) -> bool {
         || label.strip_prefix("iam_http_").is_some_and(status)
 }
 
+/// `clouddevice_exporter_build_info`, registered in `registry`.
+fn register_build_info(registry: &Registry) -> Result<(), prometheus::Error> {
+    let build_info = IntGaugeVec::new(
+        Opts::new(
+            "clouddevice_exporter_build_info",
+            "A metric with a constant '1' value labeled by version, revision and rustc_version.",
+        ),
+        &["version", "revision", "rustc_version"],
+    )?;
+    build_info
+        .with_label_values(&[
+            env!("CARGO_PKG_VERSION"),
+            env!("CLOUDDEVICE_EXPORTER_REVISION"),
+            env!("CLOUDDEVICE_EXPORTER_RUSTC_VERSION"),
+        ])
+        .set(1);
+    registry.register(Box::new(build_info))
+}
+
 impl ExporterMetrics {
+    /// The metrics of the one-account exporter: the account's, and the process's.
     pub fn new() -> Result<Self, prometheus::Error> {
+        let metrics = Self::for_account()?;
+        register_build_info(&metrics.registry)?;
+        register_process_collector(&metrics.registry)?;
+        Ok(metrics)
+    }
+
+    /// The metrics of one account of the accounts file, served with its probes: the process's
+    /// own are on `/metrics` ([`ProcessMetrics`]).
+    pub fn for_account() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let api_requests = IntCounterVec::new(
             Opts::new(
@@ -100,20 +130,6 @@ impl ExporterMetrics {
             ),
             &["error_code"],
         )?;
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "clouddevice_exporter_build_info",
-                "A metric with a constant '1' value labeled by version, revision and rustc_version.",
-            ),
-            &["version", "revision", "rustc_version"],
-        )?;
-        build_info
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                env!("CLOUDDEVICE_EXPORTER_REVISION"),
-                env!("CLOUDDEVICE_EXPORTER_RUSTC_VERSION"),
-            ])
-            .set(1);
         // No labels: the series appears once a token has been fetched, and not in other modes.
         let token_expiry = GaugeVec::new(
             Opts::new(
@@ -141,9 +157,7 @@ impl ExporterMetrics {
         registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(token_expiry.clone()))?;
         registry.register(Box::new(api_errors.clone()))?;
-        registry.register(Box::new(build_info))?;
         registry.register(Box::new(invalid_text.clone()))?;
-        register_process_collector(&registry)?;
         Ok(ExporterMetrics {
             registry,
             api_requests,
@@ -194,6 +208,63 @@ impl ExporterMetrics {
         self.token_expiry
             .with_label_values(&[] as &[&str])
             .set(unix_seconds);
+    }
+
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        self.registry.gather()
+    }
+}
+
+/// The metrics of the whole process when it probes the accounts of a file: build, process,
+/// and the accounts file's state. What `/metrics` serves then.
+pub struct ProcessMetrics {
+    registry: Registry,
+    accounts: IntGauge,
+    reload_successful: IntGauge,
+    reload_success_time: Gauge,
+}
+
+impl ProcessMetrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        register_build_info(&registry)?;
+        register_process_collector(&registry)?;
+        let accounts = IntGauge::new(
+            "clouddevice_exporter_accounts",
+            "Accounts the exporter probes, from --config.file.",
+        )?;
+        let reload_successful = IntGauge::new(
+            "clouddevice_exporter_config_last_reload_successful",
+            "Whether the last load of --config.file succeeded (1) or was refused and the accounts in use kept (0).",
+        )?;
+        let reload_success_time = Gauge::new(
+            "clouddevice_exporter_config_last_reload_success_timestamp_seconds",
+            "When --config.file last loaded successfully, as Unix seconds.",
+        )?;
+        registry.register(Box::new(accounts.clone()))?;
+        registry.register(Box::new(reload_successful.clone()))?;
+        registry.register(Box::new(reload_success_time.clone()))?;
+        Ok(ProcessMetrics {
+            registry,
+            accounts,
+            reload_successful,
+            reload_success_time,
+        })
+    }
+
+    /// Records a load of the accounts file: `Some(accounts)` when it succeeded.
+    pub fn loaded(&self, accounts: Option<usize>) {
+        match accounts {
+            Some(n) => {
+                self.accounts.set(n as i64);
+                self.reload_successful.set(1);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                self.reload_success_time.set(now);
+            }
+            None => self.reload_successful.set(0),
+        }
     }
 
     pub fn gather(&self) -> Vec<MetricFamily> {

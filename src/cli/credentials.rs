@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use super::accounts::EnvLookup;
 use crate::secret::{read_secret_file, Secret, SecretFileError};
 use crate::upstream::credentials::{
     parse_credentials_file, AccessKey, Credentials, IamCredentials, ProjectScope,
@@ -105,6 +106,8 @@ pub struct SecretEnv {
     pub access_key: Option<Secret>,
     pub secret_key: Option<Secret>,
     pub security_token: Option<Secret>,
+    /// Variables the accounts file names (`token_env`, `password_env`, ...).
+    pub named: EnvLookup,
 }
 
 impl SecretEnv {
@@ -122,6 +125,7 @@ impl SecretEnv {
             access_key: read(ACCESS_KEY_ENV),
             secret_key: read(SECRET_KEY_ENV),
             security_token: read(SECURITY_TOKEN_ENV),
+            named: EnvLookup::process(),
         }
     }
 }

@@ -19,8 +19,10 @@ use crate::upstream::wire::API_TIME_FORMAT;
 use crate::web::config::{self as web_config, WebConfig, WebConfigError};
 use crate::web::connection::ConnLimits;
 
+pub mod accounts;
 pub mod credentials;
 
+use accounts::{Account, AccountDefaults, AccountsError, EnvLookup};
 use credentials::{CredentialArgs, CredentialError, SecretEnv};
 
 #[derive(Debug, Args)]
@@ -172,6 +174,20 @@ pub struct ExporterArgs {
     #[command(flatten)]
     pub credentials: CredentialArgs,
 
+    /// Accounts file (YAML): the accounts served on /probe?target=NAME and listed on /sd, each
+    /// with its own sign-in. Re-read on SIGHUP. The flags above give each account's defaults.
+    #[arg(
+        long = "config.file",
+        env = "CLOUDDEVICE_EXPORTER_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub config_file: Option<PathBuf>,
+
+    /// Most requests in flight to the API over all accounts together, on top of each one's concurrency.
+    #[arg(long = "clouddevice.max-requests-in-flight", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_REQUESTS_IN_FLIGHT",
+          default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_requests_in_flight: u32,
+
     /// Per-instance series for all instances, only those in trouble (`problems`), or none (`true`/`false` mean all/none).
     #[arg(long = "collector.instance-metrics", env = "CLOUDDEVICE_EXPORTER_COLLECTOR_INSTANCE_METRICS", value_name = "MODE",
           default_value = "all", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "all",
@@ -231,7 +247,7 @@ fn parse_age_buckets(s: &str) -> Result<Arc<[u64]>, String> {
     Ok(bounds.into())
 }
 
-fn parse_instance_name(s: &str) -> Result<InstanceName, String> {
+pub(crate) fn parse_instance_name(s: &str) -> Result<InstanceName, String> {
     match s {
         "everywhere" => Ok(InstanceName::Everywhere),
         "info" => Ok(InstanceName::Info),
@@ -242,7 +258,7 @@ fn parse_instance_name(s: &str) -> Result<InstanceName, String> {
 
 /// `all`, `problems` or `none`; the boolean spellings of the flag's first version mean all and
 /// none.
-fn parse_instance_metrics(s: &str) -> Result<InstanceMetrics, String> {
+pub(crate) fn parse_instance_metrics(s: &str) -> Result<InstanceMetrics, String> {
     match s.to_ascii_lowercase().as_str() {
         "all" | "true" | "yes" | "on" | "1" => Ok(InstanceMetrics::All),
         "problems" => Ok(InstanceMetrics::Problems),
@@ -251,7 +267,7 @@ fn parse_instance_metrics(s: &str) -> Result<InstanceMetrics, String> {
     }
 }
 
-fn parse_query_time(s: &str) -> Result<String, String> {
+pub(crate) fn parse_query_time(s: &str) -> Result<String, String> {
     time::PrimitiveDateTime::parse(s, API_TIME_FORMAT)
         .map(|_| s.to_string())
         .map_err(|_| "write the time in UTC as 2023-08-15 14:30:45".to_string())
@@ -275,11 +291,28 @@ pub struct Config {
     pub conn_limits: ConnLimits,
     /// TLS and basic auth, and the file they came from (re-read on SIGHUP).
     pub web: Option<(PathBuf, WebConfig)>,
-    /// Under `--demo` the endpoint is replaced by the in-process simulator's once it listens.
-    pub upstream: BatchQueryConfig,
+    /// The account of the flags; `None` with an accounts file. Under `--demo` the endpoint is
+    /// replaced by the in-process simulator's once it listens.
+    pub upstream: Option<BatchQueryConfig>,
+    /// The accounts file, loaded, and how to load it again.
+    pub accounts: Option<AccountsFile>,
+    /// What every account of the file (and of `--demo`) leaves out.
+    pub account_defaults: AccountDefaults,
+    /// Most API requests in flight over all accounts.
+    pub max_requests_in_flight: u32,
     pub demo: bool,
     /// Things worth saying once logging is up (a secrets file other users can read).
     pub warnings: Vec<String>,
+}
+
+/// The accounts file, as loaded at start-up, and what a reload needs to load it again.
+#[derive(Debug, Clone)]
+pub struct AccountsFile {
+    /// `None` for `--demo`'s built-in accounts, which never reload.
+    pub path: Option<PathBuf>,
+    pub accounts: Vec<Account>,
+    /// Where the file's `*_env` keys are looked up.
+    pub env: EnvLookup,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +331,12 @@ pub enum ConfigError {
         "--clouddevice.query-end-time is earlier than --clouddevice.query-start-time; swap them"
     )]
     EndBeforeStart,
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
+    #[error("--config.file and the sign-in flags ({0}) are both set; put every account in the file, or drop --config.file for one account")]
+    FileAndFlags(String),
+    #[error("--demo serves built-in accounts; drop --config.file (or --demo)")]
+    DemoAndFile,
 }
 
 impl ExporterArgs {
@@ -326,12 +365,81 @@ impl ExporterArgs {
             }
             None => None,
         };
-        let credentials = if self.demo {
-            // The in-process simulator takes any token; real credentials are not needed.
-            Credentials::Token(Secret::new("demo"))
-        } else {
-            self.credentials.resolve(env, &mut warnings)?
+        let account_defaults = AccountDefaults {
+            endpoint: endpoint.clone(),
+            iam_endpoint: endpoint_url(
+                "--iam.endpoint",
+                &self.credentials.iam_endpoint,
+                "https://iam.myhuaweicloud.com",
+            )
+            .map_err(CredentialError::from)?,
+            page_size: self.page_size,
+            concurrency: self.concurrency,
+            timeout: self.timeout,
+            max_pages: self.max_pages,
+            max_retries: self.max_retries,
+            max_response_bytes: self.max_response_bytes,
+            time_zone: self.time_zone,
+            exposition: ExpositionConfig {
+                instance_metrics: self.instance_metrics,
+                instance_name: self.instance_name_label,
+                backup_age_buckets: self.backup_age_buckets.clone(),
+            },
         };
+        let accounts = match (self.config_file, self.demo) {
+            (Some(_), true) => return Err(ConfigError::DemoAndFile),
+            (Some(path), false) => {
+                let accounts = accounts::load(&path, &account_defaults, &env.named, &mut warnings)?;
+                Some(AccountsFile {
+                    path: Some(path),
+                    accounts,
+                    env: env.named.clone(),
+                })
+            }
+            (None, _) => None,
+        };
+        let credentials = if self.demo {
+            // Replaced at start-up by a token of the in-process simulator.
+            Some(Credentials::Token(Secret::new("demo")))
+        } else if accounts.is_some() {
+            match self.credentials.resolve(env, &mut warnings) {
+                Err(CredentialError::None) => None,
+                Err(CredentialError::Several(modes)) => {
+                    return Err(ConfigError::FileAndFlags(modes))
+                }
+                Err(e) => return Err(e.into()),
+                Ok(credentials) => {
+                    let mode = match credentials {
+                        Credentials::Token(_) => "static token",
+                        Credentials::Iam(_) => "IAM password",
+                        Credentials::AkSk(_) => "AK/SK",
+                    };
+                    return Err(ConfigError::FileAndFlags(mode.into()));
+                }
+            }
+        } else {
+            Some(self.credentials.resolve(env, &mut warnings)?)
+        };
+        let upstream = credentials.map(|credentials| BatchQueryConfig {
+            endpoint,
+            credentials,
+            page_size: self.page_size,
+            concurrency: self.concurrency as usize,
+            timeout: self.timeout,
+            max_pages: self.max_pages,
+            retry: RetryPolicy {
+                max_retries: self.max_retries,
+            },
+            max_response_bytes: self.max_response_bytes,
+            time_zone: self.time_zone,
+            filters: Filters {
+                pool_scene_tag: self.pool_scene_tag.map(PoolSceneTag::as_str),
+                instance_id: self.instance_id,
+                instance_name: self.instance_name,
+                query_start_time: self.query_start_time,
+                query_end_time: self.query_end_time,
+            },
+        });
         Ok(Config {
             listen_address,
             telemetry_path,
@@ -350,26 +458,10 @@ impl ExporterArgs {
                 write: self.write_timeout,
             },
             web,
-            upstream: BatchQueryConfig {
-                endpoint,
-                credentials,
-                page_size: self.page_size,
-                concurrency: self.concurrency as usize,
-                timeout: self.timeout,
-                max_pages: self.max_pages,
-                retry: RetryPolicy {
-                    max_retries: self.max_retries,
-                },
-                max_response_bytes: self.max_response_bytes,
-                time_zone: self.time_zone,
-                filters: Filters {
-                    pool_scene_tag: self.pool_scene_tag.map(PoolSceneTag::as_str),
-                    instance_id: self.instance_id,
-                    instance_name: self.instance_name,
-                    query_start_time: self.query_start_time,
-                    query_end_time: self.query_end_time,
-                },
-            },
+            upstream,
+            accounts,
+            account_defaults,
+            max_requests_in_flight: self.max_requests_in_flight,
             demo: self.demo,
             warnings,
         })
@@ -536,7 +628,13 @@ mod tests {
         ])
         .unwrap();
         let config = cli.exporter.validate(SecretEnv::default()).unwrap();
-        let pairs: Vec<_> = config.upstream.filters.query_pairs().collect();
+        let pairs: Vec<_> = config
+            .upstream
+            .as_ref()
+            .unwrap()
+            .filters
+            .query_pairs()
+            .collect();
         assert_eq!(
             pairs,
             [
@@ -555,7 +653,7 @@ mod tests {
         };
         let config = cli.exporter.validate(env).unwrap();
         assert!(
-            matches!(&config.upstream.credentials, Credentials::Token(t) if t.expose() == "tok-5ecret")
+            matches!(&config.upstream.as_ref().unwrap().credentials, Credentials::Token(t) if t.expose() == "tok-5ecret")
         );
         assert!(!format!("{config:?}").contains("5ecret"));
     }

@@ -24,7 +24,7 @@ pub enum InstanceMetrics {
 }
 
 /// What the flags say the exposition holds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExpositionConfig {
     pub instance_metrics: InstanceMetrics,
     pub instance_name: InstanceName,

@@ -161,8 +161,24 @@ pub struct SimulateArgs {
     )]
     pub security_token_file: Option<PathBuf>,
 
+    /// Serve this many accounts, `account-1` to `account-N`, each with its own fleet of
+    /// --instances phones (seeds --seed, --seed+1, ...) and its own static token, `sim-account-K`:
+    /// for trying the accounts file and for benchmarks. Takes no other credentials.
+    #[arg(long = "accounts", env = "CLOUDDEVICE_EXPORTER_SIMULATE_ACCOUNTS", default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=10_000),
+          conflicts_with_all = ["auth_token_file", "iam_username", "access_key"])]
+    pub accounts: u32,
+
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// The name of account `k` (from 1) of `simulate --accounts N`, and the token it accepts.
+pub fn sim_account(k: u32) -> (String, Secret) {
+    (
+        format!("account-{k}"),
+        Secret::new(format!("sim-account-{k}")),
+    )
 }
 
 /// A number from 0 to 100.
@@ -234,8 +250,23 @@ pub async fn run(args: SimulateArgs) -> Result<(), SimError> {
     let listener = signals::bind(&args.listen_address, "--listen-address").await?;
     let shutdown = signals::shutdown_signal()?;
     let instances = config.instances;
-    let handle = simulator::start(config, listener)?;
-    tracing::info!(address = %handle.addr(), instances, "simulator listening");
+    let handle = if args.accounts > 1 {
+        let tenants = (1..=args.accounts)
+            .map(|k| {
+                let (name, token) = sim_account(k);
+                let account = SimConfig {
+                    token: Some(token),
+                    seed: config.seed + u64::from(k - 1),
+                    ..config.clone()
+                };
+                (name, account)
+            })
+            .collect();
+        simulator::start_accounts(tenants, listener)?
+    } else {
+        simulator::start(config, listener)?
+    };
+    tracing::info!(address = %handle.addr(), instances, accounts = args.accounts, "simulator listening");
     shutdown.await;
     drop(handle);
     Ok(())

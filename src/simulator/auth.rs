@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{gateway, lock, SimState};
+use super::{gateway, lock, SimState, Tenants};
 use crate::secret::Secret;
 
 /// The IAM user the simulator's token endpoint accepts.
@@ -42,6 +42,10 @@ impl Issued {
         }
     }
 
+    pub(super) fn holds(&self, token: &str) -> bool {
+        self.tokens.contains_key(token)
+    }
+
     pub(super) fn tokens(&self) -> Vec<String> {
         self.tokens.keys().cloned().collect()
     }
@@ -62,8 +66,28 @@ fn time_text(t: SystemTime) -> String {
     OffsetDateTime::from(t).format(&Rfc3339).unwrap_or_default()
 }
 
-/// `POST /v3/auth/tokens`: password login for a project-scoped token.
-pub(super) async fn issue_token(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+/// `POST /v3/auth/tokens`: password login for a project-scoped token, from the account whose
+/// IAM user it names.
+pub(super) async fn issue_token(State(tenants): State<Arc<Tenants>>, body: Bytes) -> Response {
+    let named = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|body| {
+            let user = &body["auth"]["identity"]["password"]["user"];
+            let state =
+                tenants.iam_owner(user["name"].as_str()?, user["domain"]["name"].as_str()?)?;
+            Some(state.clone())
+        });
+    match named.or_else(|| tenants.only().cloned()) {
+        Some(state) => issue_token_of(&state, &body),
+        None => iam_error(
+            StatusCode::UNAUTHORIZED,
+            "IAM.0101",
+            "The username or password is wrong.",
+        ),
+    }
+}
+
+fn issue_token_of(state: &SimState, body: &Bytes) -> Response {
     state.iam_requests.fetch_add(1, Ordering::Relaxed);
     if state.iam_down.load(Ordering::Relaxed) {
         return iam_error(
@@ -72,7 +96,7 @@ pub(super) async fn issue_token(State(state): State<Arc<SimState>>, body: Bytes)
             "Service unavailable.",
         );
     }
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
         return iam_error(
             StatusCode::BAD_REQUEST,
             "IAM.0001",
@@ -206,6 +230,11 @@ fn check_signature(
     } else {
         Err(refuse())
     }
+}
+
+/// The access key a signed request names.
+pub(super) fn access_key_of(authorization: &str) -> Option<&str> {
+    parse_authorization(authorization).map(|(access_key, ..)| access_key)
 }
 
 /// The fields of `SDK-HMAC-SHA256 Access=…, SignedHeaders=a;b, Signature=…`.

@@ -24,7 +24,7 @@ mod auth;
 mod fleet;
 mod gateway;
 
-pub use args::{run, SimError, SimulateArgs};
+pub use args::{run, sim_account, SimError, SimulateArgs};
 pub use auth::SimIamUser;
 pub use fleet::{generate_fleet, SimInstance};
 
@@ -194,14 +194,119 @@ impl SimState {
     }
 }
 
-/// A running simulator. Dropping it stops the server.
+/// The accounts one simulator serves, each with its own credentials and fleet. A request goes
+/// to the account its credentials belong to; with a single account, to that one.
+struct Tenants {
+    accounts: Vec<(String, Arc<SimState>)>,
+    /// Batch-query requests being answered now, over all accounts, and the most there were.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight<'a>(&'a Tenants);
+
+impl<'a> InFlight<'a> {
+    fn new(tenants: &'a Tenants) -> Self {
+        let now = tenants.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        tenants.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(tenants)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Tenants {
+    fn only(&self) -> Option<&Arc<SimState>> {
+        match self.accounts.as_slice() {
+            [(_, state)] => Some(state),
+            _ => None,
+        }
+    }
+
+    /// The account a batch-query request's credentials belong to.
+    fn owner(&self, headers: &HeaderMap) -> Option<&Arc<SimState>> {
+        if let Some(state) = self.only() {
+            return Some(state);
+        }
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let states = self.accounts.iter().map(|(_, state)| state);
+        if let Some(authorization) = header("authorization") {
+            let access_key = auth::access_key_of(authorization)?;
+            return states.into_iter().find(|s| {
+                s.config
+                    .access_key
+                    .as_ref()
+                    .is_some_and(|(ak, _)| ak == access_key)
+            });
+        }
+        let token = header("x-auth-token")?;
+        states.into_iter().find(|s| {
+            lock(&s.issued).holds(token)
+                || s.config.token.as_ref().is_some_and(|t| t.expose() == token)
+        })
+    }
+
+    /// The account whose IAM user a token request names.
+    fn iam_owner(&self, user: &str, domain: &str) -> Option<&Arc<SimState>> {
+        if let Some(state) = self.only() {
+            return Some(state);
+        }
+        self.accounts.iter().map(|(_, s)| s).find(|s| {
+            s.config
+                .iam_user
+                .as_ref()
+                .is_some_and(|u| u.name == user && u.domain == domain)
+        })
+    }
+}
+
+/// The server task, stopped when the last handle on it is dropped.
+struct Server {
+    task: JoinHandle<()>,
+    tenants: Arc<Tenants>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A running simulator, seen from one of its accounts (the first, unless [`SimHandle::account`]
+/// chose another). Dropping every handle stops the server.
+#[derive(Clone)]
 pub struct SimHandle {
     addr: SocketAddr,
     state: Arc<SimState>,
-    task: JoinHandle<()>,
+    server: Arc<Server>,
 }
 
 impl SimHandle {
+    /// The most batch-query requests the simulator answered at once, over all its accounts.
+    pub fn most_in_flight(&self) -> usize {
+        self.server.tenants.most_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The same simulator, seen from the account `name`.
+    pub fn account(&self, name: &str) -> Option<SimHandle> {
+        let (_, state) = self
+            .server
+            .tenants
+            .accounts
+            .iter()
+            .find(|(n, _)| n == name)?;
+        Some(SimHandle {
+            addr: self.addr,
+            state: state.clone(),
+            server: self.server.clone(),
+        })
+    }
+
     /// Base URL to give the exporter as `--clouddevice.endpoint`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -279,69 +384,94 @@ impl SimHandle {
     }
 }
 
-impl Drop for SimHandle {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Starts a simulator on `listener` and serves until the handle is dropped.
+/// Starts a simulator of one account on `listener` and serves until the handle is dropped.
 pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHandle> {
+    start_accounts(vec![("default".to_string(), config)], listener)
+}
+
+/// Starts a simulator of several accounts, each with its own fleet and credentials (which must
+/// tell them apart: a token, an IAM user or an access key of its own), on `listener`.
+pub fn start_accounts(
+    accounts: Vec<(String, SimConfig)>,
+    listener: TcpListener,
+) -> std::io::Result<SimHandle> {
     let addr = listener.local_addr()?;
-    let mut fleet = generate_fleet(config.seed, config.instances, config.now);
-    if let Some(percent) = config.trouble_percent {
-        fleet = fleet::with_trouble(fleet, percent, config.seed);
-    }
-    if let Some(region) = &config.frozen_region {
-        for instance in fleet.iter_mut().filter(|i| &i.region == region) {
-            instance.frozen_status = 1;
-        }
-    }
-    let (served, moving) = match config.change_every.filter(|every| !every.is_zero()) {
-        Some(every) => {
-            let first = fleet::evolve(&fleet, config.seed, 0);
-            let moving = Moving {
-                base: fleet,
-                every,
-                started: std::time::Instant::now(),
-            };
-            (Served::new(0, first, config.time_zone), Some(moving))
-        }
-        None => (Served::new(0, fleet, config.time_zone), None),
-    };
-    let state = Arc::new(SimState {
-        config,
-        moving,
-        served: Mutex::new(served),
-        faults: Mutex::new(Vec::new()),
-        requests: AtomicU64::new(0),
-        page_requests: Mutex::new(HashMap::new()),
-        deleted: AtomicUsize::new(0),
-        issued: Mutex::new(auth::Issued::default()),
-        iam_requests: AtomicU64::new(0),
-        iam_down: AtomicBool::new(false),
-        signatures: Mutex::new(Vec::new()),
-        canonical_requests: Mutex::new(Vec::new()),
-        last_query: Mutex::new(Vec::new()),
+    let accounts: Vec<(String, Arc<SimState>)> = accounts
+        .into_iter()
+        .map(|(name, config)| (name, Arc::new(SimState::new(config))))
+        .collect();
+    let first = accounts
+        .first()
+        .map(|(_, state)| state.clone())
+        .ok_or_else(|| std::io::Error::other("a simulator needs at least one account"))?;
+    let tenants = Arc::new(Tenants {
+        accounts,
+        in_flight: AtomicUsize::new(0),
+        most_in_flight: AtomicUsize::new(0),
     });
-    let app = router(state.clone());
+    let app = router(tenants.clone());
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "simulator stopped");
         }
     });
-    Ok(SimHandle { addr, state, task })
+    Ok(SimHandle {
+        addr,
+        state: first,
+        server: Arc::new(Server { task, tenants }),
+    })
 }
 
-fn router(state: Arc<SimState>) -> Router {
+impl SimState {
+    fn new(config: SimConfig) -> Self {
+        let mut fleet = generate_fleet(config.seed, config.instances, config.now);
+        if let Some(percent) = config.trouble_percent {
+            fleet = fleet::with_trouble(fleet, percent, config.seed);
+        }
+        if let Some(region) = &config.frozen_region {
+            for instance in fleet.iter_mut().filter(|i| &i.region == region) {
+                instance.frozen_status = 1;
+            }
+        }
+        let (served, moving) = match config.change_every.filter(|every| !every.is_zero()) {
+            Some(every) => {
+                let first = fleet::evolve(&fleet, config.seed, 0);
+                let moving = Moving {
+                    base: fleet,
+                    every,
+                    started: std::time::Instant::now(),
+                };
+                (Served::new(0, first, config.time_zone), Some(moving))
+            }
+            None => (Served::new(0, fleet, config.time_zone), None),
+        };
+        SimState {
+            config,
+            moving,
+            served: Mutex::new(served),
+            faults: Mutex::new(Vec::new()),
+            requests: AtomicU64::new(0),
+            page_requests: Mutex::new(HashMap::new()),
+            deleted: AtomicUsize::new(0),
+            issued: Mutex::new(auth::Issued::default()),
+            iam_requests: AtomicU64::new(0),
+            iam_down: AtomicBool::new(false),
+            signatures: Mutex::new(Vec::new()),
+            canonical_requests: Mutex::new(Vec::new()),
+            last_query: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+fn router(tenants: Arc<Tenants>) -> Router {
     Router::new()
         .route("/v1/instances/batch-query", get(batch_query))
         .route("/v3/auth/tokens", post(auth::issue_token))
-        .with_state(state)
+        .with_state(tenants)
 }
 
 fn error_response(status: u16, code: &str, message: &str) -> Response {
@@ -395,7 +525,16 @@ fn valid_time(s: &str) -> bool {
     time::PrimitiveDateTime::parse(s, crate::upstream::wire::API_TIME_FORMAT).is_ok()
 }
 
-async fn batch_query(State(state): State<Arc<SimState>>, headers: HeaderMap, uri: Uri) -> Response {
+async fn batch_query(
+    State(tenants): State<Arc<Tenants>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    // Credentials no account holds are refused as the gateway refuses unknown ones.
+    let _counted = InFlight::new(&tenants);
+    let Some(state) = tenants.owner(&headers).cloned() else {
+        return api_error(401, "APIGW.0301");
+    };
     state.requests.fetch_add(1, Ordering::Relaxed);
     let pairs = gateway::decode_query(uri.query());
     let query: HashMap<String, String> = pairs.iter().cloned().collect();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt};
 use reqwest::Url;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::fleet::Fleet;
@@ -27,7 +28,7 @@ use crate::upstream::Source;
 pub const API_BATCH_QUERY: &str = "batch_query";
 
 /// How the exporter reads the batch-query API.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BatchQueryConfig {
     pub endpoint: Url,
     pub credentials: Credentials,
@@ -76,6 +77,8 @@ pub struct BatchQuery {
     metrics: Arc<ExporterMetrics>,
     /// Rows of the page decoded last: the next one most likely holds as many.
     last_rows: AtomicUsize,
+    /// Shared by every account: the most page requests in flight over all of them.
+    slots: Option<Arc<Semaphore>>,
 }
 
 impl BatchQuery {
@@ -96,7 +99,15 @@ impl BatchQuery {
             config,
             metrics,
             last_rows: AtomicUsize::new(0),
+            slots: None,
         })
+    }
+
+    /// Takes a slot of `slots` for each request, so that several accounts together keep under
+    /// one cap (`--clouddevice.max-requests-in-flight`) on top of each one's concurrency.
+    pub fn with_request_slots(mut self, slots: Arc<Semaphore>) -> Self {
+        self.slots = Some(slots);
+        self
     }
 
     /// Fetches one page before `deadline`, retrying transient failures as the [`RetryPolicy`]
@@ -106,6 +117,11 @@ impl BatchQuery {
         let mut retries = 0;
         let mut renewed = false;
         loop {
+            // Waiting for a slot is bounded by the collection's deadline, which cancels the read.
+            let slot = match &self.slots {
+                Some(slots) => slots.clone().acquire_owned().await.ok(),
+                None => None,
+            };
             let request_id = Uuid::new_v4().to_string();
             let timeout = self
                 .config
@@ -118,6 +134,7 @@ impl BatchQuery {
             let result = self.send(request, page, &request_id, timeout).await;
             self.metrics
                 .observe_request(API_BATCH_QUERY, started.elapsed());
+            drop(slot);
             let error = match result {
                 Ok(page) => return Ok(page),
                 Err(error) => error,

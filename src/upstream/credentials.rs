@@ -6,7 +6,7 @@ use reqwest::Url;
 use crate::secret::Secret;
 
 /// How requests are authenticated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Credentials {
     /// A ready X-Auth-Token, used as it is until it stops working.
     Token(Secret),
@@ -16,7 +16,7 @@ pub enum Credentials {
     AkSk(AccessKey),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IamCredentials {
     pub endpoint: Url,
     pub username: String,
@@ -31,7 +31,7 @@ pub enum ProjectScope {
     Id(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessKey {
     pub access_key: String,
     pub secret_key: Secret,

@@ -10,7 +10,7 @@ const BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (`--clouddevice.max-retries`).
     pub max_retries: u32,

@@ -26,42 +26,70 @@ use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::exposition::Families;
 use crate::logging::Throttle;
+use crate::probe::Probes;
 use crate::scrape::Exporter;
+use crate::self_metrics::ProcessMetrics;
 
 /// What the HTTP side needs to know of the configuration.
 pub struct WebOptions {
     pub telemetry_path: String,
     /// Used when the scraper does not send `X-Prometheus-Scrape-Timeout-Seconds`.
     pub scrape_timeout: Duration,
-    /// Most /metrics requests served at once; zero for no limit.
+    /// Most /metrics requests (and probes of each account) served at once; zero for no limit.
     pub max_requests: u32,
+    /// The address `/sd` lists when a request names no host.
+    pub advertised_address: String,
+}
+
+/// What the telemetry path serves.
+pub enum Telemetry {
+    /// The account of the flags, with the process's own metrics.
+    Account(Arc<Exporter>),
+    /// The process's own metrics, when the accounts are in a file and are probed.
+    Process(Arc<ProcessMetrics>),
 }
 
 #[derive(Clone)]
 struct AppState {
-    exporter: Arc<Exporter>,
+    telemetry: Arc<Telemetry>,
+    probes: Option<Arc<Probes>>,
     telemetry_path: Arc<str>,
     scrape_timeout: Duration,
     /// `None` when unlimited.
     slots: Option<Arc<Semaphore>>,
     max_requests: u32,
+    advertised_address: Arc<str>,
 }
 
-/// The router, without a socket, so tests can drive it directly.
+/// The router of a one-account exporter, without a socket, so tests can drive it directly.
 pub fn app(exporter: Arc<Exporter>, options: &WebOptions) -> Router {
+    router(Telemetry::Account(exporter), None, options)
+}
+
+/// The router: the telemetry path, and `/probe` and `/sd` when there are accounts to probe.
+pub fn router(telemetry: Telemetry, probes: Option<Arc<Probes>>, options: &WebOptions) -> Router {
+    let with_probes = probes.is_some();
     let state = AppState {
-        exporter,
+        telemetry: Arc::new(telemetry),
+        probes,
         telemetry_path: options.telemetry_path.as_str().into(),
         scrape_timeout: options.scrape_timeout,
         slots: (options.max_requests > 0)
             .then(|| Arc::new(Semaphore::new(options.max_requests as usize))),
         max_requests: options.max_requests,
+        advertised_address: options.advertised_address.as_str().into(),
     };
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(landing))
         .route(&options.telemetry_path, get(metrics))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
-        .route("/-/ready", get(|| async { "Ready\n" }))
+        .route("/-/ready", get(|| async { "Ready\n" }));
+    if with_probes {
+        router = router
+            .route(PROBE_PATH, get(probe))
+            .route(SD_PATH, get(service_discovery));
+    }
+    router
         .layer(
             CompressionLayer::new()
                 .gzip(true)
@@ -75,6 +103,10 @@ pub fn app(exporter: Arc<Exporter>, options: &WebOptions) -> Router {
         .with_state(state)
 }
 
+/// Where each account is probed, and where Prometheus discovers them.
+pub const PROBE_PATH: &str = "/probe";
+pub const SD_PATH: &str = "/sd";
+
 /// The scraper's timeout: Prometheus sends it with every scrape.
 fn scrape_timeout(headers: &HeaderMap, fallback: Duration) -> Duration {
     headers
@@ -86,43 +118,124 @@ fn scrape_timeout(headers: &HeaderMap, fallback: Duration) -> Duration {
         .unwrap_or(fallback)
 }
 
+/// The `collect[]` parameters of a request.
+fn families(query: &[(String, String)]) -> Result<Families, (StatusCode, String)> {
+    let names = query
+        .iter()
+        .filter(|(name, _)| name == "collect[]")
+        .map(|(_, value)| value.as_str());
+    Families::from_names(names).map_err(|error| (StatusCode::BAD_REQUEST, format!("{error}\n")))
+}
+
 async fn metrics(
     State(state): State<AppState>,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
-    let names = query
-        .iter()
-        .filter(|(name, _)| name == "collect[]")
-        .map(|(_, value)| value.as_str());
-    let families = match Families::from_names(names) {
-        Ok(families) => families,
-        Err(error) => return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
+    match &*state.telemetry {
+        Telemetry::Account(exporter) => {
+            let families = match families(&query) {
+                Ok(families) => families,
+                Err(response) => return response.into_response(),
+            };
+            let timeout = scrape_timeout(&headers, state.scrape_timeout);
+            scrape(
+                exporter,
+                state.slots.as_ref(),
+                state.max_requests,
+                families,
+                timeout,
+            )
+            .await
+        }
+        Telemetry::Process(metrics) => {
+            let mut text = String::new();
+            match prometheus::TextEncoder::new().encode_utf8(&metrics.gather(), &mut text) {
+                Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
+                Err(e) => {
+                    let text = format!("cannot encode metrics: {e}\n");
+                    (StatusCode::INTERNAL_SERVER_ERROR, text).into_response()
+                }
+            }
+        }
+    }
+}
+
+/// `/probe?target=NAME`: one scrape of that account, as `/metrics` is of the flags' account.
+async fn probe(
+    State(state): State<AppState>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(probes) = &state.probes else {
+        return StatusCode::NOT_FOUND.into_response();
     };
+    let bad = |text: String| (StatusCode::BAD_REQUEST, text).into_response();
+    let named: Vec<&str> = query
+        .iter()
+        .filter(|(name, _)| name == "target")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    let name = match named.as_slice() {
+        [name] => *name,
+        [] => {
+            return bad(format!(
+                "no target: write {PROBE_PATH}?target=ACCOUNT, with an account of the accounts file (listed on {SD_PATH})\n"
+            ))
+        }
+        _ => return bad("several targets: give exactly one target=ACCOUNT\n".into()),
+    };
+    let Some(target) = probes.get(name) else {
+        let shown: String = name.chars().take(80).collect();
+        return bad(format!(
+            "unknown target {shown:?}: no such account in the accounts file; the accounts are listed on {SD_PATH}\n"
+        ));
+    };
+    let families = match families(&query) {
+        Ok(families) => families,
+        Err(response) => return response.into_response(),
+    };
+    let timeout = scrape_timeout(&headers, state.scrape_timeout);
+    scrape(
+        &target.exporter,
+        target.requests.as_ref(),
+        state.max_requests,
+        families,
+        timeout,
+    )
+    .await
+}
+
+/// One scrape of one account, holding one of `slots` until its body is sent.
+async fn scrape(
+    exporter: &Exporter,
+    slots: Option<&Arc<Semaphore>>,
+    max_requests: u32,
+    families: Families,
+    timeout: Duration,
+) -> Response {
     // Held until the body is sent: the scrapes beyond the limit are turned away, not queued.
-    let slot = match &state.slots {
+    let slot = match slots {
         Some(slots) => match slots.clone().try_acquire_owned() {
             Ok(slot) => Some(slot),
             Err(_) => {
                 static THROTTLE: Throttle = Throttle::new(Duration::from_secs(60));
                 if let Some(held_back) = THROTTLE.allow() {
                     tracing::warn!(
-                        max_requests = state.max_requests,
+                        max_requests,
                         held_back,
                         "too many concurrent scrapes; answering 503"
                     );
                 }
                 let text = format!(
-                    "too many concurrent scrapes (--web.max-requests={}); scrape less often or raise the limit\n",
-                    state.max_requests
+                    "too many concurrent scrapes (--web.max-requests={max_requests}); scrape less often or raise the limit\n"
                 );
                 return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
             }
         },
         None => None,
     };
-    let timeout = scrape_timeout(&headers, state.scrape_timeout);
-    match state.exporter.scrape(timeout, families).await {
+    match exporter.scrape(timeout, families).await {
         Ok(exposition) => {
             // Streamed: a large fleet's body is written as it is sent, never held whole.
             let chunks = futures::stream::iter(exposition).map(move |chunk| {
@@ -140,9 +253,46 @@ async fn metrics(
     }
 }
 
-async fn landing(State(state): State<AppState>) -> Html<String> {
-    let last = match state.exporter.last_collection() {
-        None => "No collection yet: the first scrape of the telemetry path starts one.".to_string(),
+/// A `Host` header that can stand as a target address: a host name or address and a port.
+fn host_header(headers: &HeaderMap) -> Option<&str> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let plain = host.len() <= 255
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b));
+    plain.then_some(host)
+}
+
+/// `/sd`: the accounts in Prometheus' HTTP service discovery format. Each is a target at the
+/// address the request came to (its `Host`), probed on `/probe` with `target` set to its name,
+/// and labelled `account`.
+async fn service_discovery(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(probes) = &state.probes else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let address = host_header(&headers).unwrap_or(&state.advertised_address);
+    let groups: Vec<serde_json::Value> = probes
+        .targets()
+        .keys()
+        .map(|name| {
+            serde_json::json!({
+                "targets": [address],
+                "labels": {
+                    "__metrics_path__": PROBE_PATH,
+                    "__param_target": name,
+                    "account": name,
+                },
+            })
+        })
+        .collect();
+    axum::Json(groups).into_response()
+}
+
+/// What the landing page says of one exporter's last collection.
+fn last_collection(exporter: &Exporter) -> String {
+    match exporter.last_collection() {
+        None => "No collection yet: the first scrape starts one.".to_string(),
         Some(last) => {
             let when = OffsetDateTime::from(last.finished)
                 .format(&Rfc3339)
@@ -158,15 +308,38 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
                 ),
             }
         }
-    };
+    }
+}
+
+async fn landing(State(state): State<AppState>) -> Html<String> {
     let path = escape_html(&state.telemetry_path);
+    let mut body = String::new();
+    if let Telemetry::Account(exporter) = &*state.telemetry {
+        body.push_str(&format!(
+            "<p>{}</p>\n",
+            escape_html(&last_collection(exporter))
+        ));
+    }
+    let mut links = format!(
+        "<a href=\"{path}\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a>"
+    );
+    if let Some(probes) = &state.probes {
+        links.push_str(&format!(" · <a href=\"{SD_PATH}\">Service discovery</a>"));
+        body.push_str("<h2>Accounts</h2>\n<ul>\n");
+        for (name, target) in probes.targets().iter() {
+            let name = escape_html(name);
+            body.push_str(&format!(
+                "<li><a href=\"{PROBE_PATH}?target={name}\">{name}</a>: {}</li>\n",
+                escape_html(&last_collection(&target.exporter))
+            ));
+        }
+        body.push_str("</ul>\n");
+    }
     Html(format!(
         "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>CloudDevice Exporter</title></head>\n\
          <body>\n<h1>CloudDevice Exporter</h1>\n<p>Version {version}</p>\n\
-         <p><a href=\"{path}\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
-         <p>{last}</p>\n</body>\n</html>\n",
+         <p>{links}</p>\n{body}</body>\n</html>\n",
         version = env!("CARGO_PKG_VERSION"),
-        last = escape_html(&last),
     ))
 }
 

@@ -7,10 +7,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use clouddevice_exporter::cli::credentials::SecretEnv;
+use clouddevice_exporter::probe::Probes;
 use clouddevice_exporter::run::Cli;
 use clouddevice_exporter::secret::Secret;
 use clouddevice_exporter::simulator::{self, SimConfig, SimHandle};
@@ -27,6 +29,8 @@ pub struct TestExporter {
     http: reqwest::Client,
     /// Re-reads the web configuration, as SIGHUP does.
     pub reload: mpsc::Sender<()>,
+    /// The accounts probed, with an accounts file.
+    pub probes: Option<Arc<Probes>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -42,21 +46,29 @@ impl TestExporter {
 
     /// Starts the exporter with these flags (plus the endpoint) and these secrets.
     pub async fn start_with(endpoint: &str, flags: &[&str], env: SecretEnv) -> TestExporter {
+        let args: Vec<&str> = ["--clouddevice.endpoint", endpoint]
+            .into_iter()
+            .chain(flags.iter().copied())
+            .collect();
+        TestExporter::start_flags(&args, env).await
+    }
+
+    /// Starts the exporter with exactly these flags and these secrets.
+    pub async fn start_flags(flags: &[&str], env: SecretEnv) -> TestExporter {
         if std::env::var_os("TEST_LOG").is_some() {
             logging::init(
                 clouddevice_exporter::logging::LogLevel::Debug,
                 clouddevice_exporter::logging::LogFormat::Logfmt,
             );
         }
-        let args = ["clouddevice_exporter", "--clouddevice.endpoint", endpoint]
-            .into_iter()
-            .chain(flags.iter().copied());
+        let args = std::iter::once("clouddevice_exporter").chain(flags.iter().copied());
         let config = Cli::try_parse_from(args)
             .expect("test flags parse")
             .exporter
             .validate(env)
             .expect("test config is valid");
-        let app = run::build_app(&config).expect("app builds");
+        let built = run::build(&config).expect("app builds");
+        let (app, probes) = (built.router, built.probes);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -73,6 +85,7 @@ impl TestExporter {
             addr,
             http: reqwest::Client::new(),
             reload,
+            probes,
             _stop: stop,
         }
     }

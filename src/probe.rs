@@ -1,0 +1,200 @@
+//! The accounts one exporter probes (`/probe?target=NAME`), from the accounts file or `--demo`.
+//! Each account has its own source, collector, reuse window and metrics, so one account failing
+//! or slow never delays another; they share only the collector threads and the cap on API
+//! requests in flight. A reload swaps in a new set and keeps every account whose settings did
+//! not change, with its IAM token and its last collection.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::Semaphore;
+
+use crate::cli::accounts::{self, Account, AccountDefaults, EnvLookup};
+use crate::collect::{Collector, CollectorPool, Retention};
+use crate::scrape::Exporter;
+use crate::self_metrics::{ExporterMetrics, ProcessMetrics};
+use crate::upstream::auth::AuthError;
+use crate::upstream::batch_query::BatchQuery;
+
+/// One account, ready to be probed.
+pub struct Target {
+    pub account: Account,
+    pub exporter: Arc<Exporter>,
+    /// Most probes of this account served at once (`--web.max-requests`); `None` when unlimited.
+    pub requests: Option<Arc<Semaphore>>,
+}
+
+/// Why an account could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("account {account:?}: {source}")]
+    Auth { account: String, source: AuthError },
+    #[error("account {account:?}: cannot set up its metrics: {source}")]
+    Metrics {
+        account: String,
+        source: prometheus::Error,
+    },
+}
+
+/// What every account is built with.
+pub struct Shared {
+    pub pool: CollectorPool,
+    /// The cap on requests in flight over all accounts.
+    pub request_slots: Arc<Semaphore>,
+    pub keep: Retention,
+    /// `--web.max-requests`, per account; zero for no limit.
+    pub max_requests: u32,
+}
+
+impl Shared {
+    fn target(&self, account: Account) -> Result<Target, TargetError> {
+        let metrics = ExporterMetrics::for_account()
+            .map(Arc::new)
+            .map_err(|source| TargetError::Metrics {
+                account: account.name.clone(),
+                source,
+            })?;
+        let source = BatchQuery::new(account.upstream.clone(), metrics.clone())
+            .map_err(|source| TargetError::Auth {
+                account: account.name.clone(),
+                source,
+            })?
+            .with_request_slots(self.request_slots.clone());
+        let collector =
+            Collector::in_pool(&self.pool, Arc::new(source), metrics.clone(), self.keep);
+        let exporter = Exporter::new(collector, metrics, account.exposition.clone());
+        Ok(Target {
+            account,
+            exporter: Arc::new(exporter),
+            requests: (self.max_requests > 0)
+                .then(|| Arc::new(Semaphore::new(self.max_requests as usize))),
+        })
+    }
+}
+
+/// Where a reload reads the accounts from.
+pub struct Source {
+    pub path: PathBuf,
+    pub defaults: AccountDefaults,
+    pub env: EnvLookup,
+    pub metrics: Arc<ProcessMetrics>,
+}
+
+/// The accounts being probed, by name.
+pub struct Probes {
+    current: RwLock<Arc<BTreeMap<String, Arc<Target>>>>,
+    shared: Shared,
+    /// `None` for a set that never changes (`--demo`).
+    source: Option<Source>,
+    /// One reload at a time: two at once could each keep what the other replaced.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Probes {
+    pub fn new(
+        accounts: Vec<Account>,
+        shared: Shared,
+        source: Option<Source>,
+    ) -> Result<Self, TargetError> {
+        let targets = accounts
+            .into_iter()
+            .map(|a| Ok((a.name.clone(), Arc::new(shared.target(a)?))))
+            .collect::<Result<BTreeMap<_, _>, TargetError>>()?;
+        if let Some(source) = &source {
+            source.metrics.loaded(Some(targets.len()));
+        }
+        Ok(Probes {
+            current: RwLock::new(Arc::new(targets)),
+            shared,
+            source,
+            reloading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The accounts now, by name.
+    pub fn targets(&self) -> Arc<BTreeMap<String, Arc<Target>>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Target>> {
+        self.targets().get(name).cloned()
+    }
+
+    /// Re-reads the accounts file. A file that does not load, or an account that cannot be set
+    /// up, is logged and the accounts in use kept. Returns the number of accounts now served.
+    pub async fn reload(&self) -> Result<usize, String> {
+        let Some(source) = &self.source else {
+            return Ok(self.targets().len());
+        };
+        let _one = self.reloading.lock().await;
+        let (path, defaults, env) = (
+            source.path.clone(),
+            source.defaults.clone(),
+            source.env.clone(),
+        );
+        // Secrets files are read from disk: off the async threads.
+        let loaded = tokio::task::spawn_blocking(move || {
+            let mut warnings = Vec::new();
+            accounts::load(&path, &defaults, &env, &mut warnings).map(|a| (a, warnings))
+        })
+        .await;
+        let result = match loaded {
+            Ok(Ok((accounts, warnings))) => {
+                for warning in &warnings {
+                    tracing::warn!("{warning}");
+                }
+                self.swap(accounts)
+            }
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(error) => Err(format!("the reload failed: {error}")),
+        };
+        match &result {
+            Ok(n) => source.metrics.loaded(Some(*n)),
+            Err(error) => {
+                source.metrics.loaded(None);
+                tracing::error!(%error, "cannot reload the accounts file; keeping the accounts in use");
+            }
+        }
+        result
+    }
+
+    /// Makes `accounts` the set served, reusing every target whose account did not change.
+    fn swap(&self, accounts: Vec<Account>) -> Result<usize, String> {
+        let old = self.targets();
+        let (mut kept, mut added, mut changed) = (0, 0, 0);
+        let mut next = BTreeMap::new();
+        for account in accounts {
+            let target = match old.get(&account.name) {
+                Some(target) if target.account == account => {
+                    kept += 1;
+                    target.clone()
+                }
+                previous => {
+                    if previous.is_some() {
+                        changed += 1;
+                    } else {
+                        added += 1;
+                    }
+                    Arc::new(self.shared.target(account).map_err(|e| e.to_string())?)
+                }
+            };
+            next.insert(target.account.name.clone(), target);
+        }
+        let removed = old.keys().filter(|name| !next.contains_key(*name)).count();
+        let served = next.len();
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        tracing::info!(
+            accounts = served,
+            kept,
+            added,
+            changed,
+            removed,
+            "reloaded the accounts file"
+        );
+        Ok(served)
+    }
+}

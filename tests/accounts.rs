@@ -1,0 +1,489 @@
+//! Many accounts from one exporter (`--config.file`): each probed on `/probe?target=NAME` against
+//! a simulator that serves several accounts with their own credentials and fleets; `/sd` lists
+//! them; one account's failure or slowness stays its own; the cap on requests in flight holds
+//! over all accounts; SIGHUP reloads the file and keeps unchanged accounts' IAM tokens.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clouddevice_exporter::cli::accounts::EnvLookup;
+use clouddevice_exporter::cli::credentials::SecretEnv;
+use clouddevice_exporter::secret::Secret;
+use clouddevice_exporter::simulator::{self, SimConfig, SimHandle, SimIamUser};
+use common::{exporter, Running, Scraped, TestExporter};
+use tokio::net::TcpListener;
+
+/// Three accounts, one per sign-in mode, each with a fleet of its own.
+async fn three_account_simulator(retail_latency: Duration) -> SimHandle {
+    let retail = SimConfig {
+        token: Some(Secret::new("tok-retail")),
+        latency: retail_latency,
+        ..SimConfig::new(120, 11)
+    };
+    let games = SimConfig {
+        iam_user: Some(SimIamUser {
+            name: "metrics-reader".into(),
+            domain: "games-corp".into(),
+            password: Secret::new("pw-games"),
+        }),
+        ..SimConfig::new(250, 12)
+    };
+    let labs = SimConfig {
+        access_key: Some(("AK-labs".into(), Secret::new("SK-labs"))),
+        ..SimConfig::new(75, 13)
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tenants = vec![
+        ("retail".to_string(), retail),
+        ("games".to_string(), games),
+        ("labs".to_string(), labs),
+    ];
+    simulator::start_accounts(tenants, listener).unwrap()
+}
+
+/// A folder with the secrets files and the accounts file.
+struct Files(tempfile::TempDir);
+
+impl Files {
+    fn new() -> Files {
+        let files = Files(tempfile::tempdir().unwrap());
+        files.secret("retail.token", "tok-retail");
+        files.secret("games.password", "pw-games");
+        files
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+
+    fn secret(&self, name: &str, text: &str) {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+
+    /// Writes the accounts file from its account entries and returns its path.
+    fn accounts(&self, entries: &[String]) -> String {
+        let path = self.path("accounts.yml");
+        std::fs::write(&path, format!("accounts:\n{}", entries.concat())).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    fn retail(&self, url: &str) -> String {
+        let token = self.path("retail.token");
+        format!(
+            "  retail:\n    endpoint: {url}\n    token_file: {}\n",
+            token.display()
+        )
+    }
+
+    fn games(&self, url: &str, extra: &str) -> String {
+        let password = self.path("games.password");
+        format!(
+            "  games:\n    endpoint: {url}\n    iam: {{endpoint: {url}, username: metrics-reader, domain: games-corp,\n          project: cn-north-4, password_file: {}}}\n{extra}",
+            password.display()
+        )
+    }
+
+    fn labs(url: &str) -> String {
+        format!("  labs:\n    endpoint: {url}\n    access_key: {{access_key_env: LABS_AK, secret_key_env: LABS_SK}}\n    project_id: p-labs\n")
+    }
+}
+
+fn labs_env() -> SecretEnv {
+    SecretEnv {
+        named: EnvLookup::new(|name| match name {
+            "LABS_AK" => Some(Secret::new("AK-labs")),
+            "LABS_SK" => Some(Secret::new("SK-labs")),
+            _ => None,
+        }),
+        ..SecretEnv::default()
+    }
+}
+
+async fn start(config: &str, flags: &[&str]) -> TestExporter {
+    let args: Vec<&str> = ["--config.file", config]
+        .into_iter()
+        .chain(flags.iter().copied())
+        .collect();
+    TestExporter::start_flags(&args, labs_env()).await
+}
+
+async fn probe(exporter: &TestExporter, target: &str) -> Scraped {
+    let response = exporter.get(&format!("/probe?target={target}")).await;
+    assert_eq!(response.status(), 200, "probe of {target}");
+    Scraped(response.text().await.unwrap())
+}
+
+/// Instances per region, as the simulator serves them to one account.
+fn regions_of(sim: &SimHandle) -> BTreeMap<String, f64> {
+    let mut regions = BTreeMap::new();
+    for instance in sim.fleet().iter() {
+        *regions.entry(instance.region.clone()).or_default() += 1.0;
+    }
+    regions
+}
+
+/// Instances per region, as one scrape exports them.
+fn regions_in(scraped: &Scraped) -> BTreeMap<String, f64> {
+    let mut regions = BTreeMap::new();
+    for (labels, value) in scraped.samples("clouddevice_instances") {
+        let region = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("region=\""))
+            .map(|r| r.trim_end_matches('"').to_string())
+            .expect("a region label");
+        *regions.entry(region).or_default() += value;
+    }
+    regions
+}
+
+#[tokio::test]
+async fn three_accounts_in_three_sign_in_modes_each_get_exactly_their_own_fleet() {
+    let sim = three_account_simulator(Duration::ZERO).await;
+    let files = Files::new();
+    let url = sim.url();
+    let config = files.accounts(&[files.retail(&url), files.games(&url, ""), Files::labs(&url)]);
+    let exporter = start(&config, &[]).await;
+    for name in ["retail", "games", "labs"] {
+        let scraped = probe(&exporter, name).await;
+        let tenant = sim.account(name).unwrap();
+        assert_eq!(scraped.up(), 1.0, "{name}: {}", scraped.0);
+        assert_eq!(
+            scraped.sum("clouddevice_instances"),
+            tenant.fleet().len() as f64,
+            "{name}"
+        );
+        assert_eq!(regions_in(&scraped), regions_of(&tenant), "{name}");
+        // The account's own requests, and none of another's: only games signs in with IAM.
+        let iam_requests = scraped
+            .samples("clouddevice_exporter_api_requests_total")
+            .iter()
+            .filter(|(labels, _)| labels.contains("api=\"iam_token\""))
+            .count();
+        assert_eq!(iam_requests > 0, name == "games", "{name}: {}", scraped.0);
+        // The process's own metrics are on /metrics, not in every probe.
+        assert!(!scraped.contains("process_"), "{name}");
+    }
+    // Each account's credentials went to its own fleet only: the simulator routes by
+    // credentials, and every account was asked for its pages.
+    for name in ["retail", "games", "labs"] {
+        assert!(sim.account(name).unwrap().requests() > 0, "{name}");
+    }
+    assert_eq!(sim.account("games").unwrap().iam_requests(), 1);
+    assert!(!sim.account("labs").unwrap().signatures().is_empty());
+
+    // /metrics is the exporter's own.
+    let own = exporter.scrape().await;
+    assert_eq!(own.value("clouddevice_exporter_accounts"), Some(3.0));
+    assert!(own.value("clouddevice_up").is_none(), "{}", own.0);
+    assert!(own.contains("clouddevice_exporter_build_info{"));
+
+    // Service discovery lists every account, probed at the address asked.
+    let sd: serde_json::Value =
+        serde_json::from_str(&exporter.get("/sd").await.text().await.unwrap()).unwrap();
+    let groups = sd.as_array().unwrap();
+    assert_eq!(groups.len(), 3);
+    for (group, name) in groups.iter().zip(["games", "labs", "retail"]) {
+        assert_eq!(group["targets"][0], exporter.addr.to_string());
+        assert_eq!(group["labels"]["account"], name);
+        assert_eq!(group["labels"]["__param_target"], name);
+        assert_eq!(group["labels"]["__metrics_path__"], "/probe");
+    }
+}
+
+#[tokio::test]
+async fn unknown_or_missing_targets_are_400_naming_them_and_collect_works_on_probes() {
+    let sim = three_account_simulator(Duration::ZERO).await;
+    let files = Files::new();
+    let config = files.accounts(&[files.retail(&sim.url())]);
+    let exporter = start(&config, &[]).await;
+    let response = exporter.get("/probe?target=wholesale").await;
+    assert_eq!(response.status(), 400);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("\"wholesale\"") && text.contains("/sd"),
+        "{text}"
+    );
+    let response = exporter.get("/probe").await;
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("target=ACCOUNT"));
+    let response = exporter.get("/probe?target=retail&target=retail").await;
+    assert_eq!(response.status(), 400);
+    let response = exporter
+        .get("/probe?target=retail&collect[]=aggregates")
+        .await;
+    assert_eq!(response.status(), 200);
+    let scraped = Scraped(response.text().await.unwrap());
+    assert_eq!(scraped.sum("clouddevice_instances"), 120.0);
+    assert!(!scraped.contains("clouddevice_instance_info"));
+    let response = exporter
+        .get("/probe?target=retail&collect[]=everything")
+        .await;
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn wrong_credentials_fail_only_their_own_account() {
+    let sim = three_account_simulator(Duration::ZERO).await;
+    let files = Files::new();
+    files.secret("retail.token", "tok-from-last-year");
+    let url = sim.url();
+    let config = files.accounts(&[files.retail(&url), files.games(&url, ""), Files::labs(&url)]);
+    let exporter = start(&config, &[]).await;
+    let retail = probe(&exporter, "retail").await;
+    assert_eq!(retail.up(), 0.0);
+    assert!(retail.samples("clouddevice_instances").is_empty());
+    assert!(
+        retail.contains("clouddevice_exporter_api_errors_total{error_code=\"APIGW.0301\"} 1"),
+        "{}",
+        retail.0
+    );
+    for name in ["games", "labs"] {
+        let scraped = probe(&exporter, name).await;
+        assert_eq!(scraped.up(), 1.0, "{name}");
+        assert!(!scraped.contains("APIGW.0301"), "{name}: {}", scraped.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_account_does_not_hold_up_the_others() {
+    // Every page of retail takes a minute; the others answer at once.
+    let sim = three_account_simulator(Duration::from_secs(60)).await;
+    let files = Files::new();
+    let url = sim.url();
+    let config = files.accounts(&[files.retail(&url), files.games(&url, ""), Files::labs(&url)]);
+    let exporter = std::sync::Arc::new(start(&config, &["--scrape.timeout", "50s"]).await);
+    let slow = {
+        let exporter = exporter.clone();
+        tokio::spawn(async move { exporter.get("/probe?target=retail").await })
+    };
+    // Retail's collection is under way (its first page is in the simulator) before the others
+    // are probed.
+    while sim.account("retail").unwrap().requests() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for name in ["games", "labs", "games"] {
+        let scraped = probe(&exporter, name).await;
+        assert_eq!(scraped.up(), 1.0, "{name}");
+    }
+    assert!(
+        !slow.is_finished(),
+        "the others were answered while retail was still being read"
+    );
+    slow.abort();
+}
+
+#[tokio::test]
+async fn requests_in_flight_stay_under_the_cap_over_all_accounts() {
+    // Three accounts of ten pages each, four pages at a time each: twelve at once without the cap.
+    let tenants = (1..=3)
+        .map(|k| {
+            let config = SimConfig {
+                token: Some(Secret::new(format!("tok-{k}"))),
+                latency: Duration::from_millis(100),
+                ..SimConfig::new(1_000, k)
+            };
+            (format!("a{k}"), config)
+        })
+        .collect();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = simulator::start_accounts(tenants, listener).unwrap();
+    let files = Files::new();
+    let entries: Vec<String> = (1..=3)
+        .map(|k| {
+            files.secret(&format!("a{k}.token"), &format!("tok-{k}"));
+            format!(
+                "  a{k}:\n    endpoint: {}\n    token_file: {}\n    concurrency: 4\n",
+                sim.url(),
+                files.path(&format!("a{k}.token")).display()
+            )
+        })
+        .collect();
+    let config = files.accounts(&entries);
+    let exporter = start(&config, &["--clouddevice.max-requests-in-flight", "3"]).await;
+    let (a, b, c) = tokio::join!(
+        probe(&exporter, "a1"),
+        probe(&exporter, "a2"),
+        probe(&exporter, "a3")
+    );
+    for scraped in [a, b, c] {
+        assert_eq!(scraped.sum("clouddevice_instances"), 1_000.0);
+    }
+    let most = sim.most_in_flight();
+    assert!(most <= 3, "{most} requests were in flight at once");
+    assert!(most >= 2, "the probes ran side by side ({most} at most)");
+}
+
+/// A runtime for the simulator beside the exporter binary.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn get(rt: &tokio::runtime::Runtime, url: &str) -> (u16, String) {
+    rt.block_on(async {
+        let r = reqwest::get(url).await.expect("answer");
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
+}
+
+fn rewrite(config: &Path, text: &str) {
+    std::fs::write(config, text).unwrap();
+}
+
+#[test]
+fn sighup_adds_and_removes_accounts_and_keeps_unchanged_ones_signed_in() {
+    let rt = runtime();
+    let sim = rt.block_on(three_account_simulator(Duration::ZERO));
+    let files = Files::new();
+    let url = sim.url();
+    let config = files.accounts(&[files.retail(&url), files.games(&url, "")]);
+    let mut running = Running::start(
+        exporter(&[
+            "--config.file",
+            &config,
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ])
+        .env("LABS_AK", "AK-labs")
+        .env("LABS_SK", "SK-labs"),
+    );
+    let address = running.listening_address();
+    let probe = |target: &str| get(&rt, &format!("http://{address}/probe?target={target}"));
+    let (status, games) = probe("games");
+    assert_eq!(status, 200);
+    assert!(games.contains("clouddevice_up 1"), "{games}");
+    assert_eq!(probe("retail").0, 200);
+    let games_sim = sim.account("games").unwrap();
+    assert_eq!(games_sim.iam_requests(), 1);
+
+    // retail goes, labs comes, games stays as it was.
+    let next = format!("accounts:\n{}{}", files.games(&url, ""), Files::labs(&url));
+    rewrite(Path::new(&config), &next);
+    running.hangup();
+    running.wait_for("reloaded the accounts file");
+    assert_eq!(
+        probe("retail").0,
+        400,
+        "a removed account is no longer served"
+    );
+    let (status, labs) = probe("labs");
+    assert_eq!(status, 200);
+    assert!(labs.contains("clouddevice_up 1"), "{labs}");
+    let (_, games) = probe("games");
+    assert!(games.contains("clouddevice_up 1"), "{games}");
+    assert_eq!(games_sim.iam_requests(), 1, "games kept its IAM token");
+    let (_, sd) = get(&rt, &format!("http://{address}/sd"));
+    assert!(
+        sd.contains("\"labs\"") && !sd.contains("\"retail\""),
+        "{sd}"
+    );
+
+    // A file that does not load is refused, and the accounts in use kept.
+    rewrite(
+        Path::new(&config),
+        "accounts:\n  games:\n    tokn_file: /x\n",
+    );
+    running.hangup();
+    let line = running.wait_for("cannot reload the accounts file");
+    assert!(
+        line.contains("tokn_file") && line.contains("games"),
+        "{line}"
+    );
+    assert_eq!(probe("labs").0, 200);
+    let (_, own) = get(&rt, &format!("http://{address}/metrics"));
+    assert!(
+        own.contains("clouddevice_exporter_config_last_reload_successful 0"),
+        "{own}"
+    );
+
+    // A changed account is set up afresh: it signs in again.
+    let changed = format!("accounts:\n{}", files.games(&url, "    page_size: 50\n"));
+    rewrite(Path::new(&config), &changed);
+    running.hangup();
+    running.wait_for("reloaded the accounts file");
+    let (_, games) = probe("games");
+    assert!(games.contains("clouddevice_up 1"), "{games}");
+    assert_eq!(games_sim.iam_requests(), 2);
+    let (_, own) = get(&rt, &format!("http://{address}/metrics"));
+    assert!(own.contains("clouddevice_exporter_accounts 1"), "{own}");
+    assert!(own.contains("clouddevice_exporter_config_last_reload_successful 1"));
+    assert!(running.terminate().success());
+}
+
+#[test]
+fn a_bad_accounts_file_stops_the_start_with_one_line_naming_account_and_key() {
+    let files = Files::new();
+    let config =
+        files.accounts(&["  retail:\n    token_file: /nonexistent/retail.token\n".to_string()]);
+    let out = exporter(&["--config.file", &config]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("\"retail\"") && stderr.contains("token_file"),
+        "{stderr}"
+    );
+    let config = files.accounts(&[format!(
+        "  games:\n    token_env: GAMES_TOKEN\n    iam: {{username: u, domain: d, project: p, password_file: {}}}\n",
+        files.path("games.password").display()
+    )]);
+    let out = exporter(&["--config.file", &config])
+        .env("GAMES_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("\"games\"") && stderr.contains("keep exactly one"),
+        "{stderr}"
+    );
+    // The sign-in flags are for one account; with a file, every account is in the file.
+    let config = files.accounts(&[files.retail("http://127.0.0.1:1")]);
+    let out = exporter(&["--config.file", &config])
+        .env("CLOUDDEVICE_AUTH_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config.file and the sign-in flags"));
+}
+
+#[test]
+fn the_demo_serves_two_accounts_on_probe_beside_its_metrics() {
+    let rt = runtime();
+    let mut demo = Running::start(&mut exporter(&[
+        "--demo",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]));
+    let address = demo.listening_address();
+    let count = |path: &str| {
+        let (status, body) = get(&rt, &format!("http://{address}{path}"));
+        assert_eq!(status, 200, "{path}");
+        let scraped = Scraped(body);
+        assert_eq!(scraped.up(), 1.0, "{path}");
+        scraped.sum("clouddevice_instances")
+    };
+    let metrics = count("/metrics");
+    let retail = count("/probe?target=retail");
+    let games = count("/probe?target=games");
+    assert_eq!(metrics, retail, "/metrics is the retail account");
+    assert_ne!(retail, games, "each account has its own fleet");
+    let (_, sd) = get(&rt, &format!("http://{address}/sd"));
+    assert!(
+        sd.contains("\"games\"") && sd.contains("\"retail\""),
+        "{sd}"
+    );
+    assert!(demo.terminate().success());
+}
