@@ -16,7 +16,13 @@ dashboards/prometheus/alerts.yml loaded. Then checks that:
     regions concerned with the simulator's counts, and stay silent in all mode;
   - CloudDeviceExporterDown fires once the exporter is stopped;
   - a second exporter, serving HTTPS with basic auth (--web.config.file), is scraped by
-    Prometheus with `scheme: https`, `tls_config.ca_file` and `basic_auth`, and its target is up.
+    Prometheus with `scheme: https`, `tls_config.ca_file` and `basic_auth`, and its target is up;
+  - with a real Alertmanager, a frozen region is one notification and failed scrapes resolve
+    nothing;
+  - many accounts: an exporter with an accounts file of three simulated accounts, discovered on
+    /sd by two Prometheus shards from examples/sharding/prometheus-shard.yml: each account probed
+    by exactly one shard, with the simulator's counts and its `account` label on every series;
+    after SIGHUP with an account removed, the shards drop it.
 The rules are loaded with every `for:` shortened to 2s, so the run takes seconds, not hours; the
 real durations are covered by `promtool test rules`. Everything started is stopped by pid.
 
@@ -109,12 +115,12 @@ def wait_for(what, probe, limit=60):
     raise RuntimeError(f"timed out waiting for {what} (last: {last!r})")
 
 
-def simulator_rows(sim):
+def simulator_rows(sim, token=TOKEN):
     """Every instance, read from the simulator's API like a client would."""
     rows, page = [], 1
     while True:
         query = urllib.parse.urlencode({"page_no": page, "page_size": 100, "x-request-id": str(uuid.uuid4())})
-        body = json.loads(get(f"{sim}/v1/instances/batch-query?{query}", {"X-Auth-Token": TOKEN}))
+        body = json.loads(get(f"{sim}/v1/instances/batch-query?{query}", {"X-Auth-Token": token}))
         result = body["data"]["result"]
         if not result:
             return rows
@@ -315,6 +321,98 @@ scrape_configs:
         hook.close()
 
 
+SHARDING = os.path.join(ROOT, "examples", "sharding", "prometheus-shard.yml")
+
+
+def accounts_run(binary, work):
+    """Many accounts: a simulator of three accounts, one exporter with an accounts file, and two
+    Prometheus shards from examples/sharding/prometheus-shard.yml that discover the accounts on
+    /sd and split them by hashmod. Then SIGHUP with an account removed."""
+    import yaml
+    sim_port, exp_port = free_port(), free_port()
+    sim, exporter_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{exp_port}"
+    start("accounts-simulator", [binary, "simulate", "--listen-address", f"127.0.0.1:{sim_port}",
+                                 "--accounts", "3", "--instances", "60", "--seed", "20"], work)
+    accounts = {f"account-{k}": f"sim-account-{k}" for k in (1, 2, 3)}
+    entries = {}
+    for name, token in accounts.items():
+        path = os.path.join(work, f"{name}.token")
+        with open(path, "w") as f:
+            f.write(token)
+        os.chmod(path, 0o600)
+        entries[name] = f"  {name}:\n    endpoint: {sim}\n    token_file: {path}\n"
+    config = os.path.join(work, "accounts.yml")
+    with open(config, "w") as f:
+        f.write("accounts:\n" + "".join(entries.values()))
+    exporter = start("accounts-exporter", [binary, "--web.listen-address", f"127.0.0.1:{exp_port}",
+                                           "--config.file", config], work)
+    truth = {name: len(wait_for(f"{name} in the simulator", lambda t=token: simulator_rows(sim, t)))
+             for name, token in accounts.items()}
+    check(len(set(truth.values())) == 1 and truth["account-1"] == 60, f"each simulated account has its fleet ({truth})")
+    # Each account's own fleet, by region: the fleets differ (different seeds).
+    by_region = {name: per_region(simulator_rows(sim, token), lambda r: True) for name, token in accounts.items()}
+    check(len({json.dumps(v, sort_keys=True) for v in by_region.values()}) == 3, "the accounts' fleets differ")
+
+    shards = []
+    for shard in ("0", "1"):
+        prom_port = free_port()
+        shard_config = yaml.safe_load(open(SHARDING))
+        shard_config["global"].update({"scrape_interval": "1s", "scrape_timeout": "1s"})
+        shard_config["global"]["external_labels"]["shard"] = shard
+        job = shard_config["scrape_configs"][0]
+        job["http_sd_configs"][0].update({"url": f"{exporter_url}/sd", "refresh_interval": "1s"})
+        job["relabel_configs"][-1]["regex"] = shard
+        shard_dir = os.path.join(work, f"shard-{shard}")
+        os.makedirs(shard_dir)
+        with open(os.path.join(shard_dir, "prometheus.yml"), "w") as f:
+            yaml.safe_dump(shard_config, f)
+        start(f"prometheus-shard-{shard}", ["prometheus", f"--config.file={shard_dir}/prometheus.yml",
+                                            f"--storage.tsdb.path={shard_dir}/data",
+                                            f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"], work)
+        shards.append(f"http://127.0.0.1:{prom_port}")
+
+    def probed():
+        """The accounts each shard probes successfully."""
+        return [{r["metric"]["account"] for r in prom_query(p, 'clouddevice_up{job="clouddevice"} == 1')["result"]}
+                for p in shards]
+
+    try:
+        wait_for("both shards to probe every account", lambda: set().union(*probed()) == set(accounts), limit=60)
+    except RuntimeError as e:
+        check(False, f"the shards discover and probe every account ({e})")
+        return
+    split = probed()
+    check(not (split[0] & split[1]) and split[0] | split[1] == set(accounts),
+          f"hashmod gives each account to exactly one shard ({[sorted(s) for s in split]})")
+    for shard, mine in zip(shards, split):
+        for name in mine:
+            total = prom_query(shard, f'sum(clouddevice_instances{{account="{name}"}})')["result"]
+            check([float(r["value"][1]) for r in total] == [truth[name]],
+                  f"{name}: Prometheus has the simulator's {truth[name]} instances, with its account label")
+            regions = {r["metric"]["region"]: int(float(r["value"][1])) for r in
+                       prom_query(shard, f'sum by (region) (clouddevice_instances{{account="{name}"}})')["result"]}
+            check(regions == by_region[name], f"{name}: per region as the simulator has it ({regions})")
+            instance = prom_query(shard, f'clouddevice_up{{account="{name}"}}')["result"]
+            check([r["metric"]["instance"] for r in instance] == [name], f"{name} is its own instance")
+        unlabelled = prom_query(shard, 'count({job="clouddevice", account=""})')["result"]
+        check(unlabelled == [], f"every series of a probe carries its account label ({unlabelled})")
+
+    # SIGHUP with account-3 removed: the exporter stops serving it, and the shards drop it.
+    with open(config, "w") as f:
+        f.write("accounts:\n" + entries["account-1"] + entries["account-2"])
+    exporter.send_signal(signal.SIGHUP)
+
+    def targets():
+        return {t["labels"]["account"] for p in shards
+                for t in json.loads(get(f"{p}/api/v1/targets"))["data"]["activeTargets"]}
+
+    try:
+        wait_for("the shards to drop account-3", lambda: targets() == {"account-1", "account-2"}, limit=30)
+        check(True, "after SIGHUP the removed account is dropped by service discovery")
+    except RuntimeError:
+        check(False, f"after SIGHUP the shards probe {sorted(targets())}, expected account-1 and account-2")
+
+
 def check_runbook_urls():
     """Every alert has a summary, a description and a runbook_url to a section of RUNBOOK.md."""
     import yaml
@@ -509,6 +607,9 @@ scrape_configs:
 
         log("with a real Alertmanager: a frozen region, a frozen phone, failed scrapes")
         alertmanager_run(binary, work)
+
+        log("many accounts: an accounts file, service discovery, two hashmod shards, a reload")
+        accounts_run(binary, work)
     except Exception as e:
         check(False, f"the run itself: {e}")
     finally:
