@@ -487,3 +487,64 @@ fn the_demo_serves_two_accounts_on_probe_beside_its_metrics() {
     );
     assert!(demo.terminate().success());
 }
+
+/// Loads an accounts file whose secrets live under /etc/clouddevice_exporter/, with those paths
+/// moved into a temporary folder holding `secrets`; returns the account names.
+fn load_example(text: &str, secrets: &[(&str, &str)]) -> Vec<String> {
+    use clap::Parser;
+    let files = Files::new();
+    for (name, value) in secrets {
+        files.secret(name, value);
+    }
+    let folder = format!("{}/", files.0.path().display());
+    let path = files.path("example.yml");
+    std::fs::write(&path, text.replace("/etc/clouddevice_exporter/", &folder)).unwrap();
+    let path = path.to_string_lossy().into_owned();
+    let args = ["clouddevice_exporter", "--config.file", &path];
+    let config = clouddevice_exporter::run::Cli::try_parse_from(args)
+        .unwrap()
+        .exporter
+        .validate(SecretEnv::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let accounts = config.accounts.expect("the accounts file").accounts;
+    accounts.into_iter().map(|a| a.name).collect()
+}
+
+#[test]
+fn the_readme_and_kubernetes_accounts_files_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let start = readme
+        .find("# /etc/clouddevice_exporter/accounts.yml\n")
+        .expect("the README's accounts file");
+    let block = &readme[start..];
+    let block = &block[..block.find("```").unwrap()];
+    let names = load_example(
+        block,
+        &[
+            ("retail.token", "tok"),
+            ("games.password", "pw"),
+            (
+                "labs.credentials.csv",
+                "User Name,Access Key Id,Secret Access Key\nbot,AK,SK\n",
+            ),
+        ],
+    );
+    assert_eq!(names, ["games", "labs", "retail"]);
+
+    // The ConfigMap's accounts file, with the secrets of the Secret beside it.
+    let read = |name: &str| {
+        let text = std::fs::read_to_string(root.join("examples/kubernetes").join(name)).unwrap();
+        serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text).unwrap()
+    };
+    let configmap = read("configmap.yaml");
+    let secret = read("secret.yaml");
+    let file = configmap["data"]["accounts.yml"].as_str().unwrap();
+    let secrets: Vec<(&str, &str)> = secret["stringData"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap(), v.as_str().unwrap()))
+        .collect();
+    assert_eq!(load_example(file, &secrets), ["labs", "retail"]);
+}

@@ -21,6 +21,9 @@ for variant in . tls; do
   promtool check config "$dir/prometheus.yml"
 done
 
+echo "packaging: promtool check config examples/sharding/prometheus-shard.yml"
+promtool check config examples/sharding/prometheus-shard.yml
+
 echo "packaging: kubernetes-validate examples/kubernetes"
 kubernetes-validate --strict examples/kubernetes/*.yaml
 

@@ -16,11 +16,23 @@ impl Drop for Proc {
     }
 }
 
-/// Starts the binary and returns it with the address from its "listening" log line.
+/// Starts the binary, signed in with a token anything takes, and returns it with the address
+/// from its "listening" log line.
 pub fn start(args: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(BIN)
+    start_with(args, &[("CLOUDDEVICE_AUTH_TOKEN", "bench")])
+}
+
+/// Starts the binary with these environment variables (and no CLOUDDEVICE_* of the caller's).
+pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
+    let mut command = Command::new(BIN);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CLOUDDEVICE") {
+            command.env_remove(key);
+        }
+    }
+    let mut child = command
         .args(args)
-        .env("CLOUDDEVICE_AUTH_TOKEN", "bench")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

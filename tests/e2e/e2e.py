@@ -177,7 +177,7 @@ def dashboard_exprs(path):
                 expr = t["expr"]
                 # The phone box matches every phone here; "yesterday" does not exist in a run of a
                 # minute, so the change-since-yesterday panels are checked against a second ago.
-                for var, value in (("$__rate_interval", "1m"), ("$region", ".*"), ("$sku", ".*"), ("$job", ".*"),
+                for var, value in (("$__rate_interval", "1m"), ("$region", ".*"), ("$sku", ".*"), ("$job", ".*"), ("$account", ".*"),
                                    ("$phone", ".+"), ("offset 1d", "offset 1s")):
                     expr = expr.replace(var, value)
                 out.append((p["title"], expr))
@@ -598,7 +598,7 @@ scrape_configs:
             check(False, "CloudDeviceExporterDown fires when the exporter is stopped")
 
         # The overview's stat panels, for the stopped exporter's job: red, and no old numbers.
-        stats = {p["title"]: p["targets"][0]["expr"].replace("$job", "clouddevice").replace("$region", ".*").replace("$sku", ".*")
+        stats = {p["title"]: p["targets"][0]["expr"].replace("$job", "clouddevice").replace("$account", ".*").replace("$region", ".*").replace("$sku", ".*")
                  for p in dash["panels"] if p["type"] == "stat"}
         up_now = prom_query(prom, stats["Exporter up"])["result"]
         check([r["value"][1] for r in up_now] == ["0"], f"the 'Exporter up' panel shows 0 for a stopped exporter ({up_now})")
