@@ -1,5 +1,6 @@
 //! What the end-to-end benchmarks share: the exporter's binary started as a process, and what
 //! /proc says of a process.
+#![allow(dead_code)] // each benchmark uses a different part
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
