@@ -18,6 +18,7 @@ use crate::upstream::retry::RetryPolicy;
 use crate::upstream::wire::API_TIME_FORMAT;
 use crate::web::config::{self as web_config, WebConfig, WebConfigError};
 use crate::web::connection::ConnLimits;
+use crate::web::{PROBE_PATH, SD_PATH};
 
 pub mod accounts;
 pub mod credentials;
@@ -398,6 +399,16 @@ impl ExporterArgs {
             }
             (None, _) => None,
         };
+        if accounts.is_some() || self.demo {
+            for reserved in [PROBE_PATH, SD_PATH] {
+                if telemetry_path == reserved {
+                    return Err(ConfigError::TelemetryPath(
+                        telemetry_path,
+                        "is where the accounts are probed or listed; write e.g. /metrics",
+                    ));
+                }
+            }
+        }
         let credentials = if self.demo {
             // Replaced at start-up by a token of the in-process simulator.
             Some(Credentials::Token(Secret::new("demo")))
@@ -656,6 +667,22 @@ mod tests {
             matches!(&config.upstream.as_ref().unwrap().credentials, Credentials::Token(t) if t.expose() == "tok-5ecret")
         );
         assert!(!format!("{config:?}").contains("5ecret"));
+    }
+
+    #[test]
+    fn the_telemetry_path_cannot_take_the_probe_or_sd_path_when_they_are_served() {
+        for path in ["/probe", "/sd"] {
+            let cli = parse(&["--demo", "--web.telemetry-path", path]).unwrap();
+            let err = cli.exporter.validate(SecretEnv::default()).unwrap_err();
+            assert!(err.to_string().contains(path), "{err}");
+            // Without accounts to probe, the paths are free.
+            let cli = parse(&["--web.telemetry-path", path]).unwrap();
+            let env = SecretEnv {
+                auth_token: Some(Secret::new("t")),
+                ..SecretEnv::default()
+            };
+            assert!(cli.exporter.validate(env).is_ok(), "{path}");
+        }
     }
 
     #[test]
