@@ -13,6 +13,7 @@ pub mod collect;
 pub mod exposition;
 pub mod flags;
 pub mod fleet;
+pub mod healthcheck;
 pub mod logging;
 pub mod probe;
 pub mod run;

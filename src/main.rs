@@ -8,7 +8,7 @@ use clap::Parser;
 
 use clouddevice_exporter::cli::credentials::SecretEnv;
 use clouddevice_exporter::run::{Cli, Command};
-use clouddevice_exporter::{logging, run, simulator};
+use clouddevice_exporter::{healthcheck, logging, run, simulator};
 
 // A scrape of a large fleet makes and frees millions of small strings, which mimalloc does with
 // much less CPU than glibc's allocator (measured in BENCHMARKS.md).
@@ -54,6 +54,9 @@ fn main() -> ExitCode {
                 .block_on(simulator::run(args))
                 .map_err(|e| e.to_string())
         }
+        Some(Command::Healthcheck(args)) => runtime
+            .block_on(healthcheck::run(args))
+            .map_err(|e| format!("healthcheck: {e}")),
         None => {
             let args = cli.exporter;
             let log = args.log;

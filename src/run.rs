@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use crate::cli::accounts::{Account, EnvLookup};
 use crate::cli::{AccountsFile, Config, ExporterArgs};
 use crate::collect::{Collector, CollectorPool, Retention};
+use crate::healthcheck::HealthcheckArgs;
 use crate::probe::{self, Probes, TargetError};
 use crate::scrape::Exporter;
 use crate::secret::Secret;
@@ -48,6 +49,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the built-in CloudDevice API simulator alone, as an HTTP server.
     Simulate(SimulateArgs),
+    /// Ask a running exporter's /-/healthy: exit 0 when it answers 200 (for images without curl).
+    Healthcheck(HealthcheckArgs),
 }
 
 /// Size and seed of the fleet `--demo` serves, and how often it moves.

@@ -222,3 +222,59 @@ fn an_endpoint_with_a_password_is_refused_without_printing_it() {
     assert_one_line_error(&out, 2, "--iam.endpoint");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("5ecret"));
 }
+
+#[test]
+fn healthcheck_answers_with_its_exit_code() {
+    let mut demo = Running::start(&mut exporter(&[
+        "--demo",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]));
+    let address = demo.listening_address();
+    let url = format!("http://{address}/-/healthy");
+    let out = run(&mut exporter(&["healthcheck", "--url", &url]));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // A path that is not the health endpoint: a 404 is unhealthy.
+    let wrong = format!("http://{address}/-/nothing");
+    assert_one_line_error(
+        &run(&mut exporter(&["healthcheck", "--url", &wrong])),
+        1,
+        "404",
+    );
+    assert!(demo.terminate().success());
+    // Nothing listens any more.
+    assert_one_line_error(
+        &run(&mut exporter(&["healthcheck", "--url", &url])),
+        1,
+        &address,
+    );
+}
+
+#[test]
+fn healthcheck_trusts_the_ca_it_is_given_for_https() {
+    let dir = tempfile::tempdir().unwrap();
+    common::make_pki(dir.path());
+    // Basic auth on every path but /-/healthy, which the check needs no password for.
+    let web = format!(
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  alice: {}\n",
+        common::hash("pw")
+    );
+    let (mut running, address) = common::start_with_web_config(dir.path(), &web, &[]);
+    let url = format!("https://{address}/-/healthy");
+    let ca = dir.path().join("ca.crt");
+    let out = run(&mut exporter(&[
+        "healthcheck",
+        "--url",
+        &url,
+        "--tls.ca-file",
+        ca.to_str().unwrap(),
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Without the CA, the certificate is not trusted.
+    assert_one_line_error(
+        &run(&mut exporter(&["healthcheck", "--url", &url])),
+        1,
+        "certificate",
+    );
+    assert!(running.terminate().success());
+}
