@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         Some(Command::Simulate(args)) => {
             logging::init(args.log.level, args.log.format);
             runtime
-                .block_on(simulator::run(args))
+                .block_on(simulator::run(*args))
                 .map_err(|e| e.to_string())
         }
         Some(Command::Healthcheck(args)) => runtime

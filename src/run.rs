@@ -48,7 +48,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the built-in CloudDevice API simulator alone, as an HTTP server.
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
     /// Ask a running exporter's /-/healthy: exit 0 when it answers 200 (for images without curl).
     Healthcheck(HealthcheckArgs),
 }
