@@ -9,6 +9,14 @@ cd "$(dirname "$0")/.."
 echo "packaging: hadolint Dockerfile"
 hadolint Dockerfile
 
+echo "packaging: the Dockerfile pins its base images by digest and writes no version by hand"
+grep -E '^FROM ' Dockerfile | grep -v '@sha256:[0-9a-f]\{64\}' && { echo "a FROM without a digest"; exit 1; }
+grep -E '^ARG VERSION=' Dockerfile && { echo "the version must come from Cargo.toml, not a default"; exit 1; }
+# Its dependency layer builds with stub sources: one for every benchmark Cargo.toml names.
+for bench in $(sed -n '/^\[\[bench\]\]/{n;s/^name = "\(.*\)"/\1/p}' Cargo.toml); do
+  grep -q "for bench in .*\b$bench\b" Dockerfile || { echo "the Dockerfile stubs no benches/$bench.rs"; exit 1; }
+done
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for variant in . tls; do
