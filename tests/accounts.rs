@@ -511,12 +511,12 @@ fn load_example(text: &str, secrets: &[(&str, &str)]) -> Vec<String> {
 }
 
 #[test]
-fn the_readme_and_kubernetes_accounts_files_load() {
+fn the_documented_and_kubernetes_accounts_files_load() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("docs/accounts.md")).unwrap();
     let start = readme
         .find("# /etc/clouddevice_exporter/accounts.yml\n")
-        .expect("the README's accounts file");
+        .expect("the accounts file of docs/accounts.md");
     let block = &readme[start..];
     let block = &block[..block.find("```").unwrap()];
     let names = load_example(

@@ -155,3 +155,19 @@ async fn a_failed_scrape_passes_promtool() {
     assert_eq!(m.up(), 0.0);
     promtool_check(&m.0);
 }
+
+#[test]
+fn the_readme_sample_is_taken_from_the_golden_file() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let golden = std::fs::read_to_string(GOLDEN).unwrap();
+    let marker = "<!-- sample of tests/golden/fleet.prom";
+    let start = readme.find(marker).expect("the README's sample");
+    let block = &readme[start..];
+    let block = &block[block.find("```text\n").expect("its block") + 8..];
+    let block = &block[..block.find("```").expect("its end")];
+    let golden_lines: std::collections::HashSet<&str> = golden.lines().collect();
+    assert!(block.lines().count() > 5);
+    for line in block.lines() {
+        assert!(golden_lines.contains(line), "not in {GOLDEN}: {line}");
+    }
+}

@@ -35,6 +35,19 @@ promtool check config examples/sharding/prometheus-shard.yml
 echo "packaging: kubernetes-validate examples/kubernetes"
 kubernetes-validate --strict examples/kubernetes/*.yaml
 
+echo "packaging: the kustomization names every manifest; kube-prometheus-stack's release label is on its objects"
+python3 - <<'PY'
+import glob, os, yaml
+folder = "examples/kubernetes"
+kustomization = yaml.safe_load(open(f"{folder}/kustomization.yaml"))
+manifests = {os.path.basename(p) for p in glob.glob(f"{folder}/*.yaml")} - {"kustomization.yaml"}
+assert set(kustomization["resources"]) == manifests, (kustomization["resources"], manifests)
+for name in manifests:
+    doc = yaml.safe_load(open(f"{folder}/{name}"))
+    if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+        assert doc["metadata"]["labels"].get("release"), f"{name} has no release label"
+PY
+
 echo "packaging: the PrometheusRule carries dashboards/prometheus/alerts.yml"
 python3 - <<'PY'
 import yaml

@@ -1,6 +1,6 @@
 //! The exporter attacked as an adversary would: an upstream that redirects, sends bad text or
 //! huge errors; clients that hold connections open, never read, or guess passwords. One test (or
-//! more) per finding of the security review; the README's "Security" section lists the limits.
+//! more) per finding of the security review; docs/security.md lists the limits.
 
 mod common;
 
@@ -504,7 +504,7 @@ async fn peak_threads<F: std::future::Future>(pid: u32, work: F) -> (usize, F::O
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_wrong_passwords_run_few_bcrypt_checks_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    // Cost 10, as the README's htpasswd line makes: tens of milliseconds per check.
+    // Cost 10, as the htpasswd line of docs/security.md makes: tens of milliseconds per check.
     let hash = bcrypt::hash("right", 10).unwrap();
     let yaml = format!("basic_auth_users:\n  alice: {hash}\n");
     let (mut running, address) = start_with_web_config(dir.path(), &yaml, &[]);
