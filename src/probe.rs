@@ -1,7 +1,7 @@
 //! The accounts one exporter probes (`/probe?target=NAME`), from the accounts file or `--demo`.
 //! Each account has its own source, collector, reuse window and metrics, so one account failing
-//! or slow never delays another; they share only the collector threads and the cap on API
-//! requests in flight. A reload swaps in a new set and keeps every account whose settings did
+//! or slow never delays another; they share only the collector threads, the connections to the
+//! API and the cap on requests in flight. A reload swaps in a new set and keeps every account whose settings did
 //! not change, with its IAM token and its last collection.
 
 use std::collections::BTreeMap;
@@ -40,6 +40,8 @@ pub enum TargetError {
 /// What every account is built with.
 pub struct Shared {
     pub pool: CollectorPool,
+    /// One client, so one pool of connections, for every account.
+    pub http: reqwest::Client,
     /// The cap on requests in flight over all accounts.
     pub request_slots: Arc<Semaphore>,
     pub keep: Retention,
@@ -55,7 +57,8 @@ impl Shared {
                 account: account.name.clone(),
                 source,
             })?;
-        let source = BatchQuery::new(account.upstream.clone(), metrics.clone())
+        let http = self.http.clone();
+        let source = BatchQuery::with_client(account.upstream.clone(), metrics.clone(), http)
             .map_err(|source| TargetError::Auth {
                 account: account.name.clone(),
                 source,

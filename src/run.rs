@@ -242,8 +242,13 @@ pub fn build(config: &Config) -> Result<App, RunError> {
     };
     let probes = match &config.accounts {
         Some(file) => {
+            // One pool of connections for every account: they open about as many as they
+            // have requests in flight together, not as many as each has had on its own.
+            let http = crate::upstream::http::client(config.account_defaults.timeout)
+                .map_err(|e| AuthError::Client(e.to_string()))?;
             let shared = probe::Shared {
                 pool: CollectorPool::per_core().map_err(RunError::Collector)?,
+                http,
                 request_slots,
                 keep,
                 max_requests: config.max_requests,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -201,6 +201,8 @@ struct Tenants {
     /// Batch-query requests being answered now, over all accounts, and the most there were.
     in_flight: AtomicUsize,
     most_in_flight: AtomicUsize,
+    /// The client connections batch-query requests came on (their peer addresses).
+    connections: Mutex<std::collections::HashSet<SocketAddr>>,
 }
 
 /// Counts a request in flight until dropped.
@@ -290,6 +292,11 @@ impl SimHandle {
     /// The most batch-query requests the simulator answered at once, over all its accounts.
     pub fn most_in_flight(&self) -> usize {
         self.server.tenants.most_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The client connections batch-query requests have come on so far, over all accounts.
+    pub fn connections(&self) -> usize {
+        lock(&self.server.tenants.connections).len()
     }
 
     /// The same simulator, seen from the account `name`.
@@ -412,9 +419,11 @@ pub fn start_accounts(
         accounts,
         in_flight: AtomicUsize::new(0),
         most_in_flight: AtomicUsize::new(0),
+        connections: Mutex::new(std::collections::HashSet::new()),
     });
     let app = router(tenants.clone());
     let task = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "simulator stopped");
         }
@@ -527,11 +536,13 @@ fn valid_time(s: &str) -> bool {
 
 async fn batch_query(
     State(tenants): State<Arc<Tenants>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    // Credentials no account holds are refused as the gateway refuses unknown ones.
     let _counted = InFlight::new(&tenants);
+    lock(&tenants.connections).insert(peer);
+    // Credentials no account holds are refused as the gateway refuses unknown ones.
     let Some(state) = tenants.owner(&headers).cloned() else {
         return api_error(401, "APIGW.0301");
     };

@@ -83,8 +83,19 @@ pub struct BatchQuery {
 
 impl BatchQuery {
     pub fn new(config: BatchQueryConfig, metrics: Arc<ExporterMetrics>) -> Result<Self, AuthError> {
-        let url = http::join(&config.endpoint, "/v1/instances/batch-query");
         let http = http::client(config.timeout).map_err(|e| AuthError::Client(e.to_string()))?;
+        Self::with_client(config, metrics, http)
+    }
+
+    /// A reader that sends its requests through `http`, whose connections it shares with every
+    /// other reader of that client: several accounts then open no more connections to one host
+    /// than they have requests in flight together.
+    pub fn with_client(
+        config: BatchQueryConfig,
+        metrics: Arc<ExporterMetrics>,
+        http: reqwest::Client,
+    ) -> Result<Self, AuthError> {
+        let url = http::join(&config.endpoint, "/v1/instances/batch-query");
         let auth = Auth::new(
             &config.credentials,
             &http,
