@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use clouddevice_exporter::simulator::sim_account;
 use common::{clock_ticks, cpu_seconds, start_with, status_mb, Proc};
 
 fn setting(name: &str, default: usize) -> usize {
@@ -71,11 +72,13 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut file = String::from("accounts:\n");
     for k in 1..=accounts {
-        let token = dir.path().join(format!("account-{k}.token"));
-        std::fs::write(&token, format!("sim-account-{k}")).expect("a token file");
+        // The simulator's account K and its token (`simulate --accounts`).
+        let (name, token) = sim_account(k as u32);
+        let path = dir.path().join(format!("{name}.token"));
+        std::fs::write(&path, token.expose()).expect("a token file");
         file.push_str(&format!(
-            "  account-{k}:\n    endpoint: {endpoint}\n    token_file: {}\n",
-            token.display()
+            "  {name}:\n    endpoint: {endpoint}\n    token_file: {}\n",
+            path.display()
         ));
     }
     let config = dir.path().join("accounts.yml");
@@ -104,7 +107,8 @@ fn main() {
                 for k in 1..=accounts {
                     let (client, address) = (&client, &address);
                     s.spawn(move || {
-                        let url = format!("http://{address}/probe?target=account-{k}");
+                        let (name, _) = sim_account(k as u32);
+                        let url = format!("http://{address}/probe?target={name}");
                         scrape(client, &url, instances);
                     });
                 }
@@ -121,7 +125,7 @@ fn main() {
 
     let (mut wall, mut cpu, mut peak, mut peaks) = (Duration::ZERO, 0.0, 0.0f64, 0.0);
     for k in 1..=accounts {
-        let token = format!("sim-account-{k}");
+        let (_, token) = sim_account(k as u32);
         let (exporter, address): (Proc, String) = start_with(
             &[
                 "--clouddevice.endpoint",
@@ -131,7 +135,7 @@ fn main() {
                 "--clouddevice.timeout",
                 "60s",
             ],
-            &[("CLOUDDEVICE_AUTH_TOKEN", &token)],
+            &[("CLOUDDEVICE_AUTH_TOKEN", token.expose())],
         );
         let pid = exporter.0.id();
         let before = cpu_seconds(pid, ticks);

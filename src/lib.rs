@@ -4,9 +4,8 @@
 //! configuration) → [`upstream`] (sign-in, the batch-query API, paging: a [`upstream::Source`] of
 //! fleets) → [`fleet`] (the snapshot) → [`collect`] (one collection shared by scrapes) →
 //! [`exposition`] (families and the streamed text) → [`scrape`] → [`probe`] (many accounts) →
-//! [`web`] (HTTP). [`run`] wires
-//! them at start-up. [`simulator`] is a stand-in for the API, for `--demo`, `simulate`, tests and
-//! benchmarks.
+//! [`web`] (HTTP). [`run`] wires them at start-up. [`simulator`] is a stand-in for the API, for
+//! `--demo`, `simulate`, tests and benchmarks.
 
 pub mod cli;
 pub mod collect;

@@ -1,8 +1,8 @@
 //! The accounts one exporter probes (`/probe?target=NAME`), from the accounts file or `--demo`.
 //! Each account has its own source, collector, reuse window and metrics, so one account failing
 //! or slow never delays another; they share only the collector threads, the connections to the
-//! API and the cap on requests in flight. A reload swaps in a new set and keeps every account whose settings did
-//! not change, with its IAM token and its last collection.
+//! API and the cap on requests in flight. A reload swaps in a new set and keeps every account
+//! whose settings did not change, with its IAM token and its last collection.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

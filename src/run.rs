@@ -214,11 +214,6 @@ pub struct App {
     pub probes: Option<Arc<Probes>>,
 }
 
-/// The exporter's router for a one-account configuration.
-pub fn build_app(config: &Config) -> Result<axum::Router, RunError> {
-    Ok(build(config)?.router)
-}
-
 /// Wires a configuration: the flags' account on the telemetry path (or the process's own
 /// metrics), the accounts to probe, and the cap on API requests they share.
 pub fn build(config: &Config) -> Result<App, RunError> {
@@ -227,7 +222,6 @@ pub fn build(config: &Config) -> Result<App, RunError> {
         serve_stale_for: config.serve_stale_for,
     };
     let request_slots = Arc::new(Semaphore::new(config.max_requests_in_flight as usize));
-    let process = Arc::new(ProcessMetrics::new()?);
     let telemetry = match &config.upstream {
         Some(upstream) => {
             let metrics = Arc::new(ExporterMetrics::new()?);
@@ -238,7 +232,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
             let exporter = Exporter::new(collector, metrics, config.exposition.clone());
             Telemetry::Account(Arc::new(exporter))
         }
-        None => Telemetry::Process(process.clone()),
+        None => Telemetry::Process(Arc::new(ProcessMetrics::new()?)),
     };
     let probes = match &config.accounts {
         Some(file) => {
@@ -253,12 +247,22 @@ pub fn build(config: &Config) -> Result<App, RunError> {
                 keep,
                 max_requests: config.max_requests,
             };
-            let source = file.path.clone().map(|path| probe::Source {
-                path,
-                defaults: config.account_defaults.clone(),
-                env: file.env.clone(),
-                metrics: process,
-            });
+            // A file's reload state is on /metrics, which serves the process's metrics when
+            // the accounts come from a file (validation refuses the flags' account then).
+            let process = match &telemetry {
+                Telemetry::Process(process) => Some(process.clone()),
+                Telemetry::Account(_) => None,
+            };
+            let source = file
+                .path
+                .clone()
+                .zip(process)
+                .map(|(path, metrics)| probe::Source {
+                    path,
+                    defaults: config.account_defaults.clone(),
+                    env: file.env.clone(),
+                    metrics,
+                });
             Some(Arc::new(Probes::new(
                 file.accounts.clone(),
                 shared,

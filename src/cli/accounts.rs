@@ -46,7 +46,7 @@ impl EnvLookup {
         })
     }
 
-    fn get(&self, name: &str) -> Option<Secret> {
+    pub fn get(&self, name: &str) -> Option<Secret> {
         (self.0)(name)
     }
 }
@@ -474,7 +474,10 @@ impl Reader<'_> {
             }
             (Some(path), None) => self.file(file.0, path),
             (None, Some(_)) => self.variable(variable.0, variable.1),
-            (None, None) => Err(self.error(file.0, format!("or {} is needed", variable.0))),
+            (None, None) => Err(self.error(
+                file.0,
+                format!("missing; write {} or {}", file.0, variable.0),
+            )),
         }
     }
 
@@ -489,7 +492,9 @@ impl Reader<'_> {
     }
 
     fn variable(&self, key: &'static str, name: Option<&str>) -> Result<Secret, AccountsError> {
-        let name = name.ok_or_else(|| self.error(key, "is needed"))?;
+        let name = name.ok_or_else(|| {
+            self.error(key, "missing; name the environment variable that holds it")
+        })?;
         self.env.get(name).ok_or_else(|| {
             self.error(
                 key,
@@ -656,6 +661,11 @@ mod tests {
         assert!(e.contains("no accounts"), "{e}");
         let e = error("account:\n  games: {}\n");
         assert!(e.contains("account"), "{e}");
+        let e = error("accounts:\n  games:\n    iam: {username: u, domain: d, project: p}\n");
+        assert!(
+            e.contains("\"games\"") && e.contains("write iam.password_file or iam.password_env"),
+            "{e}"
+        );
         let e = error(
             "accounts:\n  games:\n    iam: {username: u, domain: d, project: p, password_env: X}\n",
         );

@@ -112,20 +112,14 @@ pub struct SecretEnv {
 
 impl SecretEnv {
     pub fn from_process() -> Self {
-        let read = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-                .map(Secret::new)
-        };
+        let named = EnvLookup::process();
         SecretEnv {
-            auth_token: read(TOKEN_ENV),
-            iam_password: read(PASSWORD_ENV),
-            access_key: read(ACCESS_KEY_ENV),
-            secret_key: read(SECRET_KEY_ENV),
-            security_token: read(SECURITY_TOKEN_ENV),
-            named: EnvLookup::process(),
+            auth_token: named.get(TOKEN_ENV),
+            iam_password: named.get(PASSWORD_ENV),
+            access_key: named.get(ACCESS_KEY_ENV),
+            secret_key: named.get(SECRET_KEY_ENV),
+            security_token: named.get(SECURITY_TOKEN_ENV),
+            named,
         }
     }
 }
@@ -175,6 +169,32 @@ fn one_of(
 }
 
 impl CredentialArgs {
+    /// The sign-in modes the flags and the environment set: none, one, or (a mistake) several.
+    pub fn modes(&self, env: &SecretEnv) -> Vec<&'static str> {
+        [
+            (self.token_set(env), "static token"),
+            (self.iam_set(env), "IAM password"),
+            (self.aksk_set(env), "AK/SK"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
+    }
+
+    fn token_set(&self, env: &SecretEnv) -> bool {
+        self.auth_token_file.is_some() || env.auth_token.is_some()
+    }
+
+    fn iam_set(&self, env: &SecretEnv) -> bool {
+        self.iam_username.is_some()
+            || self.iam_password_file.is_some()
+            || env.iam_password.is_some()
+    }
+
+    fn aksk_set(&self, env: &SecretEnv) -> bool {
+        self.credentials_file.is_some() || env.access_key.is_some() || env.secret_key.is_some()
+    }
+
     /// Picks the one mode that is configured. Warnings (secrets files others can read) are
     /// returned for the caller to log once logging is up.
     pub fn resolve(
@@ -182,24 +202,10 @@ impl CredentialArgs {
         env: SecretEnv,
         warnings: &mut Vec<String>,
     ) -> Result<Credentials, CredentialError> {
-        let token_set = self.auth_token_file.is_some() || env.auth_token.is_some();
-        let iam_set = self.iam_username.is_some()
-            || self.iam_password_file.is_some()
-            || env.iam_password.is_some();
-        let aksk_set =
-            self.credentials_file.is_some() || env.access_key.is_some() || env.secret_key.is_some();
-        let modes: Vec<&str> = [
-            (token_set, "static token"),
-            (iam_set, "IAM password"),
-            (aksk_set, "AK/SK"),
-        ]
-        .into_iter()
-        .filter_map(|(set, name)| set.then_some(name))
-        .collect();
-        match modes.as_slice() {
+        match self.modes(&env).as_slice() {
             [] => Err(CredentialError::None),
-            [_] if token_set => self.token(env, warnings),
-            [_] if iam_set => self.iam(env, warnings),
+            [_] if self.token_set(&env) => self.token(env, warnings),
+            [_] if self.iam_set(&env) => self.iam(env, warnings),
             [_] => self.aksk(env, warnings),
             several => Err(CredentialError::Several(several.join(", "))),
         }

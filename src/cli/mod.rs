@@ -413,21 +413,11 @@ impl ExporterArgs {
             // Replaced at start-up by a token of the in-process simulator.
             Some(Credentials::Token(Secret::new("demo")))
         } else if accounts.is_some() {
-            match self.credentials.resolve(env, &mut warnings) {
-                Err(CredentialError::None) => None,
-                Err(CredentialError::Several(modes)) => {
-                    return Err(ConfigError::FileAndFlags(modes))
-                }
-                Err(e) => return Err(e.into()),
-                Ok(credentials) => {
-                    let mode = match credentials {
-                        Credentials::Token(_) => "static token",
-                        Credentials::Iam(_) => "IAM password",
-                        Credentials::AkSk(_) => "AK/SK",
-                    };
-                    return Err(ConfigError::FileAndFlags(mode.into()));
-                }
+            let modes = self.credentials.modes(&env);
+            if !modes.is_empty() {
+                return Err(ConfigError::FileAndFlags(modes.join(", ")));
             }
+            None
         } else {
             Some(self.credentials.resolve(env, &mut warnings)?)
         };

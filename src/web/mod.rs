@@ -61,12 +61,8 @@ struct AppState {
     advertised_address: Arc<str>,
 }
 
-/// The router of a one-account exporter, without a socket, so tests can drive it directly.
-pub fn app(exporter: Arc<Exporter>, options: &WebOptions) -> Router {
-    router(Telemetry::Account(exporter), None, options)
-}
-
-/// The router: the telemetry path, and `/probe` and `/sd` when there are accounts to probe.
+/// The router, without a socket, so tests can drive it directly: the telemetry path, and
+/// `/probe` and `/sd` when there are accounts to probe.
 pub fn router(telemetry: Telemetry, probes: Option<Arc<Probes>>, options: &WebOptions) -> Router {
     let with_probes = probes.is_some();
     let state = AppState {
