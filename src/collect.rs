@@ -81,14 +81,23 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// How long a successful collection may serve scrapes; zero turns each use off.
+/// How long a collection runs and how long a successful one may serve scrapes; zero turns each
+/// use off.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Retention {
     /// Served instead of collecting again (`--scrape.min-interval`).
     pub min_interval: Duration,
     /// Served, with `clouddevice_up 0`, when a collection fails (`--scrape.serve-stale-for`).
     pub serve_stale_for: Duration,
+    /// The least time a collection has, whichever scrape starts it: the budget of
+    /// `--scrape.timeout`. A client's own timeout header bounds how long that client waits,
+    /// never a collection other scrapes share.
+    pub least_time: Duration,
 }
+
+/// The most time a collection has, unless `--scrape.timeout` gives more: a client asking for an
+/// hour must not keep a stuck collection in place of fresh ones for that long.
+pub const MAX_COLLECTION_TIME: Duration = Duration::from_secs(600);
 
 /// Collector threads shared by many collectors (one per account): as many threads as cores,
 /// handed out in turn, rather than a thread per account.
@@ -127,6 +136,7 @@ pub struct Collector {
     metrics: Arc<ExporterMetrics>,
     min_interval: Duration,
     serve_stale_for: Duration,
+    least_time: Duration,
     state: Arc<Mutex<State>>,
 }
 
@@ -166,6 +176,7 @@ impl Collector {
             metrics,
             min_interval: keep.min_interval,
             serve_stale_for: keep.serve_stale_for,
+            least_time: keep.least_time,
             state: Arc::new(Mutex::new(State::default())),
         }
     }
@@ -192,7 +203,9 @@ impl Collector {
 
     /// The collection a scrape with this deadline reports: a recent successful one within
     /// `--scrape.min-interval`, else the one in progress, else a new one. `None` when the
-    /// deadline passes first.
+    /// deadline passes first. A new collection runs to its own deadline: this scrape's, but no
+    /// sooner than [`Retention::least_time`] from now and no later than the longer of that and
+    /// [`MAX_COLLECTION_TIME`]; a scrape that gives up leaves it running for the others.
     pub async fn collection(&self, deadline: Instant, budget: Duration) -> Option<Arc<Collection>> {
         let (running, ends_by) = {
             let mut state = lock(&self.state);
@@ -206,7 +219,13 @@ impl Collector {
             match &state.running {
                 Some(running) => running.clone(),
                 None => {
-                    let running = (self.start_collection(deadline, budget), deadline);
+                    let now = Instant::now();
+                    let ends_by = deadline.clamp(
+                        now + self.least_time,
+                        now + self.least_time.max(MAX_COLLECTION_TIME),
+                    );
+                    let budget = ends_by.saturating_duration_since(now);
+                    let running = (self.start_collection(ends_by, budget), ends_by);
                     state.running = Some(running.clone());
                     running
                 }
@@ -360,7 +379,7 @@ mod tests {
     ) -> (Collector, Arc<ExporterMetrics>) {
         let keep = Retention {
             min_interval,
-            serve_stale_for: Duration::ZERO,
+            ..Retention::default()
         };
         let metrics = Arc::new(ExporterMetrics::new().unwrap());
         let collector = Collector::new(source, metrics.clone(), keep).unwrap();
@@ -415,8 +434,8 @@ mod tests {
     async fn the_last_success_stands_in_for_a_failure_only_within_the_stale_window() {
         let source = FakeSource::new(Duration::ZERO, false);
         let keep = Retention {
-            min_interval: Duration::ZERO,
             serve_stale_for: Duration::from_secs(1),
+            ..Retention::default()
         };
         let metrics = Arc::new(ExporterMetrics::new().unwrap());
         let collector = Collector::new(source.clone(), metrics, keep).unwrap();
@@ -460,6 +479,33 @@ mod tests {
         let first = first.expect("the starter waits for the outcome");
         assert!(first.fleet.is_err());
         assert_eq!(errors(&metrics, "timeout"), 1.0);
+    }
+
+    #[tokio::test]
+    async fn a_client_with_a_short_timeout_cannot_shorten_the_collection_others_share() {
+        let source = FakeSource::new(Duration::from_millis(300), false);
+        let keep = Retention {
+            least_time: Duration::from_secs(5),
+            ..Retention::default()
+        };
+        let metrics = Arc::new(ExporterMetrics::new().unwrap());
+        let collector = Collector::new(source.clone(), metrics.clone(), keep).unwrap();
+        // A hostile client starts the collection with a 50 ms deadline; Prometheus joins it
+        // with its own 5 s.
+        let (short, short_budget) = budget(50);
+        let (long, long_budget) = budget(5_000);
+        let (hostile, real) = tokio::join!(
+            collector.collection(short, short_budget),
+            collector.collection(long, long_budget)
+        );
+        assert!(
+            hostile.is_none(),
+            "the short client gives up at its own deadline"
+        );
+        let real = real.expect("the real scrape gets the collection");
+        assert!(real.fleet.is_ok(), "the collection ran to its own deadline");
+        assert_eq!(source.reads.load(Ordering::SeqCst), 1);
+        assert_eq!(errors(&metrics, "timeout"), 0.0, "no doomed collection");
     }
 
     #[tokio::test]

@@ -220,6 +220,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
     let keep = Retention {
         min_interval: config.min_interval,
         serve_stale_for: config.serve_stale_for,
+        least_time: crate::scrape::budget(config.scrape_timeout),
     };
     let request_slots = Arc::new(Semaphore::new(config.max_requests_in_flight as usize));
     let telemetry = match &config.upstream {

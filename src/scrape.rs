@@ -12,6 +12,11 @@ use crate::self_metrics::ExporterMetrics;
 /// `up 0`, not a failed scrape with a gap in every series.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 
+/// The time a scrape whose scraper gives up after `timeout` has for its collection.
+pub fn budget(timeout: Duration) -> Duration {
+    timeout.saturating_sub(DEADLINE_MARGIN.min(timeout / 4))
+}
+
 pub struct Exporter {
     collector: Collector,
     metrics: Arc<ExporterMetrics>,
@@ -39,7 +44,7 @@ impl Exporter {
         families: Families,
     ) -> Result<Exposition, prometheus::Error> {
         let started = Instant::now();
-        let budget = timeout.saturating_sub(DEADLINE_MARGIN.min(timeout / 4));
+        let budget = budget(timeout);
         let collection = self.collector.collection(started + budget, budget).await;
         let fresh = collection.filter(|c| c.fleet.is_ok());
         let up = fresh.is_some();

@@ -349,6 +349,117 @@ async fn clients_that_never_read_give_their_slots_back_after_the_write_timeout()
     }
 }
 
+/// An h2c connection to the exporter that never lets it send a byte of body: its streams'
+/// flow-control window is zero and never grows.
+async fn never_reading_h2(
+    exporter: &TestExporter,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(connect(exporter).await)
+        .await
+        .unwrap();
+    (client, tokio::spawn(connection))
+}
+
+fn h2_get(exporter: &TestExporter, path: &str) -> axum::http::Request<()> {
+    axum::http::Request::get(exporter.url(path))
+        .body(())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_http2_connection_cannot_take_more_than_a_few_slots() {
+    let flags = ["--web.max-requests", "8", "--scrape.min-interval", "10m"];
+    let (_sim, exporter) = sim_and_exporter(SimConfig::new(2_000, 1), &flags).await;
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+    let (client, _connection) = never_reading_h2(&exporter).await;
+    // Forty requests on one connection; the server lets only a few be open at once.
+    let opener = {
+        let url = h2_get(&exporter, "/metrics");
+        tokio::spawn(async move {
+            let mut client = client;
+            let mut answers = Vec::new();
+            for _ in 0..40 {
+                client = client.ready().await?;
+                let request = axum::http::Request::get(url.uri().clone())
+                    .body(())
+                    .unwrap();
+                answers.push(client.send_request(request, true)?.0);
+            }
+            Ok::<_, h2::Error>(answers)
+        })
+    };
+    let answers = opener.await.unwrap().unwrap();
+    let mut heads = Vec::new();
+    for answer in answers {
+        if let Ok(Ok(head)) = tokio::time::timeout(Duration::from_millis(200), answer).await {
+            heads.push(head);
+        }
+    }
+    assert_eq!(heads.len(), 4, "four streams at once, the rest wait");
+    assert_eq!(
+        exporter.get("/metrics").await.status(),
+        200,
+        "one connection holds at most 4 of the 8 slots"
+    );
+}
+
+#[tokio::test]
+async fn http2_streams_that_flow_control_blocks_give_their_slots_back_after_the_write_timeout() {
+    let flags = [
+        "--web.max-requests",
+        "4",
+        "--web.write-timeout",
+        "3s",
+        "--scrape.min-interval",
+        "10m",
+    ];
+    let (_sim, exporter) = sim_and_exporter(SimConfig::new(2_000, 1), &flags).await;
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+    let (mut client, connection) = never_reading_h2(&exporter).await;
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        client = client.ready().await.unwrap();
+        answers.push(
+            client
+                .send_request(h2_get(&exporter, "/metrics"), true)
+                .unwrap()
+                .0,
+        );
+    }
+    // The heads are sent; the bodies cannot be. The answers are kept: dropping one would
+    // cancel its stream.
+    let mut heads = Vec::new();
+    for answer in answers {
+        let answer = answer.await.unwrap();
+        assert_eq!(answer.status(), 200);
+        heads.push(answer);
+    }
+    assert_eq!(
+        exporter.get("/metrics").await.status(),
+        503,
+        "the four blocked streams hold every slot"
+    );
+    // The write timeout closes the connection, whose streams give their slots back.
+    let closed = tokio::time::timeout(Duration::from_secs(30), connection).await;
+    assert!(closed.is_ok(), "the server closed the connection");
+    assert_eq!(exporter.get("/metrics").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_fresh_connection_that_sends_nothing_is_closed_after_the_read_header_timeout() {
+    let (_sim, exporter) = with_limits("1s", "60s", "60s").await;
+    let mut silent = connect(&exporter).await;
+    assert!(
+        closed_by_server(&mut silent, Duration::from_secs(20)).await,
+        "closed by the read-header timeout, long before the 60 s idle timeout"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_connection_idle_after_its_handshake_is_closed() {
     use std::io::Read;

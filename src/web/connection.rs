@@ -48,15 +48,20 @@ impl<I, S> Accept<I, S> for Guard {
     type Future = Ready<io::Result<(Timed<I>, Tracked<S>)>>;
 
     fn accept(&self, stream: I, service: S) -> Self::Future {
+        let now = Instant::now();
         let conn = Arc::new(Conn {
             limits: self.limits,
             state: Mutex::new(State {
                 open: 0,
                 sending: 0,
                 sending_since: None,
-                head_since: None,
-                last_activity: Instant::now(),
+                // A fresh connection owes its first request head from the moment it is taken,
+                // as Go's http.Server times it: sending nothing is no cheaper than sending slowly.
+                head_since: Some(now),
+                last_activity: now,
                 read_waiting: None,
+                stalled: Vec::new(),
+                next_lease: 0,
             }),
         });
         let timed = Timed {
@@ -94,6 +99,13 @@ struct State {
     /// The task waiting on a read: woken when the last response is gone, so that its wait
     /// starts again under the idle deadline instead of the one it had (none, or a later one).
     read_waiting: Option<Waker>,
+    /// Responses that handed out their head or a piece of their body and have not been asked for
+    /// the next:
+    /// their lease and since when. With HTTP/2 a stream that flow control holds is never asked,
+    /// while the socket itself stays free, so only this clock sees a client that never reads.
+    stalled: Vec<(u64, Instant)>,
+    /// The number the next lease takes.
+    next_lease: u64,
 }
 
 impl Conn {
@@ -109,9 +121,12 @@ impl Conn {
         let s = self.state();
         let l = &self.limits;
         if s.open > 0 {
-            return s
-                .sending_since
-                .filter(|_| writing)
+            let blocked = s.sending_since.filter(|_| writing);
+            let stalled = s.stalled.iter().map(|(_, since)| *since).min();
+            return blocked
+                .into_iter()
+                .chain(stalled)
+                .min()
                 .map(|t| (t + l.write, "the client did not read the response in time"));
         }
         Some(match s.head_since {
@@ -274,10 +289,9 @@ where
         Box::pin(async move {
             let response = answer.await?;
             lease.start_sending();
-            Ok(response.map(|body| Leased {
-                body,
-                _lease: lease,
-            }))
+            // Until the body is first asked for, it waits on the client too.
+            lease.stall();
+            Ok(response.map(|body| Leased { body, lease }))
         })
     }
 }
@@ -285,19 +299,56 @@ where
 /// One request's hold on its connection's state, released when dropped.
 struct Lease {
     conn: Arc<Conn>,
+    id: u64,
     sending: bool,
+    stalled: bool,
 }
 
 impl Lease {
     fn open(conn: Arc<Conn>) -> Self {
-        {
+        let id = {
             let mut s = conn.state();
             s.open += 1;
             s.head_since = None;
-        }
+            s.next_lease += 1;
+            s.next_lease
+        };
         Lease {
             conn,
+            id,
             sending: false,
+            stalled: false,
+        }
+    }
+
+    /// The body handed out a piece and waits to be asked for the next. The task waiting on the
+    /// socket is woken to wait no later than this stall's deadline.
+    fn stall(&mut self) {
+        if self.stalled {
+            return;
+        }
+        self.stalled = true;
+        let waiting = {
+            let mut s = self.conn.state();
+            let first = s.stalled.is_empty();
+            s.stalled.push((self.id, Instant::now()));
+            if first {
+                s.read_waiting.take()
+            } else {
+                None
+            }
+        };
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
+    }
+
+    /// The body was asked for its next piece.
+    fn unstall(&mut self) {
+        if self.stalled {
+            self.stalled = false;
+            let id = self.id;
+            self.conn.state().stalled.retain(|(lease, _)| *lease != id);
         }
     }
 
@@ -314,6 +365,10 @@ impl Drop for Lease {
         let waiting = {
             let mut s = self.conn.state();
             s.open = s.open.saturating_sub(1);
+            if self.stalled {
+                let id = self.id;
+                s.stalled.retain(|(lease, _)| *lease != id);
+            }
             if self.sending {
                 s.sending = s.sending.saturating_sub(1);
                 if s.sending == 0 {
@@ -333,10 +388,11 @@ impl Drop for Lease {
     }
 }
 
-/// A response body that holds its request's [`Lease`] until it is dropped.
+/// A response body that holds its request's [`Lease`] until it is dropped, and tells it when
+/// the body waits on the client rather than on its own making.
 pub struct Leased<B> {
     body: B,
-    _lease: Lease,
+    lease: Lease,
 }
 
 impl<B: Body + Unpin> Body for Leased<B> {
@@ -347,7 +403,13 @@ impl<B: Body + Unpin> Body for Leased<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+        let this = self.get_mut();
+        this.lease.unstall();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            this.lease.stall();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -79,6 +79,10 @@ pub async fn serve(
     }
 }
 
+/// The most requests one HTTP/2 connection has open at once (hyper's default is 200); with
+/// HTTP/1.1 a connection has one.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 4;
+
 /// Runs one server until its handle shuts it down.
 async fn run<A>(
     server: axum_server::Server<std::net::SocketAddr, A>,
@@ -91,6 +95,13 @@ where
     A::Service: axum_server::service::SendService<Request<hyper::body::Incoming>> + Send,
     A::Future: Send,
 {
+    let mut server = server;
+    // HTTP/2 lets one connection carry many requests at once: each takes a --web.max-requests
+    // slot, so one client must not hold more than a few of them.
+    server
+        .http_builder()
+        .http2()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
     server
         .handle(handle)
         .accept_error_handler(log_accept_error)
