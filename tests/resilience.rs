@@ -113,7 +113,9 @@ async fn business_errors_are_not_retried() {
 
 #[tokio::test]
 async fn a_2s_scrape_timeout_with_a_30s_slow_page_answers_in_under_2s() {
-    let (sim, exporter) = sim_and_exporter(fleet(300), &[]).await;
+    // --scrape.timeout matches the scraper's: a collection has at least that long, whoever
+    // starts it.
+    let (sim, exporter) = sim_and_exporter(fleet(300), &["--scrape.timeout", "2s"]).await;
     sim.inject(on_page(2, None, FaultKind::Delay(Duration::from_secs(30))));
     let (m, elapsed) = scrape_with_timeout(&exporter, 2.0).await;
     assert!(
