@@ -219,12 +219,13 @@ impl Collector {
             match &state.running {
                 Some(running) => running.clone(),
                 None => {
-                    let now = Instant::now();
+                    // Measured from when this scrape started, as its own deadline is.
+                    let started = deadline.checked_sub(budget).unwrap_or_else(Instant::now);
                     let ends_by = deadline.clamp(
-                        now + self.least_time,
-                        now + self.least_time.max(MAX_COLLECTION_TIME),
+                        started + self.least_time,
+                        started + self.least_time.max(MAX_COLLECTION_TIME),
                     );
-                    let budget = ends_by.saturating_duration_since(now);
+                    let budget = ends_by.saturating_duration_since(started);
                     let running = (self.start_collection(ends_by, budget), ends_by);
                     state.running = Some(running.clone());
                     running
