@@ -16,6 +16,7 @@ use crate::scrape::Exporter;
 use crate::self_metrics::{ExporterMetrics, ProcessMetrics};
 use crate::upstream::auth::AuthError;
 use crate::upstream::batch_query::BatchQuery;
+use crate::upstream::redact::Redactor;
 
 /// One account, ready to be probed.
 pub struct Target {
@@ -47,6 +48,8 @@ pub struct Shared {
     pub keep: Retention,
     /// `--web.max-requests`, per account; zero for no limit.
     pub max_requests: u32,
+    /// Every account's secrets, scrubbed from what any account's upstream answers.
+    pub redactor: Redactor,
 }
 
 impl Shared {
@@ -58,12 +61,17 @@ impl Shared {
                 source,
             })?;
         let http = self.http.clone();
-        let source = BatchQuery::with_client(account.upstream.clone(), metrics.clone(), http)
-            .map_err(|source| TargetError::Auth {
-                account: account.name.clone(),
-                source,
-            })?
-            .with_request_slots(self.request_slots.clone());
+        let source = BatchQuery::with_client(
+            account.upstream.clone(),
+            metrics.clone(),
+            http,
+            self.redactor.clone(),
+        )
+        .map_err(|source| TargetError::Auth {
+            account: account.name.clone(),
+            source,
+        })?
+        .with_request_slots(self.request_slots.clone());
         let collector =
             Collector::in_pool(&self.pool, Arc::new(source), metrics.clone(), self.keep);
         let exporter = Exporter::new(collector, metrics, account.exposition.clone());

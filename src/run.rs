@@ -247,6 +247,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
                 request_slots,
                 keep,
                 max_requests: config.max_requests,
+                redactor: Default::default(),
             };
             // A file's reload state is on /metrics, which serves the process's metrics when
             // the accounts come from a file (validation refuses the flags' account then).

@@ -65,6 +65,18 @@ const STARTED_AT_ZERO: &[&str] = &[
     "redirect",
 ];
 
+/// Whether a label is shaped like an error code: `[A-Z][A-Za-z0-9_.]{0,63}`, as the codes the
+/// API, the gateway and IAM document are. Anything else an upstream sends (free text, a
+/// reflected credential) is counted as `other`, never made a label.
+pub fn code_shaped(label: &str) -> bool {
+    let bytes = label.as_bytes();
+    (1..=64).contains(&bytes.len())
+        && bytes[0].is_ascii_uppercase()
+        && bytes[1..]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.')
+}
+
 /// The causes the exporter names itself: a fixed list, and HTTP statuses (three digits).
 fn is_cause(label: &str) -> bool {
     const CAUSES: &[&str] = &[
@@ -179,6 +191,8 @@ impl ExporterMetrics {
     pub fn api_error(&self, label: &str) {
         let label = if is_cause(label) || DOCUMENTED_CODES.contains(&label) {
             label
+        } else if !code_shaped(label) {
+            OTHER
         } else {
             let mut seen = self
                 .undocumented_codes

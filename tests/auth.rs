@@ -198,6 +198,7 @@ async fn concurrent_callers_after_expiry_share_one_renewal() {
         Duration::from_secs(5),
         RetryPolicy { max_retries: 2 },
         metrics,
+        Default::default(),
     ));
     let deadline = Instant::now() + Duration::from_secs(30);
     let first = session.token(deadline).await.unwrap();

@@ -679,3 +679,199 @@ async fn a_reload_with_an_absurd_bcrypt_cost_is_refused_and_later_reloads_still_
     assert_eq!(status("carol", "c-pass").await, 200);
     assert!(running.terminate().success());
 }
+
+/// Secrets shaped like error codes, so that an upstream echoing one as its `error_code` would
+/// make it a label if only the shape were checked.
+const ECHO_TOKEN: &str = "Tok3n.Static_4f1c";
+const ECHO_PASSWORD: &str = "Passw0rd.Secret_9e2";
+const ECHO_ISSUED: &str = "IamIssued.Tok3n_77a";
+const ECHO_SECRET_KEY: &str = "SecretKey.MFyfvK41_b2";
+const ECHO_SECURITY_TOKEN: &str = "Security.Tok3n_c0d";
+const ECHOED: [&str; 5] = [
+    ECHO_TOKEN,
+    ECHO_PASSWORD,
+    ECHO_ISSUED,
+    ECHO_SECRET_KEY,
+    ECHO_SECURITY_TOKEN,
+];
+
+/// Every secret, in a sentence and escaped in JSON, as a hostile upstream would reflect them.
+fn echo_text() -> String {
+    format!("you sent {} ({:?})", ECHOED.join(" and "), ECHOED)
+}
+
+/// A batch-query API that answers every page with `code` as its error code and every secret in
+/// its message.
+async fn echoing_api(code: &str) -> MockServer {
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(PATH))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"error_code": code, "error_msg": echo_text()})),
+        )
+        .mount(&api)
+        .await;
+    api
+}
+
+/// An IAM that refuses the password, echoing it as its code and every secret in its message.
+async fn iam_echoing_the_password() -> MockServer {
+    let iam = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(json!({"error": {"code": ECHO_PASSWORD, "message": echo_text()}})),
+        )
+        .mount(&iam)
+        .await;
+    iam
+}
+
+/// An IAM that issues [`ECHO_ISSUED`].
+async fn iam_issuing_a_token() -> MockServer {
+    let iam = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .insert_header("X-Subject-Token", ECHO_ISSUED)
+                .set_body_json(json!({"token": {"expires_at": "2099-01-01T00:00:00Z"}})),
+        )
+        .mount(&iam)
+        .await;
+    iam
+}
+
+/// Scrapes `paths` of a started exporter, then its landing page, and checks that none of the
+/// secrets it `held` is in any answer or in anything it logged, and that the upstream's failure
+/// was reported, scrubbed.
+async fn nothing_echoed(mut cmd: std::process::Command, paths: &[&str], held: &[&str]) {
+    let running = Running::start(cmd.args([
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--log.level",
+        "debug",
+    ]));
+    let address = running.listening_address();
+    let http = reqwest::Client::new();
+    let mut shown = String::new();
+    for p in paths.iter().chain(&["/"]) {
+        let text = http
+            .get(format!("http://{address}{p}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        shown.push_str(&text);
+    }
+    assert!(shown.contains("clouddevice_up 0"), "{shown}");
+    assert!(
+        shown.contains("&lt;redacted&gt;"),
+        "the landing page shows the scrubbed error: {shown}"
+    );
+    let logs = running.drain().join("\n");
+    assert!(logs.contains("<redacted>"), "{logs}");
+    for secret in held {
+        assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        assert!(!logs.contains(secret), "{secret} logged: {logs}");
+    }
+}
+
+fn iam_flags(iam: &MockServer) -> Vec<String> {
+    [
+        "--iam.endpoint",
+        &iam.uri(),
+        "--iam.username",
+        "metrics",
+        "--iam.domain",
+        "corp",
+        "--iam.project",
+        "cn-north-4",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[tokio::test]
+async fn secrets_echoed_by_the_upstream_are_never_republished_in_flag_mode() {
+    // A static token, echoed by the API.
+    let api = echoing_api(ECHO_TOKEN).await;
+    let mut cmd = exporter(&["--clouddevice.endpoint", &api.uri()]);
+    cmd.env("CLOUDDEVICE_AUTH_TOKEN", ECHO_TOKEN);
+    nothing_echoed(cmd, &["/metrics"], &[ECHO_TOKEN]).await;
+
+    // An IAM password, echoed by IAM.
+    let iam = iam_echoing_the_password().await;
+    let mut cmd = exporter(&["--clouddevice.endpoint", &api.uri()]);
+    cmd.args(iam_flags(&iam))
+        .env("CLOUDDEVICE_IAM_PASSWORD", ECHO_PASSWORD);
+    nothing_echoed(cmd, &["/metrics"], &[ECHO_PASSWORD]).await;
+
+    // The token IAM issued, echoed by the API.
+    let api = echoing_api(ECHO_ISSUED).await;
+    let iam = iam_issuing_a_token().await;
+    let mut cmd = exporter(&["--clouddevice.endpoint", &api.uri()]);
+    cmd.args(iam_flags(&iam))
+        .env("CLOUDDEVICE_IAM_PASSWORD", ECHO_PASSWORD);
+    nothing_echoed(cmd, &["/metrics"], &[ECHO_PASSWORD, ECHO_ISSUED]).await;
+
+    // An access key pair's secret key and security token, echoed by the API.
+    let api = echoing_api(ECHO_SECRET_KEY).await;
+    let mut cmd = exporter(&["--clouddevice.endpoint", &api.uri()]);
+    cmd.env("CLOUDDEVICE_ACCESS_KEY", "QTWAOYTTINDUT2QVKYUC")
+        .env("CLOUDDEVICE_SECRET_KEY", ECHO_SECRET_KEY)
+        .env("CLOUDDEVICE_SECURITY_TOKEN", ECHO_SECURITY_TOKEN);
+    nothing_echoed(cmd, &["/metrics"], &[ECHO_SECRET_KEY, ECHO_SECURITY_TOKEN]).await;
+}
+
+#[tokio::test]
+async fn secrets_echoed_by_the_upstream_are_never_republished_in_accounts_file_mode() {
+    let token_api = echoing_api(ECHO_TOKEN).await;
+    let issued_api = echoing_api(ECHO_ISSUED).await;
+    let key_api = echoing_api(ECHO_SECURITY_TOKEN).await;
+    let refusing_iam = iam_echoing_the_password().await;
+    let issuing_iam = iam_issuing_a_token().await;
+    let yaml = format!(
+        "accounts:
+  token:
+    endpoint: {token_api}
+    token_env: ECHO_TOKEN
+  password:
+    endpoint: {token_api}
+    iam: {{username: u, domain: d, project: p, password_env: ECHO_PASSWORD, endpoint: {refusing_iam}}}
+  issued:
+    endpoint: {issued_api}
+    iam: {{username: u, domain: d, project: p, password_env: ECHO_PASSWORD, endpoint: {issuing_iam}}}
+  key:
+    endpoint: {key_api}
+    access_key: {{access_key_env: ECHO_AK, secret_key_env: ECHO_SK, security_token_env: ECHO_ST}}
+",
+        token_api = token_api.uri(),
+        issued_api = issued_api.uri(),
+        key_api = key_api.uri(),
+        refusing_iam = refusing_iam.uri(),
+        issuing_iam = issuing_iam.uri(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("accounts.yml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut cmd = exporter(&["--config.file", file.to_str().unwrap()]);
+    cmd.env("ECHO_TOKEN", ECHO_TOKEN)
+        .env("ECHO_PASSWORD", ECHO_PASSWORD)
+        .env("ECHO_AK", "QTWAOYTTINDUT2QVKYUC")
+        .env("ECHO_SK", ECHO_SECRET_KEY)
+        .env("ECHO_ST", ECHO_SECURITY_TOKEN);
+    // The account IAM issues a token to goes first: a token is a secret from when it is issued.
+    let probes = [
+        "/probe?target=issued",
+        "/probe?target=token",
+        "/probe?target=password",
+        "/probe?target=key",
+    ];
+    // One upstream may see every account's requests (a proxy): none of them shows anywhere.
+    nothing_echoed(cmd, &probes, &ECHOED).await;
+}

@@ -11,6 +11,7 @@ use crate::self_metrics::ExporterMetrics;
 use crate::upstream::credentials::{AccessKey, Credentials};
 use crate::upstream::error::ApiError;
 use crate::upstream::iam::IamSession;
+use crate::upstream::redact::Redactor;
 use crate::upstream::retry::RetryPolicy;
 use crate::upstream::sign;
 
@@ -50,6 +51,7 @@ impl Auth {
         timeout: Duration,
         retry: RetryPolicy,
         metrics: Arc<ExporterMetrics>,
+        redactor: Redactor,
     ) -> Result<Self, AuthError> {
         let kind = match credentials {
             Credentials::Token(token) => Kind::Token(sensitive(token.expose())?),
@@ -59,6 +61,7 @@ impl Auth {
                 timeout,
                 retry,
                 metrics,
+                redactor,
             ))),
             Credentials::AkSk(key) => {
                 // Fail at start-up, not on the first scrape, if a value cannot be a header.

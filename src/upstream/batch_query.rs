@@ -16,9 +16,10 @@ use crate::fleet::Fleet;
 use crate::self_metrics::ExporterMetrics;
 use crate::upstream::auth::{Auth, AuthError};
 use crate::upstream::credentials::Credentials;
-use crate::upstream::error::{clip, ApiError};
+use crate::upstream::error::ApiError;
 use crate::upstream::http::{self, error_chain, read_capped, redirect_target, Capped};
 use crate::upstream::paging::{self, Pages, PagingLimits};
+use crate::upstream::redact::Redactor;
 use crate::upstream::retry::{parse_retry_after, RetryPolicy};
 use crate::upstream::sign;
 use crate::upstream::wire::{self, DecodeError, Decoding, Page};
@@ -79,29 +80,35 @@ pub struct BatchQuery {
     last_rows: AtomicUsize,
     /// Shared by every account: the most page requests in flight over all of them.
     slots: Option<Arc<Semaphore>>,
+    /// Scrubs this account's secrets from what the API answers.
+    redactor: Redactor,
 }
 
 impl BatchQuery {
     pub fn new(config: BatchQueryConfig, metrics: Arc<ExporterMetrics>) -> Result<Self, AuthError> {
         let http = http::client(config.timeout).map_err(|e| AuthError::Client(e.to_string()))?;
-        Self::with_client(config, metrics, http)
+        Self::with_client(config, metrics, http, Redactor::default())
     }
 
     /// A reader that sends its requests through `http`, whose connections it shares with every
     /// other reader of that client: several accounts then open no more connections to one host
-    /// than they have requests in flight together.
+    /// than they have requests in flight together. Its secrets join `redactor`, which scrubs
+    /// every account's from what each upstream answers.
     pub fn with_client(
         config: BatchQueryConfig,
         metrics: Arc<ExporterMetrics>,
         http: reqwest::Client,
+        redactor: Redactor,
     ) -> Result<Self, AuthError> {
         let url = http::join(&config.endpoint, "/v1/instances/batch-query");
+        redactor.add_credentials(&config.credentials);
         let auth = Auth::new(
             &config.credentials,
             &http,
             config.timeout,
             config.retry,
             metrics.clone(),
+            redactor.clone(),
         )?;
         Ok(BatchQuery {
             http,
@@ -111,6 +118,7 @@ impl BatchQuery {
             metrics,
             last_rows: AtomicUsize::new(0),
             slots: None,
+            redactor,
         })
     }
 
@@ -235,7 +243,7 @@ impl BatchQuery {
                 ApiError::Transport {
                     page,
                     request_id: request_id.to_string(),
-                    reason: error_chain(&e),
+                    reason: self.redactor.clean(error_chain(&e)),
                 }
             }
         };
@@ -253,7 +261,7 @@ impl BatchQuery {
                 page,
                 request_id: request_id.to_string(),
                 status: status.as_u16(),
-                target: redirect_target(&response),
+                target: self.redactor.clean(redirect_target(&response)),
             });
         }
         let retry_after = response
@@ -279,8 +287,8 @@ impl BatchQuery {
                 page,
                 request_id: request_id.to_string(),
                 status: status.as_u16(),
-                code: code.map(clip),
-                message: message.map(clip),
+                code: code.map(|c| self.redactor.clean(c)),
+                message: message.map(|m| self.redactor.clean(m)),
                 retry_after,
             });
         }
@@ -294,13 +302,13 @@ impl BatchQuery {
                 page,
                 request_id: request_id.to_string(),
                 status: status.as_u16(),
-                code: clip(code),
-                message: clip(message),
+                code: self.redactor.clean(code),
+                message: self.redactor.clean(message),
             },
             DecodeError::Malformed(reason) => ApiError::Decode {
                 page,
                 request_id: request_id.to_string(),
-                reason: clip(reason),
+                reason: self.redactor.clean(reason),
             },
         })?;
         self.last_rows

@@ -197,12 +197,10 @@ pub fn clip(text: String) -> String {
     }
 }
 
-/// Whether an upstream string is shaped like an error code (`KOOPHONE.API.1001`, `IAM.0101`).
+/// Whether an upstream string is shaped like an error code (`KOOPHONE.API.1001`, `IAM.0101`):
+/// only such a string may become an `error_code` label.
 pub fn looks_like_code(code: &str) -> bool {
-    (1..=40).contains(&code.len())
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    crate::self_metrics::code_shaped(code)
 }
 
 #[cfg(test)]
@@ -240,6 +238,11 @@ mod tests {
         );
         assert_eq!(api("KOOPHONE.API.1001").label(), "KOOPHONE.API.1001");
         assert_eq!(api("{\"x\": 1}").label(), "other");
+        // The documented shape only: a capital first, then letters, digits, `_` and `.`.
+        assert_eq!(api("lower.case").label(), "other");
+        assert_eq!(api("APIGW-0301").label(), "other");
+        assert_eq!(api(&format!("A{}", "B".repeat(64))).label(), "other");
+        assert_eq!(api(&format!("A{}", "B".repeat(63))).label().len(), 64);
     }
 
     #[test]

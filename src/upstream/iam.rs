@@ -14,8 +14,9 @@ use time::OffsetDateTime;
 use crate::secret::Secret;
 use crate::self_metrics::ExporterMetrics;
 use crate::upstream::credentials::{IamCredentials, ProjectScope};
-use crate::upstream::error::{clip, ApiError};
+use crate::upstream::error::ApiError;
 use crate::upstream::http::{self, read_capped, redirect_target, Capped};
+use crate::upstream::redact::Redactor;
 use crate::upstream::retry::RetryPolicy;
 
 /// The `api` label of the IAM token endpoint in the exporter's own metrics.
@@ -60,6 +61,8 @@ pub struct IamSession {
     timeout: Duration,
     retry: RetryPolicy,
     metrics: Arc<ExporterMetrics>,
+    /// Scrubs the password and the tokens issued from what IAM answers.
+    redactor: Redactor,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -100,6 +103,7 @@ impl IamSession {
         timeout: Duration,
         retry: RetryPolicy,
         metrics: Arc<ExporterMetrics>,
+        redactor: Redactor,
     ) -> Self {
         let url = http::join(&credentials.endpoint, "/v3/auth/tokens");
         let project = match &credentials.project {
@@ -121,6 +125,7 @@ impl IamSession {
             timeout,
             retry,
             metrics,
+            redactor,
             state: tokio::sync::Mutex::new(State::default()),
         }
     }
@@ -240,7 +245,8 @@ impl IamSession {
                 };
                 return Err(iam_error(
                     label.into(),
-                    format!("no answer from {}: {e}", self.url),
+                    self.redactor
+                        .clean(format!("no answer from {}: {e}", self.url)),
                     true,
                 ));
             }
@@ -254,7 +260,7 @@ impl IamSession {
                 format!(
                     "IAM answered with a redirect (HTTP {}) to {}; it is not followed, since it would carry the password there: set --iam.endpoint to the address IAM answers on",
                     status.as_u16(),
-                    redirect_target(&response)
+                    self.redactor.clean(redirect_target(&response))
                 ),
                 false,
             ));
@@ -270,7 +276,7 @@ impl IamSession {
                 ),
                 Capped::Failed(e) => iam_error(
                     "iam_transport".into(),
-                    format!("reading the answer: {e}"),
+                    self.redactor.clean(format!("reading the answer: {e}")),
                     true,
                 ),
             })?;
@@ -284,16 +290,19 @@ impl IamSession {
                 ),
                 None => (parsed.error_code, parsed.error_msg),
             };
+            // IAM may echo the password (or a proxy the request body): never keep it.
+            let code = code.map(|c| self.redactor.clean(c));
+            let message = message.map(|m| self.redactor.clean(m));
             let label = code
                 .clone()
                 .filter(|c| crate::upstream::error::looks_like_code(c) && c.contains('.'))
                 .unwrap_or_else(|| format!("iam_http_{}", status.as_u16()));
             let mut reason = format!("IAM answered HTTP {}", status.as_u16());
             if let Some(code) = code {
-                reason.push_str(&format!(" {}", clip(code)));
+                reason.push_str(&format!(" {code}"));
             }
             if let Some(message) = message {
-                reason.push_str(&format!(": {}", clip(message).trim_end_matches('.')));
+                reason.push_str(&format!(": {}", message.trim_end_matches('.')));
             }
             if status.as_u16() == 401 || status.as_u16() == 400 {
                 reason.push_str(
@@ -311,6 +320,9 @@ impl IamSession {
             )
         })?;
         value.set_sensitive(true);
+        if let Ok(token) = value.to_str() {
+            self.redactor.add_issued(token);
+        }
         let expires_at = serde_json::from_slice::<TokenBody>(&body)
             .ok()
             .and_then(|b| b.token.expires_at)

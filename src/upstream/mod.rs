@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod iam;
 pub mod paging;
+pub mod redact;
 pub mod retry;
 pub mod sign;
 pub mod wire;
