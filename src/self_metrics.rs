@@ -20,6 +20,8 @@ pub struct ExporterMetrics {
     token_expiry: GaugeVec,
     request_duration: HistogramVec,
     invalid_text: IntCounter,
+    invalid_values: IntCounter,
+    truncated_values: IntCounter,
     /// The undocumented codes that have a label of their own.
     undocumented_codes: Mutex<HashSet<String>>,
 }
@@ -162,6 +164,14 @@ impl ExporterMetrics {
             "clouddevice_exporter_invalid_text_total",
             "Invalid UTF-8 sequences and lone UTF-16 surrogates in the API's answers, each read as U+FFFD.",
         )?;
+        let invalid_values = IntCounter::new(
+            "clouddevice_exporter_invalid_values_total",
+            "Fields of the API's rows of the wrong kind or out of range, and times that do not parse, each read as absent (a status then counts as undocumented).",
+        )?;
+        let truncated_values = IntCounter::new(
+            "clouddevice_exporter_truncated_values_total",
+            "Text fields of the API's rows longer than their bound (instance_id 32 characters, every other 128), cut to it.",
+        )?;
         for cause in STARTED_AT_ZERO {
             api_errors.with_label_values(&[cause]);
         }
@@ -170,6 +180,8 @@ impl ExporterMetrics {
         registry.register(Box::new(token_expiry.clone()))?;
         registry.register(Box::new(api_errors.clone()))?;
         registry.register(Box::new(invalid_text.clone()))?;
+        registry.register(Box::new(invalid_values.clone()))?;
+        registry.register(Box::new(truncated_values.clone()))?;
         Ok(ExporterMetrics {
             registry,
             api_requests,
@@ -177,6 +189,8 @@ impl ExporterMetrics {
             token_expiry,
             request_duration,
             invalid_text,
+            invalid_values,
+            truncated_values,
             undocumented_codes: Mutex::new(HashSet::new()),
         })
     }
@@ -210,6 +224,14 @@ impl ExporterMetrics {
 
     pub fn replaced_text(&self, n: usize) {
         self.invalid_text.inc_by(n as u64);
+    }
+
+    pub fn invalid_values(&self, n: usize) {
+        self.invalid_values.inc_by(n as u64);
+    }
+
+    pub fn truncated_values(&self, n: usize) {
+        self.truncated_values.inc_by(n as u64);
     }
 
     pub fn observe_request(&self, api: &str, duration: std::time::Duration) {

@@ -313,6 +313,18 @@ impl BatchQuery {
         })?;
         self.last_rows
             .store(decoded.instances.len(), Ordering::Relaxed);
+        if decoded.invalid_values > 0 {
+            self.metrics.invalid_values(decoded.invalid_values);
+            tracing::debug!(
+                page,
+                request_id,
+                invalid = decoded.invalid_values,
+                "the page held values of the wrong kind; each was read as absent"
+            );
+        }
+        if decoded.truncated_values > 0 {
+            self.metrics.truncated_values(decoded.truncated_values);
+        }
         if decoded.replaced_text > 0 {
             self.metrics.replaced_text(decoded.replaced_text);
             tracing::debug!(

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::fmt;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
@@ -113,45 +114,117 @@ fn envelope<S>(rows: S) -> Paged<Paged<S>> {
     }
 }
 
-/// One `result` row. Every field is optional: a row missing a field is still an instance.
-/// Strings borrow from the response body where they can: most are copied once, into the
-/// [`Instance`], or not at all when they repeat (see [`Interner`]).
+/// One `result` row. Every field is optional: a row missing a field is still an instance. Each
+/// field is kept as its raw JSON text, borrowed from the body, and read on its own
+/// ([`Field`]): a value of the wrong kind spoils that field alone, never the row or the page.
 #[derive(Debug, Default, Deserialize)]
 struct WireInstance<'a> {
-    #[serde(borrow, default, deserialize_with = "flex_str")]
-    instance_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "flex_str")]
-    instance_name: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "flex_str")]
-    region: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "flex_str")]
-    region_name: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "flex_str")]
-    instance_sku: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "flex_str")]
-    project_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "flex_str")]
-    project_name: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "flex_str")]
-    phone_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "flex_str")]
-    billing_mode: Option<Cow<'a, str>>,
-    #[serde(default, deserialize_with = "flex_int")]
-    running_status: Option<i64>,
-    #[serde(default, deserialize_with = "flex_int")]
-    frozen_status: Option<i64>,
-    #[serde(default, deserialize_with = "flex_int")]
-    login_status: Option<i64>,
-    #[serde(default, deserialize_with = "flex_int")]
-    assign_status: Option<i64>,
-    #[serde(default, deserialize_with = "flex_int")]
-    backup_status: Option<i64>,
-    #[serde(borrow, default, deserialize_with = "flex_str")]
-    backup_time: Option<Cow<'a, str>>,
-    #[serde(default, deserialize_with = "flex_int")]
-    restore_status: Option<i64>,
-    #[serde(borrow, default, deserialize_with = "flex_str")]
-    restore_time: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    instance_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    instance_name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    region: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    region_name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    instance_sku: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    project_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    project_name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    phone_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    billing_mode: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    running_status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    frozen_status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    login_status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    assign_status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    backup_status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    backup_time: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    restore_status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    restore_time: Option<&'a RawValue>,
+}
+
+/// The longest `instance_id` and `instance_name` the API's schema allows; longer values are cut
+/// to these many characters, since each becomes a label value on several series.
+pub const MAX_INSTANCE_ID_CHARS: usize = 32;
+pub const MAX_INSTANCE_NAME_CHARS: usize = 128;
+/// The longest value of every other text field (region, SKU, project, phone id, billing mode):
+/// the reference's own examples are under 100 characters.
+pub const MAX_TEXT_CHARS: usize = 128;
+
+/// What one field of a row holds.
+#[derive(Debug, PartialEq)]
+enum Field<T> {
+    Absent,
+    Value(T),
+    /// A value of the wrong kind or out of range: counted, and read as absent.
+    Invalid,
+}
+
+/// A text field: JSON strings as they are (borrowed from the body when they hold no escapes),
+/// numbers and booleans as written, `null` and `"null"` as absent; an object or array is invalid.
+fn text_field(raw: Option<&RawValue>) -> Field<Cow<'_, str>> {
+    let Some(raw) = raw else {
+        return Field::Absent;
+    };
+    let text = raw.get();
+    let value = match text.as_bytes().first() {
+        Some(b'"') => match unquote(text) {
+            Some(s) => s,
+            None => return Field::Invalid,
+        },
+        Some(b'n') => return Field::Absent,
+        Some(b'{' | b'[') | None => return Field::Invalid,
+        Some(_) => Cow::Borrowed(text),
+    };
+    if is_null_text(&value) {
+        Field::Absent
+    } else {
+        Field::Value(value)
+    }
+}
+
+/// The content of a JSON string literal, borrowed when it holds no escape.
+fn unquote(literal: &str) -> Option<Cow<'_, str>> {
+    let inner = literal.get(1..literal.len().saturating_sub(1))?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(literal).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(inner))
+    }
+}
+
+/// An integer field: JSON integers, integral floats (`1.0e0`, `-0`) and numeric strings;
+/// `null`/`"null"` as absent; anything else (`3.5`, `1e19`, `1e400`, `"NaN"`, `true`, `{}`) is
+/// invalid.
+fn int_field(raw: Option<&RawValue>) -> Field<i64> {
+    let number = match text_field(raw) {
+        Field::Value(text) => text,
+        Field::Absent => return Field::Absent,
+        Field::Invalid => return Field::Invalid,
+    };
+    let number = number.trim();
+    if let Ok(v) = number.parse::<i64>() {
+        return Field::Value(v);
+    }
+    match number.parse::<f64>() {
+        // -2^63 is an i64 and 2^63 is not: `i64::MAX as f64` rounds up to 2^63.
+        Ok(v) if v.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(&v) => {
+            Field::Value(v as i64)
+        }
+        _ => Field::Invalid,
+    }
 }
 
 /// Shares one copy of a string that repeats across a page (region, SKU, project, ...): a
@@ -166,8 +239,7 @@ struct Interner {
 impl Interner {
     const MAX: usize = 16;
 
-    fn get(&mut self, value: Option<Cow<'_, str>>) -> Arc<str> {
-        let value = value.as_deref().unwrap_or_default();
+    fn get(&mut self, value: &str) -> Arc<str> {
         if let Some(shared) = self.values.iter().find(|v| ***v == *value) {
             return shared.clone();
         }
@@ -179,7 +251,8 @@ impl Interner {
     }
 }
 
-/// One interner per repeating field of a page.
+/// One interner per repeating field of a page, and what the page's fields held that could not
+/// be kept as sent.
 #[derive(Default)]
 struct Shared {
     region: Interner,
@@ -188,39 +261,103 @@ struct Shared {
     project_id: Interner,
     project_name: Interner,
     billing_mode: Interner,
+    /// Fields of the wrong kind or out of range, and times that do not parse.
+    invalid: usize,
+    /// Text values cut to their bound.
+    truncated: usize,
+}
+
+impl Shared {
+    /// A text field, cut to `max` characters; an invalid one is counted and empty.
+    fn text<'a>(&mut self, raw: Option<&'a RawValue>, max: usize) -> Cow<'a, str> {
+        match text_field(raw) {
+            Field::Value(text) => {
+                // Bytes bound characters from above: most values need no count at all.
+                if text.len() <= max {
+                    return text;
+                }
+                match text.char_indices().nth(max) {
+                    None => text,
+                    Some((end, _)) => {
+                        self.truncated += 1;
+                        match text {
+                            Cow::Borrowed(t) => Cow::Borrowed(&t[..end]),
+                            Cow::Owned(mut t) => {
+                                t.truncate(end);
+                                Cow::Owned(t)
+                            }
+                        }
+                    }
+                }
+            }
+            Field::Absent => Cow::Borrowed(""),
+            Field::Invalid => {
+                self.invalid += 1;
+                Cow::Borrowed("")
+            }
+        }
+    }
+
+    fn int(&mut self, raw: Option<&RawValue>) -> Option<i64> {
+        match int_field(raw) {
+            Field::Value(v) => Some(v),
+            Field::Absent => None,
+            Field::Invalid => {
+                self.invalid += 1;
+                None
+            }
+        }
+    }
+
+    fn time(&mut self, raw: Option<&RawValue>, zone: UtcOffset) -> Option<i64> {
+        match text_field(raw) {
+            Field::Value(text) => {
+                let parsed = parse_time(&text, zone);
+                self.invalid += usize::from(parsed.is_none());
+                parsed
+            }
+            Field::Absent => None,
+            Field::Invalid => {
+                self.invalid += 1;
+                None
+            }
+        }
+    }
+
+    fn shared(
+        &mut self,
+        which: fn(&mut Shared) -> &mut Interner,
+        raw: Option<&RawValue>,
+    ) -> Arc<str> {
+        let text = self.text(raw, MAX_TEXT_CHARS);
+        which(self).get(&text)
+    }
 }
 
 impl WireInstance<'_> {
     fn into_instance(self, shared: &mut Shared, time_zone: UtcOffset) -> Instance {
+        let instance_id = shared.text(self.instance_id, MAX_INSTANCE_ID_CHARS);
+        let instance_name = shared.text(self.instance_name, MAX_INSTANCE_NAME_CHARS);
+        let phone_id = shared.text(self.phone_id, MAX_TEXT_CHARS);
         Instance {
-            region: shared.region.get(self.region),
-            region_name: shared.region_name.get(self.region_name),
-            sku: shared.sku.get(self.instance_sku),
-            project_id: shared.project_id.get(self.project_id),
-            project_name: shared.project_name.get(self.project_name),
-            billing_mode: shared.billing_mode.get(self.billing_mode),
+            region: shared.shared(|s| &mut s.region, self.region),
+            region_name: shared.shared(|s| &mut s.region_name, self.region_name),
+            sku: shared.shared(|s| &mut s.sku, self.instance_sku),
+            project_id: shared.shared(|s| &mut s.project_id, self.project_id),
+            project_name: shared.shared(|s| &mut s.project_name, self.project_name),
+            billing_mode: shared.shared(|s| &mut s.billing_mode, self.billing_mode),
             // Same order as `Dimension::ALL`.
             status: [
-                self.running_status,
-                self.frozen_status,
-                self.login_status,
-                self.assign_status,
-                self.backup_status,
-                self.restore_status,
+                shared.int(self.running_status),
+                shared.int(self.frozen_status),
+                shared.int(self.login_status),
+                shared.int(self.assign_status),
+                shared.int(self.backup_status),
+                shared.int(self.restore_status),
             ],
-            backup_time: self
-                .backup_time
-                .as_deref()
-                .and_then(|t| parse_time(t, time_zone)),
-            restore_time: self
-                .restore_time
-                .as_deref()
-                .and_then(|t| parse_time(t, time_zone)),
-            identity: Identity::new(
-                self.instance_id.as_deref().unwrap_or_default(),
-                self.instance_name.as_deref().unwrap_or_default(),
-                self.phone_id.as_deref().unwrap_or_default(),
-            ),
+            backup_time: shared.time(self.backup_time, time_zone),
+            restore_time: shared.time(self.restore_time, time_zone),
+            identity: Identity::new(&instance_id, &instance_name, &phone_id),
         }
     }
 }
@@ -232,15 +369,23 @@ impl WireInstance<'_> {
 #[derive(Clone, Copy)]
 struct Rows(Decoding);
 
+/// The rows of a page, with what their fields held that could not be kept as sent.
+#[derive(Default)]
+struct RowsRead {
+    instances: Vec<Instance>,
+    invalid: usize,
+    truncated: usize,
+}
+
 impl<'de> DeserializeSeed<'de> for Rows {
-    type Value = Vec<Instance>;
+    type Value = RowsRead;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Rows {
-    type Value = Vec<Instance>;
+    type Value = RowsRead;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an array of instances or null")
     }
@@ -260,13 +405,17 @@ impl<'de> Visitor<'de> for Rows {
             }
             rows.push(row.into_instance(&mut shared, time_zone));
         }
-        Ok(rows)
+        Ok(RowsRead {
+            instances: rows,
+            invalid: shared.invalid,
+            truncated: shared.truncated,
+        })
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Vec::new())
+        Ok(RowsRead::default())
     }
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Vec::new())
+        Ok(RowsRead::default())
     }
 }
 
@@ -305,6 +454,11 @@ pub struct Page {
     pub total_count: Option<u64>,
     /// Invalid UTF-8 sequences and lone UTF-16 surrogates in the body, each read as U+FFFD.
     pub replaced_text: usize,
+    /// Fields of the wrong kind or out of range, and times that do not parse: each read as
+    /// absent (a status then counts as undocumented).
+    pub invalid_values: usize,
+    /// Text values longer than their bound, cut to it.
+    pub truncated_values: usize,
 }
 
 /// What a response body said when it was not a page.
@@ -368,8 +522,11 @@ pub fn decode_page(body: &[u8], decoding: Decoding) -> Result<Page, DecodeError>
         top,
         replaced_text,
     } = parse(body, envelope(seed))?;
+    let rows = rows.unwrap_or_default();
     Ok(Page {
-        instances: rows.unwrap_or_default(),
+        instances: rows.instances,
+        invalid_values: rows.invalid,
+        truncated_values: rows.truncated,
         page_no: non_negative(inner.page_no.or(top.page_no)),
         page_size: non_negative(inner.page_size.or(top.page_size)),
         total_count: non_negative(inner.total_count.or(top.total_count)),
@@ -764,10 +921,109 @@ mod tests {
         let truncated = &REFERENCE_EXAMPLE.as_bytes()[..200];
         assert!(matches!(decode(truncated), Err(DecodeError::Malformed(_))));
         assert!(matches!(decode(b"<html>"), Err(DecodeError::Malformed(_))));
-        let bad = r#"{"data":{"result":[{"running_status":"two"}]}}"#;
-        assert!(
-            matches!(decode(bad.as_bytes()), Err(DecodeError::Malformed(m)) if m.contains("two"))
+        let bad = r#"{"data":{"result":{"running_status":2}}}"#;
+        assert!(matches!(
+            decode(bad.as_bytes()),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+
+    /// Fifty rows, the 26th with `value` as its running status.
+    fn fifty_with_running_status(value: &str) -> String {
+        let rows: Vec<String> = (0..50)
+            .map(|n| {
+                let status = if n == 25 { value } else { "2" };
+                format!(r#"{{"instance_id":"i-{n}","running_status":{status},"frozen_status":0}}"#)
+            })
+            .collect();
+        format!(r#"{{"data":{{"result":[{}]}}}}"#, rows.join(","))
+    }
+
+    #[test]
+    fn one_odd_status_spoils_only_its_own_field() {
+        for odd in [
+            "1e400",
+            "1e19",
+            "3.5",
+            "\"NaN\"",
+            "\"two\"",
+            "true",
+            "{}",
+            "[1]",
+            "{\"a\":[1,{}]}",
+            "\"inf\"",
+        ] {
+            let body = fifty_with_running_status(odd);
+            let page = decode_page(
+                body.as_bytes(),
+                Decoding {
+                    max_rows: 100,
+                    expected_rows: 0,
+                    time_zone: UtcOffset::UTC,
+                },
+            )
+            .unwrap_or_else(|e| panic!("{odd}: {e}"));
+            assert_eq!(page.instances.len(), 50, "{odd}");
+            assert_eq!(page.invalid_values, 1, "{odd}");
+            let odd_one = &page.instances[25];
+            assert_eq!(odd_one.status(Dimension::Running), None, "{odd}");
+            assert_eq!(
+                odd_one.status(Dimension::Frozen),
+                Some(0),
+                "the rest of the row stays"
+            );
+            assert_eq!(page.instances[24].status(Dimension::Running), Some(2));
+        }
+        for (fine, code) in [
+            ("-9223372036854775809", i64::MIN),
+            ("-0", 0),
+            ("1.0e0", 1),
+            ("\"3\"", 3),
+            ("\" 4 \"", 4),
+        ] {
+            let page = decode(fifty_with_running_status(fine).as_bytes()).unwrap();
+            assert_eq!(page.invalid_values, 0, "{fine}");
+            assert_eq!(
+                page.instances[25].status(Dimension::Running),
+                Some(code),
+                "{fine}"
+            );
+        }
+        let page = decode(fifty_with_running_status("null").as_bytes()).unwrap();
+        assert_eq!(page.invalid_values, 0, "null is absent, not invalid");
+    }
+
+    #[test]
+    fn times_that_do_not_parse_and_texts_of_the_wrong_kind_are_counted_and_absent() {
+        let body = r#"{"data":{"result":[
+            {"instance_id":"a","backup_time":"yesterday","restore_time":{"at":1},"region":[1,2]},
+            {"instance_id":"b","backup_time":"2024-05-24 17:34:58","region":"r"}
+        ]}}"#;
+        let page = decode(body.as_bytes()).unwrap();
+        assert_eq!(page.instances.len(), 2);
+        assert_eq!(page.invalid_values, 3);
+        assert_eq!(page.instances[0].backup_time, None);
+        assert_eq!(&*page.instances[0].region, "");
+        assert!(page.instances[1].backup_time.is_some());
+    }
+
+    #[test]
+    fn long_texts_are_cut_to_their_bound_and_counted() {
+        let id = "i".repeat(40);
+        let name = "名".repeat(1_000);
+        let sku = "s".repeat(MAX_TEXT_CHARS);
+        let body = format!(
+            r#"{{"data":{{"result":[{{"instance_id":"{id}","instance_name":"{name}","instance_sku":"{sku}"}}]}}}}"#
         );
+        let page = decode(body.as_bytes()).unwrap();
+        let instance = &page.instances[0];
+        assert_eq!(instance.instance_id(), "i".repeat(MAX_INSTANCE_ID_CHARS));
+        assert_eq!(
+            instance.instance_name(),
+            "名".repeat(MAX_INSTANCE_NAME_CHARS)
+        );
+        assert_eq!(&*instance.sku, sku, "a value at its bound is kept whole");
+        assert_eq!(page.truncated_values, 2);
     }
 
     #[test]
@@ -903,7 +1159,10 @@ mod tests {
             ("2.0", true),
         ] {
             let body = format!(r#"{{"data":{{"result":[{{"running_status":{value}}}]}}}}"#);
-            assert_eq!(decode(body.as_bytes()).is_ok(), ok, "{value}");
+            let page = decode(body.as_bytes()).unwrap();
+            let status = page.instances[0].status(Dimension::Running);
+            assert_eq!(status.is_some(), ok, "{value}");
+            assert_eq!(page.invalid_values, usize::from(!ok), "{value}");
         }
     }
 }
