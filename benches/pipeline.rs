@@ -84,6 +84,7 @@ fn render(c: &mut Criterion) {
                 instance_metrics,
                 instance_name: InstanceName::Everywhere,
                 backup_age_buckets: std::sync::Arc::from([86_400u64, 604_800]),
+                max_groups: 1_000,
             },
             families: Families::ALL,
             now: 1_800_000_000,

@@ -345,10 +345,34 @@ pub struct BackupAges {
     pub without_time: u64,
 }
 
+impl BackupAges {
+    /// Adds another group's ages to these (with the same bounds).
+    pub fn absorb(&mut self, other: &BackupAges) {
+        if self.at_most.len() < other.at_most.len() {
+            self.at_most.resize(other.at_most.len(), 0);
+        }
+        for (mine, theirs) in self.at_most.iter_mut().zip(&other.at_most) {
+            *mine += theirs;
+        }
+        self.with_time += other.with_time;
+        self.without_time += other.without_time;
+    }
+}
+
 /// The most documented statuses any dimension has (running status has six).
 const MAX_STATUSES: usize = 6;
 
 impl Counts {
+    /// Adds another group's counts to these.
+    pub fn absorb(&mut self, other: &Counts) {
+        self.total += other.total;
+        for (mine, theirs) in self.by_status.iter_mut().zip(&other.by_status) {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                *m += t;
+            }
+        }
+    }
+
     fn add(&mut self, instance: &Instance) {
         self.total += 1;
         for dim in Dimension::ALL {

@@ -121,6 +121,7 @@ fn render(pages: Vec<Vec<Instance>>) -> (String, usize, usize) {
             instance_metrics: InstanceMetrics::All,
             instance_name: InstanceName::Everywhere,
             backup_age_buckets: std::sync::Arc::from([86_400u64, 604_800]),
+            max_groups: 1_000,
         },
         families: Families::ALL,
         now: 1_800_000_000,

@@ -1,11 +1,19 @@
-//! What a hostile upstream can make the exporter hold while it reads a page: at most about twice
-//! the page's size, whatever the body holds. Measured with a counting allocator, which counts
-//! bytes, not time: the same on every machine. One test in this binary, so no other test's
-//! allocations are counted with it.
+//! What a hostile upstream can make the exporter hold while it reads a page (at most about twice
+//! the page's size, whatever the body holds) and while it writes a scrape of what it read (bounded
+//! by `--collector.max-groups` and the label-length bounds, however many distinct or long values
+//! the upstream sends). Measured with a counting allocator, which counts bytes, not time: the
+//! same on every machine. One test in this binary, so no other test's allocations are counted
+//! with it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::sync::Arc;
+
+use clouddevice_exporter::exposition::{
+    self, ExpositionConfig, Families, InstanceMetrics, InstanceName, Scrape,
+};
+use clouddevice_exporter::fleet::Fleet;
 use clouddevice_exporter::upstream::wire::{decode_page, Decoding};
 
 struct Counting;
@@ -54,8 +62,77 @@ fn row(i: usize) -> String {
     )
 }
 
+/// Decodes pages of `rows` (each a JSON object) as the exporter would, 100 a page, into a fleet.
+fn fleet_of(rows: impl Iterator<Item = String>) -> Fleet {
+    let rows: Vec<String> = rows.collect();
+    let pages = rows.chunks(100).map(|chunk| {
+        let body = format!(r#"{{"data":{{"result":[{}]}}}}"#, chunk.join(","));
+        let limits = Decoding {
+            max_rows: 100,
+            expected_rows: 100,
+            time_zone: time::UtcOffset::UTC,
+        };
+        decode_page(body.as_bytes(), limits).unwrap().instances
+    });
+    Fleet::from_pages(pages).0
+}
+
+/// The bytes allocated at the peak of rendering and streaming a scrape of `fleet` with the
+/// default flags, above what was live before, and the body's size.
+fn peak_while_rendering(fleet: Fleet) -> (usize, usize) {
+    let scrape = Scrape {
+        up: true,
+        stale_for: None,
+        fleet: Some(Arc::new(fleet)),
+        duration_seconds: 1.0,
+        timeout_seconds: 10.0,
+        config: ExpositionConfig {
+            instance_metrics: InstanceMetrics::All,
+            instance_name: InstanceName::Everywhere,
+            backup_age_buckets: Arc::from([86_400u64, 3 * 86_400, 7 * 86_400, 30 * 86_400]),
+            max_groups: 1_000,
+        },
+        families: Families::ALL,
+        now: 1_800_000_000,
+        cached_for: None,
+        last_success: None,
+    };
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let body: usize = exposition::render(&scrape, Vec::new())
+        .unwrap()
+        .map(|chunk| chunk.len())
+        .sum();
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    println!("{body} byte body: {peak} bytes at the peak");
+    (peak, body)
+}
+
+fn what_an_upstream_sends_is_bounded_where_it_becomes_series() {
+    // 20,000 instances, each with a region and a SKU of its own: 363 MB at the peak and a 74 MB
+    // body before --collector.max-groups.
+    let fleet = fleet_of((0..20_000).map(|i| {
+        format!(r#"{{"instance_id":"i-{i}","region":"region-{i}","instance_sku":"sku-{i}","running_status":2}}"#)
+    }));
+    let (peak, body) = peak_while_rendering(fleet);
+    assert!(peak < 150 << 20, "{peak} bytes at the peak");
+    assert!(body < 20 << 20, "a {body} byte body");
+
+    // 450 instances whose names are a megabyte each.
+    let name = "n".repeat(1 << 20);
+    let fleet = fleet_of((0..450).map(|i| {
+        format!(
+            r#"{{"instance_id":"i-{i}","instance_name":"{name}","region":"r","running_status":2}}"#
+        )
+    }));
+    let (_, body) = peak_while_rendering(fleet);
+    assert!(body < 20 << 20, "a {body} byte body");
+}
+
 #[test]
 fn reading_a_page_holds_at_most_about_twice_its_size() {
+    what_an_upstream_sends_is_bounded_where_it_becomes_series();
+
     // An unknown field holding 15 million tiny values (30 MB, under the 32 MB body cap):
     // serde's flatten buffered each one, half a gigabyte in all.
     let mut body = String::from(r#"{"data":{"result":[],"junk":["#);

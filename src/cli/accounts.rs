@@ -524,6 +524,7 @@ mod tests {
                 instance_metrics: InstanceMetrics::All,
                 instance_name: InstanceName::Everywhere,
                 backup_age_buckets: Arc::from([86_400u64]),
+                max_groups: 1_000,
             },
         }
     }

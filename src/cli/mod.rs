@@ -205,6 +205,11 @@ pub struct ExporterArgs {
           value_name = "DURATIONS", value_parser = parse_age_buckets)]
     pub backup_age_buckets: Arc<[u64]>,
 
+    /// Most region and SKU pairs exported; past it the smallest are counted together under region="other",sku="other".
+    #[arg(long = "collector.max-groups", env = "CLOUDDEVICE_EXPORTER_COLLECTOR_MAX_GROUPS", default_value_t = 1_000,
+          value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_groups: u32,
+
     #[command(flatten)]
     pub log: LogArgs,
 
@@ -385,6 +390,7 @@ impl ExporterArgs {
                 instance_metrics: self.instance_metrics,
                 instance_name: self.instance_name_label,
                 backup_age_buckets: self.backup_age_buckets.clone(),
+                max_groups: self.max_groups as usize,
             },
         };
         let accounts = match (self.config_file, self.demo) {
@@ -448,6 +454,7 @@ impl ExporterArgs {
                 instance_metrics: self.instance_metrics,
                 instance_name: self.instance_name_label,
                 backup_age_buckets: self.backup_age_buckets,
+                max_groups: self.max_groups as usize,
             },
             scrape_timeout: self.scrape_timeout,
             min_interval: self.min_interval,

@@ -6,7 +6,9 @@ use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
 use std::sync::Arc;
 
-use crate::fleet::{Dimension, Fleet, UNDOCUMENTED};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::fleet::{BackupAges, Counts, Dimension, Fleet, UNDOCUMENTED};
 
 mod body;
 
@@ -30,7 +32,13 @@ pub struct ExpositionConfig {
     pub instance_name: InstanceName,
     /// The bounds of the backup-age buckets, in seconds, ascending (`+Inf` is implied).
     pub backup_age_buckets: Arc<[u64]>,
+    /// The most (region, SKU) groups exported (`--collector.max-groups`): an upstream sending a
+    /// new region or SKU with every instance must not make series without end.
+    pub max_groups: usize,
 }
+
+/// The region and SKU of the group that counts every pair past [`ExpositionConfig::max_groups`].
+pub const OTHER_GROUP: &str = "other";
 
 /// Which families a scrape asks for (`/metrics?collect[]=…`), so that one Prometheus job can
 /// take the aggregates often and the per-instance series seldom. `clouddevice_up` and the
@@ -139,8 +147,15 @@ fn scrape_families(scrape: &Scrape) -> Vec<MetricFamily> {
     }
     if let Some(fleet) = scrape.fleet.as_ref().filter(|_| scrape.families.aggregates) {
         let start = families.len();
-        aggregate_families(fleet, &mut families);
-        backup_age_families(fleet, scrape, &mut families);
+        let groups = fleet.aggregate();
+        let folded = folded_groups(&groups, scrape.config.max_groups);
+        families.push(family(
+            "clouddevice_exporter_folded_groups",
+            "Region and SKU pairs past --collector.max-groups in this scrape, counted together under region=\"other\",sku=\"other\".",
+            vec![gauge(&[], folded.len() as f64)],
+        ));
+        aggregate_families(fold(groups, &folded, Counts::absorb), &mut families);
+        backup_age_families(fleet, scrape, &folded, &mut families);
         // The exporter guidelines ask that cached values say so where they are described.
         if let Some(note) = cache_note(scrape) {
             for family in &mut families[start..] {
@@ -197,8 +212,49 @@ pub fn render(scrape: &Scrape, own: Vec<MetricFamily>) -> Result<Exposition, pro
     )
 }
 
-fn aggregate_families(fleet: &Fleet, out: &mut Vec<MetricFamily>) {
-    let groups = fleet.aggregate();
+/// The groups to fold when there are more than `max`: all but the `max - 1` largest (ties by
+/// label order), so that with the `other` group there are `max` at most. The largest are kept:
+/// they hold most of the fleet, and a group's size changes little from scrape to scrape.
+fn folded_groups<'a>(
+    groups: &BTreeMap<(&'a str, &'a str), Counts>,
+    max: usize,
+) -> BTreeSet<(&'a str, &'a str)> {
+    if groups.len() <= max {
+        return BTreeSet::new();
+    }
+    let mut by_size: Vec<(&(&str, &str), u64)> = groups.iter().map(|(k, c)| (k, c.total)).collect();
+    by_size.sort_by_key(|(_, total)| std::cmp::Reverse(*total));
+    by_size
+        .into_iter()
+        .skip(max.saturating_sub(1))
+        .map(|(k, _)| *k)
+        .collect()
+}
+
+/// `groups` with those in `folded` merged into one (`other`, `other`).
+fn fold<'a, T: Default>(
+    mut groups: BTreeMap<(&'a str, &'a str), T>,
+    folded: &BTreeSet<(&'a str, &'a str)>,
+    merge: fn(&mut T, &T),
+) -> BTreeMap<(&'a str, &'a str), T> {
+    if folded.is_empty() {
+        return groups;
+    }
+    let mut other = T::default();
+    for key in folded {
+        if let Some(group) = groups.remove(key) {
+            merge(&mut other, &group);
+        }
+    }
+    // A real group named other/other is counted with the folded ones.
+    if let Some(group) = groups.remove(&(OTHER_GROUP, OTHER_GROUP)) {
+        merge(&mut other, &group);
+    }
+    groups.insert((OTHER_GROUP, OTHER_GROUP), other);
+    groups
+}
+
+fn aggregate_families(groups: BTreeMap<(&str, &str), Counts>, out: &mut Vec<MetricFamily>) {
     let totals = groups
         .iter()
         .map(|((region, sku), c)| gauge(&[("region", region), ("sku", sku)], c.total as f64))
@@ -235,9 +291,18 @@ fn aggregate_families(fleet: &Fleet, out: &mut Vec<MetricFamily>) {
 
 /// How old the last backups are, per region and SKU, without per-instance series: staleness can
 /// be alerted on in every mode.
-fn backup_age_families(fleet: &Fleet, scrape: &Scrape, out: &mut Vec<MetricFamily>) {
+fn backup_age_families(
+    fleet: &Fleet,
+    scrape: &Scrape,
+    folded: &BTreeSet<(&str, &str)>,
+    out: &mut Vec<MetricFamily>,
+) {
     let bounds = &scrape.config.backup_age_buckets;
-    let groups = fleet.backup_ages(scrape.now, bounds);
+    let groups = fold(
+        fleet.backup_ages(scrape.now, bounds),
+        folded,
+        BackupAges::absorb,
+    );
     let mut buckets = Vec::new();
     let mut without = Vec::new();
     for ((region, sku), ages) in &groups {
@@ -312,6 +377,14 @@ mod tests {
     }
 
     fn render(fleet: Option<&Fleet>, instance_metrics: InstanceMetrics) -> String {
+        render_with_groups(fleet, instance_metrics, 1_000)
+    }
+
+    fn render_with_groups(
+        fleet: Option<&Fleet>,
+        instance_metrics: InstanceMetrics,
+        max_groups: usize,
+    ) -> String {
         render_text(&Scrape {
             up: fleet.is_some(),
             stale_for: None,
@@ -322,6 +395,7 @@ mod tests {
                 instance_metrics,
                 instance_name: InstanceName::Everywhere,
                 backup_age_buckets: Arc::from([86_400u64]),
+                max_groups,
             },
             families: Families::ALL,
             now: 1_800_000_000,
@@ -329,6 +403,55 @@ mod tests {
             last_success: None,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn groups_past_the_cap_are_counted_together_and_none_is_lost() {
+        // Region r0 has 4 instances, r1 3, r2 2, r3 and r4 one each; one of r4's is frozen.
+        let mut instances = Vec::new();
+        for (region, n) in [("r0", 4), ("r1", 3), ("r2", 2), ("r3", 1), ("r4", 1)] {
+            for i in 0..n {
+                instances.push(Instance {
+                    region: region.into(),
+                    sku: "s".into(),
+                    status: [
+                        Some(2),
+                        Some(i64::from(region == "r4")),
+                        None,
+                        None,
+                        None,
+                        None,
+                    ],
+                    backup_time: (region == "r3").then_some(1_800_000_000 - 60),
+                    identity: Identity::new(&format!("{region}-{i}"), "", ""),
+                    ..Instance::default()
+                });
+            }
+        }
+        let f = fleet(instances);
+        let text = render_with_groups(Some(&f), InstanceMetrics::None, 3);
+        for line in [
+            r#"clouddevice_instances{region="r0",sku="s"} 4"#,
+            r#"clouddevice_instances{region="r1",sku="s"} 3"#,
+            r#"clouddevice_instances{region="other",sku="other"} 4"#,
+            r#"clouddevice_instances_by_frozen_status{region="other",sku="other",status="frozen"} 1"#,
+            r#"clouddevice_instances_by_backup_age{max_age_seconds="+Inf",region="other",sku="other"} 1"#,
+            r#"clouddevice_instances_without_backup_time{region="other",sku="other"} 3"#,
+            "clouddevice_exporter_folded_groups 3",
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
+        assert!(!text.contains(r#"region="r2""#), "{text}");
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("clouddevice_instances{"))
+                .count(),
+            3,
+            "at most --collector.max-groups groups"
+        );
+        let all = render_with_groups(Some(&f), InstanceMetrics::None, 5);
+        assert!(all.contains("clouddevice_exporter_folded_groups 0"));
+        assert!(!all.contains(r#"{region="other""#), "{all}");
     }
 
     #[test]
