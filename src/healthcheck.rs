@@ -55,7 +55,8 @@ pub async fn run(args: HealthcheckArgs) -> Result<(), HealthError> {
             path: path.clone(),
             reason,
         };
-        let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+        let pem = crate::files::read_bounded(path, crate::files::MAX_CONFIG_BYTES)
+            .map_err(|e| ca_error(e.to_string()))?;
         let certificate =
             reqwest::Certificate::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?;
         client = client.add_root_certificate(certificate);

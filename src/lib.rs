@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod collect;
 pub mod exposition;
+pub mod files;
 pub mod flags;
 pub mod fleet;
 pub mod healthcheck;

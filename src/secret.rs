@@ -5,6 +5,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::files::{read_text, FileError, MAX_SECRET_BYTES};
+
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
@@ -41,19 +43,19 @@ pub enum SecretFileError {
     Read {
         flag: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        source: FileError,
     },
     #[error("{flag} {path:?} is empty")]
     Empty { flag: &'static str, path: PathBuf },
 }
 
-/// Reads the secret in the file `flag` names, trimmed, with a warning when other users may read
-/// the file.
+/// Reads the secret in the file `flag` names (a regular file of at most 64 KiB), trimmed, with a
+/// warning when other users may read the file.
 pub fn read_secret_file(
     flag: &'static str,
     path: &Path,
 ) -> Result<(Secret, Option<String>), SecretFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SecretFileError::Read {
+    let text = read_text(path, MAX_SECRET_BYTES).map_err(|source| SecretFileError::Read {
         flag,
         path: path.to_path_buf(),
         source,

@@ -433,6 +433,65 @@ fn sighup_adds_and_removes_accounts_and_keeps_unchanged_ones_signed_in() {
 }
 
 #[test]
+fn secret_files_that_are_not_regular_files_fail_the_reload_and_never_hang_it() {
+    let rt = runtime();
+    let sim = rt.block_on(three_account_simulator(Duration::ZERO));
+    let files = Files::new();
+    let url = sim.url();
+    let config = files.accounts(&[files.retail(&url)]);
+    let fifo = files.path("retail.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut running = Running::start(&mut exporter(&[
+        "--config.file",
+        &config,
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]));
+    let address = running.listening_address();
+    let own = || get(&rt, &format!("http://{address}/metrics")).1;
+    // A FIFO nobody writes to: a blocking open would hang the reload, and every later one.
+    for (path, kind) in [
+        (fifo.to_str().unwrap(), "a FIFO"),
+        ("/dev/zero", "a character device"),
+    ] {
+        let entry = format!("  retail:\n    endpoint: {url}\n    token_file: {path}\n");
+        rewrite(Path::new(&config), &format!("accounts:\n{entry}"));
+        running.hangup();
+        let line = running.wait_for("cannot reload the accounts file");
+        assert!(line.contains(kind) && line.contains("token_file"), "{line}");
+        assert!(
+            own().contains("clouddevice_exporter_config_last_reload_successful 0"),
+            "{}",
+            own()
+        );
+    }
+    // The next reload is applied, and SIGTERM ends the process (within 10 s, or this fails).
+    rewrite(
+        Path::new(&config),
+        &format!("accounts:\n{}", files.retail(&url)),
+    );
+    running.hangup();
+    running.wait_for("reloaded the accounts file");
+    assert!(own().contains("clouddevice_exporter_config_last_reload_successful 1"));
+    assert!(running.terminate().success());
+
+    // The accounts file itself as a FIFO stops the start, naming it.
+    let out = exporter(&["--config.file", fifo.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("it is a FIFO, not a regular file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn a_bad_accounts_file_stops_the_start_with_one_line_naming_account_and_key() {
     let files = Files::new();
     let config =

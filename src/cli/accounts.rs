@@ -13,6 +13,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::exposition::ExpositionConfig;
+use crate::files::{read_text, FileError, MAX_CONFIG_BYTES};
 use crate::flags::{parse_positive_duration, parse_time_zone};
 use crate::secret::{read_secret_file, Secret};
 use crate::upstream::batch_query::{BatchQueryConfig, Filters};
@@ -92,10 +93,7 @@ pub struct AccountDefaults {
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {
     #[error("cannot read --config.file {path:?}: {source}; check the path and that this user may read it")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: FileError },
     #[error("--config.file {path:?}: {message}")]
     Format { path: PathBuf, message: String },
     #[error("--config.file {path:?}: account {account:?}: {key}: {message}")]
@@ -176,7 +174,7 @@ pub fn load(
     env: &EnvLookup,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Account>, AccountsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AccountsError::Read {
+    let text = read_text(path, MAX_CONFIG_BYTES).map_err(|source| AccountsError::Read {
         path: path.to_path_buf(),
         source,
     })?;

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
+use crate::files::{read_text, FileError, MAX_CONFIG_BYTES};
 use crate::web::tls::{self, RawTls, TlsProblem};
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,10 +61,7 @@ const ALLOWED_HEADERS: [&str; 5] = [
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
     #[error("cannot read --web.config.file {path:?}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: FileError },
     #[error("--web.config.file {path:?} is not valid: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error("cannot read tls_server_config.{field} {path:?} of --web.config.file: {reason}")]
@@ -168,7 +166,7 @@ fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
 
 /// Loads and checks a web configuration file. Relative paths in it are relative to its folder.
 pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+    let text = read_text(path, MAX_CONFIG_BYTES).map_err(|source| WebConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;

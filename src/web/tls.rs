@@ -18,6 +18,7 @@ use rustls::{
 };
 use serde::Deserialize;
 
+use crate::files::{read_bounded, MAX_CONFIG_BYTES};
 use crate::secret::{readable_by_others, Secret, EVERYONE};
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,8 +73,13 @@ fn certificates(
         ),
         (None, Some(file)) => {
             let path = dir.join(file);
+            let pem = read_bounded(&path, MAX_CONFIG_BYTES).map_err(|e| TlsProblem::File {
+                field: file_field,
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
             (
-                CertificateDer::pem_file_iter(&path).and_then(|it| it.collect()),
+                CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>(),
                 Some(path),
             )
         }
@@ -116,11 +122,13 @@ pub fn server_config(
             .map_err(|e| invalid(format!("tls_server_config.key: {e}")))?,
         (None, Some(file)) => {
             let path = dir.join(file);
-            let key = PrivateKeyDer::from_pem_file(&path).map_err(|e| TlsProblem::File {
+            let problem = |reason: String| TlsProblem::File {
                 field: "key_file",
                 path: path.clone(),
-                reason: e.to_string(),
-            })?;
+                reason,
+            };
+            let pem = read_bounded(&path, MAX_CONFIG_BYTES).map_err(|e| problem(e.to_string()))?;
+            let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| problem(e.to_string()))?;
             warnings.extend(readable_by_others(
                 "tls_server_config.key_file of --web.config.file",
                 &path,
