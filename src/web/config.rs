@@ -2,8 +2,9 @@
 //! certificates), basic auth users with bcrypt hashes, and extra response headers. Parsed and
 //! checked whole on every load, so a broken file never replaces a working configuration.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
@@ -41,13 +42,122 @@ struct RawHttp {
 /// login that is not cached yet.
 pub const MAX_BCRYPT_COST: u32 = 14;
 
-/// How many bcrypt checks run at once. Wrong passwords are never cached, so a client guessing in
-/// parallel would otherwise take every core; scrapes with known-good credentials skip bcrypt
-/// (see `Access::verified`) and do not queue here.
-static BCRYPT_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
+/// The bcrypt checks: how many run at once (half the cores), and how many may wait, in all and
+/// from one client address. A check past those bounds is answered 503 at once: a client
+/// guessing passwords in parallel can neither take every core nor make a legitimate login from
+/// elsewhere wait behind its guesses. Logins already checked skip the queue (see [`LOGINS`]).
+static CHECKS: LazyLock<CheckQueue> = LazyLock::new(|| {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Semaphore::new((cores / 2).max(1))
+    CheckQueue {
+        slots: Semaphore::new((cores / 2).max(1)),
+        waiting: Mutex::new(Waiting::default()),
+    }
 });
+
+/// The most bcrypt checks waiting for a slot, from every client together; at a cost of 12
+/// (about a quarter of a second a check) the last of them waits some 4 s with one slot.
+pub const MAX_WAITING_CHECKS: usize = 16;
+/// The most bcrypt checks waiting from one client address.
+pub const MAX_WAITING_CHECKS_PER_ADDRESS: usize = 2;
+
+struct CheckQueue {
+    slots: Semaphore,
+    waiting: Mutex<Waiting>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    total: usize,
+    by_address: HashMap<Option<IpAddr>, usize>,
+}
+
+/// A place in the queue of checks, given back when dropped.
+struct Place {
+    peer: Option<IpAddr>,
+}
+
+impl CheckQueue {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for a check from `peer`, unless the queue (or that address's share) is full.
+    fn enter(&'static self, peer: Option<IpAddr>) -> Option<Place> {
+        let mut waiting = self.waiting();
+        let mine = waiting.by_address.get(&peer).copied().unwrap_or(0);
+        if waiting.total >= MAX_WAITING_CHECKS || mine >= MAX_WAITING_CHECKS_PER_ADDRESS {
+            return None;
+        }
+        waiting.total += 1;
+        waiting.by_address.insert(peer, mine + 1);
+        Some(Place { peer })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut waiting = CHECKS.waiting();
+        waiting.total = waiting.total.saturating_sub(1);
+        if let Some(n) = waiting.by_address.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                waiting.by_address.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Logins checked lately, whatever their outcome, keyed by SHA-256 of user, password and the
+/// user's hash: a scraper sends the same credentials every few seconds and bcrypt is slow by
+/// design, and a client repeating a wrong password costs nothing after the first time. The key
+/// holds the hash, so the entries of a user a reload leaves unchanged stay valid and those of a
+/// changed one match nothing. Bounded like exporter-toolkit's cache; wrong passwords have their
+/// own share, so guesses never push out the logins that succeeded.
+static LOGINS: LazyLock<Mutex<Logins>> = LazyLock::new(|| Mutex::new(Logins::default()));
+
+/// The most successful logins remembered.
+pub const MAX_CACHED_LOGINS: usize = 100;
+/// The most failed logins remembered.
+pub const MAX_CACHED_FAILURES: usize = 1_000;
+
+#[derive(Default)]
+struct Logins {
+    allowed: Bounded,
+    refused: Bounded,
+}
+
+/// A set that forgets its oldest entry past its bound.
+#[derive(Default)]
+struct Bounded {
+    keys: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl Bounded {
+    fn insert(&mut self, key: [u8; 32], max: usize) {
+        if self.keys.insert(key) {
+            self.order.push_back(key);
+            while self.order.len() > max {
+                if let Some(old) = self.order.pop_front() {
+                    self.keys.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+fn logins() -> std::sync::MutexGuard<'static, Logins> {
+    LOGINS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a login gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    Allowed,
+    Refused,
+    /// Too many password checks are waiting: try again shortly.
+    Busy,
+}
 
 /// The headers exporter-toolkit lets a web config file set; the same list here.
 const ALLOWED_HEADERS: [&str; 5] = [
@@ -100,9 +210,6 @@ pub struct Access {
     /// password and the timing tells nothing about which users exist.
     dummy_hash: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// SHA-256 of user and password of logins that succeeded: bcrypt is deliberately slow, and a
-    /// scraper sends the same credentials every few seconds.
-    verified: Mutex<HashSet<[u8; 32]>>,
 }
 
 impl Access {
@@ -110,43 +217,52 @@ impl Access {
         !self.users.is_empty()
     }
 
-    /// Whether an `Authorization` header carries the right Basic credentials.
-    pub async fn allows(self: &Arc<Self>, authorization: Option<&HeaderValue>) -> bool {
+    /// Whether an `Authorization` header carries the right Basic credentials; `peer` is the
+    /// client's address, which bounds its share of the queue of password checks.
+    pub async fn allows(
+        self: &Arc<Self>,
+        authorization: Option<&HeaderValue>,
+        peer: Option<IpAddr>,
+    ) -> Login {
         let Some((user, password)) = authorization.and_then(basic_credentials) else {
-            return false;
+            return Login::Refused;
         };
-        let mut digest = Sha256::new();
-        digest.update(user.as_bytes());
-        digest.update([0]);
-        digest.update(password.as_bytes());
-        let key: [u8; 32] = digest.finalize().into();
-        if self
-            .verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&key)
-        {
-            return true;
-        }
-        let access = self.clone();
         let known = self.users.contains_key(&user);
-        let Ok(_slot) = BCRYPT_SLOTS.acquire().await else {
-            return false;
+        let hash = self.users.get(&user).unwrap_or(&self.dummy_hash).clone();
+        let mut digest = Sha256::new();
+        for part in [user.as_bytes(), password.as_bytes(), hash.as_bytes()] {
+            digest.update((part.len() as u64).to_be_bytes());
+            digest.update(part);
+        }
+        let key: [u8; 32] = digest.finalize().into();
+        {
+            let logins = logins();
+            if logins.allowed.keys.contains(&key) {
+                return Login::Allowed;
+            }
+            if logins.refused.keys.contains(&key) {
+                return Login::Refused;
+            }
+        }
+        let Some(_place) = CHECKS.enter(peer) else {
+            return Login::Busy;
+        };
+        let Ok(_slot) = CHECKS.slots.acquire().await else {
+            return Login::Busy;
         };
         let verified = tokio::task::spawn_blocking(move || {
-            let hash = access.users.get(&user).unwrap_or(&access.dummy_hash);
-            bcrypt::verify(password.as_bytes(), hash).unwrap_or(false)
+            bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)
         })
         .await
         .unwrap_or(false);
-        let allowed = known && verified;
-        if allowed {
-            self.verified
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key);
+        let mut logins = logins();
+        if known && verified {
+            logins.allowed.insert(key, MAX_CACHED_LOGINS);
+            Login::Allowed
+        } else {
+            logins.refused.insert(key, MAX_CACHED_FAILURES);
+            Login::Refused
         }
-        allowed
     }
 }
 
@@ -270,7 +386,6 @@ pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
             users,
             dummy_hash,
             headers,
-            verified: Mutex::new(HashSet::new()),
         }),
         warnings,
     })
@@ -532,6 +647,16 @@ basic_auth_users: {}
         }
     }
 
+    #[test]
+    fn the_login_cache_forgets_its_oldest_past_its_bound() {
+        let mut set = Bounded::default();
+        for n in 0..5u8 {
+            set.insert([n; 32], 3);
+        }
+        assert_eq!(set.keys.len(), 3);
+        assert!(!set.keys.contains(&[1; 32]) && set.keys.contains(&[4; 32]));
+    }
+
     #[tokio::test]
     async fn basic_auth_checks_user_and_password() {
         let dir = Dir::new();
@@ -544,19 +669,31 @@ basic_auth_users: {}
             HeaderValue::from_str(&format!("Basic {encoded}")).unwrap()
         };
         let access = config.access;
+        let allows = |h: Option<HeaderValue>| {
+            let access = access.clone();
+            async move { access.allows(h.as_ref(), None).await }
+        };
         assert!(access.requires_login());
-        assert!(access.allows(Some(&header("alice", "s3cret"))).await);
-        assert!(
-            access.allows(Some(&header("alice", "s3cret"))).await,
+        assert_eq!(
+            allows(Some(header("alice", "s3cret"))).await,
+            Login::Allowed
+        );
+        assert_eq!(
+            allows(Some(header("alice", "s3cret"))).await,
+            Login::Allowed,
             "and again, from the cache"
         );
-        assert!(!access.allows(Some(&header("alice", "wrong"))).await);
-        assert!(!access.allows(Some(&header("bob", "s3cret"))).await);
-        assert!(!access.allows(None).await);
-        assert!(
-            !access
-                .allows(Some(&HeaderValue::from_static("Bearer x")))
-                .await
+        assert_eq!(allows(Some(header("alice", "wrong"))).await, Login::Refused);
+        assert_eq!(
+            allows(Some(header("alice", "wrong"))).await,
+            Login::Refused,
+            "and again, from the cache"
+        );
+        assert_eq!(allows(Some(header("bob", "s3cret"))).await, Login::Refused);
+        assert_eq!(allows(None).await, Login::Refused);
+        assert_eq!(
+            allows(Some(HeaderValue::from_static("Bearer x"))).await,
+            Login::Refused
         );
         assert_eq!(access.headers.len(), 1);
     }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::logging::Throttle;
-use crate::web::config::{self, Access, WebConfig};
+use crate::web::config::{self, Access, Login, WebConfig};
 use crate::web::connection::{ConnLimits, Guard};
 
 /// How the server runs: its connection limits, and the web configuration (TLS, basic auth,
@@ -83,6 +85,9 @@ pub async fn serve(
 /// HTTP/1.1 a connection has one.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 4;
 
+/// The router with each request's client address.
+type WithPeer = axum::middleware::AddExtension<Router, ConnectInfo<SocketAddr>>;
+
 /// Runs one server until its handle shuts it down.
 async fn run<A>(
     server: axum_server::Server<std::net::SocketAddr, A>,
@@ -90,7 +95,7 @@ async fn run<A>(
     app: Router,
 ) -> std::io::Result<()>
 where
-    A: axum_server::accept::Accept<tokio::net::TcpStream, Router> + Clone + Send + Sync + 'static,
+    A: axum_server::accept::Accept<tokio::net::TcpStream, WithPeer> + Clone + Send + Sync + 'static,
     A::Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
     A::Service: axum_server::service::SendService<Request<hyper::body::Incoming>> + Send,
     A::Future: Send,
@@ -105,7 +110,8 @@ where
     server
         .handle(handle)
         .accept_error_handler(log_accept_error)
-        .serve(app.into_make_service())
+        // The client's address bounds its share of the password checks (see `Access::allows`).
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await
 }
 
@@ -172,15 +178,20 @@ pub(super) async fn guard_access(
 ) -> Response {
     let access = access.read().unwrap_or_else(|e| e.into_inner()).clone();
     let open = request.uri().path() == "/-/healthy";
-    let mut response = if open
-        || !access.requires_login()
-        || access
-            .allows(request.headers().get(header::AUTHORIZATION))
-            .await
-    {
-        next.run(request).await
+    let login = if open || !access.requires_login() {
+        Login::Allowed
     } else {
-        (
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        access
+            .allows(request.headers().get(header::AUTHORIZATION), peer)
+            .await
+    };
+    let mut response = match login {
+        Login::Allowed => next.run(request).await,
+        Login::Refused => (
             StatusCode::UNAUTHORIZED,
             [(
                 header::WWW_AUTHENTICATE,
@@ -188,7 +199,13 @@ pub(super) async fn guard_access(
             )],
             "Unauthorized\n",
         )
-            .into_response()
+            .into_response(),
+        Login::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "too many password checks are waiting; try again in a second\n",
+        )
+            .into_response(),
     };
     for (name, value) in &access.headers {
         response.headers_mut().insert(name.clone(), value.clone());
