@@ -23,3 +23,4 @@ pub mod self_metrics;
 pub mod simulator;
 pub mod upstream;
 pub mod web;
+pub mod yaml;

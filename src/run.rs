@@ -277,7 +277,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
         telemetry_path: config.telemetry_path.clone(),
         scrape_timeout: config.scrape_timeout,
         max_requests: config.max_requests,
-        advertised_address: config.listen_address.clone(),
+        external_address: config.external_address.clone(),
     };
     Ok(App {
         router: web::router(telemetry, probes.clone(), &options),

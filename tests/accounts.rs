@@ -230,6 +230,51 @@ async fn unknown_or_missing_targets_are_400_naming_them_and_collect_works_on_pro
     assert_eq!(response.status(), 400);
 }
 
+/// The first target `/sd` lists when asked with these `Host` headers.
+async fn sd_target(exporter: &TestExporter, hosts: &[&str]) -> String {
+    let mut request = reqwest::Client::new().get(exporter.url("/sd"));
+    for host in hosts {
+        request = request.header(reqwest::header::HOST, *host);
+    }
+    let text = request.send().await.unwrap().text().await.unwrap();
+    let sd: serde_json::Value = serde_json::from_str(&text).unwrap();
+    sd[0]["targets"][0].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn sd_lists_only_addresses_the_exporter_was_configured_with_whatever_host_is_sent() {
+    let sim = three_account_simulator(Duration::ZERO).await;
+    let files = Files::new();
+    let config = files.accounts(&[files.retail(&sim.url())]);
+    let exporter = start(&config, &[]).await;
+    let here = exporter.addr.to_string();
+    for hostile in [
+        vec!["evil.example.com:443"],
+        vec!["169.254.169.254:80"],
+        vec!["evil.example.com:443", here.as_str()],
+        vec![here.as_str(), "evil.example.com:443"],
+    ] {
+        assert_eq!(sd_target(&exporter, &hostile).await, here, "{hostile:?}");
+    }
+    assert_eq!(sd_target(&exporter, &[]).await, here);
+
+    let exporter = start(
+        &config,
+        &["--web.external-url", "https://exporter.example/clouddevice"],
+    )
+    .await;
+    assert_eq!(
+        sd_target(&exporter, &["evil.example.com:443"]).await,
+        "exporter.example:443"
+    );
+    let here = exporter.addr.to_string();
+    assert_eq!(
+        sd_target(&exporter, &[here.as_str()]).await,
+        here,
+        "a Host naming where the request arrived is kept"
+    );
+}
+
 #[tokio::test]
 async fn wrong_credentials_fail_only_their_own_account() {
     let sim = three_account_simulator(Duration::ZERO).await;

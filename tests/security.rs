@@ -983,6 +983,14 @@ async fn a_repeated_wrong_password_costs_one_check_so_a_login_from_the_same_addr
     );
     let (mut running, address) = start_with_web_config(dir.path(), &yaml, &[]);
     let here: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    // The first try of the wrong password is checked; every repeat is answered from the cache.
+    let first = reqwest::Client::new()
+        .get(format!("http://{address}/-/ready"))
+        .basic_auth("alice", Some("guess"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 401);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let storm = password_storm(&address, here, false, &stop);
     tokio::time::sleep(Duration::from_millis(1_000)).await;

@@ -108,7 +108,58 @@ pub enum AccountsError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileShape {
+    #[serde(deserialize_with = "unique_accounts")]
     accounts: BTreeMap<String, AccountShape>,
+}
+
+/// What the error of a name given twice starts with; `parse` adds the lines.
+const DEFINED_TWICE: &str = "is defined twice";
+
+/// The accounts, refusing a name given twice: YAML would keep the second silently, and the first
+/// account's credentials would go to the second's endpoint.
+fn unique_accounts<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, AccountShape>, D::Error> {
+    struct Unique;
+    impl<'de> serde::de::Visitor<'de> for Unique {
+        type Value = BTreeMap<String, AccountShape>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of account names to accounts")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut accounts = BTreeMap::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if accounts.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format!(
+                        "account {name:?} {DEFINED_TWICE}"
+                    )));
+                }
+                let account = map.next_value()?;
+                accounts.insert(name, account);
+            }
+            Ok(accounts)
+        }
+    }
+    d.deserialize_map(Unique)
+}
+
+/// The lines (from 1) where `name` stands as a key.
+fn key_lines(text: &str, name: &str) -> Vec<usize> {
+    let quoted = [name.to_string(), format!("\"{name}\""), format!("'{name}'")];
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let line = line.trim_start();
+            quoted.iter().any(|q| {
+                line.strip_prefix(q.as_str())
+                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            })
+        })
+        .map(|(n, _)| n + 1)
+        .collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -181,7 +232,9 @@ pub fn load(
     parse(&text, path, defaults, env, warnings)
 }
 
-fn parse(
+/// Validates the text of an accounts file read from `path` (which names it in errors); `load`
+/// reads the file first.
+pub fn parse(
     text: &str,
     path: &Path,
     defaults: &AccountDefaults,
@@ -192,7 +245,26 @@ fn parse(
         path: path.to_path_buf(),
         message,
     };
-    let shape: FileShape = serde_yaml_ng::from_str(text).map_err(|e| format(e.to_string()))?;
+    let shape: FileShape = crate::yaml::from_str(text).map_err(|e| {
+        // Name both places of a name given twice.
+        let twice = e
+            .split_once(" account \"")
+            .and_then(|(_, rest)| rest.split_once(&format!("\" {DEFINED_TWICE}")))
+            .map(|(name, _)| name.to_string());
+        match twice {
+            Some(name) => {
+                let lines: Vec<String> = key_lines(text, &name)
+                    .iter()
+                    .map(usize::to_string)
+                    .collect();
+                format(format!(
+                    "account {name:?} is defined twice (lines {}); give each account its own name",
+                    lines.join(" and ")
+                ))
+            }
+            None => format(e),
+        }
+    })?;
     if shape.accounts.is_empty() {
         return Err(format(
             "names no accounts; add at least one under `accounts:`".into(),
@@ -621,6 +693,35 @@ mod tests {
         assert!(!format!("{accounts:?}").contains("5ecret"));
         // The same file gives equal accounts: what a reload keeps.
         assert_eq!(load_text(&text).unwrap(), accounts);
+    }
+
+    #[test]
+    fn an_account_named_twice_is_refused_naming_both_lines() {
+        let e = error(
+            "accounts:\n  games:\n    token_env: RETAIL_TOKEN\n  retail:\n    token_env: RETAIL_TOKEN\n  \"games\":\n    token_env: RETAIL_TOKEN\n",
+        );
+        assert!(
+            e.contains("account \"games\" is defined twice (lines 2 and 6)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_type_error_names_the_key_and_type_but_never_the_value() {
+        let e = error(
+            "accounts:\n  retail:\n    token_env: RETAIL_TOKEN\n    page_size: MIIpasted-t0ken\n",
+        );
+        assert!(!e.contains("MIIpasted"), "{e}");
+        assert!(
+            e.contains("page_size") && e.contains("invalid type: string, expected u32"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_deeply_nested_file_is_refused_before_it_is_parsed() {
+        let e = error(&format!("accounts: {}", "{a: ".repeat(80_000)));
+        assert!(e.contains("more than the 4096"), "{e}");
     }
 
     #[test]

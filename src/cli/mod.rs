@@ -37,6 +37,14 @@ pub struct ExporterArgs {
     )]
     pub listen_address: String,
 
+    /// The URL Prometheus reaches the exporter at, when it differs from the address a request arrives on (a proxy, a service name); /sd lists it.
+    #[arg(
+        long = "web.external-url",
+        env = "CLOUDDEVICE_EXPORTER_WEB_EXTERNAL_URL",
+        value_name = "URL"
+    )]
+    pub external_url: Option<String>,
+
     /// Path under which to expose metrics.
     #[arg(
         long = "web.telemetry-path",
@@ -283,6 +291,8 @@ pub(crate) fn parse_query_time(s: &str) -> Result<String, String> {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_address: String,
+    /// `host:port` of `--web.external-url`, which `/sd` lists.
+    pub external_address: Option<String>,
     pub telemetry_path: String,
     pub exposition: ExpositionConfig,
     /// Used when the scraper does not send its timeout.
@@ -350,6 +360,18 @@ impl ExporterArgs {
     /// need no process-wide environment.
     pub fn validate(self, env: SecretEnv) -> Result<Config, ConfigError> {
         let listen_address = listen_address(&self.listen_address)?;
+        let external_address = self
+            .external_url
+            .as_deref()
+            .map(|text| {
+                endpoint_url(
+                    "--web.external-url",
+                    text,
+                    "https://exporter.example:10123/",
+                )
+                .map(|url| crate::web::sd::authority(&url))
+            })
+            .transpose()?;
         let telemetry_path = telemetry_path(&self.telemetry_path)?;
         let endpoint = endpoint_url(
             "--clouddevice.endpoint",
@@ -449,6 +471,7 @@ impl ExporterArgs {
         });
         Ok(Config {
             listen_address,
+            external_address,
             telemetry_path,
             exposition: ExpositionConfig {
                 instance_metrics: self.instance_metrics,

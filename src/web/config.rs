@@ -299,7 +299,7 @@ pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
     let raw: RawConfig = if text.trim().is_empty() {
         RawConfig::default()
     } else {
-        serde_yaml_ng::from_str(text).map_err(|e| invalid(e.to_string()))?
+        crate::yaml::from_str(text).map_err(invalid)?
     };
     if raw.rate_limit.is_some() {
         return Err(invalid("rate_limit cannot be honoured: this exporter has no request rate limiter; --web.max-requests bounds concurrent scrapes instead. Remove the key".into()));

@@ -5,6 +5,7 @@
 
 use std::future::{ready, Future, Ready};
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -15,6 +16,7 @@ use axum_server::accept::Accept;
 use futures::future::BoxFuture;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
@@ -42,14 +44,20 @@ impl Guard {
     }
 }
 
-impl<I, S> Accept<I, S> for Guard {
-    type Stream = Timed<I>;
-    type Service = Tracked<S>;
-    type Future = Ready<io::Result<(Timed<I>, Tracked<S>)>>;
+/// The address a request arrived on (the listening socket's, as the client reached it), in the
+/// request's extensions: `/sd` may list it.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrived(pub SocketAddr);
 
-    fn accept(&self, stream: I, service: S) -> Self::Future {
+impl<S> Accept<TcpStream, S> for Guard {
+    type Stream = Timed<TcpStream>;
+    type Service = Tracked<S>;
+    type Future = Ready<io::Result<(Timed<TcpStream>, Tracked<S>)>>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
         let now = Instant::now();
         let conn = Arc::new(Conn {
+            local: stream.local_addr().ok(),
             limits: self.limits,
             state: Mutex::new(State {
                 open: 0,
@@ -81,6 +89,8 @@ impl<I, S> Accept<I, S> for Guard {
 
 /// What one connection is doing, as seen from its socket and its requests.
 struct Conn {
+    /// Where the client reached the exporter.
+    local: Option<SocketAddr>,
     limits: ConnLimits,
     state: Mutex<State>,
 }
@@ -283,7 +293,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<R>) -> Self::Future {
+    fn call(&mut self, mut request: Request<R>) -> Self::Future {
+        if let Some(local) = self.conn.local {
+            request.extensions_mut().insert(Arrived(local));
+        }
         let mut lease = Lease::open(self.conn.clone());
         let answer = self.inner.call(request);
         Box::pin(async move {

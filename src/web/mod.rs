@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod sd;
 pub mod serve;
 pub mod signals;
 pub mod tls;
@@ -37,8 +38,8 @@ pub struct WebOptions {
     pub scrape_timeout: Duration,
     /// Most /metrics requests (and probes of each account) served at once; zero for no limit.
     pub max_requests: u32,
-    /// The address `/sd` lists when a request names no host.
-    pub advertised_address: String,
+    /// `host:port` of `--web.external-url`: the address `/sd` lists, if set.
+    pub external_address: Option<String>,
 }
 
 /// What the telemetry path serves.
@@ -58,7 +59,7 @@ struct AppState {
     /// `None` when unlimited.
     slots: Option<Arc<Semaphore>>,
     max_requests: u32,
-    advertised_address: Arc<str>,
+    external_address: Option<Arc<str>>,
 }
 
 /// The router, without a socket, so tests can drive it directly: the telemetry path, and
@@ -73,7 +74,7 @@ pub fn router(telemetry: Telemetry, probes: Option<Arc<Probes>>, options: &WebOp
         slots: (options.max_requests > 0)
             .then(|| Arc::new(Semaphore::new(options.max_requests as usize))),
         max_requests: options.max_requests,
-        advertised_address: options.advertised_address.as_str().into(),
+        external_address: options.external_address.as_deref().map(Arc::from),
     };
     let mut router = Router::new()
         .route("/", get(landing))
@@ -249,25 +250,27 @@ async fn scrape(
     }
 }
 
-/// A `Host` header that can stand as a target address: a host name or address and a port.
-fn host_header(headers: &HeaderMap) -> Option<&str> {
-    let host = headers.get(header::HOST)?.to_str().ok()?;
-    let plain = host.len() <= 255
-        && !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b));
-    plain.then_some(host)
-}
-
 /// `/sd`: the accounts in Prometheus' HTTP service discovery format. Each is a target at the
-/// address the request came to (its `Host`), probed on `/probe` with `target` set to its name,
-/// and labelled `account`.
-async fn service_discovery(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// exporter's address ([`sd::address`]: `--web.external-url`, or the address the request
+/// arrived on), probed on `/probe` with `target` set to its name, and labelled `account`.
+async fn service_discovery(
+    State(state): State<AppState>,
+    arrived: Option<axum::Extension<connection::Arrived>>,
+    headers: HeaderMap,
+) -> Response {
     let Some(probes) = &state.probes else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let address = host_header(&headers).unwrap_or(&state.advertised_address);
+    let hosts: Vec<&str> = headers
+        .get_all(header::HOST)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let local = arrived.map(|a| a.0 .0);
+    let Some(address) = sd::address(&hosts, state.external_address.as_deref(), local) else {
+        let text = "cannot tell the exporter's address; set --web.external-url\n";
+        return (StatusCode::INTERNAL_SERVER_ERROR, text).into_response();
+    };
     let groups: Vec<serde_json::Value> = probes
         .targets()
         .keys()

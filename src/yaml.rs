@@ -1,0 +1,90 @@
+//! The YAML the operator writes (the accounts file, the web configuration), read with a budget:
+//! libyaml takes time quadratic in the nesting of flow collections (80,000 levels of `{a: ` in a
+//! 320 KB file took 20 s), so a file may hold at most [`MAX_FLOW_COLLECTIONS`] of them, checked
+//! before parsing; its size is already bounded where it is read ([`crate::files`]). Errors name
+//! the key and the expected type, never the value found: a secret pasted into the wrong key must
+//! not reach a log.
+
+use serde::de::DeserializeOwned;
+
+/// The most `{` and `[` a file may hold: enough for thousands of accounts written in flow style,
+/// and parsed in tens of milliseconds however they nest.
+pub const MAX_FLOW_COLLECTIONS: usize = 4_096;
+
+/// Parses `text` as `T` within the budget.
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    let flows = text.bytes().filter(|b| matches!(b, b'{' | b'[')).count();
+    if flows > MAX_FLOW_COLLECTIONS {
+        return Err(format!(
+            "holds {flows} `{{` and `[`, more than the {MAX_FLOW_COLLECTIONS} a file may have; write nested values as indented blocks"
+        ));
+    }
+    serde_yaml_ng::from_str(text).map_err(|e| without_values(&e.to_string()))
+}
+
+/// serde's "invalid type: string \"hunter2\", expected u32" as "invalid type: a string, expected
+/// u32": the kind of what was found, never the value.
+pub fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let found = ["invalid type: ", "invalid value: ", "invalid length "]
+            .iter()
+            .filter_map(|marker| rest.find(marker).map(|at| (at, marker.len())))
+            .min();
+        let Some((at, len)) = found else {
+            out.push_str(rest);
+            return out;
+        };
+        let start = at + len;
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let Some(expected) = tail.rfind(", expected ") else {
+            out.push_str(tail);
+            return out;
+        };
+        let found = &tail[..expected];
+        // `string "x"`, `integer `5``, `floating point `1.5``, `boolean `true``, `map`, ...
+        let kind = found.split(['"', '`']).next().unwrap_or_default().trim();
+        out.push_str(if kind.is_empty() { "a value" } else { kind });
+        rest = &tail[expected..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Shape {
+        page_size: Option<u32>,
+        name: Option<String>,
+    }
+
+    #[test]
+    fn type_errors_name_the_key_and_type_never_the_value() {
+        let e = from_str::<Shape>("page_size: MIIsecret-token\n").unwrap_err();
+        assert!(!e.contains("MIIsecret"), "{e}");
+        assert!(
+            e.contains("page_size: invalid type: string, expected u32"),
+            "{e}"
+        );
+        let e = from_str::<Shape>("page_size: -7\n").unwrap_err();
+        assert!(!e.contains("-7"), "{e}");
+        let e = from_str::<Shape>("name: [a, b]\n").unwrap_err();
+        assert!(e.contains("invalid type: sequence, expected"), "{e}");
+        assert_eq!(without_values("no values here"), "no values here");
+    }
+
+    #[test]
+    fn deeply_nested_flow_collections_are_refused_before_parsing() {
+        // Parsed, this would take 20 s before failing on the recursion limit.
+        let e = from_str::<Shape>(&"{a: ".repeat(80_000)).unwrap_err();
+        assert!(e.contains("more than the 4096"), "{e}");
+        let within = format!("name: {}{}\n", "[".repeat(100), "]".repeat(100));
+        assert!(!from_str::<Shape>(&within)
+            .unwrap_err()
+            .contains("more than"));
+    }
+}
