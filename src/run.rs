@@ -184,7 +184,10 @@ pub async fn exporter(mut config: Config) -> Result<(), RunError> {
     tracing::info!(
         address = %listener.local_addr()?,
         telemetry_path = %config.telemetry_path,
-        endpoint = config.upstream.as_ref().map(|u| u.endpoint.as_str()),
+        endpoint = config
+            .upstream
+            .as_ref()
+            .map(|u| crate::upstream::http::shown(&u.endpoint)),
         accounts = app.probes.as_ref().map(|p| p.targets().len()),
         version = env!("CARGO_PKG_VERSION"),
         "listening"

@@ -1003,3 +1003,48 @@ async fn a_repeated_wrong_password_costs_one_check_so_a_login_from_the_same_addr
     );
     assert!(running.terminate().success());
 }
+
+#[tokio::test]
+async fn an_endpoint_query_string_never_reaches_the_logs() {
+    // Nothing listens on port 1: every request fails, and says so in the log.
+    let mut cmd = exporter(&[
+        "--clouddevice.endpoint",
+        "http://127.0.0.1:1/gw/?apikey=Qu3ry-s3cret",
+        "--iam.endpoint",
+        "http://127.0.0.1:1/iam/?apikey=Qu3ry-s3cret",
+        "--iam.username",
+        "u",
+        "--iam.domain",
+        "d",
+        "--iam.project",
+        "p",
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--log.level",
+        "debug",
+    ]);
+    cmd.env("CLOUDDEVICE_IAM_PASSWORD", "pw");
+    let running = Running::start(&mut cmd);
+    let listening = running.wait_for("listening");
+    assert!(listening.contains("http://127.0.0.1:1/gw/"), "{listening}");
+    assert!(!listening.contains("Qu3ry-s3cret"), "{listening}");
+    let address = listening
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("address="))
+        .unwrap()
+        .to_string();
+    let http = reqwest::Client::new();
+    let mut shown = String::new();
+    for p in ["/metrics", "/"] {
+        let answer = http
+            .get(format!("http://{address}{p}"))
+            .send()
+            .await
+            .unwrap();
+        shown.push_str(&answer.text().await.unwrap());
+    }
+    let logs = running.drain().join("\n");
+    assert!(logs.contains("IAM token request failed"), "{logs}");
+    assert!(!logs.contains("Qu3ry-s3cret"), "{logs}");
+    assert!(!shown.contains("Qu3ry-s3cret"), "{shown}");
+}

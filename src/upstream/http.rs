@@ -75,6 +75,17 @@ pub fn endpoint_url(
     Ok(url)
 }
 
+/// An endpoint as logs and errors show it: scheme, host, port and path, without a query string
+/// or fragment (a gateway key may ride in one) and without user information.
+pub fn shown(url: &Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
+}
+
 /// Why a body could not be read whole.
 pub enum Capped {
     TooLarge,
@@ -130,6 +141,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_is_shown_without_its_query_string() {
+        let url = Url::parse("https://gw.example:8443/koophone/?apikey=s3cret#frag").unwrap();
+        assert_eq!(shown(&url), "https://gw.example:8443/koophone/");
+    }
 
     #[test]
     fn a_path_is_joined_under_the_endpoint_prefix() {

@@ -245,8 +245,11 @@ impl IamSession {
                 };
                 return Err(iam_error(
                     label.into(),
-                    self.redactor
-                        .clean(format!("no answer from {}: {e}", self.url)),
+                    self.redactor.clean(format!(
+                        "no answer from {}: {}",
+                        http::shown(&self.url),
+                        http::error_chain(&e.without_url())
+                    )),
                     true,
                 ));
             }
@@ -276,7 +279,8 @@ impl IamSession {
                 ),
                 Capped::Failed(e) => iam_error(
                     "iam_transport".into(),
-                    self.redactor.clean(format!("reading the answer: {e}")),
+                    self.redactor
+                        .clean(format!("reading the answer: {}", e.without_url())),
                     true,
                 ),
             })?;
