@@ -114,45 +114,205 @@ fn envelope<S>(rows: S) -> Paged<Paged<S>> {
     }
 }
 
-/// One `result` row. Every field is optional: a row missing a field is still an instance. Each
-/// field is kept as its raw JSON text, borrowed from the body, and read on its own
-/// ([`Field`]): a value of the wrong kind spoils that field alone, never the row or the page.
-#[derive(Debug, Default, Deserialize)]
-struct WireInstance<'a> {
-    #[serde(borrow, default)]
-    instance_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    instance_name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    region: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    region_name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    instance_sku: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    project_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    project_name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    phone_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    billing_mode: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    running_status: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    frozen_status: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    login_status: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    assign_status: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    backup_status: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    backup_time: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    restore_status: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    restore_time: Option<&'a RawValue>,
+/// The fields of one `result` row read from the body, for either way of reading them. Every
+/// field is optional: a row missing a field is still an instance. A value of the wrong kind
+/// spoils its own field alone ([`Field`]), never the row or the page.
+macro_rules! wire_row {
+    ($(#[$doc:meta])* $name:ident, $text:ty, $code:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Default, Deserialize)]
+        struct $name<'a> {
+            #[serde(borrow, default)]
+            instance_id: $text,
+            #[serde(borrow, default)]
+            instance_name: $text,
+            #[serde(borrow, default)]
+            region: $text,
+            #[serde(borrow, default)]
+            region_name: $text,
+            #[serde(borrow, default)]
+            instance_sku: $text,
+            #[serde(borrow, default)]
+            project_id: $text,
+            #[serde(borrow, default)]
+            project_name: $text,
+            #[serde(borrow, default)]
+            phone_id: $text,
+            #[serde(borrow, default)]
+            billing_mode: $text,
+            #[serde(borrow, default)]
+            running_status: $code,
+            #[serde(borrow, default)]
+            frozen_status: $code,
+            #[serde(borrow, default)]
+            login_status: $code,
+            #[serde(borrow, default)]
+            assign_status: $code,
+            #[serde(borrow, default)]
+            backup_status: $code,
+            #[serde(borrow, default)]
+            backup_time: $text,
+            #[serde(borrow, default)]
+            restore_status: $code,
+            #[serde(borrow, default)]
+            restore_time: $text,
+        }
+
+        impl<'a> IntoInstance for $name<'a> {
+            fn into_instance(self, shared: &mut Shared, time_zone: UtcOffset) -> Instance {
+                let instance_id = shared.text(self.instance_id.text(), MAX_INSTANCE_ID_CHARS);
+                let instance_name =
+                    shared.text(self.instance_name.text(), MAX_INSTANCE_NAME_CHARS);
+                let phone_id = shared.text(self.phone_id.text(), MAX_TEXT_CHARS);
+                Instance {
+                    region: shared.shared(|s| &mut s.region, self.region.text()),
+                    region_name: shared.shared(|s| &mut s.region_name, self.region_name.text()),
+                    sku: shared.shared(|s| &mut s.sku, self.instance_sku.text()),
+                    project_id: shared.shared(|s| &mut s.project_id, self.project_id.text()),
+                    project_name: shared.shared(|s| &mut s.project_name, self.project_name.text()),
+                    billing_mode: shared.shared(|s| &mut s.billing_mode, self.billing_mode.text()),
+                    // Same order as `Dimension::ALL`.
+                    status: [
+                        shared.code(self.running_status.code()),
+                        shared.code(self.frozen_status.code()),
+                        shared.code(self.login_status.code()),
+                        shared.code(self.assign_status.code()),
+                        shared.code(self.backup_status.code()),
+                        shared.code(self.restore_status.code()),
+                    ],
+                    backup_time: shared.time(self.backup_time.text(), time_zone),
+                    restore_time: shared.time(self.restore_time.text(), time_zone),
+                    identity: Identity::new(&instance_id, &instance_name, &phone_id),
+                }
+            }
+        }
+    };
+}
+
+wire_row!(
+    /// A row read as values, borrowed from the body: the way every page is read first.
+    WireInstance,
+    Text<'a>,
+    Code<'a>
+);
+
+wire_row!(
+    /// A row kept as raw JSON text, field by field: the way a page is read again when it holds a
+    /// number past what a float holds (`1e400`), which the JSON parser refuses to read as a
+    /// number. Reading raw text costs a second pass over each value, 35 % more for a page, so it
+    /// is kept for those pages alone.
+    RawInstance,
+    Option<&'a RawValue>,
+    Option<&'a RawValue>
+);
+
+/// A row made into the exporter's [`Instance`].
+trait IntoInstance {
+    fn into_instance(self, shared: &mut Shared, time_zone: UtcOffset) -> Instance;
+}
+
+/// A field read as text.
+trait TextField<'a> {
+    fn text(self) -> Field<Cow<'a, str>>;
+}
+
+/// A field read as a status code.
+trait CodeField {
+    fn code(self) -> Field<i64>;
+}
+
+impl<'a> TextField<'a> for Text<'a> {
+    fn text(self) -> Field<Cow<'a, str>> {
+        self.0
+    }
+}
+
+impl CodeField for Code<'_> {
+    fn code(self) -> Field<i64> {
+        self.0
+    }
+}
+
+impl<'a> TextField<'a> for Option<&'a RawValue> {
+    fn text(self) -> Field<Cow<'a, str>> {
+        text_field(self)
+    }
+}
+
+impl CodeField for Option<&RawValue> {
+    fn code(self) -> Field<i64> {
+        int_field(self)
+    }
+}
+
+/// A status code read as a value: JSON integers, integral floats (`1.0e0`, `-0`) and numeric
+/// strings; `null`/`"null"` as absent; anything else (`3.5`, `1e19`, `"NaN"`, `true`, `{}`) is
+/// invalid.
+#[derive(Debug, Default)]
+struct Code<'a>(Field<i64>, PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Code<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Field<i64>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Field::Value(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(i64::try_from(v).map_or(Field::Invalid, Field::Value))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(integral(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(number_text(v))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Field::Invalid)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Field::Absent)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Field::Absent)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Field::Invalid)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Field::Invalid)
+            }
+        }
+        Ok(Code(d.deserialize_any(V)?, PhantomData))
+    }
+}
+
+/// A float as a status code, if it is an integer an i64 holds.
+fn integral(v: f64) -> Field<i64> {
+    // -2^63 is an i64 and 2^63 is not: `i64::MAX as f64` rounds up to 2^63.
+    if v.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(&v) {
+        Field::Value(v as i64)
+    } else {
+        Field::Invalid
+    }
+}
+
+/// A number written as text (a JSON string's content, or a raw number) as a status code.
+fn number_text(text: &str) -> Field<i64> {
+    let text = text.trim();
+    if is_null_text(text) {
+        return Field::Absent;
+    }
+    if let Ok(v) = text.parse::<i64>() {
+        return Field::Value(v);
+    }
+    text.parse::<f64>().map_or(Field::Invalid, integral)
 }
 
 /// The longest `instance_id` and `instance_name` the API's schema allows; longer values are cut
@@ -164,8 +324,9 @@ pub const MAX_INSTANCE_NAME_CHARS: usize = 128;
 pub const MAX_TEXT_CHARS: usize = 128;
 
 /// What one field of a row holds.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Default, PartialEq)]
 enum Field<T> {
+    #[default]
     Absent,
     Value(T),
     /// A value of the wrong kind or out of range: counted, and read as absent.
@@ -173,7 +334,71 @@ enum Field<T> {
 }
 
 /// A text field: JSON strings as they are (borrowed from the body when they hold no escapes),
-/// numbers and booleans as written, `null` and `"null"` as absent; an object or array is invalid.
+/// numbers and booleans as their text, `null` and `"null"` as absent; an object or an array is
+/// invalid.
+#[derive(Debug, Default)]
+struct Text<'a>(Field<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text::of(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text::of(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text::of(Cow::Owned(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Text::of(Cow::Owned(v.to_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Text::of(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Text::of(Cow::Owned(v.to_string())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Text::of(Cow::Owned(v.to_string())))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Text(Field::Absent))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Text(Field::Absent))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Text(Field::Invalid))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Text(Field::Invalid))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+impl<'a> Text<'a> {
+    fn of(text: Cow<'a, str>) -> Self {
+        Text(if is_null_text(&text) {
+            Field::Absent
+        } else {
+            Field::Value(text)
+        })
+    }
+}
+
+/// A raw field read as text: strings as they are, numbers and booleans as written, `null` and
+/// `"null"` as absent; an object or an array is invalid.
 fn text_field(raw: Option<&RawValue>) -> Field<Cow<'_, str>> {
     let Some(raw) = raw else {
         return Field::Absent;
@@ -205,25 +430,12 @@ fn unquote(literal: &str) -> Option<Cow<'_, str>> {
     }
 }
 
-/// An integer field: JSON integers, integral floats (`1.0e0`, `-0`) and numeric strings;
-/// `null`/`"null"` as absent; anything else (`3.5`, `1e19`, `1e400`, `"NaN"`, `true`, `{}`) is
-/// invalid.
+/// A raw field read as a status code (see [`Code`]; here `1e400` is only invalid too).
 fn int_field(raw: Option<&RawValue>) -> Field<i64> {
-    let number = match text_field(raw) {
-        Field::Value(text) => text,
-        Field::Absent => return Field::Absent,
-        Field::Invalid => return Field::Invalid,
-    };
-    let number = number.trim();
-    if let Ok(v) = number.parse::<i64>() {
-        return Field::Value(v);
-    }
-    match number.parse::<f64>() {
-        // -2^63 is an i64 and 2^63 is not: `i64::MAX as f64` rounds up to 2^63.
-        Ok(v) if v.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(&v) => {
-            Field::Value(v as i64)
-        }
-        _ => Field::Invalid,
+    match text_field(raw) {
+        Field::Value(text) => number_text(&text),
+        Field::Absent => Field::Absent,
+        Field::Invalid => Field::Invalid,
     }
 }
 
@@ -269,8 +481,8 @@ struct Shared {
 
 impl Shared {
     /// A text field, cut to `max` characters; an invalid one is counted and empty.
-    fn text<'a>(&mut self, raw: Option<&'a RawValue>, max: usize) -> Cow<'a, str> {
-        match text_field(raw) {
+    fn text<'a>(&mut self, field: Field<Cow<'a, str>>, max: usize) -> Cow<'a, str> {
+        match field {
             Field::Value(text) => {
                 // Bytes bound characters from above: most values need no count at all.
                 if text.len() <= max {
@@ -298,8 +510,8 @@ impl Shared {
         }
     }
 
-    fn int(&mut self, raw: Option<&RawValue>) -> Option<i64> {
-        match int_field(raw) {
+    fn code(&mut self, field: Field<i64>) -> Option<i64> {
+        match field {
             Field::Value(v) => Some(v),
             Field::Absent => None,
             Field::Invalid => {
@@ -309,8 +521,8 @@ impl Shared {
         }
     }
 
-    fn time(&mut self, raw: Option<&RawValue>, zone: UtcOffset) -> Option<i64> {
-        match text_field(raw) {
+    fn time(&mut self, field: Field<Cow<'_, str>>, zone: UtcOffset) -> Option<i64> {
+        match field {
             Field::Value(text) => {
                 let parsed = parse_time(&text, zone);
                 self.invalid += usize::from(parsed.is_none());
@@ -327,38 +539,10 @@ impl Shared {
     fn shared(
         &mut self,
         which: fn(&mut Shared) -> &mut Interner,
-        raw: Option<&RawValue>,
+        field: Field<Cow<'_, str>>,
     ) -> Arc<str> {
-        let text = self.text(raw, MAX_TEXT_CHARS);
+        let text = self.text(field, MAX_TEXT_CHARS);
         which(self).get(&text)
-    }
-}
-
-impl WireInstance<'_> {
-    fn into_instance(self, shared: &mut Shared, time_zone: UtcOffset) -> Instance {
-        let instance_id = shared.text(self.instance_id, MAX_INSTANCE_ID_CHARS);
-        let instance_name = shared.text(self.instance_name, MAX_INSTANCE_NAME_CHARS);
-        let phone_id = shared.text(self.phone_id, MAX_TEXT_CHARS);
-        Instance {
-            region: shared.shared(|s| &mut s.region, self.region),
-            region_name: shared.shared(|s| &mut s.region_name, self.region_name),
-            sku: shared.shared(|s| &mut s.sku, self.instance_sku),
-            project_id: shared.shared(|s| &mut s.project_id, self.project_id),
-            project_name: shared.shared(|s| &mut s.project_name, self.project_name),
-            billing_mode: shared.shared(|s| &mut s.billing_mode, self.billing_mode),
-            // Same order as `Dimension::ALL`.
-            status: [
-                shared.int(self.running_status),
-                shared.int(self.frozen_status),
-                shared.int(self.login_status),
-                shared.int(self.assign_status),
-                shared.int(self.backup_status),
-                shared.int(self.restore_status),
-            ],
-            backup_time: shared.time(self.backup_time, time_zone),
-            restore_time: shared.time(self.restore_time, time_zone),
-            identity: Identity::new(&instance_id, &instance_name, &phone_id),
-        }
     }
 }
 
@@ -367,7 +551,11 @@ impl WireInstance<'_> {
 /// are the previous page's count, so a page's vector is allocated once at its size instead of
 /// grown and copied.
 #[derive(Clone, Copy)]
-struct Rows(Decoding);
+struct Rows {
+    decoding: Decoding,
+    /// Each field kept as raw JSON text ([`RawInstance`]) rather than read as a value.
+    raw: bool,
+}
 
 /// The rows of a page, with what their fields held that could not be kept as sent.
 #[derive(Default)]
@@ -389,27 +577,12 @@ impl<'de> Visitor<'de> for Rows {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an array of instances or null")
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let Decoding {
-            max_rows,
-            expected_rows,
-            time_zone,
-        } = self.0;
-        let mut shared = Shared::default();
-        let mut rows = Vec::with_capacity(expected_rows.min(max_rows));
-        while let Some(row) = seq.next_element::<WireInstance<'de>>()? {
-            if rows.len() == max_rows {
-                return Err(de::Error::custom(format_args!(
-                    "the page holds more than the {max_rows} rows page_size asked for"
-                )));
-            }
-            rows.push(row.into_instance(&mut shared, time_zone));
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        if self.raw {
+            read_rows::<RawInstance<'de>, A>(seq, self.decoding)
+        } else {
+            read_rows::<WireInstance<'de>, A>(seq, self.decoding)
         }
-        Ok(RowsRead {
-            instances: rows,
-            invalid: shared.invalid,
-            truncated: shared.truncated,
-        })
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(RowsRead::default())
@@ -417,6 +590,34 @@ impl<'de> Visitor<'de> for Rows {
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(RowsRead::default())
     }
+}
+
+/// The rows of `seq`, each read as an `R` and made into an [`Instance`] at once.
+fn read_rows<'de, R, A>(mut seq: A, decoding: Decoding) -> Result<RowsRead, A::Error>
+where
+    R: Deserialize<'de> + IntoInstance,
+    A: SeqAccess<'de>,
+{
+    let Decoding {
+        max_rows,
+        expected_rows,
+        time_zone,
+    } = decoding;
+    let mut shared = Shared::default();
+    let mut rows = Vec::with_capacity(expected_rows.min(max_rows));
+    while let Some(row) = seq.next_element::<R>()? {
+        if rows.len() == max_rows {
+            return Err(de::Error::custom(format_args!(
+                "the page holds more than the {max_rows} rows page_size asked for"
+            )));
+        }
+        rows.push(row.into_instance(&mut shared, time_zone));
+    }
+    Ok(RowsRead {
+        instances: rows,
+        invalid: shared.invalid,
+        truncated: shared.truncated,
+    })
 }
 
 /// `result` for the benchmark's floor: the rows parsed into plain wire structs, borrowing every
@@ -515,13 +716,19 @@ where
 
 /// Decodes a 2xx response body into a page, or the error it carries.
 pub fn decode_page(body: &[u8], decoding: Decoding) -> Result<Page, DecodeError> {
-    let seed = Rows(decoding);
+    let read = |raw| parse(body, envelope(Rows { decoding, raw }));
+    let parsed = match read(false) {
+        // A number past what a float holds: read again with every field as raw text, where it
+        // spoils only its own field.
+        Err(DecodeError::Malformed(m)) if m.starts_with("number out of range") => read(true),
+        parsed => parsed,
+    };
     let Parsed {
         rows,
         inner,
         top,
         replaced_text,
-    } = parse(body, envelope(seed))?;
+    } = parsed?;
     let rows = rows.unwrap_or_default();
     Ok(Page {
         instances: rows.instances,
@@ -1005,6 +1212,24 @@ mod tests {
         assert_eq!(page.instances[0].backup_time, None);
         assert_eq!(&*page.instances[0].region, "");
         assert!(page.instances[1].backup_time.is_some());
+        // A number past what a float holds, in any field, sends the page the raw way.
+        let body = r#"{"data":{"result":[
+            {"instance_id":"a","region":1e400,"backup_time":-1e999,"running_status":2},
+            {"instance_id":"b","region":"r","running_status":1e400,"frozen_status":0}
+        ]}}"#;
+        let page = decode(body.as_bytes()).unwrap();
+        assert_eq!(page.instances.len(), 2);
+        assert_eq!(
+            page.invalid_values, 2,
+            "1e400 and -1e999 as text are no time and no code"
+        );
+        assert_eq!(
+            &*page.instances[0].region, "1e400",
+            "a number as written, in a text field"
+        );
+        assert_eq!(page.instances[0].status(Dimension::Running), Some(2));
+        assert_eq!(page.instances[1].status(Dimension::Running), None);
+        assert_eq!(page.instances[1].status(Dimension::Frozen), Some(0));
     }
 
     #[test]
