@@ -326,3 +326,40 @@ async fn without_serve_stale_for_a_failed_scrape_serves_no_fleet() {
     assert_eq!(failed.up(), 0.0);
     assert_eq!(failed.samples("clouddevice_instances").len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_a_tiny_timeout_cannot_fail_the_scrapes_it_shares_a_collection_with() {
+    // Three pages of 400 ms each, one at a time: a collection takes about 1.2 s.
+    let config = SimConfig {
+        latency: Duration::from_millis(400),
+        ..fleet(300)
+    };
+    let (_sim, exporter) = sim_and_exporter(config, &["--clouddevice.concurrency", "1"]).await;
+    // A client asking for 0.3 s ten times a second, as long as the real scrapes go on.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hostile = {
+        let (url, stop) = (exporter.url("/metrics"), stop.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut sent = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 1_000 {
+                let request = http
+                    .get(&url)
+                    .header("X-Prometheus-Scrape-Timeout-Seconds", "0.3");
+                tokio::spawn(request.send());
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    // Prometheus, with its 10 s timeout, scrapes five times: every one joins or starts a
+    // collection that runs to its own end, never to the hostile client's 0.3 s.
+    let mut up = Vec::new();
+    for _ in 0..5 {
+        let (m, _) = scrape_with_timeout(&exporter, 10.0).await;
+        up.push(m.up());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    hostile.await.unwrap();
+    assert_eq!(up, [1.0; 5]);
+}
