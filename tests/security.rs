@@ -1048,3 +1048,37 @@ async fn an_endpoint_query_string_never_reaches_the_logs() {
     assert!(!logs.contains("Qu3ry-s3cret"), "{logs}");
     assert!(!shown.contains("Qu3ry-s3cret"), "{shown}");
 }
+
+#[tokio::test]
+async fn one_odd_number_in_one_instance_spoils_only_its_own_field() {
+    for odd in ["1e400", "1e19", "3.5", "\"NaN\"", "true", "{}", "[1]"] {
+        let rows: Vec<String> = (0..50)
+            .map(|n| {
+                let running = if n == 7 { odd } else { "2" };
+                format!(r#"{{"instance_id":"i-{n}","region":"r","instance_sku":"s","running_status":{running},"frozen_status":0}}"#)
+            })
+            .collect();
+        let body = format!(
+            r#"{{"data":{{"result":[{}]}},"total_count":50,"error_code":"0"}}"#,
+            rows.join(",")
+        );
+        let api = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(PATH))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
+            .mount(&api)
+            .await;
+        let exporter = TestExporter::start(&api.uri(), &[]).await;
+        let m = exporter.scrape().await;
+        assert_eq!(m.up(), 1.0, "{odd}: {}", m.0);
+        assert_eq!(m.sum("clouddevice_instances"), 50.0, "{odd}");
+        let undocumented =
+            r#"clouddevice_instances_by_running_status{region="r",sku="s",status="undocumented"}"#;
+        assert_eq!(m.value(undocumented), Some(1.0), "{odd}");
+        assert_eq!(
+            m.value("clouddevice_exporter_invalid_values_total"),
+            Some(1.0),
+            "{odd}"
+        );
+    }
+}
