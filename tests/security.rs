@@ -704,48 +704,37 @@ fn echo_text() -> String {
     format!("you sent {} ({:?})", ECHOED.join(" and "), ECHOED)
 }
 
+/// A mock server answering every `verb` request to `at` with `answer`.
+async fn answering(verb: &str, at: &str, answer: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method(verb))
+        .and(path(at))
+        .respond_with(answer)
+        .mount(&server)
+        .await;
+    server
+}
+
 /// A batch-query API that answers every page with `code` as its error code and every secret in
 /// its message.
 async fn echoing_api(code: &str) -> MockServer {
-    let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(PATH))
-        .respond_with(
-            ResponseTemplate::new(400)
-                .set_body_json(json!({"error_code": code, "error_msg": echo_text()})),
-        )
-        .mount(&api)
-        .await;
-    api
+    let body = json!({"error_code": code, "error_msg": echo_text()});
+    answering("GET", PATH, ResponseTemplate::new(400).set_body_json(body)).await
 }
 
 /// An IAM that refuses the password, echoing it as its code and every secret in its message.
 async fn iam_echoing_the_password() -> MockServer {
-    let iam = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v3/auth/tokens"))
-        .respond_with(
-            ResponseTemplate::new(401)
-                .set_body_json(json!({"error": {"code": ECHO_PASSWORD, "message": echo_text()}})),
-        )
-        .mount(&iam)
-        .await;
-    iam
+    let body = json!({"error": {"code": ECHO_PASSWORD, "message": echo_text()}});
+    let answer = ResponseTemplate::new(401).set_body_json(body);
+    answering("POST", "/v3/auth/tokens", answer).await
 }
 
 /// An IAM that issues [`ECHO_ISSUED`].
 async fn iam_issuing_a_token() -> MockServer {
-    let iam = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v3/auth/tokens"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .insert_header("X-Subject-Token", ECHO_ISSUED)
-                .set_body_json(json!({"token": {"expires_at": "2099-01-01T00:00:00Z"}})),
-        )
-        .mount(&iam)
-        .await;
-    iam
+    let answer = ResponseTemplate::new(201)
+        .insert_header("X-Subject-Token", ECHO_ISSUED)
+        .set_body_json(json!({"token": {"expires_at": "2099-01-01T00:00:00Z"}}));
+    answering("POST", "/v3/auth/tokens", answer).await
 }
 
 /// Scrapes `paths` of a started exporter, then its landing page, and checks that none of the
@@ -880,8 +869,8 @@ async fn secrets_echoed_by_the_upstream_are_never_republished_in_accounts_file_m
     nothing_echoed(cmd, &probes, &ECHOED).await;
 }
 
-/// Clients that send wrong passwords for alice from `from` until `stop` is set, each a different
-/// password when `distinct`; returns the statuses they got.
+/// Sixty clients that send wrong passwords for alice from `from` until `stop` is set, each a
+/// different password when `distinct`; returns the statuses they got.
 fn password_storm(
     address: &str,
     from: std::net::IpAddr,
@@ -939,49 +928,56 @@ async fn login_within_5s(address: &str, from: std::net::IpAddr) -> Option<u16> {
         .map(|r| r.unwrap().status().as_u16())
 }
 
+/// The demo exporter with one user, alice, whose password "right" is hashed at cost 12 (about a
+/// quarter of a second a check), and its address.
+fn alice_at_cost_12(dir: &std::path::Path) -> (Running, String) {
+    let hash = bcrypt::hash("right", 12).unwrap();
+    start_with_web_config(dir, &format!("basic_auth_users:\n  alice: {hash}\n"), &[])
+}
+
+/// A first login of alice from `login_from` while sixty clients guess from `guessing_from`:
+/// its status (`None` past 5 s) and the guesses' statuses.
+async fn login_during_a_storm(
+    address: &str,
+    guessing_from: std::net::IpAddr,
+    distinct: bool,
+    login_from: std::net::IpAddr,
+) -> (Option<u16>, Vec<u16>) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storm = password_storm(address, guessing_from, distinct, &stop);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let login = login_within_5s(address, login_from).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    (login, storm.await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_login_is_answered_while_sixty_clients_guess_passwords_at_cost_12() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "basic_auth_users:\n  alice: {}\n",
-        bcrypt::hash("right", 12).unwrap()
-    );
-    let (mut running, address) = start_with_web_config(dir.path(), &yaml, &[]);
+    let (mut running, address) = alice_at_cost_12(dir.path());
     let prometheus: std::net::IpAddr = "127.0.0.1".parse().unwrap();
     let attacker: std::net::IpAddr = "127.0.0.2".parse().unwrap();
 
     // Sixty clients guessing a new password each time, from another address: they take at
     // most a few places in the queue, and the rest of theirs are turned away at once.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let storm = password_storm(&address, attacker, true, &stop);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(login_within_5s(&address, prometheus).await, Some(200));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let statuses = storm.await.unwrap();
-    assert!(statuses.contains(&503), "a full queue answers 503 at once");
-    assert!(statuses.iter().all(|s| *s == 401 || *s == 503));
+    let (login, guesses) = login_during_a_storm(&address, attacker, true, prometheus).await;
+    assert_eq!(login, Some(200));
+    assert!(guesses.contains(&503), "a full queue answers 503 at once");
+    assert!(guesses.iter().all(|s| *s == 401 || *s == 503));
 
     // The logins checked survive a reload that leaves alice unchanged: with the queue full of
     // guesses from Prometheus' own address, its login is still answered from the cache.
     running.hangup();
     running.wait_for("reloaded the web configuration");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let storm = password_storm(&address, prometheus, true, &stop);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(login_within_5s(&address, prometheus).await, Some(200));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    storm.await.unwrap();
+    let (login, _) = login_during_a_storm(&address, prometheus, true, prometheus).await;
+    assert_eq!(login, Some(200));
     assert!(running.terminate().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_wrong_password_costs_one_check_so_a_login_from_the_same_address_gets_through() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "basic_auth_users:\n  alice: {}\n",
-        bcrypt::hash("right", 12).unwrap()
-    );
-    let (mut running, address) = start_with_web_config(dir.path(), &yaml, &[]);
+    let (mut running, address) = alice_at_cost_12(dir.path());
     let here: std::net::IpAddr = "127.0.0.1".parse().unwrap();
     // The first try of the wrong password is checked; every repeat is answered from the cache.
     let first = reqwest::Client::new()
@@ -991,14 +987,10 @@ async fn a_repeated_wrong_password_costs_one_check_so_a_login_from_the_same_addr
         .await
         .unwrap();
     assert_eq!(first.status(), 401);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let storm = password_storm(&address, here, false, &stop);
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
-    assert_eq!(login_within_5s(&address, here).await, Some(200));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let statuses = storm.await.unwrap();
+    let (login, guesses) = login_during_a_storm(&address, here, false, here).await;
+    assert_eq!(login, Some(200));
     assert!(
-        statuses.iter().filter(|s| **s == 401).count() > 60,
+        guesses.iter().filter(|s| **s == 401).count() > 60,
         "the repeated password is refused from the cache"
     );
     assert!(running.terminate().success());
@@ -1062,12 +1054,8 @@ async fn one_odd_number_in_one_instance_spoils_only_its_own_field() {
             r#"{{"data":{{"result":[{}]}},"total_count":50,"error_code":"0"}}"#,
             rows.join(",")
         );
-        let api = MockServer::start().await;
-        Mock::given(method("GET"))
-            .and(path(PATH))
-            .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
-            .mount(&api)
-            .await;
+        let answer = ResponseTemplate::new(200).set_body_raw(body, "application/json");
+        let api = answering("GET", PATH, answer).await;
         let exporter = TestExporter::start(&api.uri(), &[]).await;
         let m = exporter.scrape().await;
         assert_eq!(m.up(), 1.0, "{odd}: {}", m.0);
