@@ -391,14 +391,18 @@ async fn one_http2_connection_cannot_take_more_than_a_few_slots() {
             Ok::<_, h2::Error>(answers)
         })
     };
-    let answers = opener.await.unwrap().unwrap();
+    let mut answers = opener.await.unwrap().unwrap().into_iter();
+    // The first four are answered (and kept: dropping one would cancel its stream)...
     let mut heads = Vec::new();
-    for answer in answers {
-        if let Ok(Ok(head)) = tokio::time::timeout(Duration::from_millis(200), answer).await {
-            heads.push(head);
-        }
+    for answer in answers.by_ref().take(4) {
+        heads.push(answer.await.unwrap());
     }
-    assert_eq!(heads.len(), 4, "four streams at once, the rest wait");
+    // ...and the fifth waits for one of them to end, or is refused.
+    let fifth = tokio::time::timeout(Duration::from_millis(500), answers.next().unwrap()).await;
+    assert!(
+        !matches!(fifth, Ok(Ok(_))),
+        "four streams at once, the rest wait"
+    );
     assert_eq!(
         exporter.get("/metrics").await.status(),
         200,
@@ -412,7 +416,7 @@ async fn http2_streams_that_flow_control_blocks_give_their_slots_back_after_the_
         "--web.max-requests",
         "4",
         "--web.write-timeout",
-        "3s",
+        "5s",
         "--scrape.min-interval",
         "10m",
     ];
