@@ -280,7 +280,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
         telemetry_path: config.telemetry_path.clone(),
         scrape_timeout: config.scrape_timeout,
         max_requests: config.max_requests,
-        external_address: config.external_address.clone(),
+        external: config.external.clone(),
     };
     Ok(App {
         router: web::router(telemetry, probes.clone(), &options),

@@ -230,7 +230,7 @@ async fn unknown_or_missing_targets_are_400_naming_them_and_collect_works_on_pro
     assert_eq!(response.status(), 400);
 }
 
-/// The first target `/sd` lists when asked with these `Host` headers.
+/// The first target `/sd` lists when asked with these `Host` headers, with its probe path.
 async fn sd_target(exporter: &TestExporter, hosts: &[&str]) -> String {
     let mut request = reqwest::Client::new().get(exporter.url("/sd"));
     for host in hosts {
@@ -238,7 +238,8 @@ async fn sd_target(exporter: &TestExporter, hosts: &[&str]) -> String {
     }
     let text = request.send().await.unwrap().text().await.unwrap();
     let sd: serde_json::Value = serde_json::from_str(&text).unwrap();
-    sd[0]["targets"][0].as_str().unwrap().to_string()
+    let path = sd[0]["labels"]["__metrics_path__"].as_str().unwrap();
+    format!("{}{path}", sd[0]["targets"][0].as_str().unwrap())
 }
 
 #[tokio::test]
@@ -248,15 +249,20 @@ async fn sd_lists_only_addresses_the_exporter_was_configured_with_whatever_host_
     let config = files.accounts(&[files.retail(&sim.url())]);
     let exporter = start(&config, &[]).await;
     let here = exporter.addr.to_string();
+    let probed_here = format!("{here}/probe");
     for hostile in [
         vec!["evil.example.com:443"],
         vec!["169.254.169.254:80"],
         vec!["evil.example.com:443", here.as_str()],
         vec![here.as_str(), "evil.example.com:443"],
     ] {
-        assert_eq!(sd_target(&exporter, &hostile).await, here, "{hostile:?}");
+        assert_eq!(
+            sd_target(&exporter, &hostile).await,
+            probed_here,
+            "{hostile:?}"
+        );
     }
-    assert_eq!(sd_target(&exporter, &[]).await, here);
+    assert_eq!(sd_target(&exporter, &[]).await, probed_here);
 
     let exporter = start(
         &config,
@@ -265,12 +271,13 @@ async fn sd_lists_only_addresses_the_exporter_was_configured_with_whatever_host_
     .await;
     assert_eq!(
         sd_target(&exporter, &["evil.example.com:443"]).await,
-        "exporter.example:443"
+        "exporter.example:443/clouddevice/probe",
+        "probes through the external URL go under its path"
     );
     let here = exporter.addr.to_string();
     assert_eq!(
         sd_target(&exporter, &[here.as_str()]).await,
-        here,
+        format!("{here}/probe"),
         "a Host naming where the request arrived is kept"
     );
 }

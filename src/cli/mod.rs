@@ -291,8 +291,8 @@ pub(crate) fn parse_query_time(s: &str) -> Result<String, String> {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_address: String,
-    /// `host:port` of `--web.external-url`, which `/sd` lists.
-    pub external_address: Option<String>,
+    /// `--web.external-url`, which `/sd` lists.
+    pub external: Option<crate::web::sd::External>,
     pub telemetry_path: String,
     pub exposition: ExpositionConfig,
     /// Used when the scraper does not send its timeout.
@@ -360,7 +360,7 @@ impl ExporterArgs {
     /// need no process-wide environment.
     pub fn validate(self, env: SecretEnv) -> Result<Config, ConfigError> {
         let listen_address = listen_address(&self.listen_address)?;
-        let external_address = self
+        let external = self
             .external_url
             .as_deref()
             .map(|text| {
@@ -369,7 +369,7 @@ impl ExporterArgs {
                     text,
                     "https://exporter.example:10123/",
                 )
-                .map(|url| crate::web::sd::authority(&url))
+                .map(|url| crate::web::sd::External::from_url(&url))
             })
             .transpose()?;
         let telemetry_path = telemetry_path(&self.telemetry_path)?;
@@ -471,7 +471,7 @@ impl ExporterArgs {
         });
         Ok(Config {
             listen_address,
-            external_address,
+            external,
             telemetry_path,
             exposition: ExpositionConfig {
                 instance_metrics: self.instance_metrics,

@@ -38,8 +38,8 @@ pub struct WebOptions {
     pub scrape_timeout: Duration,
     /// Most /metrics requests (and probes of each account) served at once; zero for no limit.
     pub max_requests: u32,
-    /// `host:port` of `--web.external-url`: the address `/sd` lists, if set.
-    pub external_address: Option<String>,
+    /// `--web.external-url`: what `/sd` lists, if set.
+    pub external: Option<sd::External>,
 }
 
 /// What the telemetry path serves.
@@ -59,7 +59,7 @@ struct AppState {
     /// `None` when unlimited.
     slots: Option<Arc<Semaphore>>,
     max_requests: u32,
-    external_address: Option<Arc<str>>,
+    external: Option<Arc<sd::External>>,
 }
 
 /// The router, without a socket, so tests can drive it directly: the telemetry path, and
@@ -74,7 +74,7 @@ pub fn router(telemetry: Telemetry, probes: Option<Arc<Probes>>, options: &WebOp
         slots: (options.max_requests > 0)
             .then(|| Arc::new(Semaphore::new(options.max_requests as usize))),
         max_requests: options.max_requests,
-        external_address: options.external_address.as_deref().map(Arc::from),
+        external: options.external.clone().map(Arc::new),
     };
     let mut router = Router::new()
         .route("/", get(landing))
@@ -267,7 +267,8 @@ async fn service_discovery(
         .filter_map(|v| v.to_str().ok())
         .collect();
     let local = arrived.map(|a| a.0 .0);
-    let Some(address) = sd::address(&hosts, state.external_address.as_deref(), local) else {
+    let external = state.external.as_deref();
+    let Some(listed) = sd::address(&hosts, external, local, PROBE_PATH) else {
         let text = "cannot tell the exporter's address; set --web.external-url\n";
         return (StatusCode::INTERNAL_SERVER_ERROR, text).into_response();
     };
@@ -276,9 +277,9 @@ async fn service_discovery(
         .keys()
         .map(|name| {
             serde_json::json!({
-                "targets": [address],
+                "targets": [listed.address],
                 "labels": {
-                    "__metrics_path__": PROBE_PATH,
+                    "__metrics_path__": listed.probe_path,
                     "__param_target": name,
                     "account": name,
                 },

@@ -1,5 +1,5 @@
-//! The address `/sd` gives Prometheus for the exporter: only one the exporter was configured with
-//! (`--web.external-url`) or the one the request arrived on. A client's `Host` header is used
+//! The address (and probe path) `/sd` gives Prometheus for the exporter: only one the exporter
+//! was configured with (`--web.external-url`) or the one the request arrived on. A client's `Host` header is used
 //! only when it names one of those exactly: a cache or proxy in front could otherwise serve a
 //! list naming any host a client made up, and Prometheus would send its scrapes (and their
 //! credentials) there.
@@ -7,6 +7,31 @@
 use std::net::SocketAddr;
 
 use reqwest::Url;
+
+/// Where Prometheus reaches the exporter from outside (`--web.external-url`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct External {
+    /// `host:port`.
+    pub address: String,
+    /// The URL's path without its trailing `/`: empty, or a proxy's mount point (`/exporter`).
+    pub path_prefix: String,
+}
+
+impl External {
+    pub fn from_url(url: &Url) -> Self {
+        External {
+            address: authority(url),
+            path_prefix: url.path().trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+/// What `/sd` lists: the target's address, and the path its probes go to.
+#[derive(Debug, PartialEq)]
+pub struct Listed {
+    pub address: String,
+    pub probe_path: String,
+}
 
 /// `host:port` of a URL, the port written even when it is the scheme's default.
 pub fn authority(url: &Url) -> String {
@@ -18,23 +43,33 @@ pub fn authority(url: &Url) -> String {
     }
 }
 
-/// The address to list: the one of `hosts` (the request's `Host` headers; with several, none is
-/// trusted) that names `external` or `local` exactly (a default port may be left out), else
-/// `external`, else `local`.
+/// What to list for probes at `probe_path`: the address of `hosts` (the request's `Host`
+/// headers; with several, none is trusted) that names `external` or `local` exactly (a default
+/// port may be left out), else `external`, else `local`. Probes through `external` go under its
+/// path prefix.
 pub fn address(
     hosts: &[&str],
-    external: Option<&str>,
+    external: Option<&External>,
     local: Option<SocketAddr>,
-) -> Option<String> {
-    let local = local.map(|a| a.to_string());
-    let configured: Vec<&str> = external.into_iter().chain(local.as_deref()).collect();
+    probe_path: &str,
+) -> Option<Listed> {
+    let through = |e: &External| Listed {
+        address: e.address.clone(),
+        probe_path: format!("{}{probe_path}", e.path_prefix),
+    };
+    let direct = |a: SocketAddr| Listed {
+        address: a.to_string(),
+        probe_path: probe_path.to_string(),
+    };
     if let [host] = hosts {
-        let named = configured.iter().find(|c| names(host, c));
-        if let Some(named) = named {
-            return Some(named.to_string());
+        if let Some(e) = external.filter(|e| names(host, &e.address)) {
+            return Some(through(e));
+        }
+        if let Some(a) = local.filter(|a| names(host, &a.to_string())) {
+            return Some(direct(a));
         }
     }
-    configured.first().map(|c| c.to_string())
+    external.map(through).or_else(|| local.map(direct))
 }
 
 /// Whether a `Host` header names `configured` (`host:port`), ignoring case, with the port left
@@ -53,10 +88,16 @@ fn names(host: &str, configured: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The address listed for these hosts.
+    fn listed(hosts: &[&str], external: Option<&External>, local: Option<SocketAddr>) -> String {
+        address(hosts, external, local, "/probe").unwrap().address
+    }
+
     #[test]
     fn only_configured_addresses_are_listed() {
         let local: SocketAddr = "127.0.0.1:10123".parse().unwrap();
-        let external = Some("exporter.example:443");
+        let external = External::from_url(&Url::parse("https://exporter.example/").unwrap());
+        let external = Some(&external);
         for hostile in [
             "evil.example.com:443",
             "169.254.169.254:80",
@@ -64,32 +105,43 @@ mod tests {
             "127.0.0.1:1",
         ] {
             assert_eq!(
-                address(&[hostile], external, Some(local)).as_deref(),
-                Some("exporter.example:443"),
+                listed(&[hostile], external, Some(local)),
+                "exporter.example:443",
                 "{hostile}"
             );
             assert_eq!(
-                address(&[hostile], None, Some(local)).as_deref(),
-                Some("127.0.0.1:10123"),
+                listed(&[hostile], None, Some(local)),
+                "127.0.0.1:10123",
                 "{hostile}"
             );
         }
         assert_eq!(
-            address(&["127.0.0.1:10123"], external, Some(local)).as_deref(),
-            Some("127.0.0.1:10123"),
+            listed(&["127.0.0.1:10123"], external, Some(local)),
+            "127.0.0.1:10123",
             "a Host naming where the request arrived"
         );
         assert_eq!(
-            address(&["EXPORTER.example"], external, Some(local)).as_deref(),
-            Some("exporter.example:443"),
+            listed(&["EXPORTER.example"], external, Some(local)),
+            "exporter.example:443",
             "the default port left out"
         );
         // Duplicate Host headers: neither is trusted, whichever comes first.
         assert_eq!(
-            address(&["127.0.0.1:10123", "evil.example:80"], None, Some(local)).as_deref(),
-            Some("127.0.0.1:10123")
+            listed(&["127.0.0.1:10123", "evil.example:80"], None, Some(local)),
+            "127.0.0.1:10123"
         );
-        assert_eq!(address(&["x:1"], None, None), None);
+        assert_eq!(address(&["x:1"], None, None, "/probe"), None);
+    }
+
+    #[test]
+    fn probes_through_the_external_url_go_under_its_path() {
+        let local: SocketAddr = "127.0.0.1:10123".parse().unwrap();
+        let url = Url::parse("https://gw.example/clouddevice/").unwrap();
+        let external = External::from_url(&url);
+        let through = address(&[], Some(&external), Some(local), "/probe").unwrap();
+        assert_eq!(through.probe_path, "/clouddevice/probe");
+        let direct = address(&["127.0.0.1:10123"], Some(&external), Some(local), "/probe");
+        assert_eq!(direct.unwrap().probe_path, "/probe");
     }
 
     #[test]
