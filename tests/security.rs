@@ -874,15 +874,18 @@ async fn secrets_echoed_by_the_upstream_are_never_republished_in_accounts_file_m
 }
 
 /// Sixty clients that send wrong passwords for alice from `from` until `stop` is set, each a
-/// different password when `distinct`; returns the statuses they got.
+/// different password when `distinct`; returns the statuses they got. `answered` counts the
+/// answers they got so far.
 fn password_storm(
     address: &str,
     from: std::net::IpAddr,
     distinct: bool,
     stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    answered: tokio::sync::watch::Sender<usize>,
 ) -> tokio::task::JoinHandle<Vec<u16>> {
     let address = address.to_string();
     let stop = stop.clone();
+    let answered = std::sync::Arc::new(answered);
     tokio::spawn(async move {
         let http = reqwest::Client::builder()
             .local_address(from)
@@ -890,6 +893,7 @@ fn password_storm(
             .unwrap();
         let clients = (0..60).map(|client| {
             let (http, address, stop) = (http.clone(), address.clone(), stop.clone());
+            let answered = answered.clone();
             async move {
                 let mut statuses = Vec::new();
                 let mut n = 0;
@@ -907,6 +911,7 @@ fn password_storm(
                         .await;
                     if let Ok(response) = sent {
                         statuses.push(response.status().as_u16());
+                        answered.send_modify(|n| *n += 1);
                     }
                 }
                 statuses
@@ -948,8 +953,10 @@ async fn login_during_a_storm(
     login_from: std::net::IpAddr,
 ) -> (Option<u16>, Vec<u16>) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let storm = password_storm(address, guessing_from, distinct, &stop);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (answered, mut answers) = tokio::sync::watch::channel(0);
+    let storm = password_storm(address, guessing_from, distinct, &stop, answered);
+    // The login goes in once the storm is at full strength: each client has been answered.
+    answers.wait_for(|n| *n >= 60).await.unwrap();
     let login = login_within_5s(address, login_from).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     (login, storm.await.unwrap())
