@@ -54,10 +54,11 @@ static CHECKS: LazyLock<CheckQueue> = LazyLock::new(|| {
     }
 });
 
-/// The most bcrypt checks waiting for a slot, from every client together; at a cost of 12
-/// (about a quarter of a second a check) the last of them waits some 4 s with one slot.
+/// The most bcrypt checks queued (running, or waiting for a slot), from every client together; at
+/// a cost of 12 (about a quarter of a second a check) the last of them waits some 4 s with one
+/// slot.
 pub const MAX_WAITING_CHECKS: usize = 16;
-/// The most bcrypt checks waiting from one client address.
+/// The most bcrypt checks queued from one client address.
 pub const MAX_WAITING_CHECKS_PER_ADDRESS: usize = 2;
 
 struct CheckQueue {

@@ -1,7 +1,9 @@
 //! Per-connection time limits of the exporter's server: how long a client may take to send a
 //! request head, stay idle between requests, and read a response. Enforced on the socket itself,
 //! beneath TLS and HTTP, so a handshake, a half-sent head or a client that never reads all run
-//! into the same clock; nothing here knows what the requests ask for.
+//! into the same clock (for HTTP/2, each response also says when it waits on its client, which
+//! the socket cannot see); nothing here knows what the requests ask for. Each request is also
+//! told the address it arrived on ([`Arrived`]).
 
 use std::future::{ready, Future, Ready};
 use std::io;
@@ -27,7 +29,8 @@ pub struct ConnLimits {
     pub read_header: Duration,
     /// From the end of one response to the first byte of the next request.
     pub idle: Duration,
-    /// From a response's head to its last byte handed to the socket.
+    /// From a response's head to its last byte handed to the socket, and the longest a response
+    /// may wait to be asked for its next piece (an HTTP/2 stream its client never opens).
     pub write: Duration,
 }
 
@@ -110,9 +113,9 @@ struct State {
     /// starts again under the idle deadline instead of the one it had (none, or a later one).
     read_waiting: Option<Waker>,
     /// Responses that handed out their head or a piece of their body and have not been asked for
-    /// the next:
-    /// their lease and since when. With HTTP/2 a stream that flow control holds is never asked,
-    /// while the socket itself stays free, so only this clock sees a client that never reads.
+    /// the next: their lease and since when. With HTTP/2 a stream that flow control holds is
+    /// never asked again, while the socket itself stays free, so only this clock sees a client
+    /// that never reads.
     stalled: Vec<(u64, Instant)>,
     /// The number the next lease takes.
     next_lease: u64,
