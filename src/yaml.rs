@@ -5,7 +5,9 @@
 //! the key and the expected type, never the value found: a secret pasted into the wrong key must
 //! not reach a log.
 
-use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+
+use serde::de::{Deserialize, DeserializeOwned, Deserializer, MapAccess, Visitor};
 
 /// The most `{` and `[` a file may hold: enough for thousands of accounts written in flow style,
 /// and parsed in tens of milliseconds however they nest.
@@ -20,6 +22,78 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
         ));
     }
     serde_yaml_ng::from_str(text).map_err(|e| without_values(&e.to_string()))
+}
+
+/// What the error of a key given twice says after the key; [`given_twice`] finds it again.
+const GIVEN_TWICE: &str = "is given twice";
+
+/// A map whose keys all differ, for `#[serde(deserialize_with)]`: YAML would silently keep the
+/// last of two equal keys (an account's credentials, a user's hash).
+pub fn unique_keys<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut entries = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if entries.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "key {key:?} {GIVEN_TWICE}"
+                    )));
+                }
+                let value = map.next_value()?;
+                entries.insert(key, value);
+            }
+            Ok(entries)
+        }
+    }
+    d.deserialize_map(Unique(std::marker::PhantomData))
+}
+
+/// [`unique_keys`] for a map that may be left out.
+pub fn unique_keys_if_any<'de, D, V>(d: D) -> Result<Option<BTreeMap<String, V>>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    unique_keys(d).map(Some)
+}
+
+/// The key an error of [`from_str`] reports as given twice, and the lines (from 1) of `text` where
+/// it stands as a key.
+pub fn given_twice(message: &str, text: &str) -> Option<(String, Vec<usize>)> {
+    let (_, rest) = message.split_once("key \"")?;
+    let (key, _) = rest.split_once(&format!("\" {GIVEN_TWICE}"))?;
+    let quoted = [key.to_string(), format!("\"{key}\""), format!("'{key}'")];
+    let lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let line = line.trim_start();
+            quoted.iter().any(|q| {
+                line.strip_prefix(q.as_str())
+                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            })
+        })
+        .map(|(n, _)| n + 1)
+        .collect();
+    Some((key.to_string(), lines))
+}
+
+/// The lines of [`given_twice`] as text: `2 and 6`.
+pub fn lines(lines: &[usize]) -> String {
+    lines
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 /// serde's "invalid type: string \"hunter2\", expected u32" as "invalid type: a string, expected

@@ -108,58 +108,10 @@ pub enum AccountsError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileShape {
-    #[serde(deserialize_with = "unique_accounts")]
+    /// A name given twice is refused: YAML would keep the second silently, and the first
+    /// account's credentials would go to the second's endpoint.
+    #[serde(deserialize_with = "crate::yaml::unique_keys")]
     accounts: BTreeMap<String, AccountShape>,
-}
-
-/// What the error of a name given twice starts with; `parse` adds the lines.
-const DEFINED_TWICE: &str = "is defined twice";
-
-/// The accounts, refusing a name given twice: YAML would keep the second silently, and the first
-/// account's credentials would go to the second's endpoint.
-fn unique_accounts<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, AccountShape>, D::Error> {
-    struct Unique;
-    impl<'de> serde::de::Visitor<'de> for Unique {
-        type Value = BTreeMap<String, AccountShape>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a map of account names to accounts")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut accounts = BTreeMap::new();
-            while let Some(name) = map.next_key::<String>()? {
-                if accounts.contains_key(&name) {
-                    return Err(serde::de::Error::custom(format!(
-                        "account {name:?} {DEFINED_TWICE}"
-                    )));
-                }
-                let account = map.next_value()?;
-                accounts.insert(name, account);
-            }
-            Ok(accounts)
-        }
-    }
-    d.deserialize_map(Unique)
-}
-
-/// The lines (from 1) where `name` stands as a key.
-fn key_lines(text: &str, name: &str) -> Vec<usize> {
-    let quoted = [name.to_string(), format!("\"{name}\""), format!("'{name}'")];
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| {
-            let line = line.trim_start();
-            quoted.iter().any(|q| {
-                line.strip_prefix(q.as_str())
-                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
-            })
-        })
-        .map(|(n, _)| n + 1)
-        .collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -245,26 +197,14 @@ pub fn parse(
         path: path.to_path_buf(),
         message,
     };
-    let shape: FileShape = crate::yaml::from_str(text).map_err(|e| {
-        // Name both places of a name given twice.
-        let twice = e
-            .split_once(" account \"")
-            .and_then(|(_, rest)| rest.split_once(&format!("\" {DEFINED_TWICE}")))
-            .map(|(name, _)| name.to_string());
-        match twice {
-            Some(name) => {
-                let lines: Vec<String> = key_lines(text, &name)
-                    .iter()
-                    .map(usize::to_string)
-                    .collect();
-                format(format!(
-                    "account {name:?} is defined twice (lines {}); give each account its own name",
-                    lines.join(" and ")
-                ))
-            }
+    let shape: FileShape =
+        crate::yaml::from_str(text).map_err(|e| match crate::yaml::given_twice(&e, text) {
+            Some((name, lines)) => format(format!(
+                "account {name:?} is defined twice (lines {}); give each account its own name",
+                crate::yaml::lines(&lines)
+            )),
             None => format(e),
-        }
-    })?;
+        })?;
     if shape.accounts.is_empty() {
         return Err(format(
             "names no accounts; add at least one under `accounts:`".into(),

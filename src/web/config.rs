@@ -23,6 +23,7 @@ use crate::web::tls::{self, RawTls, TlsProblem};
 struct RawConfig {
     tls_server_config: Option<RawTls>,
     http_server_config: Option<RawHttp>,
+    #[serde(default, deserialize_with = "crate::yaml::unique_keys_if_any")]
     basic_auth_users: Option<BTreeMap<String, String>>,
     /// Read only to refuse it with a reason (see `parse`).
     rate_limit: Option<serde_yaml_ng::Value>,
@@ -300,7 +301,13 @@ pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
     let raw: RawConfig = if text.trim().is_empty() {
         RawConfig::default()
     } else {
-        crate::yaml::from_str(text).map_err(invalid)?
+        crate::yaml::from_str(text).map_err(|e| match crate::yaml::given_twice(&e, text) {
+            Some((user, lines)) => invalid(format!(
+                "basic_auth_users.{user} is given twice (lines {}); keep one",
+                crate::yaml::lines(&lines)
+            )),
+            None => invalid(e),
+        })?
     };
     if raw.rate_limit.is_some() {
         return Err(invalid("rate_limit cannot be honoured: this exporter has no request rate limiter; --web.max-requests bounds concurrent scrapes instead. Remove the key".into()));
@@ -432,6 +439,23 @@ mod tests {
             "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n",
         );
         assert!(e.contains("cert_file") && e.contains("nope.crt"), "{e}");
+    }
+
+    #[test]
+    fn a_user_given_twice_is_refused_naming_both_lines() {
+        let dir = Dir::new();
+        let (a, b) = (
+            bcrypt::hash("one", 4).unwrap(),
+            bcrypt::hash("two", 4).unwrap(),
+        );
+        let e = error(
+            &dir,
+            &format!("basic_auth_users:\n  alice: {a}\n  bob: {a}\n  alice: {b}\n"),
+        );
+        assert!(
+            e.contains("basic_auth_users.alice is given twice (lines 2 and 4)"),
+            "{e}"
+        );
     }
 
     #[test]
