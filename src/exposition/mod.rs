@@ -45,7 +45,7 @@ pub const OTHER_GROUP: &str = "other";
 /// scrape's own duration, timeout and data age are always there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Families {
-    /// `clouddevice_instances` and `clouddevice_instances_by_*`.
+    /// `clouddevice_fleet_instances`, `clouddevice_instances` and `clouddevice_instances_by_*`.
     pub aggregates: bool,
     /// `clouddevice_instance_*`.
     pub instances: bool,
@@ -153,6 +153,13 @@ fn scrape_families(scrape: &Scrape) -> Vec<MetricFamily> {
             "clouddevice_exporter_folded_groups",
             "Region and SKU pairs past --collector.max-groups in this scrape, counted together under region=\"other\",sku=\"other\".",
             vec![gauge(&[], folded.len() as f64)],
+        ));
+        // Without labels, so that an empty list is a 0 an alert can compare, where the
+        // labelled families have no series at all.
+        families.push(family(
+            "clouddevice_fleet_instances",
+            "Number of instances in the whole list, every region and SKU together; 0 when the list is empty.",
+            vec![gauge(&[], fleet.len() as f64)],
         ));
         aggregate_families(fold(groups, &folded, Counts::absorb), &mut families);
         backup_age_families(fleet, scrape, &folded, &mut families);
@@ -403,6 +410,19 @@ mod tests {
             last_success: None,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn an_empty_list_is_a_fleet_of_zero_and_a_failed_one_is_no_fleet_at_all() {
+        let empty = render(Some(&fleet(vec![])), InstanceMetrics::All);
+        assert!(empty.contains("\nclouddevice_fleet_instances 0\n"), "{empty}");
+        assert!(!empty.contains("clouddevice_instances{"), "{empty}");
+        let two = fleet(vec![Instance::default(), Instance::default()]);
+        let text = render(Some(&two), InstanceMetrics::None);
+        assert!(text.contains("\nclouddevice_fleet_instances 2\n"), "{text}");
+        // A scrape that could not read the list says nothing of the fleet's size.
+        let failed = render(None, InstanceMetrics::All);
+        assert!(!failed.contains("clouddevice_fleet_instances"), "{failed}");
     }
 
     #[test]
