@@ -25,7 +25,7 @@
     regionFrozenMinCount: 10,
     // Too many stopped or shut down phones in a region: this share, and at least this many.
     notRunningRatio: 0.2,
-    notRunningMinCount: 10,
+    notRunningMinCount: 3,
     // A backup older than this is stale. Must be one of --collector.backup-age-buckets (the
     // exporter's default bounds: 86400, 259200, 604800, 2592000).
     backupStaleSeconds: 604800,
