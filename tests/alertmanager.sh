@@ -9,6 +9,13 @@ config=dashboards/alertmanager/alertmanager.yml
 echo "alertmanager: amtool check-config $config"
 amtool check-config "$config"
 
+echo "alertmanager: notifications are grouped by alert, account and region"
+python3 - <<'PY'
+import yaml
+route = yaml.safe_load(open("dashboards/alertmanager/alertmanager.yml"))["route"]
+assert route["group_by"] == ["alertname", "account", "region"], route["group_by"]
+PY
+
 python3 - <<'PY' >"${TMPDIR:-/tmp}/clouddevice-alert-routes.txt"
 import yaml
 expected = {"critical": "clouddevice-pager", "warning": "clouddevice-tickets", "info": "clouddevice-tickets"}
