@@ -1,28 +1,36 @@
 #!/usr/bin/env python3
 """End-to-end check of the dashboards and alert rules against a real Prometheus.
 
-Starts, on 127.0.0.1 only: the simulator (a fleet with frozen instances and failed backups), the
-exporter scraping it, and Prometheus (Debian's package) scraping the exporter every second with
-dashboards/prometheus/alerts.yml loaded. Then checks that:
+Starts, on 127.0.0.1 only: the simulator (a fleet with frozen instances and failed backups),
+three exporters scraping it (--collector.instance-metrics all, problems and none), all targets of
+the job `clouddevice` the mixin's default selector reads, and Prometheus (Debian's package)
+scraping them every second with dashboards/prometheus/alerts.yml loaded. The rules and the
+dashboard are the files generated from dashboards/mixin (tests/mixin.sh checks they are). Then
+checks that:
   - `promtool check rules` and `promtool test rules` pass;
   - every PromQL expression of dashboards/grafana/clouddevice-fleet.json, with its variables set
-    to "all", returns at least one series (no panel shows "No data" on a live fleet);
+    to one target and a phone of the fleet, returns data in all mode, in problems mode and for an
+    account of an accounts file, except the panels documented as empty there (the backup tables
+    in problems mode) and those the fleet has nothing for (checked against the simulator);
   - CloudDeviceInstanceFrozen and CloudDeviceBackupFailed fire for exactly the instances the
     simulator froze or whose backup failed, read from the simulator's own API;
   - two more exporters on the same fleet, with --collector.instance-metrics=problems (and
     --collector.instance-name=info) and =none: in problems mode the per-instance alerts still
     name exactly those instances; in none mode the per-region alerts (CloudDeviceFrozenInRegion,
-    CloudDeviceBackupsFailedInRegion, CloudDeviceBackupsStaleInRegion) fire for exactly the
-    regions concerned with the simulator's counts, and stay silent in all mode;
+    CloudDeviceBackupsFailedInRegion) fire for exactly the regions concerned with the
+    simulator's counts, and stay silent in all mode; CloudDeviceBackupsStaleInRegion fires per
+    region with the simulator's counts in every mode, one alert per region;
   - CloudDeviceExporterDown fires once the exporter is stopped;
   - a second exporter, serving HTTPS with basic auth (--web.config.file), is scraped by
     Prometheus with `scheme: https`, `tls_config.ca_file` and `basic_auth`, and its target is up;
-  - with a real Alertmanager, a frozen region is one notification and failed scrapes resolve
-    nothing;
+  - with a real Alertmanager, a frozen region (12 phones, over the count floor) is one
+    notification, a frozen phone elsewhere is its own, and failed scrapes resolve nothing;
   - many accounts: an exporter with an accounts file of three simulated accounts, discovered on
     /sd by two Prometheus shards from examples/sharding/prometheus-shard.yml: each account probed
     by exactly one shard, with the simulator's counts and its `account` label on every series;
-    after SIGHUP with an account removed, the shards drop it.
+    the dashboard's panels have data for an account, the version panel from the shards' second
+    job on the exporter's /metrics; after SIGHUP with an account removed, the shards drop it;
+    after SIGHUP with a broken file, CloudDeviceExporterConfigReloadFailed fires.
 The rules are loaded with every `for:` shortened to 2s, so the run takes seconds, not hours; the
 real durations are covered by `promtool test rules`. Everything started is stopped by pid.
 
@@ -55,7 +63,7 @@ TLS_PASSWORD = "e2e-password"
 # bcrypt of TLS_PASSWORD (cost 10), as a web config file stores it.
 TLS_PASSWORD_HASH = "$2b$10$.rgP4Mc5dCY6AqpUO7vpKe70P.mgYu7rg7NODB1CZ0Y9f8UE8/gB6"
 INSTANCES = 500
-DEADLINE = time.monotonic() + 360  # the whole run, whatever happens
+DEADLINE = time.monotonic() + 600  # the whole run, whatever happens
 
 processes = []
 failures = []
@@ -165,8 +173,9 @@ def alerts(prom, name, state="firing"):
     return [a for a in body["data"]["alerts"] if a["labels"].get("alertname") == name and a["state"] == state]
 
 
-def dashboard_exprs(path):
-    """Every target expression of every panel, with the dashboard's variables set to 'all'."""
+def dashboard_exprs(path, instance=".*", instance_id="", job="clouddevice"):
+    """Every target expression of every panel, with the dashboard's variables set to one target
+    (instance), one phone (instance_id) and every region and SKU."""
     dash = json.load(open(path))
     out = []
 
@@ -175,9 +184,11 @@ def dashboard_exprs(path):
             walk(p.get("panels", []))
             for t in p.get("targets", []):
                 expr = t["expr"]
-                # The phone box matches every phone here; "yesterday" does not exist in a run of a
-                # minute, so the change-since-yesterday panels are checked against a second ago.
-                for var, value in (("$__rate_interval", "1m"), ("$region", ".*"), ("$sku", ".*"), ("$job", ".*"), ("$account", ".*"),
+                # The name box matches every named phone here (the table keeps 20); "yesterday"
+                # does not exist in a run of a minute, so the change-since-yesterday panels are
+                # checked against a second ago.
+                for var, value in (("$__rate_interval", "1m"), ("$region", ".*"), ("$sku", ".*"), ("$job", job),
+                                   ("$account", ".*"), ("$instance_id", instance_id), ("$instance", instance),
                                    ("$phone", ".+"), ("offset 1d", "offset 1s")):
                     expr = expr.replace(var, value)
                 out.append((p["title"], expr))
@@ -186,13 +197,42 @@ def dashboard_exprs(path):
     return dash, out
 
 
+def panel_titles(rows):
+    """The panels that must be empty for a fleet of these rows (it has nothing they list)."""
+    now = time.time()
+    has = {
+        "Frozen instances": any(r["frozen_status"] == 1 for r in rows),
+        "Failed backups (": any(r["backup_status"] == 3 for r in rows),
+        "Failed restores": any(r["restore_status"] == 3 for r in rows),
+        "No backup time": any(backup_age(r, now) is None for r in rows),
+        "Backups older than 7 days (": any((backup_age(r, now) or 0) > 7 * 86400 for r in rows),
+    }
+    return {prefix for prefix, present in has.items() if not present}
+
+
+def check_panels(prom, mode, exprs, empty_by_design, nothing_to_show):
+    """Every panel has data, except those documented as empty in this mode (which must be empty)
+    and those the fleet has nothing for."""
+    for title, expr in exprs:
+        result = prom_query(prom, expr)["result"]
+        if any(title.startswith(p) for p in empty_by_design):
+            check(result == [], f"{mode}: panel {title!r} is empty, as documented for this mode")
+        elif any(title.startswith(p) for p in nothing_to_show):
+            check(result == [], f"{mode}: panel {title!r} is empty: the fleet has none")
+        else:
+            check(len(result) > 0, f"{mode}: panel {title!r} has data: {expr}")
+
+
 def scaled_rules():
     """alerts.yml with every `for:` and `keep_firing_for:` a minute to a second, so the run takes
     seconds and the durations keep their order (a region freeze fires before its phones do)."""
     def seconds(m):
         value, unit = int(m.group(2)), m.group(3)
         return f"{m.group(1)}{value * {'s': 1, 'm': 60, 'h': 3600}[unit] // 60 or 1}s"
-    return re.sub(r"(?m)^(\s+(?:for|keep_firing_for):\s*)(\d+)([smh])\s*$", seconds, open(RULES).read())
+    scaled, n = re.subn(r'(?m)^(\s+(?:for|keep_firing_for):\s*)"?(\d+)([smh])"?\s*$', seconds, open(RULES).read())
+    if n < 10:
+        raise RuntimeError(f"only {n} durations scaled in {RULES}: has its format changed?")
+    return scaled
 
 
 class Webhook:
@@ -227,9 +267,10 @@ class Webhook:
 
 
 FROZEN_REGION = "cn-south-1"
-# With --trouble-percent 5 --frozen-region cn-south-1, seed 6 gives a 40-phone fleet with 8
-# phones in cn-south-1 and exactly one frozen phone elsewhere (checked below, from the API).
-AM_SEED, AM_INSTANCES = "6", "40"
+# With --trouble-percent 5 --frozen-region cn-south-1, seed 23 gives an 80-phone fleet with 12
+# phones in cn-south-1 (over the region alert's floor of 10) and exactly one frozen phone
+# elsewhere (checked below, from the API).
+AM_SEED, AM_INSTANCES = "23", "80"
 
 
 def alertmanager_run(binary, work):
@@ -278,7 +319,7 @@ scrape_configs:
         rows = wait_for("the alerting simulator", lambda: simulator_rows(sim))
         in_region = {r["instance_id"] for r in rows if r["region"] == FROZEN_REGION}
         elsewhere = {r["instance_id"]: r["region"] for r in rows if r["region"] != FROZEN_REGION and r["frozen_status"] == 1}
-        check(len(in_region) >= 3 and all(r["frozen_status"] == 1 for r in rows if r["region"] == FROZEN_REGION)
+        check(len(in_region) >= 10 and all(r["frozen_status"] == 1 for r in rows if r["region"] == FROZEN_REGION)
               and len(elsewhere) == 1,
               f"the fleet has {FROZEN_REGION} frozen ({len(in_region)} phones) and one frozen phone elsewhere ({elsewhere})")
         (phone, phone_region), = elsewhere.items() or [(None, None)]
@@ -362,6 +403,11 @@ def accounts_run(binary, work):
         job = shard_config["scrape_configs"][0]
         job["http_sd_configs"][0].update({"url": f"{exporter_url}/sd", "refresh_interval": "1s"})
         job["relabel_configs"][-1]["regex"] = shard
+        own = shard_config["scrape_configs"][1]
+        own["static_configs"] = [{"targets": [f"127.0.0.1:{exp_port}"]}]
+        if shard == "0":
+            shard_config["global"]["evaluation_interval"] = "1s"
+            shard_config["rule_files"] = [f"{work}/alerts.yml"]
         shard_dir = os.path.join(work, f"shard-{shard}")
         os.makedirs(shard_dir)
         with open(os.path.join(shard_dir, "prometheus.yml"), "w") as f:
@@ -397,6 +443,17 @@ def accounts_run(binary, work):
         unlabelled = prom_query(shard, 'count({job="clouddevice", account=""})')["result"]
         check(unlabelled == [], f"every series of a probe carries its account label ({unlabelled})")
 
+    # The dashboard for one account, on the shard that probes it; the version panel reads the
+    # shard's second job, on the exporter's /metrics.
+    name = sorted(split[0])[0] if split[0] else None
+    rows = simulator_rows(sim, accounts[name]) if name else []
+    frozen_phones = sorted(r["instance_id"] for r in rows if r["frozen_status"] == 1)
+    check(name is not None and frozen_phones, f"shard 0 probes an account with a frozen phone ({name})")
+    if name and frozen_phones:
+        wait_for("rates on shard 0", lambda: prom_query(shards[0], f'rate(clouddevice_exporter_api_requests_total{{instance="{name}"}}[1m]) > 0')["result"], limit=30)
+        _, exprs = dashboard_exprs(DASHBOARD, instance=name, instance_id=frozen_phones[0])
+        check_panels(shards[0], f"accounts file ({name})", exprs, set(), panel_titles(rows))
+
     # SIGHUP with account-3 removed: the exporter stops serving it, and the shards drop it.
     with open(config, "w") as f:
         f.write("accounts:\n" + entries["account-1"] + entries["account-2"])
@@ -404,13 +461,25 @@ def accounts_run(binary, work):
 
     def targets():
         return {t["labels"]["account"] for p in shards
-                for t in json.loads(get(f"{p}/api/v1/targets"))["data"]["activeTargets"]}
+                for t in json.loads(get(f"{p}/api/v1/targets"))["data"]["activeTargets"]
+                if t["labels"]["job"] == "clouddevice"}
 
     try:
         wait_for("the shards to drop account-3", lambda: targets() == {"account-1", "account-2"}, limit=30)
         check(True, "after SIGHUP the removed account is dropped by service discovery")
     except RuntimeError:
         check(False, f"after SIGHUP the shards probe {sorted(targets())}, expected account-1 and account-2")
+
+    # A broken file on SIGHUP: the exporter keeps its accounts and says so in
+    # clouddevice_exporter_config_last_reload_successful, which the alert reads.
+    with open(config, "w") as f:
+        f.write("accounts:\n  account-1: [this is not an account\n")
+    exporter.send_signal(signal.SIGHUP)
+    try:
+        wait_for("CloudDeviceExporterConfigReloadFailed", lambda: alerts(shards[0], "CloudDeviceExporterConfigReloadFailed"), limit=40)
+        check(True, "a refused accounts file fires CloudDeviceExporterConfigReloadFailed")
+    except RuntimeError:
+        check(False, "a refused accounts file fires CloudDeviceExporterConfigReloadFailed")
 
 
 def check_runbook_urls():
@@ -444,7 +513,7 @@ def main():
 
         check_runbook_urls()
 
-        dash, exprs = dashboard_exprs(DASHBOARD)
+        dash, _ = dashboard_exprs(DASHBOARD)
         panels = [p for p in dash["panels"] if p["type"] != "row"]
         check(all(p.get("description") for p in panels), "every panel has a description")
         check([i["name"] for i in dash["__inputs"]] == ["DS_PROMETHEUS"]
@@ -495,13 +564,7 @@ rule_files: [alerts.yml]
 scrape_configs:
   - job_name: clouddevice
     static_configs:
-      - targets: ["127.0.0.1:{exp_port}"]
-  - job_name: clouddevice-problems
-    static_configs:
-      - targets: ["127.0.0.1:{problems_port}"]
-  - job_name: clouddevice-none
-    static_configs:
-      - targets: ["127.0.0.1:{none_port}"]
+      - targets: ["127.0.0.1:{exp_port}", "127.0.0.1:{problems_port}", "127.0.0.1:{none_port}"]
   - job_name: clouddevice-tls
     scheme: https
     tls_config:
@@ -527,9 +590,18 @@ scrape_configs:
         for var in ("region", "sku"):
             values = prom_query(prom, f"group by ({var}) (clouddevice_instances)")["result"]
             check(len(values) > 0, f"the ${var} variable has values to choose from")
-        for title, expr in exprs:
-            result = prom_query(prom, expr)["result"]
-            check(len(result) > 0, f"panel {title!r} has data: {expr}")
+        # The dashboard for one target at a time, its phone timeline on a frozen phone.
+        all_target, problems_target, none_target = (f"127.0.0.1:{p}" for p in (exp_port, problems_port, none_port))
+        phone = sorted(frozen)[0]
+        nothing = panel_titles(simulator_rows(sim))
+        for mode, target, empty in (("all mode", all_target, set()),
+                                    ("problems mode", problems_target,
+                                     {"Oldest successful backups", "Backups older than 7 days (", "No backup time"})):
+            wait_for(f"{mode} to have a scrape with rates",
+                     lambda t=target: prom_query(prom, f'rate(clouddevice_exporter_api_requests_total{{instance="{t}"}}[1m]) > 0')["result"],
+                     limit=30)
+            _, exprs = dashboard_exprs(DASHBOARD, instance=target, instance_id=phone)
+            check_panels(prom, mode, exprs, empty, nothing)
 
         def tls_target_up():
             targets = json.loads(get(f"{prom}/api/v1/targets"))["data"]["activeTargets"]
@@ -541,10 +613,10 @@ scrape_configs:
         except RuntimeError as e:
             check(False, f"Prometheus scrapes the exporter over HTTPS with basic auth ({e})")
 
-        def firing_ids(name, job):
-            return {a["labels"].get("instance_id") for a in alerts(prom, name) if a["labels"].get("job") == job}
+        def firing_ids(name, target):
+            return {a["labels"].get("instance_id") for a in alerts(prom, name) if a["labels"].get("instance") == target}
 
-        for job in ("clouddevice", "clouddevice-problems"):
+        for job in (all_target, problems_target):
             for name, expected in (("CloudDeviceInstanceFrozen", frozen), ("CloudDeviceBackupFailed", failed)):
                 try:
                     wait_for(f"{name} to fire in {job}", lambda: firing_ids(name, job) == expected, limit=30)
@@ -562,11 +634,10 @@ scrape_configs:
         region_expectations = (
             ("CloudDeviceFrozenInRegion", per_region(rows, lambda r: r["frozen_status"] == 1), {}),
             ("CloudDeviceBackupsFailedInRegion", per_region(rows, lambda r: r["backup_status"] == 3), {}),
-            ("CloudDeviceBackupsStaleInRegion", sure_stale, maybe_stale),
         )
 
-        def region_values(name, job):
-            return {a["labels"]["region"]: float(a["value"]) for a in alerts(prom, name) if a["labels"].get("job") == job}
+        def region_values(name, target):
+            return {a["labels"]["region"]: float(a["value"]) for a in alerts(prom, name) if a["labels"].get("instance") == target}
 
         def matches(got, sure, maybe):
             regions = set(sure) | set(maybe)
@@ -576,17 +647,28 @@ scrape_configs:
         for name, sure, maybe in region_expectations:
             check(len(sure) > 0, f"the fleet has instances for {name}")
             try:
-                wait_for(f"{name} to fire", lambda: matches(region_values(name, "clouddevice-none"), sure, maybe), limit=30)
+                wait_for(f"{name} to fire", lambda: matches(region_values(name, none_target), sure, maybe), limit=30)
                 check(True, f"{name} fires per region with the simulator's counts ({sure}) with --collector.instance-metrics=none")
             except RuntimeError:
-                check(False, f"{name} fires with {region_values(name, 'clouddevice-none')}, expected {sure} (+ up to {maybe})")
-            pending_or_firing = [a for state in ("pending", "firing") for a in alerts(prom, name, state)
-                                 if a["labels"].get("job") == "clouddevice"]
-            check(not pending_or_firing, f"{name} stays silent in all mode, where per-instance alerts name the phones")
-        for name in ("CloudDeviceFrozenInRegion", "CloudDeviceBackupsFailedInRegion"):
-            quiet = [a for state in ("pending", "firing") for a in alerts(prom, name, state)
-                     if a["labels"].get("job") == "clouddevice-problems"]
-            check(not quiet, f"{name} stays silent in problems mode, where per-instance alerts name the phones")
+                check(False, f"{name} fires with {region_values(name, none_target)}, expected {sure} (+ up to {maybe})")
+            for mode, target in (("all", all_target), ("problems", problems_target)):
+                quiet = [a for state in ("pending", "firing") for a in alerts(prom, name, state)
+                         if a["labels"].get("instance") == target]
+                check(not quiet, f"{name} stays silent in {mode} mode, where per-instance alerts name the phones")
+
+        # Stale backups: one alert per region in every mode, with the simulator's counts, once
+        # the `for:` (an hour, a minute here) has passed.
+        name = "CloudDeviceBackupsStaleInRegion"
+        check(len(sure_stale) > 0, f"the fleet has instances for {name}")
+        for mode, target in (("all", all_target), ("problems", problems_target), ("none", none_target)):
+            try:
+                wait_for(f"{name} to fire in {mode} mode",
+                         lambda t=target: matches(region_values(name, t), sure_stale, maybe_stale), limit=100)
+                check(True, f"{name} fires per region with the simulator's counts ({sure_stale}) in {mode} mode")
+            except RuntimeError:
+                check(False, f"{name} fires with {region_values(name, target)} in {mode} mode, expected {sure_stale} (+ up to {maybe_stale})")
+            per_phone = [a for a in alerts(prom, name) if a["labels"].get("instance") == target and "instance_id" in a["labels"]]
+            check(not per_phone, f"{name} never names a phone ({len(per_phone)} alerts do) in {mode} mode")
         check(not alerts(prom, "CloudDeviceExporterDown") and not alerts(prom, "CloudDeviceScrapeFailing"),
               "the exporter alerts are silent while it serves")
 
@@ -597,8 +679,9 @@ scrape_configs:
         except RuntimeError:
             check(False, "CloudDeviceExporterDown fires when the exporter is stopped")
 
-        # The overview's stat panels, for the stopped exporter's job: red, and no old numbers.
-        stats = {p["title"]: p["targets"][0]["expr"].replace("$job", "clouddevice").replace("$account", ".*").replace("$region", ".*").replace("$sku", ".*")
+        # The overview's stat panels, for the stopped exporter: red, and no old numbers.
+        stats = {p["title"]: p["targets"][0]["expr"].replace("$job", "clouddevice").replace("$instance", all_target)
+                 .replace("$account", ".*").replace("$region", ".*").replace("$sku", ".*")
                  for p in dash["panels"] if p["type"] == "stat"}
         up_now = prom_query(prom, stats["Exporter up"])["result"]
         check([r["value"][1] for r in up_now] == ["0"], f"the 'Exporter up' panel shows 0 for a stopped exporter ({up_now})")
