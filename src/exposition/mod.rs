@@ -415,7 +415,10 @@ mod tests {
     #[test]
     fn an_empty_list_is_a_fleet_of_zero_and_a_failed_one_is_no_fleet_at_all() {
         let empty = render(Some(&fleet(vec![])), InstanceMetrics::All);
-        assert!(empty.contains("\nclouddevice_fleet_instances 0\n"), "{empty}");
+        assert!(
+            empty.contains("\nclouddevice_fleet_instances 0\n"),
+            "{empty}"
+        );
         assert!(!empty.contains("clouddevice_instances{"), "{empty}");
         let two = fleet(vec![Instance::default(), Instance::default()]);
         let text = render(Some(&two), InstanceMetrics::None);
