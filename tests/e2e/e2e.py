@@ -454,6 +454,17 @@ def accounts_run(binary, work):
         _, exprs = dashboard_exprs(DASHBOARD, instance=name, instance_id=frozen_phones[0])
         check_panels(shards[0], f"accounts file ({name})", exprs, set(), panel_titles(rows))
 
+    # Per-region alerts keep the account: stale backups, pending at once on shard 0's rules.
+    def stale_alerts():
+        return [a for state in ("pending", "firing") for a in alerts(shards[0], "CloudDeviceBackupsStaleInRegion", state)]
+    try:
+        wait_for("stale-backup alerts on shard 0", stale_alerts, limit=20)
+        labelled = {(a["labels"].get("account"), a["labels"].get("instance")) for a in stale_alerts()}
+        check(labelled and all(acc == inst and acc in split[0] for acc, inst in labelled),
+              f"per-region alerts carry the account they are about ({sorted(labelled)})")
+    except RuntimeError as e:
+        check(False, f"per-region alerts carry the account ({e})")
+
     # SIGHUP with account-3 removed: the exporter stops serving it, and the shards drop it.
     with open(config, "w") as f:
         f.write("accounts:\n" + entries["account-1"] + entries["account-2"])
