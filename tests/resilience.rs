@@ -239,10 +239,30 @@ async fn duplicated_rows_are_noticed_and_the_list_read_again() {
     assert_eq!(m.up(), 1.0);
     assert_eq!(m.sum("clouddevice_instances"), 300.0);
     assert_eq!(m.samples("clouddevice_instance_info").len(), 300);
+    // The count alone cannot tell: the copy takes the place of the row it hides. The whole
+    // list is read a second time.
+    let reads: Vec<u64> = (1..=3).map(|page| sim.page_requests(page)).collect();
+    assert_eq!(reads, [2, 2, 2], "every page read twice");
 }
 
 #[tokio::test]
 async fn an_oversized_body_is_refused_without_reading_it_all() {
+    let flags = ["--clouddevice.max-response-bytes", "200000"];
+    let (sim, exporter) = sim_and_exporter(fleet(300), &flags).await;
+    // Chunked, without a Content-Length: only the cap on what is read can refuse it.
+    sim.inject(on_page(2, None, FaultKind::OversizeChunked(50 << 20)));
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 0.0);
+    assert_eq!(errors(&m, "too_large"), Some(1.0));
+    assert_eq!(sim.page_requests(2), 1, "too large is not transient");
+    // The exporter stops reading past its cap: the rest of the 50 MiB is never even made (the
+    // socket buffers on both sides hold a few MiB at most).
+    let sent = sim.chunked_bytes();
+    assert!(sent < 16 << 20, "{sent} bytes of 50 MiB were taken");
+}
+
+#[tokio::test]
+async fn a_body_whose_length_is_over_the_cap_is_refused_before_it_is_read() {
     let flags = ["--clouddevice.max-response-bytes", "200000"];
     let (sim, exporter) = sim_and_exporter(fleet(300), &flags).await;
     sim.inject(on_page(2, None, FaultKind::Oversize(50 << 20)));

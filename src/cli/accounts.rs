@@ -699,8 +699,13 @@ mod tests {
         assert!(e.contains("project_id"), "{e}");
         let e = error("accounts: {}\n");
         assert!(e.contains("no accounts"), "{e}");
+        // The path (accounts.yml) names "account" too: the message must name the wrong key and
+        // the right one.
         let e = error("account:\n  games: {}\n");
-        assert!(e.contains("account"), "{e}");
+        assert!(
+            e.contains("unknown field `account`") && e.contains("expected `accounts`"),
+            "{e}"
+        );
         let e = error("accounts:\n  games:\n    iam: {username: u, domain: d, project: p}\n");
         assert!(
             e.contains("\"games\"") && e.contains("write iam.password_file or iam.password_env"),

@@ -120,6 +120,8 @@ pub enum FaultKind {
     Throttle { retry_after: Option<u64> },
     /// The normal answer padded with whitespace to this many bytes.
     Oversize(usize),
+    /// The same, sent chunked without a `Content-Length`, so that only reading it tells its size.
+    OversizeChunked(usize),
     /// Deletes the first instance of the list just before answering: every later row moves up
     /// by one, so a paging client sees a gap and a new `total_count`.
     DeleteFirst,
@@ -176,6 +178,8 @@ struct SimState {
     canonical_requests: Mutex<Vec<String>>,
     /// The decoded query of the last batch-query request.
     last_query: Mutex<Vec<(String, String)>>,
+    /// Bytes of `OversizeChunked` bodies handed to the connection so far.
+    chunked_bytes: Arc<AtomicU64>,
 }
 
 impl SimState {
@@ -382,6 +386,12 @@ impl SimHandle {
         lock(&self.state.signatures).clone()
     }
 
+    /// Bytes of `OversizeChunked` bodies the client took so far (at most one chunk more than it
+    /// read: the stream makes each chunk only when the connection asks for it).
+    pub fn chunked_bytes(&self) -> u64 {
+        self.state.chunked_bytes.load(Ordering::Relaxed)
+    }
+
     /// Requests for one page so far.
     pub fn page_requests(&self, page: u64) -> u64 {
         lock(&self.state.page_requests)
@@ -472,6 +482,7 @@ impl SimState {
             signatures: Mutex::new(Vec::new()),
             canonical_requests: Mutex::new(Vec::new()),
             last_query: Mutex::new(Vec::new()),
+            chunked_bytes: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -679,9 +690,32 @@ async fn batch_query(
             // Trailing whitespace keeps the JSON valid: only the size is wrong.
             body.extend(std::iter::repeat_n(' ', bytes.saturating_sub(body.len())));
         }
+        Some(FaultKind::OversizeChunked(bytes)) => {
+            return chunked(body, bytes, state.chunked_bytes.clone());
+        }
         _ => {}
     }
     ([("content-type", "application/json")], body).into_response()
+}
+
+/// `body` padded with whitespace to `bytes`, streamed in 64 KiB chunks made one at a time as the
+/// connection takes them, with no `Content-Length`; `sent` counts what was made.
+fn chunked(body: String, bytes: usize, sent: Arc<AtomicU64>) -> Response {
+    const CHUNK: usize = 64 << 10;
+    let padding = bytes.saturating_sub(body.len());
+    let first = futures::stream::once(async move { body.into_bytes() });
+    let rest = futures::stream::iter(
+        (0..padding.div_ceil(CHUNK)).map(move |k| vec![b' '; CHUNK.min(padding - k * CHUNK)]),
+    );
+    let stream = futures::StreamExt::map(futures::StreamExt::chain(first, rest), move |chunk| {
+        sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        Ok::<_, std::convert::Infallible>(chunk)
+    });
+    (
+        [("content-type", "application/json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// A page of rows (already JSON), with the paging fields where `placement` puts them.
