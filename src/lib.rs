@@ -1,11 +1,17 @@
 //! clouddevice_exporter: a Prometheus exporter for Huawei Cloud CloudDevice (KooPhone) instances.
 //!
-//! Data flows one way, each layer importing only those before it: [`cli`] (flags → validated
-//! configuration) → [`upstream`] (sign-in, the batch-query API, paging: a [`upstream::Source`] of
-//! fleets) → [`fleet`] (the snapshot) → [`collect`] (one collection shared by scrapes) →
-//! [`exposition`] (families and the streamed text) → [`scrape`] → [`probe`] (many accounts) →
-//! [`web`] (HTTP). [`run`] wires them at start-up. [`simulator`] is a stand-in for the API, for
-//! `--demo`, `simulate`, tests and benchmarks.
+//! Data flows one way: [`cli`] (flags → validated configuration) → [`upstream`] (sign-in, the
+//! batch-query API, paging: a [`upstream::Source`] of fleets) → [`fleet`] (the snapshot) →
+//! [`collect`] (one collection shared by scrapes) → [`exposition`] (families and the streamed
+//! text) → [`scrape`] → [`probe`] (many accounts) → [`web`] (HTTP). [`run`] wires them at
+//! start-up. [`simulator`] is a stand-in for the API, for `--demo`, `simulate`, tests and
+//! benchmarks.
+//!
+//! The imports follow the data, with two kinds of exception, and no cycle
+//! (`../shared/tools/modgraph.py src` checks): [`cli`] imports the configuration types of the
+//! layers it configures (`upstream`, `exposition`, `web`), since it builds them; and every layer
+//! that counts something imports [`self_metrics`], the exporter's own counters, which imports
+//! nothing of the crate.
 
 pub mod cli;
 pub mod collect;

@@ -98,8 +98,6 @@ pub struct Probes {
     shared: Shared,
     /// `None` for a set that never changes (`--demo`).
     source: Option<Source>,
-    /// One reload at a time: two at once could each keep what the other replaced.
-    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Probes {
@@ -113,13 +111,12 @@ impl Probes {
             .map(|a| Ok((a.name.clone(), Arc::new(shared.target(a)?))))
             .collect::<Result<BTreeMap<_, _>, TargetError>>()?;
         if let Some(source) = &source {
-            source.metrics.loaded(Some(targets.len()));
+            source.metrics.set_accounts(targets.len());
         }
         Ok(Probes {
             current: RwLock::new(Arc::new(targets)),
             shared,
             source,
-            reloading: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -135,13 +132,10 @@ impl Probes {
         self.targets().get(name).cloned()
     }
 
-    /// Re-reads the accounts file. A file that does not load, or an account that cannot be set
-    /// up, is logged and the accounts in use kept. Returns the number of accounts now served.
-    pub async fn reload(&self) -> Result<usize, String> {
-        let Some(source) = &self.source else {
-            return Ok(self.targets().len());
-        };
-        let _one = self.reloading.lock().await;
+    /// Reads the accounts file again, without applying it: `None` for a set that never changes
+    /// (`--demo`). The caller applies it with [`Probes::swap`] ([`crate::web::reload`]).
+    pub async fn load(&self) -> Option<Result<(Vec<Account>, Vec<String>), String>> {
+        let source = self.source.as_ref()?;
         let (path, defaults, env) = (
             source.path.clone(),
             source.defaults.clone(),
@@ -153,28 +147,16 @@ impl Probes {
             accounts::load(&path, &defaults, &env, &mut warnings).map(|a| (a, warnings))
         })
         .await;
-        let result = match loaded {
-            Ok(Ok((accounts, warnings))) => {
-                for warning in &warnings {
-                    tracing::warn!("{warning}");
-                }
-                self.swap(accounts)
-            }
+        Some(match loaded {
+            Ok(Ok(accounts)) => Ok(accounts),
             Ok(Err(error)) => Err(error.to_string()),
-            Err(error) => Err(format!("the reload failed: {error}")),
-        };
-        match &result {
-            Ok(n) => source.metrics.loaded(Some(*n)),
-            Err(error) => {
-                source.metrics.loaded(None);
-                tracing::error!(%error, "cannot reload the accounts file; keeping the accounts in use");
-            }
-        }
-        result
+            Err(error) => Err(format!("reading {} failed: {error}", source.path.display())),
+        })
     }
 
-    /// Makes `accounts` the set served, reusing every target whose account did not change.
-    fn swap(&self, accounts: Vec<Account>) -> Result<usize, String> {
+    /// Makes `accounts` the set served, reusing every target whose account did not change; an
+    /// account that cannot be set up leaves the set in use unchanged. Returns what changed.
+    pub fn swap(&self, accounts: Vec<Account>) -> Result<Swapped, String> {
         let old = self.targets();
         let (mut kept, mut added, mut changed) = (0, 0, 0);
         let mut next = BTreeMap::new();
@@ -198,14 +180,25 @@ impl Probes {
         let removed = old.keys().filter(|name| !next.contains_key(*name)).count();
         let served = next.len();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
-        tracing::info!(
-            accounts = served,
+        if let Some(source) = &self.source {
+            source.metrics.set_accounts(served);
+        }
+        Ok(Swapped {
+            served,
             kept,
             added,
             changed,
             removed,
-            "reloaded the accounts file"
-        );
-        Ok(served)
+        })
     }
+}
+
+/// What a reload of the accounts file changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Swapped {
+    pub served: usize,
+    pub kept: usize,
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
 }

@@ -1,6 +1,6 @@
-//! Start-up: the whole command line (the exporter's flags or `simulate`), and the wiring from a
-//! validated configuration to a serving process, with the errors that can stop it, each phrased
-//! for the operator who has to fix it.
+//! Start-up: the whole command line (the exporter's flags, `simulate` or `healthcheck`), and the
+//! wiring from a validated configuration to a serving process, with the errors that can stop it,
+//! each phrased for the operator who has to fix it.
 
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use crate::simulator::{self, SimConfig, SimHandle, SimulateArgs};
 use crate::upstream::auth::AuthError;
 use crate::upstream::batch_query::{BatchQuery, BatchQueryConfig};
 use crate::upstream::credentials::Credentials;
+use crate::web::reload::Reloader;
 use crate::web::signals::{self, BindError};
 use crate::web::{self, Telemetry, WebOptions};
 
@@ -192,29 +193,27 @@ pub async fn exporter(mut config: Config) -> Result<(), RunError> {
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
-    // SIGHUP reloads the web configuration and the accounts file together.
-    let (web_reload, web_reloads) = tokio::sync::mpsc::channel(1);
-    let probes = app.probes.clone();
+    // SIGHUP reloads the web configuration and the accounts file together, as POST /-/reload
+    // does; the reloader logs how it went.
+    let reloader = app.reloader.clone();
     tokio::spawn(async move {
         while signals.recv().await.is_some() {
-            let _ = web_reload.try_send(());
-            if let Some(probes) = &probes {
-                let _ = probes.reload().await;
-            }
+            let _ = reloader.reload().await;
         }
     });
     let serving = web::Serving {
         limits: config.conn_limits,
         web: config.web.clone(),
     };
-    web::serve(listener, app.router, serving, shutdown, web_reloads).await?;
+    web::serve(listener, app.router, serving, shutdown, &app.reloader).await?;
     Ok(())
 }
 
-/// The exporter's router, and its accounts (which a reload re-reads), for a configuration.
+/// The exporter's router, its accounts, and what reloads them with the web configuration.
 pub struct App {
     pub router: axum::Router,
     pub probes: Option<Arc<Probes>>,
+    pub reloader: Arc<Reloader>,
 }
 
 /// Wires a configuration: the flags' account on the telemetry path (or the process's own
@@ -226,9 +225,13 @@ pub fn build(config: &Config) -> Result<App, RunError> {
         least_time: crate::scrape::budget(config.scrape_timeout),
     };
     let request_slots = Arc::new(Semaphore::new(config.max_requests_in_flight as usize));
+    let mut reload_state = None;
     let telemetry = match &config.upstream {
         Some(upstream) => {
             let metrics = Arc::new(ExporterMetrics::new()?);
+            if config.web.is_some() {
+                reload_state = Some(metrics.reload_state()?);
+            }
             let source = BatchQuery::new(upstream.clone(), metrics.clone())?
                 .with_request_slots(request_slots.clone());
             let collector = Collector::new(Arc::new(source), metrics.clone(), keep)
@@ -236,7 +239,11 @@ pub fn build(config: &Config) -> Result<App, RunError> {
             let exporter = Exporter::new(collector, metrics, config.exposition.clone());
             Telemetry::Account(Arc::new(exporter))
         }
-        None => Telemetry::Process(Arc::new(ProcessMetrics::new()?)),
+        None => {
+            let process = ProcessMetrics::new()?;
+            reload_state = Some(process.reload_state());
+            Telemetry::Process(Arc::new(process))
+        }
     };
     let probes = match &config.accounts {
         Some(file) => {
@@ -281,10 +288,13 @@ pub fn build(config: &Config) -> Result<App, RunError> {
         scrape_timeout: config.scrape_timeout,
         max_requests: config.max_requests,
         external: config.external.clone(),
+        lifecycle: config.lifecycle,
     };
+    let reloader = Arc::new(Reloader::new(probes.clone(), reload_state));
     Ok(App {
-        router: web::router(telemetry, probes.clone(), &options),
+        router: web::router(telemetry, probes.clone(), reloader.clone(), &options),
         probes,
+        reloader,
     })
 }
 

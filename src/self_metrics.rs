@@ -249,15 +249,20 @@ impl ExporterMetrics {
     pub fn gather(&self) -> Vec<MetricFamily> {
         self.registry.gather()
     }
+
+    /// Exports the configuration's reload state beside these metrics: for the account of the
+    /// flags when a web configuration file can be reloaded. Call once.
+    pub fn reload_state(&self) -> Result<ReloadState, prometheus::Error> {
+        ReloadState::register(&self.registry)
+    }
 }
 
 /// The metrics of the whole process when it probes the accounts of a file: build, process,
-/// and the accounts file's state. What `/metrics` serves then.
+/// and the configuration's reload state. What `/metrics` serves then.
 pub struct ProcessMetrics {
     registry: Registry,
     accounts: IntGauge,
-    reload_successful: IntGauge,
-    reload_success_time: Gauge,
+    reload: ReloadState,
 }
 
 impl ProcessMetrics {
@@ -269,42 +274,70 @@ impl ProcessMetrics {
             "clouddevice_exporter_accounts",
             "Accounts the exporter probes, from --config.file.",
         )?;
-        let reload_successful = IntGauge::new(
-            "clouddevice_exporter_config_last_reload_successful",
-            "Whether the last load of --config.file succeeded (1) or was refused and the accounts in use kept (0).",
-        )?;
-        let reload_success_time = Gauge::new(
-            "clouddevice_exporter_config_last_reload_success_timestamp_seconds",
-            "When --config.file last loaded successfully, as Unix seconds.",
-        )?;
         registry.register(Box::new(accounts.clone()))?;
-        registry.register(Box::new(reload_successful.clone()))?;
-        registry.register(Box::new(reload_success_time.clone()))?;
+        let reload = ReloadState::register(&registry)?;
         Ok(ProcessMetrics {
             registry,
             accounts,
-            reload_successful,
-            reload_success_time,
+            reload,
         })
     }
 
-    /// Records a load of the accounts file: `Some(accounts)` when it succeeded.
-    pub fn loaded(&self, accounts: Option<usize>) {
-        match accounts {
-            Some(n) => {
-                self.accounts.set(n as i64);
-                self.reload_successful.set(1);
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64());
-                self.reload_success_time.set(now);
-            }
-            None => self.reload_successful.set(0),
-        }
+    /// The accounts probed now.
+    pub fn set_accounts(&self, accounts: usize) {
+        self.accounts.set(accounts as i64);
+    }
+
+    /// Where the reloads of the configuration are recorded.
+    pub fn reload_state(&self) -> ReloadState {
+        self.reload.clone()
     }
 
     pub fn gather(&self) -> Vec<MetricFamily> {
         self.registry.gather()
+    }
+}
+
+/// Whether the last load of the configuration files (`--config.file`, `--web.config.file`)
+/// succeeded, and when one last did. One state for both files: they are reloaded together.
+#[derive(Clone)]
+pub struct ReloadState {
+    successful: IntGauge,
+    success_time: Gauge,
+}
+
+impl ReloadState {
+    /// The two gauges, registered in `registry`; a first load is recorded as a success now.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let successful = IntGauge::new(
+            "clouddevice_exporter_config_last_reload_successful",
+            "Whether the last load of the configuration files (--config.file, --web.config.file) succeeded (1) or was refused and the configuration in use kept (0).",
+        )?;
+        let success_time = Gauge::new(
+            "clouddevice_exporter_config_last_reload_success_timestamp_seconds",
+            "When the configuration files last loaded successfully, as Unix seconds.",
+        )?;
+        registry.register(Box::new(successful.clone()))?;
+        registry.register(Box::new(success_time.clone()))?;
+        let state = ReloadState {
+            successful,
+            success_time,
+        };
+        state.record(true);
+        Ok(state)
+    }
+
+    /// Records a load: `true` when it succeeded.
+    pub fn record(&self, succeeded: bool) {
+        if succeeded {
+            self.successful.set(1);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.success_time.set(now);
+        } else {
+            self.successful.set(0);
+        }
     }
 }
 

@@ -434,7 +434,7 @@ fn sighup_adds_and_removes_accounts_and_keeps_unchanged_ones_signed_in() {
     let next = format!("accounts:\n{}{}", files.games(&url, ""), Files::labs(&url));
     rewrite(Path::new(&config), &next);
     running.hangup();
-    running.wait_for("reloaded the accounts file");
+    running.wait_for("reloaded the configuration");
     assert_eq!(
         probe("retail").0,
         400,
@@ -458,7 +458,7 @@ fn sighup_adds_and_removes_accounts_and_keeps_unchanged_ones_signed_in() {
         "accounts:\n  games:\n    tokn_file: /x\n",
     );
     running.hangup();
-    let line = running.wait_for("cannot reload the accounts file");
+    let line = running.wait_for("cannot reload the configuration");
     assert!(
         line.contains("tokn_file") && line.contains("games"),
         "{line}"
@@ -474,7 +474,7 @@ fn sighup_adds_and_removes_accounts_and_keeps_unchanged_ones_signed_in() {
     let changed = format!("accounts:\n{}", files.games(&url, "    page_size: 50\n"));
     rewrite(Path::new(&config), &changed);
     running.hangup();
-    running.wait_for("reloaded the accounts file");
+    running.wait_for("reloaded the configuration");
     let (_, games) = probe("games");
     assert!(games.contains("clouddevice_up 1"), "{games}");
     assert_eq!(games_sim.iam_requests(), 2);
@@ -513,7 +513,7 @@ fn secret_files_that_are_not_regular_files_fail_the_reload_and_never_hang_it() {
         let entry = format!("  retail:\n    endpoint: {url}\n    token_file: {path}\n");
         rewrite(Path::new(&config), &format!("accounts:\n{entry}"));
         running.hangup();
-        let line = running.wait_for("cannot reload the accounts file");
+        let line = running.wait_for("cannot reload the configuration");
         assert!(line.contains(kind) && line.contains("token_file"), "{line}");
         assert!(
             own().contains("clouddevice_exporter_config_last_reload_successful 0"),
@@ -527,7 +527,7 @@ fn secret_files_that_are_not_regular_files_fail_the_reload_and_never_hang_it() {
         &format!("accounts:\n{}", files.retail(&url)),
     );
     running.hangup();
-    running.wait_for("reloaded the accounts file");
+    running.wait_for("reloaded the configuration");
     assert!(own().contains("clouddevice_exporter_config_last_reload_successful 1"));
     assert!(running.terminate().success());
 
@@ -668,4 +668,136 @@ fn the_documented_and_kubernetes_accounts_files_load() {
         .map(|(k, v)| (k.as_str().unwrap(), v.as_str().unwrap()))
         .collect();
     assert_eq!(load_example(file, &secrets), ["labs", "retail"]);
+}
+
+/// `POST /-/reload` (with `--web.enable-lifecycle`) reloads the web configuration and the
+/// accounts file together, as SIGHUP does: both or neither, one reload state for both.
+#[tokio::test]
+async fn post_reload_reloads_the_web_configuration_and_the_accounts_file_together() {
+    let sim = common::simulator(SimConfig::new(30, 5)).await;
+    let url = sim.url();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "any-token").unwrap();
+    let entry = |name: &str| {
+        format!(
+            "  {name}:\n    endpoint: {url}\n    token_file: {}\n",
+            token.display()
+        )
+    };
+    let accounts = dir.path().join("accounts.yml");
+    let web = dir.path().join("web.yml");
+    std::fs::write(&accounts, format!("accounts:\n{}", entry("retail"))).unwrap();
+    let users = |name: &str, hash: &str| format!("basic_auth_users:\n  {name}: {hash}\n");
+    std::fs::write(&web, users("alice", &common::hash("a-pass"))).unwrap();
+    let flags = [
+        "--config.file",
+        accounts.to_str().unwrap(),
+        "--web.config.file",
+        web.to_str().unwrap(),
+        "--web.enable-lifecycle",
+    ];
+    let exporter = TestExporter::start_flags(&flags, SecretEnv::default()).await;
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, user: &str, password: &str| {
+        http.request(method, exporter.url(path))
+            .basic_auth(user, Some(password))
+            .send()
+    };
+    let sd_accounts = |body: String| -> usize {
+        serde_json::from_str::<Vec<serde_json::Value>>(&body)
+            .unwrap()
+            .len()
+    };
+
+    // Only POST reloads.
+    let get = call(reqwest::Method::GET, "/-/reload", "alice", "a-pass")
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["allow"], "POST");
+
+    // Both files changed: both applied.
+    std::fs::write(
+        &accounts,
+        format!("accounts:\n{}{}", entry("retail"), entry("games")),
+    )
+    .unwrap();
+    std::fs::write(&web, users("bob", &common::hash("b-pass"))).unwrap();
+    let post = call(reqwest::Method::POST, "/-/reload", "alice", "a-pass")
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 200);
+    let body = post.text().await.unwrap();
+    assert!(
+        body.contains("2 accounts") && body.contains("the web configuration"),
+        "{body}"
+    );
+    let sd = call(reqwest::Method::GET, "/sd", "bob", "b-pass")
+        .await
+        .unwrap();
+    assert_eq!(sd_accounts(sd.text().await.unwrap()), 2);
+    let alice = call(reqwest::Method::GET, "/sd", "alice", "a-pass")
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.status(),
+        401,
+        "alice left with the old web configuration"
+    );
+
+    // The web configuration broken, the accounts file changed: neither is applied.
+    std::fs::write(&accounts, format!("accounts:\n{}", entry("retail"))).unwrap();
+    std::fs::write(&web, users("bob", "not-a-hash")).unwrap();
+    let post = call(reqwest::Method::POST, "/-/reload", "bob", "b-pass")
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 500);
+    let body = post.text().await.unwrap();
+    assert!(
+        body.contains("the web configuration") && body.contains("basic_auth_users.bob"),
+        "{body}"
+    );
+    let sd = call(reqwest::Method::GET, "/sd", "bob", "b-pass")
+        .await
+        .unwrap();
+    assert_eq!(
+        sd_accounts(sd.text().await.unwrap()),
+        2,
+        "the accounts in use are kept"
+    );
+    let own = call(reqwest::Method::GET, "/metrics", "bob", "b-pass")
+        .await
+        .unwrap();
+    let own = own.text().await.unwrap();
+    assert!(
+        own.contains("clouddevice_exporter_config_last_reload_successful 0"),
+        "{own}"
+    );
+    assert!(own.contains("clouddevice_exporter_accounts 2"), "{own}");
+}
+
+#[tokio::test]
+async fn post_reload_is_refused_without_the_lifecycle_flag() {
+    let sim = common::simulator(SimConfig::new(10, 5)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "any-token").unwrap();
+    let accounts = dir.path().join("accounts.yml");
+    let entry = format!(
+        "accounts:\n  retail:\n    endpoint: http://{}\n    token_file: {}\n",
+        sim.addr(),
+        token.display()
+    );
+    std::fs::write(&accounts, entry).unwrap();
+    let flags = ["--config.file", accounts.to_str().unwrap()];
+    let exporter = TestExporter::start_flags(&flags, SecretEnv::default()).await;
+    let post = reqwest::Client::new()
+        .post(exporter.url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 405);
+    let body = post.text().await.unwrap();
+    assert!(body.contains("--web.enable-lifecycle"), "{body}");
 }

@@ -670,7 +670,7 @@ async fn a_reload_with_an_absurd_bcrypt_cost_is_refused_and_later_reloads_still_
     let absurd = hash("b-pass").replacen("$04$", "$31$", 1);
     std::fs::write(&web, format!("basic_auth_users:\n  bob: {absurd}\n")).unwrap();
     running.hangup();
-    let line = running.wait_for("cannot reload the web configuration");
+    let line = running.wait_for("cannot reload the configuration");
     assert!(
         line.contains("basic_auth_users.bob") && line.contains("cost 31"),
         "{line}"
@@ -683,7 +683,7 @@ async fn a_reload_with_an_absurd_bcrypt_cost_is_refused_and_later_reloads_still_
     )
     .unwrap();
     running.hangup();
-    running.wait_for("reloaded the web configuration");
+    running.wait_for("reloaded the configuration");
     assert_eq!(status("carol", "c-pass").await, 200);
     assert!(running.terminate().success());
 }
@@ -979,7 +979,7 @@ async fn a_first_login_is_answered_while_sixty_clients_guess_passwords_at_cost_1
     // The logins checked survive a reload that leaves alice unchanged: with the queue full of
     // guesses from Prometheus' own address, its login is still answered from the cache.
     running.hangup();
-    running.wait_for("reloaded the web configuration");
+    running.wait_for("reloaded the configuration");
     let (login, _) = login_during_a_storm(&address, prometheus, true, prometheus).await;
     assert_eq!(login, Some(200));
     assert!(running.terminate().success());

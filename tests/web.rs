@@ -134,7 +134,7 @@ async fn sighup_swaps_the_users_without_a_restart() {
     )
     .unwrap();
     running.hangup();
-    running.wait_for("reloaded the web configuration");
+    running.wait_for("reloaded the configuration");
     assert_eq!(status("bob", "b-pass").await, 200);
     assert_eq!(status("alice", "a-pass").await, 401);
 
@@ -145,7 +145,7 @@ async fn sighup_swaps_the_users_without_a_restart() {
     )
     .unwrap();
     running.hangup();
-    let line = running.wait_for("cannot reload the web configuration");
+    let line = running.wait_for("cannot reload the configuration");
     assert!(line.contains("basic_auth_users.bob"), "{line}");
     assert_eq!(status("bob", "b-pass").await, 200);
     assert!(running.terminate().success());

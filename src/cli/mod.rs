@@ -1,6 +1,8 @@
 //! Command line and environment: the raw flags (clap) and the validated configuration built from
 //! them once at start-up. Every check that can fail on user input happens here, with a message
-//! that names the flag and says what to fix; nothing downstream re-validates.
+//! that names the flag and says what to fix. The layers below check again only what guards the
+//! wire: `upstream::auth` refuses a credential that is not a valid header value, whatever built
+//! it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +46,13 @@ pub struct ExporterArgs {
         value_name = "URL"
     )]
     pub external_url: Option<String>,
+
+    /// Serve POST /-/reload, which reloads the web configuration and the accounts file as SIGHUP does.
+    #[arg(
+        long = "web.enable-lifecycle",
+        env = "CLOUDDEVICE_EXPORTER_WEB_ENABLE_LIFECYCLE"
+    )]
+    pub enable_lifecycle: bool,
 
     /// Path under which to expose metrics.
     #[arg(
@@ -293,6 +302,8 @@ pub struct Config {
     pub listen_address: String,
     /// `--web.external-url`, which `/sd` lists.
     pub external: Option<crate::web::sd::External>,
+    /// `--web.enable-lifecycle`.
+    pub lifecycle: bool,
     pub telemetry_path: String,
     pub exposition: ExpositionConfig,
     /// Used when the scraper does not send its timeout.
@@ -472,6 +483,7 @@ impl ExporterArgs {
         Ok(Config {
             listen_address,
             external,
+            lifecycle: self.enable_lifecycle,
             telemetry_path,
             exposition: ExpositionConfig {
                 instance_metrics: self.instance_metrics,

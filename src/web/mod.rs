@@ -1,9 +1,11 @@
-//! The exporter's HTTP face (axum): the telemetry path, the landing page and the health probes,
-//! gzip when asked for. Handlers stay thin; a scrape is `scrape::Exporter`. Serving it on a
-//! socket (TLS, basic auth, limits, reloads) is [`serve`].
+//! The exporter's HTTP face (axum): the telemetry path, the landing page, the health probes,
+//! `/-/reload`, and `/probe` and `/sd` for the accounts of a file, gzip when asked for. Handlers
+//! stay thin: a scrape is `scrape::Exporter`, a probe `probe::Probes`, a reload
+//! [`reload::Reloader`]. Serving it on a socket (TLS, basic auth, limits) is [`serve`].
 
 pub mod config;
 pub mod connection;
+pub mod reload;
 pub mod sd;
 pub mod serve;
 pub mod signals;
@@ -17,7 +19,7 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use futures::StreamExt;
 use time::format_description::well_known::Rfc3339;
@@ -30,6 +32,7 @@ use crate::logging::Throttle;
 use crate::probe::Probes;
 use crate::scrape::Exporter;
 use crate::self_metrics::ProcessMetrics;
+use crate::web::reload::Reloader;
 
 /// What the HTTP side needs to know of the configuration.
 pub struct WebOptions {
@@ -40,6 +43,8 @@ pub struct WebOptions {
     pub max_requests: u32,
     /// `--web.external-url`: what `/sd` lists, if set.
     pub external: Option<sd::External>,
+    /// `--web.enable-lifecycle`: `POST /-/reload` reloads the configuration.
+    pub lifecycle: bool,
 }
 
 /// What the telemetry path serves.
@@ -60,13 +65,22 @@ struct AppState {
     slots: Option<Arc<Semaphore>>,
     max_requests: u32,
     external: Option<Arc<sd::External>>,
+    reloader: Arc<Reloader>,
+    lifecycle: bool,
 }
 
-/// The router, without a socket, so tests can drive it directly: the telemetry path, and
-/// `/probe` and `/sd` when there are accounts to probe.
-pub fn router(telemetry: Telemetry, probes: Option<Arc<Probes>>, options: &WebOptions) -> Router {
+/// The router, without a socket ([`serve`] serves it): the telemetry path, the landing page,
+/// the health probes, `/-/reload`, and `/probe` and `/sd` when there are accounts to probe.
+pub fn router(
+    telemetry: Telemetry,
+    probes: Option<Arc<Probes>>,
+    reloader: Arc<Reloader>,
+    options: &WebOptions,
+) -> Router {
     let with_probes = probes.is_some();
     let state = AppState {
+        reloader,
+        lifecycle: options.lifecycle,
         telemetry: Arc::new(telemetry),
         probes,
         telemetry_path: options.telemetry_path.as_str().into(),
@@ -80,7 +94,8 @@ pub fn router(telemetry: Telemetry, probes: Option<Arc<Probes>>, options: &WebOp
         .route("/", get(landing))
         .route(&options.telemetry_path, get(metrics))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
-        .route("/-/ready", get(|| async { "Ready\n" }));
+        .route("/-/ready", get(|| async { "Ready\n" }))
+        .route("/-/reload", any(reload));
     if with_probes {
         router = router
             .route(PROBE_PATH, get(probe))
@@ -356,4 +371,32 @@ fn escape_html(s: &str) -> String {
         }
     }
     out
+}
+
+/// `POST /-/reload`, as Prometheus has it: reloads the web configuration and the accounts file
+/// (as SIGHUP does) and answers how it went, 200 or 500. Only with `--web.enable-lifecycle`, and
+/// only POST: 405 otherwise, so that no link or crawler reloads the exporter.
+async fn reload(State(state): State<AppState>, method: axum::http::Method) -> Response {
+    let not_allowed = |text: &'static str| {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST")],
+            text,
+        )
+            .into_response()
+    };
+    if !state.lifecycle {
+        return not_allowed("the lifecycle API is off: start the exporter with --web.enable-lifecycle to reload it over HTTP, or send it SIGHUP\n");
+    }
+    if method != axum::http::Method::POST {
+        return not_allowed("reload with POST /-/reload\n");
+    }
+    match state.reloader.reload().await {
+        Ok(summary) => (StatusCode::OK, format!("reloaded {summary}\n")).into_response(),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot reload the configuration; keeping the one in use: {error}\n"),
+        )
+            .into_response(),
+    }
 }

@@ -1,6 +1,6 @@
 //! Serving the router on a socket: plain or TLS, every connection under the time limits of
-//! [`connection`](super::connection), basic auth and headers from the web configuration, which
-//! SIGHUP reloads, and a graceful shutdown.
+//! [`connection`](super::connection), basic auth and headers from the web configuration (which
+//! [`reload`](super::reload) re-reads), and a graceful shutdown.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -16,11 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 use crate::logging::Throttle;
 use crate::web::config::{self, Access, Login, WebConfig};
 use crate::web::connection::{ConnLimits, Guard};
+use crate::web::reload::Reloader;
 
 /// How the server runs: its connection limits, and the web configuration (TLS, basic auth,
 /// headers) with the file it came from, if there is one.
@@ -32,14 +32,13 @@ pub struct Serving {
 /// Serves until `shutdown` completes, then lets the scrapes in progress finish (for at most
 /// 30 s). Every connection is under [`ConnLimits`]. With a web configuration: basic auth on every
 /// path but `/-/healthy`, the configured headers on every answer, and TLS when the file asks for
-/// it; each message on `reloads` (SIGHUP) re-reads the file, and a file that does not load is
-/// logged and the working configuration kept.
+/// it. `reloader` is given the web configuration to re-read with the accounts file.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     serving: Serving,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    reloads: mpsc::Receiver<()>,
+    reloader: &Reloader,
 ) -> std::io::Result<()> {
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
@@ -56,7 +55,11 @@ pub async fn serve(
     let access = Arc::new(RwLock::new(web.access.clone()));
     let app = app.layer(middleware::from_fn_with_state(access.clone(), guard_access));
     let tls = web.tls.map(RustlsConfig::from_config);
-    tokio::spawn(reload_on_signal(path, access, tls.clone(), reloads));
+    reloader.serve_web(WebReload {
+        path,
+        access,
+        tls: tls.clone(),
+    });
     match tls {
         None => {
             run(
@@ -132,41 +135,42 @@ fn log_accept_error(peer: Option<&std::net::SocketAddr>, error: &std::io::Error)
     }
 }
 
-/// Re-reads the web configuration on every message of `reloads`, off the async threads (bcrypt
-/// and file reads block), and swaps in what loads.
-async fn reload_on_signal(
+/// The web configuration in use, and the file a reload reads it from.
+pub struct WebReload {
     path: PathBuf,
     access: Arc<RwLock<Arc<Access>>>,
     tls: Option<RustlsConfig>,
-    mut reloads: mpsc::Receiver<()>,
-) {
-    while reloads.recv().await.is_some() {
-        let file = path.clone();
-        let loaded = tokio::task::spawn_blocking(move || config::load(&file)).await;
-        let new = match loaded {
+}
+
+impl WebReload {
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Reads the file again, off the async threads (bcrypt and file reads block), without
+    /// applying it.
+    pub async fn load(&self) -> Result<WebConfig, String> {
+        let file = self.path.clone();
+        let new = match tokio::task::spawn_blocking(move || config::load(&file)).await {
             Ok(Ok(new)) => new,
-            Ok(Err(error)) => {
-                tracing::error!(%error, "cannot reload the web configuration; keeping the one in use");
-                continue;
-            }
-            Err(error) => {
-                tracing::error!(%error, "the web configuration reload failed; keeping the one in use");
-                continue;
-            }
+            Ok(Err(error)) => return Err(error.to_string()),
+            Err(error) => return Err(format!("reading it failed: {error}")),
         };
-        match (&tls, new.tls) {
-            (Some(current), Some(next)) => current.reload_from_config(next),
-            (None, None) => {}
-            _ => {
-                tracing::error!(path = %path.display(), "turning TLS on or off needs a restart; keeping the web configuration in use");
-                continue;
-            }
+        if self.tls.is_some() != new.tls.is_some() {
+            return Err("turning TLS on or off needs a restart".into());
         }
-        *access.write().unwrap_or_else(|e| e.into_inner()) = new.access;
+        Ok(new)
+    }
+
+    /// Makes `new` (from [`WebReload::load`]) the configuration in use.
+    pub fn apply(&self, new: WebConfig) {
+        if let (Some(current), Some(next)) = (&self.tls, new.tls) {
+            current.reload_from_config(next);
+        }
+        *self.access.write().unwrap_or_else(|e| e.into_inner()) = new.access;
         for warning in &new.warnings {
             tracing::warn!("{warning}");
         }
-        tracing::info!(path = %path.display(), "reloaded the web configuration");
     }
 }
 

@@ -28,7 +28,7 @@ pub async fn bind(address: &str, flag: &'static str) -> Result<TcpListener, Bind
 }
 
 /// A channel that receives a message on every SIGHUP, the signal to re-read the web
-/// configuration. Installed at once, like [`shutdown_signal`].
+/// configuration and the accounts file ([`super::reload::Reloader`]). Installed at once, like [`shutdown_signal`].
 pub fn reload_signal() -> std::io::Result<mpsc::Receiver<()>> {
     let (tx, rx) = mpsc::channel(1);
     #[cfg(unix)]

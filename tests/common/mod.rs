@@ -19,7 +19,7 @@ use clouddevice_exporter::simulator::{self, SimConfig, SimHandle};
 use clouddevice_exporter::{logging, run, web};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 pub const TOKEN: &str = "test-token-4f1c";
 
@@ -27,8 +27,8 @@ pub const TOKEN: &str = "test-token-4f1c";
 pub struct TestExporter {
     pub addr: SocketAddr,
     http: reqwest::Client,
-    /// Re-reads the web configuration, as SIGHUP does.
-    pub reload: mpsc::Sender<()>,
+    /// Re-reads the web configuration and the accounts file, as SIGHUP does.
+    pub reload: Arc<clouddevice_exporter::web::reload::Reloader>,
     /// The accounts probed, with an accounts file.
     pub probes: Option<Arc<Probes>>,
     _stop: oneshot::Sender<()>,
@@ -68,11 +68,10 @@ impl TestExporter {
             .validate(env)
             .expect("test config is valid");
         let built = run::build(&config).expect("app builds");
-        let (app, probes) = (built.router, built.probes);
+        let (app, probes, reload) = (built.router, built.probes, built.reloader);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let (reload, reloads) = mpsc::channel(1);
         let serving = web::Serving {
             limits: config.conn_limits,
             web: config.web.clone(),
@@ -80,7 +79,8 @@ impl TestExporter {
         let shutdown = async {
             let _ = stopped.await;
         };
-        tokio::spawn(web::serve(listener, app, serving, shutdown, reloads));
+        let reloader = reload.clone();
+        tokio::spawn(async move { web::serve(listener, app, serving, shutdown, &reloader).await });
         TestExporter {
             addr,
             http: reqwest::Client::new(),
@@ -244,7 +244,7 @@ impl Running {
             .to_string()
     }
 
-    /// Sends SIGHUP: re-read the web configuration.
+    /// Sends SIGHUP: re-read the web configuration and the accounts file.
     pub fn hangup(&self) {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();

@@ -1,0 +1,102 @@
+//! Re-reading the configuration while serving: the web configuration (`--web.config.file`) and
+//! the accounts file (`--config.file`) together, on SIGHUP or `POST /-/reload`
+//! (`--web.enable-lifecycle`), one reload at a time, with one log line and one reload state
+//! (`clouddevice_exporter_config_last_reload_successful`) for both.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::probe::Probes;
+use crate::self_metrics::ReloadState;
+use crate::web::serve::WebReload;
+
+/// What a reload re-reads, and where it records how it went.
+pub struct Reloader {
+    /// Set by [`crate::web::serve`] when there is a web configuration file.
+    web: OnceLock<WebReload>,
+    probes: Option<Arc<Probes>>,
+    state: Option<ReloadState>,
+    /// One reload at a time: two at once could each keep what the other replaced.
+    one: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    /// A reloader of the accounts of `probes` (if they come from a file), recording in `state`.
+    pub fn new(probes: Option<Arc<Probes>>, state: Option<ReloadState>) -> Self {
+        Reloader {
+            web: OnceLock::new(),
+            probes,
+            state,
+            one: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The web configuration in use, which later reloads re-read too.
+    pub(super) fn serve_web(&self, web: WebReload) {
+        // Served once per process: a second call would be a second server, which never happens.
+        let _ = self.web.set(web);
+    }
+
+    /// Re-reads both files and applies them only if both load: a file that does not load, or an
+    /// account that cannot be set up, leaves the whole configuration in use. Logs one line
+    /// either way, and returns it.
+    pub async fn reload(&self) -> Result<String, String> {
+        let _one = self.one.lock().await;
+        let result = self.load_and_apply().await;
+        match &result {
+            Ok(summary) => tracing::info!(summary = %summary, "reloaded the configuration"),
+            Err(error) => {
+                tracing::error!(%error, "cannot reload the configuration; keeping the one in use")
+            }
+        }
+        if let Some(state) = &self.state {
+            state.record(result.is_ok());
+        }
+        result
+    }
+
+    async fn load_and_apply(&self) -> Result<String, String> {
+        let web = match self.web.get() {
+            Some(web) => {
+                let new = web.load().await.map_err(|error| {
+                    format!("the web configuration {}: {error}", web.path().display())
+                })?;
+                Some((web, new))
+            }
+            None => None,
+        };
+        let accounts = match &self.probes {
+            Some(probes) => match probes.load().await {
+                Some(loaded) => {
+                    let (accounts, warnings) =
+                        loaded.map_err(|error| format!("the accounts file: {error}"))?;
+                    Some((probes, accounts, warnings))
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let mut done = Vec::new();
+        // The accounts first: setting one up can still fail, and then nothing has changed.
+        if let Some((probes, accounts, warnings)) = accounts {
+            let swapped = probes
+                .swap(accounts)
+                .map_err(|error| format!("the accounts file: {error}"))?;
+            for warning in &warnings {
+                tracing::warn!("{warning}");
+            }
+            done.push(format!(
+                "the accounts file ({} accounts: {} kept, {} added, {} changed, {} removed)",
+                swapped.served, swapped.kept, swapped.added, swapped.changed, swapped.removed
+            ));
+        }
+        if let Some((web, new)) = web {
+            web.apply(new);
+            done.push(format!("the web configuration {}", web.path().display()));
+        }
+        Ok(if done.is_empty() {
+            "nothing to reload: neither --web.config.file nor --config.file is given".into()
+        } else {
+            done.join(" and ")
+        })
+    }
+}
