@@ -39,7 +39,7 @@ pub enum TargetError {
 }
 
 /// What every account is built with.
-pub struct Shared {
+pub struct Resources {
     pub pool: CollectorPool,
     /// One client, so one pool of connections, for every account.
     pub http: reqwest::Client,
@@ -52,7 +52,7 @@ pub struct Shared {
     pub redactor: Redactor,
 }
 
-impl Shared {
+impl Resources {
     fn target(&self, account: Account) -> Result<Target, TargetError> {
         let metrics = ExporterMetrics::for_account()
             .map(Arc::new)
@@ -85,7 +85,7 @@ impl Shared {
 }
 
 /// Where a reload reads the accounts from.
-pub struct Source {
+pub struct FromFile {
     pub path: PathBuf,
     pub defaults: AccountDefaults,
     pub env: EnvLookup,
@@ -95,16 +95,16 @@ pub struct Source {
 /// The accounts being probed, by name.
 pub struct Probes {
     current: RwLock<Arc<BTreeMap<String, Arc<Target>>>>,
-    shared: Shared,
+    shared: Resources,
     /// `None` for a set that never changes (`--demo`).
-    source: Option<Source>,
+    source: Option<FromFile>,
 }
 
 impl Probes {
     pub fn new(
         accounts: Vec<Account>,
-        shared: Shared,
-        source: Option<Source>,
+        shared: Resources,
+        source: Option<FromFile>,
     ) -> Result<Self, TargetError> {
         let targets = accounts
             .into_iter()

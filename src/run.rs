@@ -251,7 +251,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
             // have requests in flight together, not as many as each has had on its own.
             let http = crate::upstream::http::client(config.account_defaults.timeout)
                 .map_err(|e| AuthError::Client(e.to_string()))?;
-            let shared = probe::Shared {
+            let shared = probe::Resources {
                 pool: CollectorPool::per_core().map_err(RunError::Collector)?,
                 http,
                 request_slots,
@@ -269,7 +269,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
                 .path
                 .clone()
                 .zip(process)
-                .map(|(path, metrics)| probe::Source {
+                .map(|(path, metrics)| probe::FromFile {
                     path,
                     defaults: config.account_defaults.clone(),
                     env: file.env.clone(),

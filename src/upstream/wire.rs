@@ -159,7 +159,7 @@ macro_rules! wire_row {
         }
 
         impl<'a> IntoInstance for $name<'a> {
-            fn into_instance(self, shared: &mut Shared, time_zone: UtcOffset) -> Instance {
+            fn into_instance(self, shared: &mut PageState, time_zone: UtcOffset) -> Instance {
                 let instance_id = shared.text(self.instance_id.text(), MAX_INSTANCE_ID_CHARS);
                 let instance_name =
                     shared.text(self.instance_name.text(), MAX_INSTANCE_NAME_CHARS);
@@ -208,7 +208,7 @@ wire_row!(
 
 /// A row made into the exporter's [`Instance`].
 trait IntoInstance {
-    fn into_instance(self, shared: &mut Shared, time_zone: UtcOffset) -> Instance;
+    fn into_instance(self, shared: &mut PageState, time_zone: UtcOffset) -> Instance;
 }
 
 /// A field read as text.
@@ -466,7 +466,7 @@ impl Interner {
 /// One interner per repeating field of a page, and what the page's fields held that could not
 /// be kept as sent.
 #[derive(Default)]
-struct Shared {
+struct PageState {
     region: Interner,
     region_name: Interner,
     sku: Interner,
@@ -479,7 +479,7 @@ struct Shared {
     truncated: usize,
 }
 
-impl Shared {
+impl PageState {
     /// A text field, cut to `max` characters; an invalid one is counted and empty.
     fn text<'a>(&mut self, field: Field<Cow<'a, str>>, max: usize) -> Cow<'a, str> {
         match field {
@@ -538,7 +538,7 @@ impl Shared {
 
     fn shared(
         &mut self,
-        which: fn(&mut Shared) -> &mut Interner,
+        which: fn(&mut PageState) -> &mut Interner,
         field: Field<Cow<'_, str>>,
     ) -> Arc<str> {
         let text = self.text(field, MAX_TEXT_CHARS);
@@ -603,7 +603,7 @@ where
         expected_rows,
         time_zone,
     } = decoding;
-    let mut shared = Shared::default();
+    let mut shared = PageState::default();
     let mut rows = Vec::with_capacity(expected_rows.min(max_rows));
     while let Some(row) = seq.next_element::<R>()? {
         if rows.len() == max_rows {
