@@ -267,7 +267,7 @@ impl Collector {
             // Requests count their own failures; the collection counts only its own.
             if let Err(error) = &result {
                 if error.is_collection_failure() {
-                    metrics.api_error(&error.label());
+                    metrics.api_error(&error.cause());
                 }
             }
             let duration = started.elapsed();

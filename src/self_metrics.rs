@@ -55,17 +55,92 @@ pub const MAX_UNDOCUMENTED_CODES: usize = 20;
 /// The label of every code past that limit (and of a code that does not look like one).
 const OTHER: &str = "other";
 
-/// The causes exported at 0 from the start, so rates and alerts see a series before the first
-/// error.
-const STARTED_AT_ZERO: &[&str] = &[
-    "timeout",
-    "transport",
-    "throttled",
-    "decode",
-    "list_changed",
-    "too_large",
-    "redirect",
-];
+/// Why a request (or a collection) failed: the `error_code` label of
+/// `clouddevice_exporter_api_errors_total`. Every place that counts or labels an error builds
+/// one, and [`Cause::label`] names each kind in one exhaustive match, so a new kind cannot go
+/// unlabelled or be mistaken for an upstream's code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// A code the upstream sent (the API's, the gateway's or IAM's), already checked to look
+    /// like one; [`ExporterMetrics::api_error`] bounds how many undocumented ones get a label.
+    Code(String),
+    /// An answer with neither a code nor a success: its HTTP status.
+    Http(u16),
+    /// A code that does not look like one, or free text where a code belongs.
+    Other,
+    /// No answer in time (a request's own timeout or the scrape's deadline).
+    Timeout,
+    /// No answer at all: connection, TLS, DNS, proxy.
+    Transport,
+    /// HTTP 429 or `APIGW.0308`.
+    Throttled,
+    /// An answer that is not the JSON the reference describes.
+    Decode,
+    /// A redirect, never followed.
+    Redirect,
+    /// A body past `--clouddevice.max-response-bytes`.
+    TooLarge,
+    /// More pages than `--clouddevice.max-pages`.
+    TooManyPages,
+    /// The list changed while it was paged, twice.
+    ListChanged,
+    /// The IAM token endpoint failed in this way.
+    Iam(IamCause),
+}
+
+/// How the IAM token endpoint failed, when it sent no code of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IamCause {
+    Timeout,
+    Transport,
+    Decode,
+    Redirect,
+    TooLarge,
+    /// A success without the token header.
+    NoToken,
+    Http(u16),
+}
+
+impl Cause {
+    /// The causes exported at 0 from the start, so rates and alerts see a series before the
+    /// first error.
+    pub const STARTED_AT_ZERO: [Cause; 7] = [
+        Cause::Timeout,
+        Cause::Transport,
+        Cause::Throttled,
+        Cause::Decode,
+        Cause::ListChanged,
+        Cause::TooLarge,
+        Cause::Redirect,
+    ];
+
+    /// The `error_code` label.
+    pub fn label(&self) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow::{Borrowed, Owned};
+        match self {
+            Cause::Code(code) => Borrowed(code),
+            Cause::Http(status) => Owned(format!("http_{status}")),
+            Cause::Other => Borrowed(OTHER),
+            Cause::Timeout => Borrowed("timeout"),
+            Cause::Transport => Borrowed("transport"),
+            Cause::Throttled => Borrowed("throttled"),
+            Cause::Decode => Borrowed("decode"),
+            Cause::Redirect => Borrowed("redirect"),
+            Cause::TooLarge => Borrowed("too_large"),
+            Cause::TooManyPages => Borrowed("too_many_pages"),
+            Cause::ListChanged => Borrowed("list_changed"),
+            Cause::Iam(iam) => match iam {
+                IamCause::Timeout => Borrowed("iam_timeout"),
+                IamCause::Transport => Borrowed("iam_transport"),
+                IamCause::Decode => Borrowed("iam_decode"),
+                IamCause::Redirect => Borrowed("iam_redirect"),
+                IamCause::TooLarge => Borrowed("iam_too_large"),
+                IamCause::NoToken => Borrowed("iam_no_token"),
+                IamCause::Http(status) => Owned(format!("iam_http_{status}")),
+            },
+        }
+    }
+}
 
 /// Whether a label is shaped like an error code: `[A-Z][A-Za-z0-9_.]{0,63}`, as the codes the
 /// API, the gateway and IAM document are. Anything else an upstream sends (free text, a
@@ -77,25 +152,6 @@ pub fn code_shaped(label: &str) -> bool {
         && bytes[1..]
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.')
-}
-
-/// The causes the exporter names itself: a fixed list, and HTTP statuses (three digits).
-fn is_cause(label: &str) -> bool {
-    const CAUSES: &[&str] = &[
-        "too_many_pages",
-        OTHER,
-        "iam_timeout",
-        "iam_transport",
-        "iam_decode",
-        "iam_redirect",
-        "iam_too_large",
-        "iam_no_token",
-    ];
-    let status = |s: &str| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit());
-    CAUSES.contains(&label)
-        || STARTED_AT_ZERO.contains(&label)
-        || label.strip_prefix("http_").is_some_and(status)
-        || label.strip_prefix("iam_http_").is_some_and(status)
 }
 
 /// `clouddevice_exporter_build_info`, registered in `registry`.
@@ -172,8 +228,8 @@ impl ExporterMetrics {
             "clouddevice_exporter_truncated_values_total",
             "Text fields of the API's rows longer than their bound (instance_id 32 characters, every other 128), cut to it.",
         )?;
-        for cause in STARTED_AT_ZERO {
-            api_errors.with_label_values(&[cause]);
+        for cause in Cause::STARTED_AT_ZERO {
+            api_errors.with_label_values(&[cause.label().as_ref()]);
         }
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(api_requests.clone()))?;
@@ -202,24 +258,28 @@ impl ExporterMetrics {
     /// Counts a failure under its label, bounded: a code that is neither documented nor among
     /// the first [`MAX_UNDOCUMENTED_CODES`] seen is counted as `other`, so a misbehaving or
     /// hostile upstream cannot make series without end.
-    pub fn api_error(&self, label: &str) {
-        let label = if is_cause(label) || DOCUMENTED_CODES.contains(&label) {
-            label
-        } else if !code_shaped(label) {
-            OTHER
-        } else {
-            let mut seen = self
-                .undocumented_codes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if seen.contains(label) || seen.len() < MAX_UNDOCUMENTED_CODES {
-                seen.insert(label.to_string());
-                label
-            } else {
-                OTHER
+    /// Counts an error by its cause. An upstream's code gets a label of its own when it is
+    /// documented, or among the first [`MAX_UNDOCUMENTED_CODES`] others; past that, or when it
+    /// does not look like a code, it counts as `other`.
+    pub fn api_error(&self, cause: &Cause) {
+        let label = match cause {
+            Cause::Code(code) if DOCUMENTED_CODES.contains(&code.as_str()) => cause.label(),
+            Cause::Code(code) if !code_shaped(code) => Cause::Other.label(),
+            Cause::Code(code) => {
+                let mut seen = self
+                    .undocumented_codes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if seen.contains(code) || seen.len() < MAX_UNDOCUMENTED_CODES {
+                    seen.insert(code.clone());
+                    cause.label()
+                } else {
+                    Cause::Other.label()
+                }
             }
+            _ => cause.label(),
         };
-        self.api_errors.with_label_values(&[label]).inc();
+        self.api_errors.with_label_values(&[label.as_ref()]).inc();
     }
 
     pub fn replaced_text(&self, n: usize) {
@@ -377,7 +437,7 @@ mod tests {
         let metrics = ExporterMetrics::new().unwrap();
         let before = error_series(&metrics).len();
         for n in 0..1000 {
-            metrics.api_error(&format!("EVIL.{n:04}"));
+            metrics.api_error(&Cause::Code(format!("EVIL.{n:04}")));
         }
         let series = error_series(&metrics);
         // The causes at zero, the first 20 codes, and `other` for the other 980.
@@ -387,16 +447,89 @@ mod tests {
         assert!(series.iter().any(|(l, _)| l == "EVIL.0000"));
         assert!(!series.iter().any(|(l, _)| l == "EVIL.0020"));
         // Documented codes and causes always get their own label, however many came before.
-        metrics.api_error("KOOPHONE.API.1001");
-        metrics.api_error("http_503");
-        metrics.api_error("iam_http_401");
+        metrics.api_error(&Cause::Code("KOOPHONE.API.1001".into()));
+        metrics.api_error(&Cause::Http(503));
+        metrics.api_error(&Cause::Iam(IamCause::Http(401)));
         let series = error_series(&metrics);
         for label in ["KOOPHONE.API.1001", "http_503", "iam_http_401"] {
             assert!(series.iter().any(|(l, _)| l == label), "{label}");
         }
         // A code already labelled keeps its label.
-        metrics.api_error("EVIL.0003");
+        metrics.api_error(&Cause::Code("EVIL.0003".into()));
         let evil = error_series(&metrics);
         assert_eq!(evil.iter().find(|(l, _)| l == "EVIL.0003").unwrap().1, 2.0);
+    }
+
+    /// Every cause's label: distinct, never shaped like an upstream's code (so none can be taken
+    /// for one, or bounded with them), and each one the README documents.
+    #[test]
+    fn every_cause_has_its_own_label_that_no_code_can_take() {
+        let causes = [
+            Cause::Http(503),
+            Cause::Other,
+            Cause::Timeout,
+            Cause::Transport,
+            Cause::Throttled,
+            Cause::Decode,
+            Cause::Redirect,
+            Cause::TooLarge,
+            Cause::TooManyPages,
+            Cause::ListChanged,
+            Cause::Iam(IamCause::Timeout),
+            Cause::Iam(IamCause::Transport),
+            Cause::Iam(IamCause::Decode),
+            Cause::Iam(IamCause::Redirect),
+            Cause::Iam(IamCause::TooLarge),
+            Cause::Iam(IamCause::NoToken),
+            Cause::Iam(IamCause::Http(401)),
+        ];
+        // The compiler keeps this list whole: a new kind fails this match until it is added.
+        for cause in &causes {
+            match cause {
+                Cause::Code(_) => unreachable!("codes come from the upstream"),
+                Cause::Http(_)
+                | Cause::Other
+                | Cause::Timeout
+                | Cause::Transport
+                | Cause::Throttled
+                | Cause::Decode
+                | Cause::Redirect
+                | Cause::TooLarge
+                | Cause::TooManyPages
+                | Cause::ListChanged => {}
+                Cause::Iam(
+                    IamCause::Timeout
+                    | IamCause::Transport
+                    | IamCause::Decode
+                    | IamCause::Redirect
+                    | IamCause::TooLarge
+                    | IamCause::NoToken
+                    | IamCause::Http(_),
+                ) => {}
+            }
+        }
+        let labels: HashSet<String> = causes.iter().map(|c| c.label().into_owned()).collect();
+        assert_eq!(labels.len(), causes.len(), "{labels:?}");
+        let readme = include_str!("../README.md");
+        for label in &labels {
+            assert!(!code_shaped(label), "{label} looks like an upstream's code");
+            let documented = label.replace("503", "<status>").replace("401", "<status>");
+            assert!(
+                readme.contains(&format!("`{documented}`")),
+                "the README's error_code list lacks `{documented}`"
+            );
+        }
+        // Past the bound on undocumented codes, every cause still has its own series.
+        let metrics = ExporterMetrics::new().unwrap();
+        for n in 0..100 {
+            metrics.api_error(&Cause::Code(format!("EVIL.{n:04}")));
+        }
+        for cause in &causes {
+            metrics.api_error(cause);
+        }
+        let series = error_series(&metrics);
+        for label in &labels {
+            assert!(series.iter().any(|(l, _)| l == label), "{label}");
+        }
     }
 }

@@ -180,7 +180,7 @@ impl BatchQuery {
     /// Counts and logs a failed request, with the request id and the API's error_code and
     /// error_msg (what the provider's support asks for).
     fn report(&self, error: &ApiError) {
-        self.metrics.api_error(&error.label());
+        self.metrics.api_error(&error.cause());
         let (code, message) = error.api_code();
         tracing::warn!(
             request_id = error.request_id(),

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::self_metrics::Cause;
+
 /// Why a page, or a whole read of the list, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -59,7 +61,7 @@ pub enum ApiError {
     },
     #[error("cannot get an IAM token: {reason}")]
     Iam {
-        label: String,
+        cause: Cause,
         reason: String,
         /// No answer, or IAM failing or throttling: worth a retry.
         transient: bool,
@@ -109,31 +111,31 @@ fn hint(code: Option<&str>, status: Option<u16>) -> &'static str {
 }
 
 impl ApiError {
-    /// The label for `clouddevice_exporter_api_errors_total{error_code}`: the API's code when it
-    /// looks like one, else the cause. `ExporterMetrics::api_error` bounds how many codes get a
-    /// label of their own.
-    pub fn label(&self) -> String {
+    /// What `clouddevice_exporter_api_errors_total{error_code}` counts this as: the API's code
+    /// when it looks like one, else the cause. `ExporterMetrics::api_error` bounds how many
+    /// codes get a label of their own.
+    pub fn cause(&self) -> Cause {
         match self {
-            ApiError::Timeout { .. } | ApiError::Deadline { .. } => "timeout".into(),
-            ApiError::Transport { .. } => "transport".into(),
-            ApiError::Status { status: 429, .. } => "throttled".into(),
-            ApiError::Api { code, .. } if code == "APIGW.0308" => "throttled".into(),
+            ApiError::Timeout { .. } | ApiError::Deadline { .. } => Cause::Timeout,
+            ApiError::Transport { .. } => Cause::Transport,
+            ApiError::Status { status: 429, .. } => Cause::Throttled,
+            ApiError::Api { code, .. } if code == "APIGW.0308" => Cause::Throttled,
             ApiError::Status {
                 code: Some(code), ..
             }
             | ApiError::Api { code, .. }
                 if looks_like_code(code) =>
             {
-                code.clone()
+                Cause::Code(code.clone())
             }
-            ApiError::Status { status, .. } => format!("http_{status}"),
-            ApiError::Api { .. } => "other".into(),
-            ApiError::Decode { .. } => "decode".into(),
-            ApiError::Redirect { .. } => "redirect".into(),
-            ApiError::TooLarge { .. } => "too_large".into(),
-            ApiError::TooManyPages { .. } => "too_many_pages".into(),
-            ApiError::ListChanged { .. } => "list_changed".into(),
-            ApiError::Iam { label, .. } => label.clone(),
+            ApiError::Status { status, .. } => Cause::Http(*status),
+            ApiError::Api { .. } => Cause::Other,
+            ApiError::Decode { .. } => Cause::Decode,
+            ApiError::Redirect { .. } => Cause::Redirect,
+            ApiError::TooLarge { .. } => Cause::TooLarge,
+            ApiError::TooManyPages { .. } => Cause::TooManyPages,
+            ApiError::ListChanged { .. } => Cause::ListChanged,
+            ApiError::Iam { cause, .. } => cause.clone(),
         }
     }
 
@@ -230,19 +232,33 @@ mod tests {
 
     #[test]
     fn error_labels_are_bounded() {
-        assert_eq!(status(Some("APIGW.0307"), 401).label(), "APIGW.0307");
-        assert_eq!(status(None, 502).label(), "http_502");
         assert_eq!(
-            status(Some("a very long and free-form error text!"), 500).label(),
+            status(Some("APIGW.0307"), 401).cause().label(),
+            "APIGW.0307"
+        );
+        assert_eq!(status(None, 502).cause().label(), "http_502");
+        assert_eq!(
+            status(Some("a very long and free-form error text!"), 500)
+                .cause()
+                .label(),
             "http_500"
         );
-        assert_eq!(api("KOOPHONE.API.1001").label(), "KOOPHONE.API.1001");
-        assert_eq!(api("{\"x\": 1}").label(), "other");
+        assert_eq!(
+            api("KOOPHONE.API.1001").cause().label(),
+            "KOOPHONE.API.1001"
+        );
+        assert_eq!(api("{\"x\": 1}").cause().label(), "other");
         // The documented shape only: a capital first, then letters, digits, `_` and `.`.
-        assert_eq!(api("lower.case").label(), "other");
-        assert_eq!(api("APIGW-0301").label(), "other");
-        assert_eq!(api(&format!("A{}", "B".repeat(64))).label(), "other");
-        assert_eq!(api(&format!("A{}", "B".repeat(63))).label().len(), 64);
+        assert_eq!(api("lower.case").cause().label(), "other");
+        assert_eq!(api("APIGW-0301").cause().label(), "other");
+        assert_eq!(
+            api(&format!("A{}", "B".repeat(64))).cause().label(),
+            "other"
+        );
+        assert_eq!(
+            api(&format!("A{}", "B".repeat(63))).cause().label().len(),
+            64
+        );
     }
 
     #[test]
@@ -259,9 +275,9 @@ mod tests {
 
     #[test]
     fn throttling_is_labelled_throttled_however_it_comes() {
-        assert_eq!(status(Some("APIGW.0308"), 429).label(), "throttled");
-        assert_eq!(status(None, 429).label(), "throttled");
-        assert_eq!(api("APIGW.0308").label(), "throttled");
+        assert_eq!(status(Some("APIGW.0308"), 429).cause().label(), "throttled");
+        assert_eq!(status(None, 429).cause().label(), "throttled");
+        assert_eq!(api("APIGW.0308").cause().label(), "throttled");
     }
 
     #[test]

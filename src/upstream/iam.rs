@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::secret::Secret;
-use crate::self_metrics::ExporterMetrics;
+use crate::self_metrics::{Cause, ExporterMetrics, IamCause};
 use crate::upstream::credentials::{IamCredentials, ProjectScope};
 use crate::upstream::error::ApiError;
 use crate::upstream::http::{self, read_capped, redirect_target, Capped};
@@ -173,7 +173,7 @@ impl IamSession {
             }
         }
         lease(&state).ok_or_else(|| ApiError::Iam {
-            label: "iam_no_token".into(),
+            cause: Cause::Iam(IamCause::NoToken),
             reason: "no token is held".into(),
             transient: false,
         })
@@ -202,7 +202,7 @@ impl IamSession {
                 Ok(token) => return Ok(token),
                 Err(error) => error,
             };
-            self.metrics.api_error(&error.label());
+            self.metrics.api_error(&error.cause());
             let delay = retry
                 .then(|| self.retry.delay(done, &error, deadline))
                 .flatten();
@@ -218,8 +218,8 @@ impl IamSession {
     async fn fetch_once(&self, deadline: Instant) -> Result<Token, ApiError> {
         let fetched_at = SystemTime::now();
         // `transient`: no answer, or IAM itself failing or throttling; worth a retry.
-        let iam_error = |label: String, reason: String, transient: bool| ApiError::Iam {
-            label,
+        let iam_error = |cause: Cause, reason: String, transient: bool| ApiError::Iam {
+            cause,
             reason,
             transient,
         };
@@ -238,13 +238,13 @@ impl IamSession {
             Ok(r) => r,
             Err(e) => {
                 self.metrics.api_request(API_IAM_TOKEN, "error");
-                let label = if e.is_timeout() {
-                    "iam_timeout"
+                let cause = if e.is_timeout() {
+                    IamCause::Timeout
                 } else {
-                    "iam_transport"
+                    IamCause::Transport
                 };
                 return Err(iam_error(
-                    label.into(),
+                    Cause::Iam(cause),
                     self.redactor.clean(format!(
                         "no answer from {}: {}",
                         http::shown(&self.url),
@@ -259,7 +259,7 @@ impl IamSession {
         if status.is_redirection() {
             // Following it would send the password to wherever it points.
             return Err(iam_error(
-                "iam_redirect".into(),
+                Cause::Iam(IamCause::Redirect),
                 format!(
                     "IAM answered with a redirect (HTTP {}) to {}; it is not followed, since it would carry the password there: set --iam.endpoint to the address IAM answers on",
                     status.as_u16(),
@@ -273,12 +273,12 @@ impl IamSession {
             .await
             .map_err(|e| match e {
                 Capped::TooLarge => iam_error(
-                    "iam_too_large".into(),
+                    Cause::Iam(IamCause::TooLarge),
                     format!("the answer passed {MAX_ANSWER_BYTES} bytes"),
                     false,
                 ),
                 Capped::Failed(e) => iam_error(
-                    "iam_transport".into(),
+                    Cause::Iam(IamCause::Transport),
                     self.redactor
                         .clean(format!("reading the answer: {}", e.without_url())),
                     true,
@@ -297,10 +297,10 @@ impl IamSession {
             // IAM may echo the password (or a proxy the request body): never keep it.
             let code = code.map(|c| self.redactor.clean(c));
             let message = message.map(|m| self.redactor.clean(m));
-            let label = code
+            let cause = code
                 .clone()
                 .filter(|c| crate::upstream::error::looks_like_code(c) && c.contains('.'))
-                .unwrap_or_else(|| format!("iam_http_{}", status.as_u16()));
+                .map_or(Cause::Iam(IamCause::Http(status.as_u16())), Cause::Code);
             let mut reason = format!("IAM answered HTTP {}", status.as_u16());
             if let Some(code) = code {
                 reason.push_str(&format!(" {code}"));
@@ -314,11 +314,11 @@ impl IamSession {
                 );
             }
             let transient = status.as_u16() == 429 || status.is_server_error();
-            return Err(iam_error(label, reason, transient));
+            return Err(iam_error(cause, reason, transient));
         }
         let mut value = subject.ok_or_else(|| {
             iam_error(
-                "iam_decode".into(),
+                Cause::Iam(IamCause::Decode),
                 "the answer has no X-Subject-Token header".into(),
                 false,
             )

@@ -114,7 +114,7 @@ mod tests {
         };
         assert!(!RetryPolicy::retries(&decode));
         let iam = |transient| ApiError::Iam {
-            label: "iam_http_503".into(),
+            cause: crate::self_metrics::Cause::Iam(crate::self_metrics::IamCause::Http(503)),
             reason: String::new(),
             transient,
         };
