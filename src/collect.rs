@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 
+use crate::clock::Clock;
 use crate::fleet::Fleet;
 use crate::self_metrics::ExporterMetrics;
 use crate::upstream::{ApiError, Source};
@@ -131,6 +132,8 @@ impl CollectorPool {
 
 /// Shares collections between scrapes.
 pub struct Collector {
+    /// What the reuse and stale windows are measured on.
+    clock: Clock,
     thread: Arc<CollectorThread>,
     source: Arc<dyn Source>,
     metrics: Arc<ExporterMetrics>,
@@ -171,6 +174,7 @@ impl Collector {
         keep: Retention,
     ) -> Self {
         Collector {
+            clock: Clock::system(),
             thread,
             source,
             metrics,
@@ -179,6 +183,17 @@ impl Collector {
             least_time: keep.least_time,
             state: Arc::new(Mutex::new(State::default())),
         }
+    }
+
+    /// Measures the reuse and stale windows, and stamps collections, on `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock the windows are measured on.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The reuse window, when there is one.
@@ -197,7 +212,7 @@ impl Collector {
         lock(&self.state)
             .last_good
             .as_ref()
-            .filter(|c| c.finished.elapsed() < self.serve_stale_for)
+            .filter(|c| self.clock.since(c.finished) < self.serve_stale_for)
             .cloned()
     }
 
@@ -212,7 +227,7 @@ impl Collector {
             let recent = state
                 .last_good
                 .as_ref()
-                .filter(|c| c.finished.elapsed() < self.min_interval);
+                .filter(|c| self.clock.since(c.finished) < self.min_interval);
             if let Some(recent) = recent {
                 return Some(recent.clone());
             }
@@ -258,6 +273,7 @@ impl Collector {
         let metrics = self.metrics.clone();
         let state = self.state.clone();
         let keep = !self.min_interval.is_zero() || !self.serve_stale_for.is_zero();
+        let clock = self.clock.clone();
         let task = self.thread.runtime.spawn(async move {
             let started = Instant::now();
             let read = tokio::time::timeout_at(deadline.into(), source.read(deadline));
@@ -287,8 +303,8 @@ impl Collector {
             };
             let collection = Arc::new(Collection {
                 fleet: result.map(Arc::new).map_err(|e| e.to_string()),
-                finished: Instant::now(),
-                finished_at: SystemTime::now(),
+                finished: clock.instant(),
+                finished_at: clock.now(),
             });
             let mut state = lock(&state);
             state.running = None;
@@ -306,6 +322,7 @@ impl Collector {
             collection
         });
         let state = self.state.clone();
+        let clock = self.clock.clone();
         async move {
             task.await.unwrap_or_else(|e| {
                 // Only a panic in the collection gets here; keep serving, and let the next
@@ -314,8 +331,8 @@ impl Collector {
                 tracing::error!(error = %e, "the collection task failed");
                 Arc::new(Collection {
                     fleet: Err(format!("the collection task failed: {e}")),
-                    finished: Instant::now(),
-                    finished_at: SystemTime::now(),
+                    finished: clock.instant(),
+                    finished_at: clock.now(),
                 })
             })
         }
@@ -439,7 +456,10 @@ mod tests {
             ..Retention::default()
         };
         let metrics = Arc::new(ExporterMetrics::new().unwrap());
-        let collector = Collector::new(source.clone(), metrics, keep).unwrap();
+        let clock = Clock::manual();
+        let collector = Collector::new(source.clone(), metrics, keep)
+            .unwrap()
+            .with_clock(clock.clone());
         let (deadline, b) = budget(5_000);
         assert!(
             collector.stale_stand_in().is_none(),
@@ -451,7 +471,7 @@ mod tests {
         assert!(failed.fleet.is_err(), "a failure is still read afresh");
         let stand_in = collector.stale_stand_in().expect("within the window");
         assert!(Arc::ptr_eq(&stand_in, &good));
-        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        clock.advance(Duration::from_millis(1_100));
         assert!(collector.stale_stand_in().is_none(), "past the window");
     }
 

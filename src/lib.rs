@@ -14,6 +14,7 @@
 //! nothing of the crate.
 
 pub mod cli;
+pub mod clock;
 pub mod collect;
 pub mod exposition;
 pub mod files;

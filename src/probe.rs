@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Semaphore;
 
 use crate::cli::accounts::{self, Account, AccountDefaults, EnvLookup};
+use crate::clock::Clock;
 use crate::collect::{Collector, CollectorPool, Retention};
 use crate::scrape::Exporter;
 use crate::self_metrics::{ExporterMetrics, ProcessMetrics};
@@ -50,6 +51,8 @@ pub struct Resources {
     pub max_requests: u32,
     /// Every account's secrets, scrubbed from what any account's upstream answers.
     pub redactor: Redactor,
+    /// What token lifetimes and windows are measured on.
+    pub clock: Clock,
 }
 
 impl Resources {
@@ -71,9 +74,11 @@ impl Resources {
             account: account.name.clone(),
             source,
         })?
-        .with_request_slots(self.request_slots.clone());
+        .with_request_slots(self.request_slots.clone())
+        .with_clock(self.clock.clone());
         let collector =
-            Collector::in_pool(&self.pool, Arc::new(source), metrics.clone(), self.keep);
+            Collector::in_pool(&self.pool, Arc::new(source), metrics.clone(), self.keep)
+                .with_clock(self.clock.clone());
         let exporter = Exporter::new(collector, metrics, account.exposition.clone());
         Ok(Target {
             account,

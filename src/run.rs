@@ -233,9 +233,11 @@ pub fn build(config: &Config) -> Result<App, RunError> {
                 reload_state = Some(metrics.reload_state()?);
             }
             let source = BatchQuery::new(upstream.clone(), metrics.clone())?
-                .with_request_slots(request_slots.clone());
+                .with_request_slots(request_slots.clone())
+                .with_clock(config.clock.clone());
             let collector = Collector::new(Arc::new(source), metrics.clone(), keep)
-                .map_err(RunError::Collector)?;
+                .map_err(RunError::Collector)?
+                .with_clock(config.clock.clone());
             let exporter = Exporter::new(collector, metrics, config.exposition.clone());
             Telemetry::Account(Arc::new(exporter))
         }
@@ -258,6 +260,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
                 keep,
                 max_requests: config.max_requests,
                 redactor: Default::default(),
+                clock: config.clock.clone(),
             };
             // A file's reload state is on /metrics, which serves the process's metrics when
             // the accounts come from a file (validation refuses the flags' account then).

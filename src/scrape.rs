@@ -55,7 +55,7 @@ impl Exporter {
         let stale_for = served
             .as_ref()
             .filter(|_| !up)
-            .map(|c| c.finished.elapsed());
+            .map(|c| self.collector.clock().since(c.finished));
         let last_success = match served.as_ref().filter(|_| up) {
             Some(c) => Some(c.finished_at),
             None => self.collector.last_success_at(),

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use clouddevice_exporter::cli::credentials::SecretEnv;
+use clouddevice_exporter::clock::Clock;
 use clouddevice_exporter::secret::Secret;
 use clouddevice_exporter::self_metrics::ExporterMetrics;
 use clouddevice_exporter::simulator::{Fault, FaultKind, SimConfig, SimHandle, SimIamUser};
@@ -62,6 +63,11 @@ fn log_text() -> String {
 }
 
 fn iam_fleet(instances: usize, lifetime: Duration) -> SimConfig {
+    iam_fleet_on(instances, lifetime, Clock::system())
+}
+
+/// An IAM fleet whose tokens expire by `clock`, which the test moves instead of sleeping.
+fn iam_fleet_on(instances: usize, lifetime: Duration, clock: Clock) -> SimConfig {
     SimConfig {
         iam_user: Some(SimIamUser {
             name: USER.into(),
@@ -69,11 +75,22 @@ fn iam_fleet(instances: usize, lifetime: Duration) -> SimConfig {
             password: Secret::new(PASSWORD),
         }),
         token_lifetime: lifetime,
+        clock,
         ..SimConfig::new(instances, 5)
     }
 }
 
 async fn iam_exporter(sim: &SimHandle, password: &str, flags: &[&str]) -> TestExporter {
+    iam_exporter_on(sim, password, flags, Clock::system()).await
+}
+
+/// An exporter signing in to `sim`'s IAM, measuring token lifetimes on `clock`.
+async fn iam_exporter_on(
+    sim: &SimHandle,
+    password: &str,
+    flags: &[&str],
+    clock: Clock,
+) -> TestExporter {
     logs();
     let url = sim.url();
     let mut all = vec![
@@ -91,7 +108,7 @@ async fn iam_exporter(sim: &SimHandle, password: &str, flags: &[&str]) -> TestEx
         iam_password: Some(Secret::new(password)),
         ..SecretEnv::default()
     };
-    TestExporter::start_with(&url, &all, env).await
+    TestExporter::start_on(&url, &all, env, clock).await
 }
 
 async fn aksk_exporter(
@@ -131,8 +148,9 @@ fn iam_fetches(m: &Scraped, code: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn an_iam_token_is_renewed_across_scrapes_once_per_renewal() {
-    let sim = simulator(iam_fleet(150, Duration::from_secs(3))).await;
-    let exporter = iam_exporter(&sim, PASSWORD, &[]).await;
+    let clock = Clock::manual();
+    let sim = simulator(iam_fleet_on(150, Duration::from_secs(3), clock.clone())).await;
+    let exporter = iam_exporter_on(&sim, PASSWORD, &[], clock.clone()).await;
     let first = exporter.scrape().await;
     assert_eq!(first.up(), 1.0, "{}", first.0);
     assert_eq!(sim.iam_requests(), 1);
@@ -150,7 +168,7 @@ async fn an_iam_token_is_renewed_across_scrapes_once_per_renewal() {
     assert_eq!(sim.iam_requests(), 1, "a fresh token is reused");
 
     // Past half of the lifetime, well before expiry: renewed once.
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    clock.advance(Duration::from_millis(1700));
     let renewed = exporter.scrape().await;
     assert_eq!(renewed.up(), 1.0);
     assert_eq!(sim.iam_requests(), 2);
@@ -166,11 +184,12 @@ async fn an_iam_token_is_renewed_across_scrapes_once_per_renewal() {
 
 #[tokio::test]
 async fn ten_concurrent_scrapes_after_expiry_share_one_iam_call() {
-    let sim = simulator(iam_fleet(300, Duration::from_secs(2))).await;
-    let exporter = iam_exporter(&sim, PASSWORD, &[]).await;
+    let clock = Clock::manual();
+    let sim = simulator(iam_fleet_on(300, Duration::from_secs(2), clock.clone())).await;
+    let exporter = iam_exporter_on(&sim, PASSWORD, &[], clock.clone()).await;
     assert_eq!(exporter.scrape().await.up(), 1.0);
     assert_eq!(sim.iam_requests(), 1);
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    clock.advance(Duration::from_millis(2200));
     let scrapes = futures::future::join_all((0..10).map(|_| exporter.scrape())).await;
     for m in &scrapes {
         assert_eq!(m.up(), 1.0);
@@ -183,7 +202,8 @@ async fn ten_concurrent_scrapes_after_expiry_share_one_iam_call() {
 async fn concurrent_callers_after_expiry_share_one_renewal() {
     // Scrapes coalesce into one collection, so the test above cannot tell whether renewal itself
     // is shared; this asks the session directly, from ten tasks at once.
-    let sim = simulator(iam_fleet(1, Duration::from_secs(1))).await;
+    let clock = Clock::manual();
+    let sim = simulator(iam_fleet_on(1, Duration::from_secs(1), clock.clone())).await;
     let credentials = IamCredentials {
         endpoint: sim.url().parse().unwrap(),
         username: USER.into(),
@@ -192,18 +212,21 @@ async fn concurrent_callers_after_expiry_share_one_renewal() {
         password: Secret::new(PASSWORD),
     };
     let metrics = Arc::new(ExporterMetrics::new().unwrap());
-    let session = Arc::new(IamSession::new(
-        &credentials,
-        reqwest::Client::new(),
-        Duration::from_secs(5),
-        RetryPolicy { max_retries: 2 },
-        metrics,
-        Default::default(),
-    ));
+    let session = Arc::new(
+        IamSession::new(
+            &credentials,
+            reqwest::Client::new(),
+            Duration::from_secs(5),
+            RetryPolicy { max_retries: 2 },
+            metrics,
+            Default::default(),
+        )
+        .with_clock(clock.clone()),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let first = session.token(deadline).await.unwrap();
     assert_eq!(sim.iam_requests(), 1);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    clock.advance(Duration::from_millis(1200));
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let session = session.clone();
@@ -268,11 +291,12 @@ async fn a_wrong_password_fails_the_scrape_with_a_readable_log_line() {
 
 #[tokio::test]
 async fn when_iam_is_down_the_current_token_serves_until_it_expires() {
-    let sim = simulator(iam_fleet(20, Duration::from_secs(4))).await;
-    let exporter = iam_exporter(&sim, PASSWORD, &[]).await;
+    let clock = Clock::manual();
+    let sim = simulator(iam_fleet_on(20, Duration::from_secs(4), clock.clone())).await;
+    let exporter = iam_exporter_on(&sim, PASSWORD, &[], clock.clone()).await;
     assert_eq!(exporter.scrape().await.up(), 1.0);
     sim.set_iam_down(true);
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    clock.advance(Duration::from_millis(2200));
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 1.0, "the old token is still valid");
     assert_eq!(sim.iam_requests(), 2, "renewal was tried");
@@ -286,7 +310,7 @@ async fn when_iam_is_down_the_current_token_serves_until_it_expires() {
         2,
         "a failed renewal is not retried on every scrape"
     );
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    clock.advance(Duration::from_millis(2000));
     assert_eq!(
         exporter.scrape().await.up(),
         0.0,

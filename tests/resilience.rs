@@ -6,8 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use clouddevice_exporter::clock::Clock;
 use clouddevice_exporter::simulator::{Fault, FaultKind, SimConfig};
-use common::{sim_and_exporter, Scraped, TestExporter};
+use common::{sim_and_exporter, sim_and_exporter_on, Scraped, TestExporter};
 
 fn fleet(instances: usize) -> SimConfig {
     SimConfig::new(instances, 21)
@@ -286,7 +287,8 @@ async fn upstream_latency_is_observed_per_api() {
 /// age in the HELP texts and the collection's timestamp; past the window, nothing of the fleet.
 #[tokio::test]
 async fn a_failed_scrape_serves_the_last_good_fleet_within_the_stale_window() {
-    let (sim, exporter) = sim_and_exporter(
+    let clock = Clock::manual();
+    let (sim, exporter) = sim_and_exporter_on(
         fleet(150),
         &[
             "--scrape.serve-stale-for",
@@ -294,6 +296,7 @@ async fn a_failed_scrape_serves_the_last_good_fleet_within_the_stale_window() {
             "--clouddevice.max-retries",
             "0",
         ],
+        clock.clone(),
     )
     .await;
     let good = exporter.scrape().await;
@@ -318,7 +321,7 @@ async fn a_failed_scrape_serves_the_last_good_fleet_within_the_stale_window() {
     assert!(stale.contains("served from the last successful collection"));
     assert_eq!(errors(&stale, "KOOPHONE.API.1001"), Some(1.0));
 
-    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    clock.advance(Duration::from_millis(3_100));
     let gone = exporter.scrape().await;
     assert_eq!(gone.up(), 0.0);
     assert_eq!(

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clouddevice_exporter::clock::Clock;
 use clouddevice_exporter::simulator::{Fault, FaultKind, PagingFields, SimConfig};
-use common::{sim_and_exporter, Scraped};
+use common::{sim_and_exporter, sim_and_exporter_on, Scraped};
 
 fn fleet(instances: usize) -> SimConfig {
     SimConfig::new(instances, 11)
@@ -598,7 +599,8 @@ async fn a_moving_fleet_moves_between_scrapes_and_each_scrape_matches_it() {
         change_every: Some(Duration::from_millis(1_500)),
         ..fleet(500)
     };
-    let (sim, exporter) = sim_and_exporter(config, &[]).await;
+    let clock = Clock::manual();
+    let (sim, exporter) = sim_and_exporter_on(config, &[], clock.clone()).await;
     let frozen = |m: &Scraped| {
         m.samples("clouddevice_instances_by_frozen_status")
             .iter()
@@ -610,7 +612,7 @@ async fn a_moving_fleet_moves_between_scrapes_and_each_scrape_matches_it() {
     for _ in 0..3 {
         // Read what the simulator serves, then scrape, within the same 1.5 s epoch: each
         // scrape counts exactly the fleet of its moment.
-        tokio::time::sleep(Duration::from_millis(1_600)).await;
+        clock.advance(Duration::from_millis(1_600));
         let served = sim.fleet();
         let m = exporter.scrape().await;
         if Arc::ptr_eq(&served, &sim.fleet()) && m.up() == 1.0 {

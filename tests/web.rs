@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{exporter, hash, make_pki, start_with_web_config as start, tls_handshake, Pki};
 
 fn client(pki: &Pki, with_identity: bool) -> reqwest::Client {
@@ -149,7 +147,6 @@ async fn sighup_swaps_the_users_without_a_restart() {
     assert!(line.contains("basic_auth_users.bob"), "{line}");
     assert_eq!(status("bob", "b-pass").await, 200);
     assert!(running.terminate().success());
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
 #[test]

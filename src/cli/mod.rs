@@ -304,6 +304,9 @@ pub struct Config {
     pub external: Option<crate::web::sd::External>,
     /// `--web.enable-lifecycle`.
     pub lifecycle: bool,
+    /// What token lifetimes and the reuse and stale windows are measured on: the system's;
+    /// tests put in one they move.
+    pub clock: crate::clock::Clock,
     pub telemetry_path: String,
     pub exposition: ExpositionConfig,
     /// Used when the scraper does not send its timeout.
@@ -484,6 +487,7 @@ impl ExporterArgs {
             listen_address,
             external,
             lifecycle: self.enable_lifecycle,
+            clock: crate::clock::Clock::system(),
             telemetry_path,
             exposition: ExpositionConfig {
                 instance_metrics: self.instance_metrics,

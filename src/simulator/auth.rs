@@ -139,7 +139,7 @@ fn issue_token_of(state: &SimState, body: &Bytes) -> Response {
     let token: String = std::iter::once("MIIsim".to_string())
         .chain(std::iter::repeat_with(|| fastrand::alphanumeric().to_string()).take(48))
         .collect();
-    let issued_at = SystemTime::now();
+    let issued_at = state.config.clock.now();
     let expires_at = issued_at + state.config.token_lifetime;
     lock(&state.issued).tokens.insert(token.clone(), expires_at);
     let body = json!({"token": {
@@ -173,7 +173,7 @@ pub(super) fn check(state: &SimState, headers: &HeaderMap, uri: &Uri) -> Result<
         return Err("APIGW.0301");
     }
     if let Some(expiry) = lock(&state.issued).tokens.get(token) {
-        return if SystemTime::now() < *expiry {
+        return if state.config.clock.now() < *expiry {
             Ok(())
         } else {
             Err("APIGW.0307")

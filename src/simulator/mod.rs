@@ -17,6 +17,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::clock::Clock;
 use crate::secret::Secret;
 
 mod args;
@@ -69,6 +70,9 @@ pub struct SimConfig {
     /// A moving fleet: statuses change, and phones go and come back, every this long
     /// ([`fleet::evolve`]); `None` (or zero) serves the same fleet for ever.
     pub change_every: Option<Duration>,
+    /// What issued tokens expire by: the system's time, or a test's clock, shared with the
+    /// exporter under test so that both see the same jumps.
+    pub clock: Clock,
 }
 
 impl SimConfig {
@@ -90,6 +94,7 @@ impl SimConfig {
             trouble_percent: None,
             frozen_region: None,
             change_every: None,
+            clock: Clock::system(),
         }
     }
 }
@@ -188,7 +193,8 @@ impl SimState {
     fn now_serving(&self) -> (Arc<Vec<SimInstance>>, Arc<Vec<String>>) {
         let mut served = lock(&self.served);
         if let Some(moving) = &self.moving {
-            let epoch = (moving.started.elapsed().as_nanos() / moving.every.as_nanos()) as u64;
+            let epoch = (self.config.clock.since(moving.started).as_nanos()
+                / moving.every.as_nanos()) as u64;
             if epoch != served.epoch {
                 let fleet = fleet::evolve(&moving.base, self.config.seed, epoch);
                 *served = Served::new(epoch, fleet, self.config.time_zone);
@@ -462,7 +468,7 @@ impl SimState {
                 let moving = Moving {
                     base: fleet,
                     every,
-                    started: std::time::Instant::now(),
+                    started: config.clock.instant(),
                 };
                 (Served::new(0, first, config.time_zone), Some(moving))
             }

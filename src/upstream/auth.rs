@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use time::OffsetDateTime;
 
+use crate::clock::Clock;
 use crate::self_metrics::ExporterMetrics;
 use crate::upstream::credentials::{AccessKey, Credentials};
 use crate::upstream::error::ApiError;
@@ -45,6 +46,13 @@ fn sensitive(value: &str) -> Result<HeaderValue, AuthError> {
 }
 
 impl Auth {
+    /// Measures an IAM token's lifetime on `clock`; the other sign-ins keep no time.
+    pub fn set_clock(&mut self, clock: Clock) {
+        if let Kind::Iam(session) = &mut self.kind {
+            session.set_clock(clock);
+        }
+    }
+
     pub fn new(
         credentials: &Credentials,
         http: &reqwest::Client,

@@ -12,6 +12,7 @@ use reqwest::Url;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::fleet::Fleet;
 use crate::self_metrics::ExporterMetrics;
 use crate::upstream::auth::{Auth, AuthError};
@@ -126,6 +127,12 @@ impl BatchQuery {
     /// one cap (`--clouddevice.max-requests-in-flight`) on top of each one's concurrency.
     pub fn with_request_slots(mut self, slots: Arc<Semaphore>) -> Self {
         self.slots = Some(slots);
+        self
+    }
+
+    /// Measures the IAM token's lifetime on `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.auth.set_clock(clock);
         self
     }
 

@@ -11,6 +11,7 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::clock::Clock;
 use crate::secret::Secret;
 use crate::self_metrics::{Cause, ExporterMetrics, IamCause};
 use crate::upstream::credentials::{IamCredentials, ProjectScope};
@@ -54,6 +55,8 @@ struct State {
 }
 
 pub struct IamSession {
+    /// What token lifetimes are measured on.
+    clock: Clock,
     http: reqwest::Client,
     url: Url,
     /// The request body; it carries the password.
@@ -119,6 +122,7 @@ impl IamSession {
             "scope": {"project": project},
         }});
         IamSession {
+            clock: Clock::system(),
             http,
             url,
             body: Secret::new(body.to_string()),
@@ -130,11 +134,21 @@ impl IamSession {
         }
     }
 
+    /// Measures token lifetimes on `clock` (tests move it instead of waiting).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.set_clock(clock);
+        self
+    }
+
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
     /// The current token, fetched or renewed first when due (before `deadline`). Callers that
     /// arrive during a renewal wait for it and get its token: one IAM call, however many scrapes.
     pub async fn token(&self, deadline: Instant) -> Result<Lease, ApiError> {
         let mut state = self.state.lock().await;
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let lease = |state: &State| {
             state.current.as_ref().map(|t| Lease {
                 token: t.value.clone(),
@@ -143,7 +157,7 @@ impl IamSession {
         };
         let fresh = state.current.as_ref().is_some_and(|t| now < t.refresh_at);
         let usable = state.current.as_ref().is_some_and(|t| now < t.usable_until);
-        let quiet = state.quiet_until.is_some_and(|q| Instant::now() < q);
+        let quiet = state.quiet_until.is_some_and(|q| self.clock.instant() < q);
         if fresh || (usable && quiet) {
             if let Some(lease) = lease(&state) {
                 return Ok(lease);
@@ -169,7 +183,7 @@ impl IamSession {
                     return Err(error);
                 }
                 tracing::warn!(%error, "IAM token renewal failed; the current token is used until it expires");
-                state.quiet_until = Some(Instant::now() + RETRY_AFTER_FAILURE);
+                state.quiet_until = Some(self.clock.instant() + RETRY_AFTER_FAILURE);
             }
         }
         lease(&state).ok_or_else(|| ApiError::Iam {
@@ -216,7 +230,7 @@ impl IamSession {
     }
 
     async fn fetch_once(&self, deadline: Instant) -> Result<Token, ApiError> {
-        let fetched_at = SystemTime::now();
+        let fetched_at = self.clock.now();
         // `transient`: no answer, or IAM itself failing or throttling; worth a retry.
         let iam_error = |cause: Cause, reason: String, transient: bool| ApiError::Iam {
             cause,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use clouddevice_exporter::cli::credentials::SecretEnv;
+use clouddevice_exporter::clock::Clock;
 use clouddevice_exporter::probe::Probes;
 use clouddevice_exporter::run::Cli;
 use clouddevice_exporter::secret::Secret;
@@ -46,15 +47,30 @@ impl TestExporter {
 
     /// Starts the exporter with these flags (plus the endpoint) and these secrets.
     pub async fn start_with(endpoint: &str, flags: &[&str], env: SecretEnv) -> TestExporter {
+        TestExporter::start_on(endpoint, flags, env, Clock::system()).await
+    }
+
+    /// Starts the exporter with these flags (plus the endpoint) and these secrets, measuring
+    /// token lifetimes and windows on `clock`, which the test moves instead of sleeping.
+    pub async fn start_on(
+        endpoint: &str,
+        flags: &[&str],
+        env: SecretEnv,
+        clock: Clock,
+    ) -> TestExporter {
         let args: Vec<&str> = ["--clouddevice.endpoint", endpoint]
             .into_iter()
             .chain(flags.iter().copied())
             .collect();
-        TestExporter::start_flags(&args, env).await
+        TestExporter::start_flags_on(&args, env, clock).await
     }
 
     /// Starts the exporter with exactly these flags and these secrets.
     pub async fn start_flags(flags: &[&str], env: SecretEnv) -> TestExporter {
+        TestExporter::start_flags_on(flags, env, Clock::system()).await
+    }
+
+    async fn start_flags_on(flags: &[&str], env: SecretEnv, clock: Clock) -> TestExporter {
         if std::env::var_os("TEST_LOG").is_some() {
             logging::init(
                 clouddevice_exporter::logging::LogLevel::Debug,
@@ -62,11 +78,12 @@ impl TestExporter {
             );
         }
         let args = std::iter::once("clouddevice_exporter").chain(flags.iter().copied());
-        let config = Cli::try_parse_from(args)
+        let mut config = Cli::try_parse_from(args)
             .expect("test flags parse")
             .exporter
             .validate(env)
             .expect("test config is valid");
+        config.clock = clock;
         let built = run::build(&config).expect("app builds");
         let (app, probes, reload) = (built.router, built.probes, built.reloader);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -118,8 +135,26 @@ pub async fn simulator(config: SimConfig) -> SimHandle {
 
 /// A simulator and an exporter in front of it.
 pub async fn sim_and_exporter(config: SimConfig, flags: &[&str]) -> (SimHandle, TestExporter) {
-    let sim = simulator(config).await;
-    let exporter = TestExporter::start(&sim.url(), flags).await;
+    sim_and_exporter_on(config, flags, Clock::system()).await
+}
+
+/// A simulator and an exporter in front of it, both on `clock`, which the test moves instead
+/// of sleeping.
+pub async fn sim_and_exporter_on(
+    config: SimConfig,
+    flags: &[&str],
+    clock: Clock,
+) -> (SimHandle, TestExporter) {
+    let sim = simulator(SimConfig {
+        clock: clock.clone(),
+        ..config
+    })
+    .await;
+    let env = SecretEnv {
+        auth_token: Some(Secret::new(TOKEN)),
+        ..SecretEnv::default()
+    };
+    let exporter = TestExporter::start_on(&sim.url(), flags, env, clock).await;
     (sim, exporter)
 }
 
@@ -264,10 +299,24 @@ impl Running {
         panic!("the process did not stop within 10 s of SIGTERM");
     }
 
-    /// Everything logged until now.
+    /// Everything logged until now. Asks the process for one more line (a SIGHUP, whose reload
+    /// it logs at info) and reads up to it: a pipe keeps order, so every earlier line is read by
+    /// then, with no guess at how long the reader needs.
     pub fn drain(&self) -> Vec<String> {
-        std::thread::sleep(Duration::from_millis(200));
-        self.lines.try_iter().collect()
+        self.hangup();
+        let mut lines = Vec::new();
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(line)
+                    if line.contains("reload the configuration")
+                        || line.contains("reloaded the configuration") =>
+                {
+                    return lines
+                }
+                Ok(line) => lines.push(line),
+                Err(e) => panic!("no reload line after SIGHUP: {e}; got {lines:#?}"),
+            }
+        }
     }
 }
 
