@@ -256,9 +256,7 @@ async fn a_token_revoked_mid_scrape_is_replaced_within_that_scrape() {
         2,
         "one token at start, one after the revocation"
     );
-    assert!(
-        m.value(r#"clouddevice_exporter_api_errors_total{error_code="APIGW.0307"}"#) >= Some(1.0)
-    );
+    assert!(m.errors("APIGW.0307") >= Some(1.0));
 }
 
 #[tokio::test]
@@ -268,10 +266,7 @@ async fn a_wrong_password_fails_the_scrape_with_a_readable_log_line() {
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
     assert!(m.samples("clouddevice_instances").is_empty());
-    assert_eq!(
-        m.value(r#"clouddevice_exporter_api_errors_total{error_code="IAM.0101"}"#),
-        Some(1.0)
-    );
+    assert_eq!(m.errors("IAM.0101"), Some(1.0));
     assert_eq!(iam_fetches(&m, "401"), Some(1.0));
     assert_eq!(sim.requests(), 0, "no API request without a token");
     let logs = log_text();
@@ -300,10 +295,7 @@ async fn when_iam_is_down_the_current_token_serves_until_it_expires() {
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 1.0, "the old token is still valid");
     assert_eq!(sim.iam_requests(), 2, "renewal was tried");
-    assert_eq!(
-        m.value(r#"clouddevice_exporter_api_errors_total{error_code="IAM.0002"}"#),
-        Some(1.0)
-    );
+    assert_eq!(m.errors("IAM.0002"), Some(1.0));
     assert_eq!(exporter.scrape().await.up(), 1.0);
     assert_eq!(
         sim.iam_requests(),
@@ -418,10 +410,7 @@ async fn a_wrong_secret_key_is_refused_and_not_retried() {
     let exporter = aksk_exporter(&sim, "not-the-secret-key", None).await;
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
-    assert_eq!(
-        m.value(r#"clouddevice_exporter_api_errors_total{error_code="APIGW.0301"}"#),
-        Some(1.0)
-    );
+    assert_eq!(m.errors("APIGW.0301"), Some(1.0));
     assert_eq!(
         sim.requests(),
         1,

@@ -3,14 +3,15 @@
 //! metrics`, in a test ignored by default since it needs promtool), in which every status family adds up to the number of instances and every
 //! instance with an id has its series.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 
 use clouddevice_exporter::exposition::{
     render_text, ExpositionConfig, Families, InstanceMetrics, InstanceName, Scrape,
 };
 use clouddevice_exporter::fleet::{Fleet, Identity, Instance};
+use common::promtool_accepts;
 use proptest::prelude::*;
 
 /// Label text: mostly a few letters, so that ids, regions and SKUs repeat; sometimes anything.
@@ -54,35 +55,6 @@ fn instance() -> impl Strategy<Value = Instance> {
                 }
             },
         )
-}
-
-/// Runs `promtool check metrics` on `text`: Prometheus' own parser, strict about the format.
-fn promtool_accepts(text: &str) -> Result<(), String> {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            format!("cannot run promtool ({e}); install Debian's prometheus package (.ci/run does)")
-        })?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(text.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() && out.stdout.is_empty() && out.stderr.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
 }
 
 /// The sum of the samples of `family` (exactly that name, any labels). A sample's value is

@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use clouddevice_exporter::simulator::{Fault, FaultKind, SimConfig};
 use common::sim_and_exporter;
@@ -108,28 +106,9 @@ async fn exposition_matches_the_golden_file() {
 
 /// Runs `promtool check metrics` on `text`; promtool comes with Debian's `prometheus` package.
 fn promtool_check(text: &str) {
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = child.unwrap_or_else(|e| {
-        panic!("cannot run promtool ({e}); install Debian's prometheus package (.ci/run does)")
-    });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics found problems:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(problems) = common::promtool_accepts(text) {
+        panic!("promtool check metrics found problems:\n{problems}");
+    }
 }
 
 #[test]

@@ -23,9 +23,7 @@ fn on_page(page: u64, times: Option<u32>, kind: FaultKind) -> Fault {
 }
 
 fn errors(m: &Scraped, code: &str) -> Option<f64> {
-    m.value(&format!(
-        r#"clouddevice_exporter_api_errors_total{{error_code="{code}"}}"#
-    ))
+    m.errors(code)
 }
 
 /// A scrape as Prometheus sends it, with its timeout header.

@@ -136,14 +136,13 @@ async fn failed_page_then_recovery(kind: FaultKind, flags: &[&str], error_code: 
             "{name} exported after a failed page"
         );
     }
-    let errors = format!(r#"clouddevice_exporter_api_errors_total{{error_code="{error_code}"}}"#);
-    assert_eq!(failed.value(&errors), Some(1.0), "{}", failed.0);
+    assert_eq!(failed.errors(error_code), Some(1.0), "{}", failed.0);
 
     let recovered = exporter.scrape().await;
     assert_eq!(recovered.up(), 1.0);
     assert_eq!(recovered.sum("clouddevice_instances"), 300.0);
     assert_eq!(
-        recovered.value(&errors),
+        recovered.errors(error_code),
         Some(1.0),
         "the counter keeps its count"
     );
@@ -269,10 +268,7 @@ async fn a_wrong_token_is_reported_with_the_gateway_code() {
     let (_sim, exporter) = sim_and_exporter(config, &[]).await;
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
-    assert_eq!(
-        m.value(r#"clouddevice_exporter_api_errors_total{error_code="APIGW.0301"}"#),
-        Some(1.0)
-    );
+    assert_eq!(m.errors("APIGW.0301"), Some(1.0));
     assert!(!m.contains(common::TOKEN));
 }
 
@@ -288,10 +284,7 @@ async fn an_unreachable_endpoint_is_a_transport_error() {
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
     // The first try and the two default retries.
-    assert_eq!(
-        m.value(r#"clouddevice_exporter_api_errors_total{error_code="transport"}"#),
-        Some(3.0)
-    );
+    assert_eq!(m.errors("transport"), Some(3.0));
     assert_eq!(
         m.value(r#"clouddevice_exporter_api_requests_total{api="batch_query",code="error"}"#),
         Some(3.0)
@@ -379,8 +372,7 @@ async fn every_documented_error_code_fails_the_scrape_under_its_own_label() {
         assert_eq!(m.up(), 0.0, "{status} {code}");
         // A 5xx may be transient, so it is tried three times; any other error once.
         let tries = if status >= 500 { 3.0 } else { 1.0 };
-        let series = format!(r#"clouddevice_exporter_api_errors_total{{error_code="{code}"}}"#);
-        assert_eq!(m.value(&series), Some(tries), "{status} {code}: {}", m.0);
+        assert_eq!(m.errors(code), Some(tries), "{status} {code}: {}", m.0);
         let requests = format!(
             r#"clouddevice_exporter_api_requests_total{{api="batch_query",code="{status}"}}"#
         );

@@ -52,10 +52,7 @@ fn redirect_to(status: u16, target: &MockServer, path: &str) -> ResponseTemplate
 }
 
 fn errors(m: &Scraped, label: &str) -> f64 {
-    m.value(&format!(
-        r#"clouddevice_exporter_api_errors_total{{error_code="{label}"}}"#
-    ))
-    .unwrap_or(0.0)
+    m.errors(label).unwrap_or(0.0)
 }
 
 async fn landing(exporter: &TestExporter) -> String {

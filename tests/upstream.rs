@@ -101,10 +101,7 @@ async fn overlapping_pages_that_leave_a_gap_are_read_again_then_refused() {
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
     assert!(m.samples("clouddevice_instances").is_empty());
-    assert_eq!(
-        m.value(r#"clouddevice_exporter_api_errors_total{error_code="list_changed"}"#),
-        Some(1.0)
-    );
+    assert_eq!(m.errors("list_changed"), Some(1.0));
     assert_eq!(
         server.received_requests().await.unwrap().len(),
         4,
@@ -136,10 +133,7 @@ async fn an_early_empty_page_ends_the_list_and_is_a_list_change() {
     let m = exporter.scrape().await;
     // Two instances where total_count promised ten: not exported as if complete.
     assert_eq!(m.up(), 0.0);
-    assert_eq!(
-        m.value(r#"clouddevice_exporter_api_errors_total{error_code="list_changed"}"#),
-        Some(1.0)
-    );
+    assert_eq!(m.errors("list_changed"), Some(1.0));
     // With one request in flight, nothing is asked after the empty page 2, in either pass.
     assert_eq!(server.received_requests().await.unwrap().len(), 4);
 }
@@ -194,10 +188,7 @@ async fn an_absurd_total_count_fails_the_scrape_without_trying() {
     let exporter = TestExporter::start(&server.uri(), &[]).await;
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
-    assert_eq!(
-        m.value(r#"clouddevice_exporter_api_errors_total{error_code="too_many_pages"}"#),
-        Some(1.0)
-    );
+    assert_eq!(m.errors("too_many_pages"), Some(1.0));
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
 
@@ -210,10 +201,7 @@ async fn an_error_inside_data_with_http_200_is_a_failure() {
     let exporter = TestExporter::start(&server.uri(), &[]).await;
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
-    assert_eq!(
-        m.value(r#"clouddevice_exporter_api_errors_total{error_code="KOOPHONE.API.1004"}"#),
-        Some(1.0)
-    );
+    assert_eq!(m.errors("KOOPHONE.API.1004"), Some(1.0));
 }
 
 #[tokio::test]
@@ -229,7 +217,7 @@ async fn a_non_json_error_page_from_a_proxy_is_counted_by_status() {
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
     assert_eq!(
-        m.value(r#"clouddevice_exporter_api_errors_total{error_code="http_502"}"#),
+        m.errors("http_502"),
         Some(3.0),
         "a 502 is tried three times"
     );

@@ -205,11 +205,13 @@ pub fn looks_like_code(code: &str) -> bool {
     crate::self_metrics::code_shaped(code)
 }
 
+/// Errors as the batch-query client makes them, for the tests of what reads them.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod examples {
+    use super::ApiError;
 
-    fn status(code: Option<&str>, status: u16) -> ApiError {
+    /// An HTTP error status on page 1, with the API's code if given.
+    pub fn status(code: Option<&str>, status: u16) -> ApiError {
         ApiError::Status {
             page: 1,
             request_id: "r".into(),
@@ -220,7 +222,8 @@ mod tests {
         }
     }
 
-    fn api(code: &str) -> ApiError {
+    /// An HTTP 200 carrying the API's error `code`.
+    pub fn api(code: &str) -> ApiError {
         ApiError::Api {
             page: 1,
             request_id: "r".into(),
@@ -229,6 +232,12 @@ mod tests {
             message: String::new(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::examples::{api, status};
+    use super::*;
 
     #[test]
     fn error_labels_are_bounded() {

@@ -71,27 +71,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn status(code: Option<&str>, status: u16) -> ApiError {
-        ApiError::Status {
-            page: 1,
-            request_id: "r".into(),
-            status,
-            code: code.map(str::to_string),
-            message: None,
-            retry_after: None,
-        }
-    }
-
-    fn api(code: &str) -> ApiError {
-        ApiError::Api {
-            page: 1,
-            request_id: "r".into(),
-            status: 200,
-            code: code.into(),
-            message: String::new(),
-        }
-    }
+    use crate::upstream::error::examples::{api, status};
 
     #[test]
     fn only_transient_failures_are_retried() {

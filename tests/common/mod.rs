@@ -2,7 +2,7 @@
 //! ephemeral port, and helpers to read the scraped text. Set TEST_LOG=1 to see the logs.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -162,6 +162,13 @@ pub async fn sim_and_exporter_on(
 pub struct Scraped(pub String);
 
 impl Scraped {
+    /// `clouddevice_exporter_api_errors_total` for one `error_code`, if that series is there.
+    pub fn errors(&self, error_code: &str) -> Option<f64> {
+        self.value(&format!(
+            r#"clouddevice_exporter_api_errors_total{{error_code="{error_code}"}}"#
+        ))
+    }
+
     /// The value of the sample whose name and labels are exactly `series`.
     pub fn value(&self, series: &str) -> Option<f64> {
         self.0.lines().find_map(|line| {
@@ -414,4 +421,33 @@ pub fn tls_handshake(
         tls.complete_io(&mut socket).unwrap();
     }
     (tls, socket)
+}
+
+/// Runs `promtool check metrics` on `text`: Prometheus' own parser, strict about the format.
+pub fn promtool_accepts(text: &str) -> Result<(), String> {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!("cannot run promtool ({e}); install Debian's prometheus package (.ci/run does)")
+        })?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(text.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() && out.stdout.is_empty() && out.stderr.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
