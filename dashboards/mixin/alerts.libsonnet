@@ -310,14 +310,14 @@ local util = import 'util.libsonnet';
             'The exporter renews its IAM token at half its lifetime; a token this close to expiry means renewal keeps failing.',
             { 'for': c['for'].tokenExpiring },
           ),
-          // After a refused reload the exporter keeps probing the accounts it had: an account
-          // added to the file is not watched, a removed one still is.
+          // After a refused reload the exporter keeps the configuration it had: an account added
+          // to the file is not watched, a removed one still is, a new password not in use.
           alert(
             'CloudDeviceExporterConfigReloadFailed',
             'warning',
             'clouddevice_exporter_config_last_reload_successful{%s} == 0' % E,
-            'clouddevice_exporter {{ $labels.instance }} refused its accounts file',
-            'The last reload of --config.file by {{ $labels.instance }} failed %s ago or more; it still probes the accounts of the last file it accepted. Its log says which line is wrong.' % util.words(c['for'].configReloadFailed),
+            'clouddevice_exporter {{ $labels.instance }} refused its configuration',
+            'The last reload of the configuration files (--config.file, --web.config.file) by {{ $labels.instance }} failed %s ago or more; it still runs with the last ones it accepted: the accounts, users and certificates of before. Its log says which file and which line are wrong.' % util.words(c['for'].configReloadFailed),
             { 'for': c['for'].configReloadFailed },
           ),
         ],
