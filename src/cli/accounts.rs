@@ -23,7 +23,7 @@ use crate::upstream::credentials::{
 use crate::upstream::http::endpoint_url;
 use crate::upstream::retry::RetryPolicy;
 
-use super::{parse_instance_metrics, parse_instance_name, parse_query_time, PoolSceneTag};
+use super::{limits, parse_instance_metrics, parse_instance_name, parse_query_time, PoolSceneTag};
 
 /// Reads named environment variables holding secrets: the process environment, or a test's.
 #[derive(Clone)]
@@ -285,10 +285,10 @@ impl Reader<'_> {
             exposition.instance_name =
                 parse_instance_name(text).map_err(|e| self.error("instance_name_label", e))?;
         }
-        let page_size = self.within("page_size", shape.page_size, 1..=10_000)?;
-        let concurrency = self.within("concurrency", shape.concurrency, 1..=256)?;
-        let max_pages = self.within("max_pages", shape.max_pages, 1..=u32::MAX)?;
-        let max_retries = self.within("max_retries", shape.max_retries, 0..=10)?;
+        let page_size = self.within("page_size", shape.page_size, limits::PAGE_SIZE)?;
+        let concurrency = self.within("concurrency", shape.concurrency, limits::CONCURRENCY)?;
+        let max_pages = self.within("max_pages", shape.max_pages, limits::MAX_PAGES)?;
+        let max_retries = self.within("max_retries", shape.max_retries, limits::MAX_RETRIES)?;
         Ok(Account {
             name: self.name.to_string(),
             upstream: BatchQueryConfig {

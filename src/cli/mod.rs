@@ -25,6 +25,21 @@ use crate::web::{PROBE_PATH, SD_PATH};
 pub mod accounts;
 pub mod credentials;
 
+/// The values each per-account number may take: one copy, for the flags and the accounts file.
+pub mod limits {
+    use std::ops::RangeInclusive;
+
+    pub const PAGE_SIZE: RangeInclusive<u32> = 1..=10_000;
+    pub const CONCURRENCY: RangeInclusive<u32> = 1..=256;
+    pub const MAX_PAGES: RangeInclusive<u32> = 1..=u32::MAX;
+    pub const MAX_RETRIES: RangeInclusive<u32> = 0..=10;
+}
+
+/// A flag's parser for a number in `range`.
+fn in_range(range: std::ops::RangeInclusive<u32>) -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(i64::from(*range.start())..=i64::from(*range.end()))
+}
+
 use accounts::{Account, AccountDefaults, AccountsError, EnvLookup};
 use credentials::{CredentialArgs, CredentialError, SecretEnv};
 
@@ -74,12 +89,12 @@ pub struct ExporterArgs {
 
     /// page_size asked for; the exporter follows the page size the service actually returns.
     #[arg(long = "clouddevice.page-size", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_PAGE_SIZE", default_value_t = 100, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+          value_parser = in_range(limits::PAGE_SIZE))]
     pub page_size: u32,
 
     /// Most page requests in flight at once.
     #[arg(long = "clouddevice.concurrency", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_CONCURRENCY", default_value_t = 4, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=256))]
+          value_parser = in_range(limits::CONCURRENCY))]
     pub concurrency: u32,
 
     /// Timeout of each request to the API (e.g. 10s, 1500ms).
@@ -89,12 +104,12 @@ pub struct ExporterArgs {
 
     /// Most pages one scrape reads; a list that would need more fails the scrape instead.
     #[arg(long = "clouddevice.max-pages", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_PAGES", default_value_t = 10_000, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = in_range(limits::MAX_PAGES))]
     pub max_pages: u32,
 
     /// Retries of a page after a transport error, a 5xx or a 429, within the scrape's deadline.
     #[arg(long = "clouddevice.max-retries", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_RETRIES", default_value_t = 2, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(0..=10))]
+          value_parser = in_range(limits::MAX_RETRIES))]
     pub max_retries: u32,
 
     /// Largest response body read from the API, in bytes; a larger one fails the scrape.
