@@ -60,7 +60,15 @@ fn main() -> ExitCode {
         None => {
             let args = cli.exporter;
             let log = args.log;
-            let config = match args.validate(SecretEnv::from_process()) {
+            // --demo's simulator listens first, so that what it serves is part of the
+            // configuration as validated; it lives as long as the exporter.
+            let demo = match args.demo.then(|| runtime.block_on(run::start_demo())) {
+                Some(Ok((sim, demo))) => Some((sim, demo)),
+                Some(Err(e)) => return fail(&e.to_string(), 1),
+                None => None,
+            };
+            let setup = demo.as_ref().map(|(_, demo)| demo);
+            let config = match args.validate_demo(SecretEnv::from_process(), setup) {
                 Ok(config) => config,
                 Err(e) => return fail(&e.to_string(), 2),
             };
@@ -68,9 +76,11 @@ fn main() -> ExitCode {
             for warning in &config.warnings {
                 tracing::warn!("{warning}");
             }
-            runtime
+            let result = runtime
                 .block_on(run::exporter(config))
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string());
+            drop(demo);
+            result
         }
     };
     match result {

@@ -8,8 +8,7 @@ use clap::{Parser, Subcommand};
 
 use tokio::sync::Semaphore;
 
-use crate::cli::accounts::{Account, EnvLookup};
-use crate::cli::{AccountsFile, Config, ExporterArgs};
+use crate::cli::{Config, Demo, ExporterArgs};
 use crate::collect::{Collector, CollectorPool, Retention};
 use crate::healthcheck::HealthcheckArgs;
 use crate::probe::{self, Probes, TargetError};
@@ -18,8 +17,7 @@ use crate::secret::Secret;
 use crate::self_metrics::{ExporterMetrics, ProcessMetrics};
 use crate::simulator::{self, SimConfig, SimHandle, SimulateArgs};
 use crate::upstream::auth::AuthError;
-use crate::upstream::batch_query::{BatchQuery, BatchQueryConfig};
-use crate::upstream::credentials::Credentials;
+use crate::upstream::batch_query::BatchQuery;
 use crate::web::reload::Reloader;
 use crate::web::signals::{self, BindError};
 use crate::web::{self, Telemetry, WebOptions};
@@ -122,8 +120,9 @@ fn demo_token(name: &str) -> Secret {
     Secret::new(format!("demo-{name}"))
 }
 
-/// Starts the `--demo` simulator and points the configuration's accounts at it.
-async fn start_demo(config: &mut Config) -> Result<SimHandle, RunError> {
+/// Starts the `--demo` simulator, before the flags are validated: what it serves is then part
+/// of the configuration from the start ([`crate::cli::ExporterArgs::validate_demo`]).
+pub async fn start_demo() -> Result<(SimHandle, Demo), RunError> {
     let listener = signals::bind("127.0.0.1:0", "the demo simulator's address").await?;
     let tenants = DEMO_ACCOUNTS
         .iter()
@@ -137,50 +136,27 @@ async fn start_demo(config: &mut Config) -> Result<SimHandle, RunError> {
         })
         .collect();
     let sim = simulator::start_accounts(tenants, listener)?;
-    let endpoint: reqwest::Url = sim
+    let endpoint = sim
         .url()
         .parse()
         .map_err(|e| std::io::Error::other(format!("demo simulator URL: {e}")))?;
-    // Validation gives --demo the flags' account; its settings are every demo account's.
-    let template = config
-        .upstream
-        .clone()
-        .ok_or_else(|| std::io::Error::other("--demo has no account of its own"))?;
-    let account = |name: &str| Account {
-        name: name.to_string(),
-        upstream: BatchQueryConfig {
-            endpoint: endpoint.clone(),
-            credentials: Credentials::Token(demo_token(name)),
-            ..template.clone()
-        },
-        exposition: config.account_defaults.exposition.clone(),
-    };
-    let accounts: Vec<Account> = DEMO_ACCOUNTS
+    let accounts = DEMO_ACCOUNTS
         .iter()
-        .map(|(name, ..)| account(name))
+        .map(|(name, ..)| (name.to_string(), demo_token(name)))
         .collect();
-    config.upstream = accounts.first().map(|a| a.upstream.clone());
-    config.accounts = Some(AccountsFile {
-        path: None,
-        accounts,
-        env: EnvLookup::default(),
-    });
-    tracing::info!(accounts = ?DEMO_ACCOUNTS.map(|a| a.0), endpoint = %sim.url(), "demo mode: scraping a built-in simulated fleet on /metrics, and its accounts on /probe");
-    Ok(sim)
+    Ok((sim, Demo { endpoint, accounts }))
 }
 
 /// Runs the exporter until SIGINT or SIGTERM.
-pub async fn exporter(mut config: Config) -> Result<(), RunError> {
+pub async fn exporter(config: Config) -> Result<(), RunError> {
     raise_file_limit();
     // Bind first: a taken port is the most common start-up mistake and should fail fast.
     let listener = signals::bind(&config.listen_address, "--web.listen-address").await?;
     let shutdown = signals::shutdown_signal()?;
     let mut signals = signals::reload_signal()?;
-    let _demo = if config.demo {
-        Some(start_demo(&mut config).await?)
-    } else {
-        None
-    };
+    if config.demo {
+        tracing::info!(accounts = ?DEMO_ACCOUNTS.map(|a| a.0), endpoint = %config.account_defaults.endpoint, "demo mode: scraping a built-in simulated fleet on /metrics, and its accounts on /probe");
+    }
     let app = build(&config)?;
     tracing::info!(
         address = %listener.local_addr()?,

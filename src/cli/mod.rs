@@ -384,10 +384,24 @@ pub enum ConfigError {
     DemoAndFile,
 }
 
+/// What `--demo` serves, known before the flags are validated: the in-process simulator's
+/// address and its accounts, each with the token it accepts. The first is the flags' account.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    pub endpoint: reqwest::Url,
+    pub accounts: Vec<(String, Secret)>,
+}
+
 impl ExporterArgs {
     /// Validates the flags; `env` holds the secrets from the environment, passed in so tests
-    /// need no process-wide environment.
+    /// need no process-wide environment. `--demo` without its simulator ([`Self::validate_demo`])
+    /// points at `--clouddevice.endpoint`, for tests of the flags alone.
     pub fn validate(self, env: SecretEnv) -> Result<Config, ConfigError> {
+        self.validate_demo(env, None)
+    }
+
+    /// Validates the flags, with `--demo`'s simulator already listening.
+    pub fn validate_demo(self, env: SecretEnv, demo: Option<&Demo>) -> Result<Config, ConfigError> {
         let listen_address = listen_address(&self.listen_address)?;
         let external = self
             .external_url
@@ -402,11 +416,20 @@ impl ExporterArgs {
             })
             .transpose()?;
         let telemetry_path = telemetry_path(&self.telemetry_path)?;
+        // Checked even under --demo, which then reads its own simulator instead.
         let endpoint = endpoint_url(
             "--clouddevice.endpoint",
             &self.endpoint,
             "https://koophone.myhuaweicloud.com",
         )?;
+        let endpoint = match demo.filter(|_| self.demo) {
+            Some(demo) => demo.endpoint.clone(),
+            None => endpoint,
+        };
+        let demo_accounts: Vec<(String, Secret)> = match demo {
+            Some(demo) if self.demo => demo.accounts.clone(),
+            _ => vec![("demo".into(), Secret::new("demo"))],
+        };
         // Both times have one fixed format, so text order is time order.
         if let (Some(start), Some(end)) = (&self.query_start_time, &self.query_end_time) {
             if end < start {
@@ -467,8 +490,9 @@ impl ExporterArgs {
             }
         }
         let credentials = if self.demo {
-            // Replaced at start-up by a token of the in-process simulator.
-            Some(Credentials::Token(Secret::new("demo")))
+            demo_accounts
+                .first()
+                .map(|(_, token)| Credentials::Token(token.clone()))
         } else if accounts.is_some() {
             let modes = self.credentials.modes(&env);
             if !modes.is_empty() {
@@ -498,6 +522,25 @@ impl ExporterArgs {
                 query_end_time: self.query_end_time,
             },
         });
+        // --demo's accounts are the flags' account with each simulated account's token.
+        let accounts = match (&upstream, self.demo) {
+            (Some(template), true) => Some(AccountsFile {
+                path: None,
+                accounts: demo_accounts
+                    .into_iter()
+                    .map(|(name, token)| Account {
+                        name,
+                        upstream: BatchQueryConfig {
+                            credentials: Credentials::Token(token),
+                            ..template.clone()
+                        },
+                        exposition: account_defaults.exposition.clone(),
+                    })
+                    .collect(),
+                env: EnvLookup::default(),
+            }),
+            _ => accounts,
+        };
         Ok(Config {
             listen_address,
             external,
@@ -734,6 +777,42 @@ mod tests {
             };
             assert!(cli.exporter.validate(env).is_ok(), "{path}");
         }
+    }
+
+    #[test]
+    fn the_demo_is_configured_at_validation_with_its_simulator_and_accounts() {
+        let demo = Demo {
+            endpoint: "http://127.0.0.1:4321/".parse().unwrap(),
+            accounts: vec![
+                ("retail".into(), Secret::new("demo-retail")),
+                ("games".into(), Secret::new("demo-games")),
+            ],
+        };
+        let cli = parse(&["--demo", "--clouddevice.page-size", "50"]).unwrap();
+        let config = cli
+            .exporter
+            .validate_demo(SecretEnv::default(), Some(&demo))
+            .unwrap();
+        let upstream = config.upstream.unwrap();
+        assert_eq!(upstream.endpoint, demo.endpoint);
+        assert!(
+            matches!(&upstream.credentials, Credentials::Token(t) if t.expose() == "demo-retail")
+        );
+        let accounts = config.accounts.unwrap().accounts;
+        let names: Vec<_> = accounts.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["retail", "games"]);
+        assert!(accounts
+            .iter()
+            .all(|a| a.upstream.endpoint == demo.endpoint && a.upstream.page_size == 50));
+        assert!(
+            matches!(&accounts[1].upstream.credentials, Credentials::Token(t) if t.expose() == "demo-games")
+        );
+        // The flags' endpoint is still checked, though the demo does not read it.
+        let cli = parse(&["--demo", "--clouddevice.endpoint", "ftp://x"]).unwrap();
+        assert!(cli
+            .exporter
+            .validate_demo(SecretEnv::default(), Some(&demo))
+            .is_err());
     }
 
     #[test]
