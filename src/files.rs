@@ -82,6 +82,41 @@ fn describe(kind: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// A temporary folder for the files a unit test writes (secrets, accounts files, web
+/// configurations), removed when dropped.
+#[cfg(test)]
+pub(crate) mod scratch {
+    use std::path::PathBuf;
+
+    pub struct Scratch(tempfile::TempDir);
+
+    impl Scratch {
+        pub fn new() -> Scratch {
+            Scratch(tempfile::tempdir().unwrap())
+        }
+
+        /// Writes `text` to `name` in the folder.
+        pub fn write(&self, name: &str, text: &str) -> PathBuf {
+            let path = self.0.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        }
+
+        /// Writes a secrets file readable as `mode` says, and gives its path as text.
+        pub fn secret(&self, name: &str, text: &str, mode: u32) -> String {
+            let path = self.write(name, text);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+            #[cfg(not(unix))]
+            let _ = mode;
+            path.to_string_lossy().into_owned()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

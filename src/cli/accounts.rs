@@ -562,25 +562,12 @@ mod tests {
         load_text(text).unwrap_err().to_string()
     }
 
-    struct Dir(tempfile::TempDir);
-
-    impl Dir {
-        fn file(&self, name: &str, text: &str) -> String {
-            let path = self.0.path().join(name);
-            std::fs::write(&path, text).unwrap();
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-            }
-            path.to_string_lossy().into_owned()
-        }
-    }
+    use crate::files::scratch::Scratch;
 
     #[test]
     fn three_accounts_in_three_modes_with_defaults_from_the_flags() {
-        let dir = Dir(tempfile::tempdir().unwrap());
-        let password = dir.file("games.password", "pa55-5ecret\n");
+        let dir = Scratch::new();
+        let password = dir.secret("games.password", "pa55-5ecret\n", 0o600);
         let text = format!(
             "accounts:
   retail:

@@ -331,25 +331,7 @@ mod tests {
         args(flags).resolve(env, &mut Vec::new())
     }
 
-    /// A temporary folder for secrets files, removed when dropped.
-    struct TempDir(tempfile::TempDir);
-
-    impl TempDir {
-        fn new() -> TempDir {
-            TempDir(tempfile::tempdir().unwrap())
-        }
-
-        fn file(&self, name: &str, text: &str, mode: u32) -> String {
-            let path = self.0.path().join(name);
-            std::fs::write(&path, text).unwrap();
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            }
-            path.to_string_lossy().into_owned()
-        }
-    }
+    use crate::files::scratch::Scratch as TempDir;
 
     #[test]
     fn no_credentials_names_all_three_modes() {
@@ -453,7 +435,7 @@ mod tests {
     #[test]
     fn credentials_files_in_both_formats() {
         let dir = TempDir::new();
-        let plain = dir.file(
+        let plain = dir.secret(
             "plain",
             "# key pair\naccess_key = AK2\nsecret_key = \"SK2\"\n",
             0o600,
@@ -469,7 +451,7 @@ mod tests {
             (key.access_key.as_str(), key.secret_key.expose()),
             ("AK2", "SK2")
         );
-        let csv = dir.file(
+        let csv = dir.secret(
             "csv",
             "User Name,Access Key Id,Secret Access Key\nbot,AK3,SK3\n",
             0o600,
@@ -485,7 +467,7 @@ mod tests {
             (key.access_key.as_str(), key.secret_key.expose()),
             ("AK3", "SK3")
         );
-        let junk = dir.file("junk", "hello\n", 0o600);
+        let junk = dir.secret("junk", "hello\n", 0o600);
         let err = resolve(
             &["--clouddevice.credentials-file", &junk],
             SecretEnv::default(),
@@ -501,8 +483,8 @@ mod tests {
     #[cfg(unix)]
     fn a_secrets_file_others_can_read_gets_a_warning() {
         let dir = TempDir::new();
-        let open = dir.file("open", "tok", 0o644);
-        let closed = dir.file("closed", "tok", 0o600);
+        let open = dir.secret("open", "tok", 0o644);
+        let closed = dir.secret("closed", "tok", 0o600);
         let mut warnings = Vec::new();
         args(&["--clouddevice.auth-token-file", &open])
             .resolve(SecretEnv::default(), &mut warnings)
@@ -519,7 +501,7 @@ mod tests {
     #[test]
     fn token_from_exactly_one_place() {
         let dir = TempDir::new();
-        let file = dir.file("token", "  tok-from-file\n", 0o600);
+        let file = dir.secret("token", "  tok-from-file\n", 0o600);
         let Credentials::Token(t) = resolve(
             &["--clouddevice.auth-token-file", &file],
             SecretEnv::default(),
@@ -540,7 +522,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/t"), "{err}");
-        let empty = dir.file("empty", "\n", 0o600);
+        let empty = dir.secret("empty", "\n", 0o600);
         let err = resolve(
             &["--clouddevice.auth-token-file", &empty],
             SecretEnv::default(),

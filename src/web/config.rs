@@ -403,19 +403,7 @@ pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
 mod tests {
     use super::*;
 
-    /// A temporary folder for configuration files, removed when dropped.
-    struct Dir(tempfile::TempDir);
-
-    impl Dir {
-        fn new() -> Dir {
-            Dir(tempfile::tempdir().unwrap())
-        }
-        fn write(&self, name: &str, text: &str) -> PathBuf {
-            let path = self.0.path().join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        }
-    }
+    use crate::files::scratch::Scratch as Dir;
 
     fn error(dir: &Dir, yaml: &str) -> String {
         let path = dir.write("web.yml", yaml);
