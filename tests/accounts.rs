@@ -393,12 +393,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn get(rt: &tokio::runtime::Runtime, url: &str) -> (u16, String) {
-    rt.block_on(async {
-        let r = reqwest::get(url).await.expect("answer");
-        (r.status().as_u16(), r.text().await.unwrap())
-    })
-}
+use common::get;
 
 fn rewrite(config: &Path, text: &str) {
     std::fs::write(config, text).unwrap();
@@ -422,7 +417,7 @@ fn sighup_adds_and_removes_accounts_and_keeps_unchanged_ones_signed_in() {
         .env("LABS_SK", "SK-labs"),
     );
     let address = running.listening_address();
-    let probe = |target: &str| get(&rt, &format!("http://{address}/probe?target={target}"));
+    let probe = |target: &str| get(&format!("http://{address}/probe?target={target}"));
     let (status, games) = probe("games");
     assert_eq!(status, 200);
     assert!(games.contains("clouddevice_up 1"), "{games}");
@@ -446,7 +441,7 @@ fn sighup_adds_and_removes_accounts_and_keeps_unchanged_ones_signed_in() {
     let (_, games) = probe("games");
     assert!(games.contains("clouddevice_up 1"), "{games}");
     assert_eq!(games_sim.iam_requests(), 1, "games kept its IAM token");
-    let (_, sd) = get(&rt, &format!("http://{address}/sd"));
+    let (_, sd) = get(&format!("http://{address}/sd"));
     assert!(
         sd.contains("\"labs\"") && !sd.contains("\"retail\""),
         "{sd}"
@@ -464,7 +459,7 @@ fn sighup_adds_and_removes_accounts_and_keeps_unchanged_ones_signed_in() {
         "{line}"
     );
     assert_eq!(probe("labs").0, 200);
-    let (_, own) = get(&rt, &format!("http://{address}/metrics"));
+    let (_, own) = get(&format!("http://{address}/metrics"));
     assert!(
         own.contains("clouddevice_exporter_config_last_reload_successful 0"),
         "{own}"
@@ -478,7 +473,7 @@ fn sighup_adds_and_removes_accounts_and_keeps_unchanged_ones_signed_in() {
     let (_, games) = probe("games");
     assert!(games.contains("clouddevice_up 1"), "{games}");
     assert_eq!(games_sim.iam_requests(), 2);
-    let (_, own) = get(&rt, &format!("http://{address}/metrics"));
+    let (_, own) = get(&format!("http://{address}/metrics"));
     assert!(own.contains("clouddevice_exporter_accounts 1"), "{own}");
     assert!(own.contains("clouddevice_exporter_config_last_reload_successful 1"));
     assert!(running.terminate().success());
@@ -504,7 +499,7 @@ fn secret_files_that_are_not_regular_files_fail_the_reload_and_never_hang_it() {
         "127.0.0.1:0",
     ]));
     let address = running.listening_address();
-    let own = || get(&rt, &format!("http://{address}/metrics")).1;
+    let own = || get(&format!("http://{address}/metrics")).1;
     // A FIFO nobody writes to: a blocking open would hang the reload, and every later one.
     for (path, kind) in [
         (fifo.to_str().unwrap(), "a FIFO"),
@@ -582,7 +577,6 @@ fn a_bad_accounts_file_stops_the_start_with_one_line_naming_account_and_key() {
 
 #[test]
 fn the_demo_serves_two_accounts_on_probe_beside_its_metrics() {
-    let rt = runtime();
     let mut demo = Running::start(&mut exporter(&[
         "--demo",
         "--web.listen-address",
@@ -590,7 +584,7 @@ fn the_demo_serves_two_accounts_on_probe_beside_its_metrics() {
     ]));
     let address = demo.listening_address();
     let count = |path: &str| {
-        let (status, body) = get(&rt, &format!("http://{address}{path}"));
+        let (status, body) = get(&format!("http://{address}{path}"));
         assert_eq!(status, 200, "{path}");
         let scraped = Scraped(body);
         assert_eq!(scraped.up(), 1.0, "{path}");
@@ -601,7 +595,7 @@ fn the_demo_serves_two_accounts_on_probe_beside_its_metrics() {
     let games = count("/probe?target=games");
     assert_eq!(metrics, retail, "/metrics is the retail account");
     assert_ne!(retail, games, "each account has its own fleet");
-    let (_, sd) = get(&rt, &format!("http://{address}/sd"));
+    let (_, sd) = get(&format!("http://{address}/sd"));
     assert!(
         sd.contains("\"games\"") && sd.contains("\"retail\""),
         "{sd}"

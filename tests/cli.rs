@@ -105,16 +105,7 @@ fn version_and_help() {
     }
 }
 
-fn get(url: &str) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = reqwest::get(url).await.expect("answer");
-        (r.status().as_u16(), r.text().await.unwrap())
-    })
-}
+use common::get;
 
 #[test]
 fn demo_serves_a_fleet_and_sigterm_stops_it_cleanly() {

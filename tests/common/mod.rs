@@ -451,3 +451,9 @@ pub fn promtool_accepts(text: &str) -> Result<(), String> {
         ))
     }
 }
+
+/// A GET from a test without a runtime of its own: the status and the body.
+pub fn get(url: &str) -> (u16, String) {
+    let r = reqwest::blocking::get(url).expect("answer");
+    (r.status().as_u16(), r.text().unwrap())
+}
