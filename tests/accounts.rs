@@ -319,9 +319,10 @@ async fn a_slow_account_does_not_hold_up_the_others() {
     };
     // Retail's collection is under way (its first page is in the simulator) before the others
     // are probed.
-    while sim.account("retail").unwrap().requests() == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let retail = sim.account("retail").unwrap();
+    tokio::time::timeout(Duration::from_secs(30), retail.requests_reach(1))
+        .await
+        .expect("retail's first page reaches the simulator");
     for name in ["games", "labs", "games"] {
         let scraped = probe(&exporter, name).await;
         assert_eq!(scraped.up(), 1.0, "{name}");

@@ -562,13 +562,8 @@ async fn turning_scrapes_away_logs_one_line_not_one_per_request() {
     let metrics = format!("http://{}/metrics", running.listening_address());
     let holder = tokio::spawn(reqwest::get(metrics.clone()));
     // Once the simulator has its request, the one slot is held for the next 5 s.
-    for _ in 0..500 {
-        if sim.requests() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(sim.requests() > 0, "the first scrape reached the simulator");
+    let reached = tokio::time::timeout(Duration::from_secs(5), sim.requests_reach(1)).await;
+    assert!(reached.is_ok(), "the first scrape reached the simulator");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(4))
         .build()

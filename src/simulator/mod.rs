@@ -185,6 +185,8 @@ struct SimState {
     last_query: Mutex<Vec<(String, String)>>,
     /// Bytes of `OversizeChunked` bodies handed to the connection so far.
     chunked_bytes: Arc<AtomicU64>,
+    /// Woken on every batch-query request, for [`SimHandle::requests_reach`].
+    request_arrived: tokio::sync::Notify,
 }
 
 impl SimState {
@@ -392,6 +394,19 @@ impl SimHandle {
         lock(&self.state.signatures).clone()
     }
 
+    /// Returns once at least `n` batch-query requests have arrived: a test waits on the
+    /// simulator's own news instead of polling it.
+    pub async fn requests_reach(&self, n: u64) {
+        loop {
+            // Made before the check, so a request between the two still wakes it.
+            let arrived = self.state.request_arrived.notified();
+            if self.requests() >= n {
+                return;
+            }
+            arrived.await;
+        }
+    }
+
     /// Bytes of `OversizeChunked` bodies the client took so far (at most one chunk more than it
     /// read: the stream makes each chunk only when the connection asks for it).
     pub fn chunked_bytes(&self) -> u64 {
@@ -489,6 +504,7 @@ impl SimState {
             canonical_requests: Mutex::new(Vec::new()),
             last_query: Mutex::new(Vec::new()),
             chunked_bytes: Arc::new(AtomicU64::new(0)),
+            request_arrived: tokio::sync::Notify::new(),
         }
     }
 }
@@ -564,6 +580,7 @@ async fn batch_query(
         return api_error(401, "APIGW.0301");
     };
     state.requests.fetch_add(1, Ordering::Relaxed);
+    state.request_arrived.notify_waiters();
     let pairs = gateway::decode_query(uri.query());
     let query: HashMap<String, String> = pairs.iter().cloned().collect();
     *lock(&state.last_query) = pairs;

@@ -3,11 +3,14 @@
 //! (`--web.enable-lifecycle`), one reload at a time, with one log line and one reload state
 //! (`clouddevice_exporter_config_last_reload_successful`) for both.
 
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use axum_server::tls_rustls::RustlsConfig;
 
 use crate::probe::Probes;
 use crate::self_metrics::ReloadState;
-use crate::web::serve::WebReload;
+use crate::web::config::{self, Access, WebConfig};
 
 /// What a reload re-reads, and where it records how it went.
 pub struct Reloader {
@@ -98,5 +101,44 @@ impl Reloader {
         } else {
             done.join(" and ")
         })
+    }
+}
+
+/// The web configuration in use, and the file a reload reads it from.
+pub struct WebReload {
+    pub(super) path: PathBuf,
+    pub(super) access: Arc<RwLock<Arc<Access>>>,
+    pub(super) tls: Option<RustlsConfig>,
+}
+
+impl WebReload {
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Reads the file again, off the async threads (bcrypt and file reads block), without
+    /// applying it.
+    pub async fn load(&self) -> Result<WebConfig, String> {
+        let file = self.path.clone();
+        let new = match tokio::task::spawn_blocking(move || config::load(&file)).await {
+            Ok(Ok(new)) => new,
+            Ok(Err(error)) => return Err(error.to_string()),
+            Err(error) => return Err(format!("reading it failed: {error}")),
+        };
+        if self.tls.is_some() != new.tls.is_some() {
+            return Err("turning TLS on or off needs a restart".into());
+        }
+        Ok(new)
+    }
+
+    /// Makes `new` (from [`WebReload::load`]) the configuration in use.
+    pub fn apply(&self, new: WebConfig) {
+        if let (Some(current), Some(next)) = (&self.tls, new.tls) {
+            current.reload_from_config(next);
+        }
+        *self.access.write().unwrap_or_else(|e| e.into_inner()) = new.access;
+        for warning in &new.warnings {
+            tracing::warn!("{warning}");
+        }
     }
 }

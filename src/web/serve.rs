@@ -18,9 +18,9 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio::net::TcpListener;
 
 use crate::logging::Throttle;
-use crate::web::config::{self, Access, Login, WebConfig};
+use crate::web::config::{Access, Login, WebConfig};
 use crate::web::connection::{ConnLimits, Guard};
-use crate::web::reload::Reloader;
+use crate::web::reload::{Reloader, WebReload};
 
 /// How the server runs: its connection limits, and the web configuration (TLS, basic auth,
 /// headers) with the file it came from, if there is one.
@@ -131,45 +131,6 @@ fn log_accept_error(peer: Option<&std::net::SocketAddr>, error: &std::io::Error)
             if let Some(held_back) = THROTTLE.allow() {
                 tracing::warn!(%error, held_back, "cannot accept connections; if it says too many open files, raise the file limit (LimitNOFILE= in systemd) or find what holds connections open");
             }
-        }
-    }
-}
-
-/// The web configuration in use, and the file a reload reads it from.
-pub struct WebReload {
-    path: PathBuf,
-    access: Arc<RwLock<Arc<Access>>>,
-    tls: Option<RustlsConfig>,
-}
-
-impl WebReload {
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
-    /// Reads the file again, off the async threads (bcrypt and file reads block), without
-    /// applying it.
-    pub async fn load(&self) -> Result<WebConfig, String> {
-        let file = self.path.clone();
-        let new = match tokio::task::spawn_blocking(move || config::load(&file)).await {
-            Ok(Ok(new)) => new,
-            Ok(Err(error)) => return Err(error.to_string()),
-            Err(error) => return Err(format!("reading it failed: {error}")),
-        };
-        if self.tls.is_some() != new.tls.is_some() {
-            return Err("turning TLS on or off needs a restart".into());
-        }
-        Ok(new)
-    }
-
-    /// Makes `new` (from [`WebReload::load`]) the configuration in use.
-    pub fn apply(&self, new: WebConfig) {
-        if let (Some(current), Some(next)) = (&self.tls, new.tls) {
-            current.reload_from_config(next);
-        }
-        *self.access.write().unwrap_or_else(|e| e.into_inner()) = new.access;
-        for warning in &new.warnings {
-            tracing::warn!("{warning}");
         }
     }
 }

@@ -347,8 +347,9 @@ scrape_configs:
         # exporter answers clouddevice_up 0 and no phones, and Prometheus marks their series stale.
         before = len(hook.received)
         stop(simulator)
-        wait_for("a failed scrape", lambda: prom_query(prom, "clouddevice_up == 0")["result"], limit=10)
-        time.sleep(4)
+        # Four failed scrapes on record, as Prometheus itself counts them.
+        wait_for("four failed scrapes", lambda: [r for r in prom_query(
+            prom, "count_over_time((clouddevice_up == 0)[30s:1s])")["result"] if float(r["value"][1]) >= 4], limit=20)
         start("am-simulator-again", sim_args, work)
         wait_for("scrapes to succeed again", lambda: prom_query(prom, "clouddevice_up == 1")["result"], limit=20)
         time.sleep(8)
@@ -596,7 +597,10 @@ scrape_configs:
         check(len(frozen) > 0 and len(failed) > 0, "the fleet has frozen instances and failed backups")
         wait_for("Prometheus to scrape the exporter",
                  lambda: prom_query(prom, 'clouddevice_up{job="clouddevice"} == 1')["result"])
-        time.sleep(5)  # a few scrapes, so rates and recording rules have samples
+        # A few scrapes, so that rates and the recording rules have samples.
+        wait_for("rates and recording rules", lambda: prom_query(
+            prom, "rate(clouddevice_exporter_api_requests_total[1m]) > 0 and on () count(region:clouddevice_instances:sum) > 0")["result"],
+            limit=30)
 
         for var in ("region", "sku"):
             values = prom_query(prom, f"group by ({var}) (clouddevice_instances)")["result"]
