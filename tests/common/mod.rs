@@ -297,13 +297,23 @@ impl Running {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
+        // A watchdog kills the process if it has not stopped 10 s after SIGTERM; the wait itself
+        // blocks on the exit, so a fast machine does not poll and a slow one is not rushed.
+        let (done, watched) = std_mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            let late = watched.recv_timeout(Duration::from_secs(10)).is_err();
+            if late {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the process did not stop within 10 s of SIGTERM");
+            late
+        });
+        let status = self.child.wait().unwrap();
+        let _ = done.send(());
+        assert!(
+            !watchdog.join().unwrap(),
+            "the process did not stop within 10 s of SIGTERM"
+        );
+        status
     }
 
     /// Everything logged until now. Asks the process for one more line (a SIGHUP, whose reload
