@@ -10,7 +10,8 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::Semaphore;
 
-use crate::cli::accounts::{self, Account, AccountDefaults, EnvLookup};
+use crate::cli::account::{Account, AccountDefaults, EnvLookup};
+use crate::cli::accounts;
 use crate::clock::Clock;
 use crate::collect::{Collector, CollectorPool, Retention};
 use crate::scrape::Exporter;

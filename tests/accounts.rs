@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clouddevice_exporter::cli::accounts::EnvLookup;
+use clouddevice_exporter::cli::account::EnvLookup;
 use clouddevice_exporter::cli::credentials::SecretEnv;
 use clouddevice_exporter::secret::Secret;
 use clouddevice_exporter::simulator::{self, SimConfig, SimHandle, SimIamUser};

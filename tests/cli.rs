@@ -71,7 +71,7 @@ fn two_credential_modes_are_refused_in_one_line() {
     assert_one_line_error(
         &out,
         2,
-        "more than one mode are set (static token, IAM password)",
+        "sign-in: a token (--clouddevice.auth-token-file or CLOUDDEVICE_AUTH_TOKEN) and an IAM user (--iam.username with --iam.password-file or CLOUDDEVICE_IAM_PASSWORD) are set together; keep exactly one",
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("pw"));
 }

@@ -1,24 +1,17 @@
-//! The sign-in flags: which credentials the exporter signs in with, from flags, files and the
-//! environment: a static token, an IAM user's password, or an access key pair. Exactly one mode,
-//! chosen by what is set; secrets only ever come from a file or the environment, never from a
-//! flag value.
+//! The sign-in flags and the secrets the environment holds for them: a static token, an IAM
+//! user's password, or an access key pair. They map into the accounts file's shape and are
+//! checked by the same reader ([`super::account`]); secrets only ever come from a file or the
+//! environment, never from a flag value.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 
-use super::accounts::EnvLookup;
-use crate::secret::{read_secret_file, Secret, SecretFileError};
-use crate::upstream::credentials::{
-    parse_credentials_file, AccessKey, Credentials, IamCredentials, ProjectScope,
+use super::account::{
+    AccessKeyShape, AccountShape, EnvLookup, IamShape, ACCESS_KEY_ENV, PASSWORD_ENV,
+    SECRET_KEY_ENV, SECURITY_TOKEN_ENV, TOKEN_ENV,
 };
-use crate::upstream::http::{endpoint_url, EndpointError};
-
-pub const TOKEN_ENV: &str = "CLOUDDEVICE_AUTH_TOKEN";
-pub const PASSWORD_ENV: &str = "CLOUDDEVICE_IAM_PASSWORD";
-pub const ACCESS_KEY_ENV: &str = "CLOUDDEVICE_ACCESS_KEY";
-pub const SECRET_KEY_ENV: &str = "CLOUDDEVICE_SECRET_KEY";
-pub const SECURITY_TOKEN_ENV: &str = "CLOUDDEVICE_SECURITY_TOKEN";
+use crate::secret::Secret;
 
 #[derive(Debug, Args)]
 pub struct CredentialArgs {
@@ -124,47 +117,18 @@ impl SecretEnv {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CredentialError {
-    #[error("no credentials: set {TOKEN_ENV} or --clouddevice.auth-token-file (a token), --iam.username with --iam.password-file or {PASSWORD_ENV} (IAM password), or {ACCESS_KEY_ENV} and {SECRET_KEY_ENV} or --clouddevice.credentials-file (AK/SK); or try --demo")]
-    None,
-    #[error("credentials for more than one mode are set ({0}); keep exactly one")]
-    Several(String),
-    #[error("both {0} and {1} are set; keep only one")]
-    Both(&'static str, &'static str),
-    #[error("IAM password login needs {0}")]
-    IamIncomplete(&'static str),
-    #[error("AK/SK signing needs {0}")]
-    AkSkIncomplete(&'static str),
-    #[error(transparent)]
-    IamEndpoint(#[from] EndpointError),
-    #[error(transparent)]
-    File(#[from] SecretFileError),
-    #[error("--clouddevice.credentials-file {0:?} holds no access_key and secret_key; write `access_key = ...` and `secret_key = ...` lines, or use the credentials.csv the console downloads")]
-    CredentialsFormat(PathBuf),
-}
-
-/// Reads a secrets file, trimmed; notes a warning when other users may read it.
-fn read_secret(
-    flag: &'static str,
-    path: &Path,
-    warnings: &mut Vec<String>,
-) -> Result<String, CredentialError> {
-    let (secret, warning) = read_secret_file(flag, path)?;
-    warnings.extend(warning);
-    Ok(secret.expose().to_string())
-}
-
-/// One of two places for the same secret, never both.
-fn one_of(
-    file: Option<String>,
-    env: Option<Secret>,
-    names: (&'static str, &'static str),
-) -> Result<Option<Secret>, CredentialError> {
-    match (file, env) {
-        (Some(_), Some(_)) => Err(CredentialError::Both(names.0, names.1)),
-        (Some(f), None) => Ok(Some(Secret::new(f))),
-        (None, env) => Ok(env),
+impl SecretEnv {
+    /// The variables of the flags' sign-in by their names, and any other through `named`.
+    fn lookup(&self) -> EnvLookup {
+        let env = self.clone();
+        EnvLookup::new(move |name| match name {
+            TOKEN_ENV => env.auth_token.clone(),
+            PASSWORD_ENV => env.iam_password.clone(),
+            ACCESS_KEY_ENV => env.access_key.clone(),
+            SECRET_KEY_ENV => env.secret_key.clone(),
+            SECURITY_TOKEN_ENV => env.security_token.clone(),
+            other => env.named.get(other),
+        })
     }
 }
 
@@ -195,120 +159,42 @@ impl CredentialArgs {
         self.credentials_file.is_some() || env.access_key.is_some() || env.secret_key.is_some()
     }
 
-    /// Picks the one mode that is configured. Warnings (secrets files others can read) are
-    /// returned for the caller to log once logging is up.
-    pub fn resolve(
-        self,
-        env: SecretEnv,
-        warnings: &mut Vec<String>,
-    ) -> Result<Credentials, CredentialError> {
-        match self.modes(&env).as_slice() {
-            [] => Err(CredentialError::None),
-            [_] if self.token_set(&env) => self.token(env, warnings),
-            [_] if self.iam_set(&env) => self.iam(env, warnings),
-            [_] => self.aksk(env, warnings),
-            several => Err(CredentialError::Several(several.join(", "))),
-        }
-    }
-
-    fn token(
-        self,
-        env: SecretEnv,
-        warnings: &mut Vec<String>,
-    ) -> Result<Credentials, CredentialError> {
-        let flag = "--clouddevice.auth-token-file";
-        let file = match &self.auth_token_file {
-            Some(path) => Some(read_secret(flag, path, warnings)?),
-            None => None,
-        };
-        let token = one_of(file, env.auth_token, (flag, TOKEN_ENV))?;
-        token.map(Credentials::Token).ok_or(CredentialError::None)
-    }
-
-    fn iam(
-        self,
-        env: SecretEnv,
-        warnings: &mut Vec<String>,
-    ) -> Result<Credentials, CredentialError> {
-        let flag = "--iam.password-file";
-        let file = match &self.iam_password_file {
-            Some(path) => Some(read_secret(flag, path, warnings)?),
-            None => None,
-        };
-        let password = one_of(file, env.iam_password, (flag, PASSWORD_ENV))?.ok_or(
-            CredentialError::IamIncomplete(
-                "a password: --iam.password-file or CLOUDDEVICE_IAM_PASSWORD",
-            ),
-        )?;
-        let username = self
-            .iam_username
-            .ok_or(CredentialError::IamIncomplete("--iam.username"))?;
-        let domain = self.iam_domain.ok_or(CredentialError::IamIncomplete(
-            "--iam.domain (the account name)",
-        ))?;
-        let project = match (self.iam_project, self.iam_project_id) {
-            (Some(name), None) => ProjectScope::Name(name),
-            (None, Some(id)) => ProjectScope::Id(id),
-            _ => {
-                return Err(CredentialError::IamIncomplete(
-                    "a project-scoped token: --iam.project (name) or --iam.project-id",
-                ))
-            }
-        };
-        let endpoint = endpoint_url(
-            "--iam.endpoint",
-            &self.iam_endpoint,
-            "https://iam.myhuaweicloud.com",
-        )?;
-        Ok(Credentials::Iam(IamCredentials {
-            endpoint,
-            username,
-            domain,
-            project,
-            password,
-        }))
-    }
-
-    fn aksk(
-        self,
-        env: SecretEnv,
-        warnings: &mut Vec<String>,
-    ) -> Result<Credentials, CredentialError> {
-        let (access_key, secret_key, file_security_token) = match &self.credentials_file {
-            Some(path) => {
-                if env.access_key.is_some() || env.secret_key.is_some() {
-                    return Err(CredentialError::Both(
-                        "--clouddevice.credentials-file",
-                        "CLOUDDEVICE_ACCESS_KEY/CLOUDDEVICE_SECRET_KEY",
-                    ));
-                }
-                let text = read_secret("--clouddevice.credentials-file", path, warnings)?;
-                let (ak, sk, token) = parse_credentials_file(&text)
-                    .ok_or_else(|| CredentialError::CredentialsFormat(path.clone()))?;
-                (ak, Secret::new(sk), token.map(Secret::new))
-            }
-            None => {
-                let ak = env
-                    .access_key
-                    .ok_or(CredentialError::AkSkIncomplete(ACCESS_KEY_ENV))?;
-                let sk = env
-                    .secret_key
-                    .ok_or(CredentialError::AkSkIncomplete(SECRET_KEY_ENV))?;
-                (ak.expose().to_string(), sk, None)
-            }
-        };
-        Ok(Credentials::AkSk(AccessKey {
-            access_key,
-            secret_key,
-            security_token: env.security_token.or(file_security_token),
+    /// The flags' sign-in in the accounts file's shape, and where its variables are looked up:
+    /// a mode is given when any of its flags or variables is, as an account's is when its key is
+    /// written. The IAM endpoint is left to the defaults, which hold `--iam.endpoint`.
+    pub fn shape(self, env: &SecretEnv) -> (AccountShape, EnvLookup) {
+        let named = |set: bool, name: &str| set.then(|| name.to_string());
+        let (token, iam, aksk) = (self.token_set(env), self.iam_set(env), self.aksk_set(env));
+        let shape = AccountShape {
+            token_file: self.auth_token_file,
+            token_env: named(token && env.auth_token.is_some(), TOKEN_ENV),
+            iam: iam.then(|| IamShape {
+                endpoint: None,
+                username: self.iam_username,
+                domain: self.iam_domain,
+                project: self.iam_project,
+                project_id: self.iam_project_id,
+                password_file: self.iam_password_file,
+                password_env: named(env.iam_password.is_some(), PASSWORD_ENV),
+            }),
+            access_key: aksk.then(|| AccessKeyShape {
+                credentials_file: self.credentials_file,
+                access_key_env: named(env.access_key.is_some(), ACCESS_KEY_ENV),
+                secret_key_env: named(env.secret_key.is_some(), SECRET_KEY_ENV),
+                security_token_env: named(env.security_token.is_some(), SECURITY_TOKEN_ENV),
+            }),
             project_id: self.project_id,
-        }))
+            ..AccountShape::default()
+        };
+        (shape, env.lookup())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::account::{self, AccountDefaults, Origin, SettingError};
+    use crate::upstream::credentials::{Credentials, ProjectScope};
     use clap::Parser;
 
     #[derive(Parser)]
@@ -327,8 +213,20 @@ mod tests {
         Some(Secret::new(s))
     }
 
-    fn resolve(flags: &[&str], env: SecretEnv) -> Result<Credentials, CredentialError> {
-        args(flags).resolve(env, &mut Vec::new())
+    /// The flags' sign-in, read as the exporter reads it; `warnings` collects what it would log.
+    fn resolve_warning(
+        flags: &[&str],
+        env: SecretEnv,
+        warnings: &mut Vec<String>,
+    ) -> Result<Credentials, SettingError> {
+        let (shape, lookup) = args(flags).shape(&env);
+        let defaults = AccountDefaults::example();
+        account::read(shape, "flags", Origin::Flags, &defaults, &lookup, warnings)
+            .map(|account| account.upstream.credentials)
+    }
+
+    fn resolve(flags: &[&str], env: SecretEnv) -> Result<Credentials, SettingError> {
+        resolve_warning(flags, env, &mut Vec::new())
     }
 
     use crate::files::scratch::Scratch as TempDir;
@@ -350,7 +248,11 @@ mod tests {
             ..SecretEnv::default()
         };
         let err = resolve(&[], env).unwrap_err().to_string();
-        assert!(err.contains("static token, AK/SK"), "{err}");
+        assert!(
+            err.contains("a token (--clouddevice.auth-token-file or CLOUDDEVICE_AUTH_TOKEN) and an access key")
+                && err.contains("keep exactly one"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -472,9 +374,10 @@ mod tests {
             &["--clouddevice.credentials-file", &junk],
             SecretEnv::default(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
-            matches!(err, CredentialError::CredentialsFormat(_)),
+            err.contains("--clouddevice.credentials-file") && err.contains("holds no access_key"),
             "{err}"
         );
     }
@@ -486,15 +389,21 @@ mod tests {
         let open = dir.secret("open", "tok", 0o644);
         let closed = dir.secret("closed", "tok", 0o600);
         let mut warnings = Vec::new();
-        args(&["--clouddevice.auth-token-file", &open])
-            .resolve(SecretEnv::default(), &mut warnings)
-            .unwrap();
+        resolve_warning(
+            &["--clouddevice.auth-token-file", &open],
+            SecretEnv::default(),
+            &mut warnings,
+        )
+        .unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("chmod 600"), "{}", warnings[0]);
         warnings.clear();
-        args(&["--clouddevice.auth-token-file", &closed])
-            .resolve(SecretEnv::default(), &mut warnings)
-            .unwrap();
+        resolve_warning(
+            &["--clouddevice.auth-token-file", &closed],
+            SecretEnv::default(),
+            &mut warnings,
+        )
+        .unwrap();
         assert!(warnings.is_empty());
     }
 
@@ -514,8 +423,13 @@ mod tests {
             auth_token: secret("x"),
             ..SecretEnv::default()
         };
-        let err = resolve(&["--clouddevice.auth-token-file", &file], env).unwrap_err();
-        assert!(matches!(err, CredentialError::Both(..)), "{err}");
+        let err = resolve(&["--clouddevice.auth-token-file", &file], env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--clouddevice.auth-token-file: set together with CLOUDDEVICE_AUTH_TOKEN"),
+            "{err}"
+        );
         let err = resolve(
             &["--clouddevice.auth-token-file", "/nonexistent/t"],
             SecretEnv::default(),
@@ -527,11 +441,9 @@ mod tests {
             &["--clouddevice.auth-token-file", &empty],
             SecretEnv::default(),
         )
-        .unwrap_err();
-        assert!(
-            matches!(err, CredentialError::File(SecretFileError::Empty { .. })),
-            "{err}"
-        );
+        .unwrap_err()
+        .to_string();
+        assert!(err.ends_with("is empty"), "{err}");
     }
 
     #[test]

@@ -13,15 +13,14 @@ use clap::{ArgAction, Args, ValueEnum};
 use crate::exposition::{ExpositionConfig, InstanceMetrics, InstanceName};
 use crate::flags::{parse_duration, parse_positive_duration, parse_time_zone, LogArgs};
 use crate::secret::Secret;
-use crate::upstream::batch_query::{BatchQueryConfig, Filters};
-use crate::upstream::credentials::Credentials;
+use crate::upstream::batch_query::BatchQueryConfig;
 use crate::upstream::http::{endpoint_url, EndpointError};
-use crate::upstream::retry::RetryPolicy;
 use crate::upstream::wire::API_TIME_FORMAT;
 use crate::web::config::{self as web_config, WebConfig, WebConfigError};
 use crate::web::connection::ConnLimits;
 use crate::web::{PROBE_PATH, SD_PATH};
 
+pub mod account;
 pub mod accounts;
 pub mod credentials;
 
@@ -40,8 +39,11 @@ fn in_range(range: std::ops::RangeInclusive<u32>) -> clap::builder::RangedI64Val
     clap::value_parser!(u32).range(i64::from(*range.start())..=i64::from(*range.end()))
 }
 
-use accounts::{Account, AccountDefaults, AccountsError, EnvLookup};
-use credentials::{CredentialArgs, CredentialError, SecretEnv};
+use account::{
+    Account, AccountDefaults, AccountShape, EnvLookup, FiltersShape, Origin, SettingError,
+};
+use accounts::AccountsError;
+use credentials::{CredentialArgs, SecretEnv};
 
 #[derive(Debug, Args)]
 pub struct ExporterArgs {
@@ -369,13 +371,9 @@ pub enum ConfigError {
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
     #[error(transparent)]
-    Credentials(#[from] CredentialError),
+    Account(#[from] SettingError),
     #[error(transparent)]
     WebConfig(#[from] WebConfigError),
-    #[error(
-        "--clouddevice.query-end-time is earlier than --clouddevice.query-start-time; swap them"
-    )]
-    EndBeforeStart,
     #[error(transparent)]
     Accounts(#[from] AccountsError),
     #[error("--config.file and the sign-in flags ({0}) are both set; put every account in the file, or drop --config.file for one account")]
@@ -426,16 +424,6 @@ impl ExporterArgs {
             Some(demo) => demo.endpoint.clone(),
             None => endpoint,
         };
-        let demo_accounts: Vec<(String, Secret)> = match demo {
-            Some(demo) if self.demo => demo.accounts.clone(),
-            _ => vec![("demo".into(), Secret::new("demo"))],
-        };
-        // Both times have one fixed format, so text order is time order.
-        if let (Some(start), Some(end)) = (&self.query_start_time, &self.query_end_time) {
-            if end < start {
-                return Err(ConfigError::EndBeforeStart);
-            }
-        }
         let mut warnings = Vec::new();
         let web = match self.web_config_file {
             Some(path) => {
@@ -451,8 +439,7 @@ impl ExporterArgs {
                 "--iam.endpoint",
                 &self.credentials.iam_endpoint,
                 "https://iam.myhuaweicloud.com",
-            )
-            .map_err(CredentialError::from)?,
+            )?,
             page_size: self.page_size,
             concurrency: self.concurrency,
             timeout: self.timeout,
@@ -489,57 +476,78 @@ impl ExporterArgs {
                 }
             }
         }
-        let credentials = if self.demo {
-            demo_accounts
-                .first()
-                .map(|(_, token)| Credentials::Token(token.clone()))
-        } else if accounts.is_some() {
-            let modes = self.credentials.modes(&env);
-            if !modes.is_empty() {
-                return Err(ConfigError::FileAndFlags(modes.join(", ")));
-            }
-            None
-        } else {
-            Some(self.credentials.resolve(env, &mut warnings)?)
+        let filters = FiltersShape {
+            pool_scene_tag: self.pool_scene_tag.map(|tag| tag.as_str().to_string()),
+            instance_id: self.instance_id,
+            instance_name: self.instance_name,
+            query_start_time: self.query_start_time,
+            query_end_time: self.query_end_time,
         };
-        let upstream = credentials.map(|credentials| BatchQueryConfig {
-            endpoint,
-            credentials,
-            page_size: self.page_size,
-            concurrency: self.concurrency as usize,
-            timeout: self.timeout,
-            max_pages: self.max_pages,
-            retry: RetryPolicy {
-                max_retries: self.max_retries,
-            },
-            max_response_bytes: self.max_response_bytes,
-            time_zone: self.time_zone,
-            filters: Filters {
-                pool_scene_tag: self.pool_scene_tag.map(PoolSceneTag::as_str),
-                instance_id: self.instance_id,
-                instance_name: self.instance_name,
-                query_start_time: self.query_start_time,
-                query_end_time: self.query_end_time,
-            },
-        });
-        // --demo's accounts are the flags' account with each simulated account's token.
-        let accounts = match (&upstream, self.demo) {
-            (Some(template), true) => Some(AccountsFile {
-                path: None,
-                accounts: demo_accounts
-                    .into_iter()
-                    .map(|(name, token)| Account {
-                        name,
-                        upstream: BatchQueryConfig {
-                            credentials: Credentials::Token(token),
-                            ..template.clone()
-                        },
-                        exposition: account_defaults.exposition.clone(),
+        let (upstream, accounts) = match (accounts, self.demo) {
+            (Some(file), _) => {
+                let modes = self.credentials.modes(&env);
+                if !modes.is_empty() {
+                    return Err(ConfigError::FileAndFlags(modes.join(", ")));
+                }
+                (None, Some(file))
+            }
+            // --demo's accounts are the flags' account signed in with each simulated account's
+            // token, handed to the reader as the variable named after the account.
+            (None, true) => {
+                let tokens: Vec<(String, Secret)> = match demo {
+                    Some(demo) => demo.accounts.clone(),
+                    None => vec![("demo".into(), Secret::new("demo"))],
+                };
+                let lookup = {
+                    let tokens = tokens.clone();
+                    EnvLookup::new(move |name| {
+                        tokens
+                            .iter()
+                            .find(|(n, _)| n == name)
+                            .map(|(_, t)| t.clone())
                     })
-                    .collect(),
-                env: EnvLookup::default(),
-            }),
-            _ => accounts,
+                };
+                let accounts = tokens
+                    .iter()
+                    .map(|(name, _)| {
+                        let shape = AccountShape {
+                            token_env: Some(name.clone()),
+                            filters: filters.clone(),
+                            ..AccountShape::default()
+                        };
+                        account::read(
+                            shape,
+                            name,
+                            Origin::Flags,
+                            &account_defaults,
+                            &lookup,
+                            &mut warnings,
+                        )
+                    })
+                    .collect::<Result<Vec<Account>, _>>()?;
+                let first = accounts.first().map(|a| a.upstream.clone());
+                (
+                    first,
+                    Some(AccountsFile {
+                        path: None,
+                        accounts,
+                        env: EnvLookup::default(),
+                    }),
+                )
+            }
+            (None, false) => {
+                let (shape, lookup) = self.credentials.shape(&env);
+                let shape = AccountShape { filters, ..shape };
+                let account = account::read(
+                    shape,
+                    "flags",
+                    Origin::Flags,
+                    &account_defaults,
+                    &lookup,
+                    &mut warnings,
+                )?;
+                (Some(account.upstream), None)
+            }
         };
         Ok(Config {
             listen_address,
@@ -547,12 +555,7 @@ impl ExporterArgs {
             lifecycle: self.enable_lifecycle,
             clock: crate::clock::Clock::system(),
             telemetry_path,
-            exposition: ExpositionConfig {
-                instance_metrics: self.instance_metrics,
-                instance_name: self.instance_name_label,
-                backup_age_buckets: self.backup_age_buckets,
-                max_groups: self.max_groups as usize,
-            },
+            exposition: account_defaults.exposition.clone(),
             scrape_timeout: self.scrape_timeout,
             min_interval: self.min_interval,
             serve_stale_for: self.serve_stale_for,
@@ -607,6 +610,7 @@ fn telemetry_path(s: &str) -> Result<String, ConfigError> {
 mod tests {
     use super::*;
     use crate::logging::{LogFormat, LogLevel};
+    use crate::upstream::credentials::Credentials;
     use clap::{CommandFactory, Parser};
 
     #[derive(clap::Parser)]
@@ -825,9 +829,10 @@ mod tests {
             "2024-01-01 00:00:00",
         ])
         .unwrap();
-        assert!(matches!(
-            cli.exporter.validate(SecretEnv::default()),
-            Err(ConfigError::EndBeforeStart)
-        ));
+        let err = cli.exporter.validate(SecretEnv::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--clouddevice.query-end-time: is earlier than --clouddevice.query-start-time; swap them"
+        );
     }
 }
