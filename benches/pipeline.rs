@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use clouddevice_exporter::exposition::{
-    render_text, ExpositionConfig, Families, InstanceMetrics, InstanceName, Scrape,
+    render_text, ExpositionConfig, InstanceMetrics, InstanceName, Scrape,
 };
 use clouddevice_exporter::fleet::Fleet;
 use clouddevice_exporter::simulator::generate_fleet;
@@ -74,23 +74,13 @@ fn render(c: &mut Criterion) {
         (InstanceMetrics::Problems, "fleet_of_10k_problems"),
         (InstanceMetrics::None, "fleet_of_10k_aggregates_only"),
     ] {
-        let scrape = Scrape {
-            up: true,
-            stale_for: None,
-            fleet: Some(std::sync::Arc::new(fleet.clone())),
-            duration_seconds: 1.0,
-            timeout_seconds: 10.0,
-            config: ExpositionConfig {
-                instance_metrics,
-                instance_name: InstanceName::Everywhere,
-                backup_age_buckets: std::sync::Arc::from([86_400u64, 604_800]),
-                max_groups: 1_000,
-            },
-            families: Families::ALL,
-            now: 1_800_000_000,
-            cached_for: None,
-            last_success: None,
+        let config = ExpositionConfig {
+            instance_metrics,
+            instance_name: InstanceName::Everywhere,
+            backup_age_buckets: std::sync::Arc::from([86_400u64, 604_800]),
+            max_groups: 1_000,
         };
+        let scrape = Scrape::whole(std::sync::Arc::new(fleet.clone()), config);
         group.bench_function(name, |b| {
             b.iter(|| render_text(black_box(&scrape)).unwrap().len())
         });

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use clouddevice_exporter::exposition::{
-    render_text, ExpositionConfig, Families, InstanceMetrics, InstanceName, Scrape,
+    render_text, ExpositionConfig, InstanceMetrics, InstanceName, Scrape,
 };
 use clouddevice_exporter::fleet::{Fleet, Identity, Instance};
 use common::promtool_accepts;
@@ -83,24 +83,13 @@ fn render(pages: Vec<Vec<Instance>>) -> (String, usize, usize) {
         .instances()
         .filter(|i| !i.instance_id().is_empty())
         .count();
-    let text = render_text(&Scrape {
-        up: true,
-        stale_for: None,
-        fleet: Some(Arc::new(fleet)),
-        duration_seconds: 0.5,
-        timeout_seconds: 10.0,
-        config: ExpositionConfig {
-            instance_metrics: InstanceMetrics::All,
-            instance_name: InstanceName::Everywhere,
-            backup_age_buckets: std::sync::Arc::from([86_400u64, 604_800]),
-            max_groups: 1_000,
-        },
-        families: Families::ALL,
-        now: 1_800_000_000,
-        cached_for: None,
-        last_success: None,
-    })
-    .unwrap();
+    let config = ExpositionConfig {
+        instance_metrics: InstanceMetrics::All,
+        instance_name: InstanceName::Everywhere,
+        backup_age_buckets: std::sync::Arc::from([86_400u64, 604_800]),
+        max_groups: 1_000,
+    };
+    let text = render_text(&Scrape::whole(Arc::new(fleet), config)).unwrap();
     (text, n, with_id)
 }
 

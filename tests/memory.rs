@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use clouddevice_exporter::exposition::{
-    self, ExpositionConfig, Families, InstanceMetrics, InstanceName, Scrape,
+    self, ExpositionConfig, InstanceMetrics, InstanceName, Scrape,
 };
 use clouddevice_exporter::fleet::Fleet;
 use clouddevice_exporter::upstream::wire::{decode_page, Decoding};
@@ -80,23 +80,13 @@ fn fleet_of(rows: impl Iterator<Item = String>) -> Fleet {
 /// The bytes allocated at the peak of rendering and streaming a scrape of `fleet` with the
 /// default flags, above what was live before, and the body's size.
 fn peak_while_rendering(fleet: Fleet) -> (usize, usize) {
-    let scrape = Scrape {
-        up: true,
-        stale_for: None,
-        fleet: Some(Arc::new(fleet)),
-        duration_seconds: 1.0,
-        timeout_seconds: 10.0,
-        config: ExpositionConfig {
-            instance_metrics: InstanceMetrics::All,
-            instance_name: InstanceName::Everywhere,
-            backup_age_buckets: Arc::from([86_400u64, 3 * 86_400, 7 * 86_400, 30 * 86_400]),
-            max_groups: 1_000,
-        },
-        families: Families::ALL,
-        now: 1_800_000_000,
-        cached_for: None,
-        last_success: None,
+    let config = ExpositionConfig {
+        instance_metrics: InstanceMetrics::All,
+        instance_name: InstanceName::Everywhere,
+        backup_age_buckets: Arc::from([86_400u64, 3 * 86_400, 7 * 86_400, 30 * 86_400]),
+        max_groups: 1_000,
     };
+    let scrape = Scrape::whole(Arc::new(fleet), config);
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
     let body: usize = exposition::render(&scrape, Vec::new())

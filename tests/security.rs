@@ -586,12 +586,7 @@ async fn turning_scrapes_away_logs_one_line_not_one_per_request() {
 
 /// How many threads process `pid` runs now.
 fn threads(pid: u32) -> usize {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap()
+    common::procfs::status_field(pid, "Threads:").unwrap() as usize
 }
 
 /// The most threads process `pid` ran while `work` ran, sampled every 5 ms.

@@ -11,13 +11,7 @@ use common::sim_and_exporter;
 
 /// Resident memory of this process (simulator and exporter both live here), in MB.
 fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    common::procfs::status_mb("self", "VmRSS:")
 }
 
 fn random_fault(rng: &mut fastrand::Rng, pages: u64) -> Fault {

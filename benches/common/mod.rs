@@ -5,6 +5,10 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+#[path = "../../tests/common/procfs.rs"]
+mod procfs;
+pub use procfs::status_mb;
+
 const BIN: &str = env!("CARGO_BIN_EXE_clouddevice_exporter");
 
 /// A child process, killed when dropped.
@@ -74,16 +78,4 @@ pub fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
     let utime: f64 = fields[11].parse().unwrap_or(0.0);
     let stime: f64 = fields[12].parse().unwrap_or(0.0);
     (utime + stime) / ticks
-}
-
-/// A /proc/pid/status field in kB, as MB.
-pub fn status_mb(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/pid/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
 }

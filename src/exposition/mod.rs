@@ -114,6 +114,26 @@ pub struct Scrape {
     pub last_success: Option<std::time::SystemTime>,
 }
 
+impl Scrape {
+    /// A scrape that read the whole of `fleet` in 0.25 s of its 10 s, at a fixed time
+    /// (2027-01-15): the one the tests and benchmarks render.
+    #[doc(hidden)]
+    pub fn whole(fleet: Arc<Fleet>, config: ExpositionConfig) -> Scrape {
+        Scrape {
+            up: true,
+            stale_for: None,
+            fleet: Some(fleet),
+            duration_seconds: 0.25,
+            timeout_seconds: 10.0,
+            config,
+            families: Families::ALL,
+            now: 1_800_000_000,
+            cached_for: None,
+            last_success: None,
+        }
+    }
+}
+
 /// Builds the families of one scrape. Without a fleet, only `clouddevice_up 0` and the duration:
 /// no instance data at all, since partial counts would fire false alerts. A stale fleet is whole,
 /// just old, and says so.
@@ -392,22 +412,16 @@ mod tests {
         instance_metrics: InstanceMetrics,
         max_groups: usize,
     ) -> String {
+        let config = ExpositionConfig {
+            instance_metrics,
+            instance_name: InstanceName::Everywhere,
+            backup_age_buckets: Arc::from([86_400u64]),
+            max_groups,
+        };
         render_text(&Scrape {
             up: fleet.is_some(),
-            stale_for: None,
             fleet: fleet.map(|f| Arc::new(f.clone())),
-            duration_seconds: 0.25,
-            timeout_seconds: 10.0,
-            config: ExpositionConfig {
-                instance_metrics,
-                instance_name: InstanceName::Everywhere,
-                backup_age_buckets: Arc::from([86_400u64]),
-                max_groups,
-            },
-            families: Families::ALL,
-            now: 1_800_000_000,
-            cached_for: None,
-            last_success: None,
+            ..Scrape::whole(Arc::default(), config)
         })
         .unwrap()
     }

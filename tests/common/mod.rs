@@ -2,6 +2,8 @@
 //! ephemeral port, and helpers to read the scraped text. Set TEST_LOG=1 to see the logs.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod procfs;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
