@@ -5,34 +5,16 @@
 #![no_main]
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
-use clouddevice_exporter::cli::accounts::{parse, AccountDefaults, EnvLookup};
-use clouddevice_exporter::exposition::{ExpositionConfig, InstanceMetrics, InstanceName};
+use clouddevice_exporter::cli::account::{AccountDefaults, EnvLookup};
+use clouddevice_exporter::cli::accounts::parse;
 use clouddevice_exporter::secret::Secret;
 use libfuzzer_sys::fuzz_target;
 
 const SECRET: &str = "fuzz-s3cret-value";
 
 fuzz_target!(|text: &str| {
-    let defaults = AccountDefaults {
-        endpoint: "https://koophone.myhuaweicloud.com".parse().unwrap(),
-        iam_endpoint: "https://iam.myhuaweicloud.com".parse().unwrap(),
-        page_size: 100,
-        concurrency: 4,
-        timeout: Duration::from_secs(10),
-        max_pages: 10_000,
-        max_retries: 2,
-        max_response_bytes: 32 << 20,
-        time_zone: time::UtcOffset::UTC,
-        exposition: ExpositionConfig {
-            instance_metrics: InstanceMetrics::All,
-            instance_name: InstanceName::Everywhere,
-            backup_age_buckets: Arc::from([86_400u64]),
-            max_groups: 1_000,
-        },
-    };
+    let defaults = AccountDefaults::example();
     // Every variable the file names holds the same secret.
     let env = EnvLookup::new(|_| Some(Secret::new(SECRET)));
     let path = Path::new("/nonexistent-fuzz-dir/accounts.yml");

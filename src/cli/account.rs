@@ -88,9 +88,9 @@ pub struct AccountDefaults {
     pub exposition: ExpositionConfig,
 }
 
-#[cfg(test)]
 impl AccountDefaults {
-    /// The flags' defaults, for unit tests.
+    /// The flags' defaults (one backup-age bucket), for tests and the fuzz targets.
+    #[doc(hidden)]
     pub fn example() -> Self {
         use crate::exposition::{InstanceMetrics, InstanceName};
         AccountDefaults {
