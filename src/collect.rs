@@ -1,6 +1,8 @@
 //! One collection of the fleet shared by every scrape that wants it: a scrape starts one, joins
 //! the one in progress, or reuses a recent one (`--scrape.min-interval`); when one fails, the last
-//! successful one may stand in for it (`--scrape.serve-stale-for`). Collections run on a
+//! successful one may stand in for it (`--scrape.serve-stale-for`). On a [`Schedule`]
+//! (`--collection.interval`) collections run every interval instead, and a scrape reports the
+//! latest at once, never waiting on the API and never starting a read. Collections run on a
 //! thread of their own, read from a [`Source`], and count the failures that are theirs alone.
 //! Knows nothing of HTTP or of the text format.
 
@@ -12,6 +14,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use crate::clock::Clock;
 use crate::fleet::Fleet;
 use crate::self_metrics::ExporterMetrics;
+use crate::upstream::error::Progress;
 use crate::upstream::{ApiError, Source};
 
 /// One read of the list, shared by every scrape that waited for it.
@@ -44,6 +47,8 @@ struct State {
     /// When the last successful collection finished.
     last_success_at: Option<SystemTime>,
     last: Option<LastCollection>,
+    /// On a schedule, the latest collection that ended, failed or not: what scrapes report.
+    latest: Option<Arc<Collection>>,
 }
 
 /// The thread collections run on, with a single-threaded runtime of its own. A collection is a
@@ -100,6 +105,56 @@ pub struct Retention {
 /// hour must not keep a stuck collection in place of fresh ones for that long.
 pub const MAX_COLLECTION_TIME: Duration = Duration::from_secs(600);
 
+/// Collections on a schedule (`--collection.interval`) rather than on scrapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// From the start of one collection to the start of the next; a collection that runs longer
+    /// delays the next rather than overlap it.
+    pub interval: Duration,
+    /// Each collection's deadline (`--collection.timeout`).
+    pub timeout: Duration,
+}
+
+impl Schedule {
+    /// When the collector of the account `name` first collects after it starts: the point of
+    /// the interval its name picks, so that many accounts are spread over the interval rather
+    /// than start together, and an account keeps its point across reloads.
+    pub fn offset(&self, name: &str) -> Duration {
+        // FNV-1a: fixed across runs and platforms, unlike std's hasher.
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        self.interval.mul_f64((hash % 10_000) as f64 / 10_000.0)
+    }
+}
+
+/// Calls `collect` with each collection's deadline: first after `offset`, then every interval
+/// from the previous start, or at once when a collection ran longer than the interval (never two
+/// at a time). On tokio's clock, which tests pause.
+pub async fn on_schedule<F, R>(schedule: Schedule, offset: Duration, mut collect: F)
+where
+    F: FnMut(tokio::time::Instant) -> R,
+    R: std::future::Future<Output = ()>,
+{
+    let first = tokio::time::Instant::now() + offset;
+    let mut ticks = tokio::time::interval_at(first, schedule.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        // From now: a late tick reports when it was due, not when it came.
+        collect(tokio::time::Instant::now() + schedule.timeout).await;
+    }
+}
+
+/// Stops a collector's schedule when the collector goes (an account removed by a reload).
+struct ScheduleGuard(tokio::task::AbortHandle);
+
+impl Drop for ScheduleGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Collector threads shared by many collectors (one per account): as many threads as cores,
 /// handed out in turn, rather than a thread per account.
 pub struct CollectorPool {
@@ -141,6 +196,12 @@ pub struct Collector {
     serve_stale_for: Duration,
     least_time: Duration,
     state: Arc<Mutex<State>>,
+    /// Set when collections run on a schedule.
+    schedule: Option<Schedule>,
+    /// Ends the schedule's task with the collector; `None` on the task's own copy.
+    _guard: Option<Arc<ScheduleGuard>>,
+    /// Woken when a collection ends.
+    ended: Arc<tokio::sync::Notify>,
 }
 
 impl Collector {
@@ -182,7 +243,68 @@ impl Collector {
             serve_stale_for: keep.serve_stale_for,
             least_time: keep.least_time,
             state: Arc::new(Mutex::new(State::default())),
+            schedule: None,
+            _guard: None,
+            ended: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Collects on `schedule`, first after `offset` ([`Schedule::offset`]), until the collector
+    /// is dropped; scrapes then only report the latest collection. Call once, after
+    /// [`Collector::with_clock`].
+    pub fn scheduled(mut self, schedule: Schedule, offset: Duration) -> Self {
+        self.schedule = Some(schedule);
+        let copy = self.copy();
+        let task = self
+            .thread
+            .runtime
+            .spawn(on_schedule(schedule, offset, move |deadline| {
+                let deadline = deadline.into_std();
+                let running = copy.start_collection(deadline, schedule.timeout);
+                async move {
+                    running.await;
+                }
+            }));
+        self._guard = Some(Arc::new(ScheduleGuard(task.abort_handle())));
+        self
+    }
+
+    /// The same collector without the guard: what the schedule's task holds.
+    fn copy(&self) -> Collector {
+        Collector {
+            clock: self.clock.clone(),
+            thread: self.thread.clone(),
+            source: self.source.clone(),
+            metrics: self.metrics.clone(),
+            min_interval: self.min_interval,
+            serve_stale_for: self.serve_stale_for,
+            least_time: self.least_time,
+            state: self.state.clone(),
+            schedule: self.schedule,
+            _guard: None,
+            ended: self.ended.clone(),
+        }
+    }
+
+    /// The schedule, when collections run on one.
+    pub fn schedule(&self) -> Option<Schedule> {
+        self.schedule
+    }
+
+    /// Whether scrapes have something to report: always, unless on a schedule whose first
+    /// collection has not ended yet (`/-/ready`).
+    pub fn ready(&self) -> bool {
+        self.schedule.is_none() || lock(&self.state).latest.is_some()
+    }
+
+    /// Returns once a collection ends after this call began (or, on a schedule, once there is a
+    /// latest one): what tests wait on instead of sleeping.
+    pub async fn collected(&self) {
+        let ended = self.ended.notified();
+        if self.schedule.is_some() && lock(&self.state).latest.is_some() {
+            return;
+        }
+        ended.await;
     }
 
     /// Measures the reuse and stale windows, and stamps collections, on `clock`.
@@ -222,6 +344,10 @@ impl Collector {
     /// sooner than [`Retention::least_time`] from now and no later than the longer of that and
     /// [`MAX_COLLECTION_TIME`]; a scrape that gives up leaves it running for the others.
     pub async fn collection(&self, deadline: Instant, budget: Duration) -> Option<Arc<Collection>> {
+        if self.schedule.is_some() {
+            // On a schedule a scrape never waits on the API: the latest collection, or none yet.
+            return lock(&self.state).latest.clone();
+        }
         let (running, ends_by) = {
             let mut state = lock(&self.state);
             let recent = state
@@ -273,13 +399,21 @@ impl Collector {
         let metrics = self.metrics.clone();
         let state = self.state.clone();
         let keep = !self.min_interval.is_zero() || !self.serve_stale_for.is_zero();
+        let scheduled = self.schedule.is_some();
+        let ended = self.ended.clone();
         let clock = self.clock.clone();
         let task = self.thread.runtime.spawn(async move {
             let started = Instant::now();
             let read = tokio::time::timeout_at(deadline.into(), source.read(deadline));
-            let result = read
-                .await
-                .unwrap_or(Err(ApiError::Deadline { budget }));
+            let mut result = read.await.unwrap_or(Err(ApiError::Deadline {
+                progress: Progress {
+                    elapsed: budget,
+                    ..Progress::default()
+                },
+            }));
+            if let Err(ApiError::Deadline { progress }) = &mut result {
+                progress.scheduled = scheduled;
+            }
             // Requests count their own failures; the collection counts only its own.
             if let Err(error) = &result {
                 if error.is_collection_failure() {
@@ -319,6 +453,11 @@ impl Collector {
                 duration_seconds: duration.as_secs_f64(),
                 outcome,
             });
+            if scheduled {
+                state.latest = Some(collection.clone());
+            }
+            drop(state);
+            ended.notify_waiters();
             collection
         });
         let state = self.state.clone();
@@ -538,5 +677,110 @@ mod tests {
         assert!(collection.fleet.is_err());
         assert_eq!(errors(&metrics, "transport"), 0.0);
         assert!(collector.last_collection().unwrap().outcome.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_schedule_starts_at_its_offset_then_every_interval_and_never_overlaps() {
+        let schedule = Schedule {
+            interval: Duration::from_secs(120),
+            timeout: Duration::from_secs(100),
+        };
+        let start = tokio::time::Instant::now();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        // The third collection runs 200 s, past the next start.
+        let task = tokio::spawn(on_schedule(
+            schedule,
+            Duration::from_secs(30),
+            move |deadline| {
+                let mut seen = seen.lock().unwrap();
+                let n = seen.len();
+                seen.push((tokio::time::Instant::now() - start, deadline - start));
+                async move {
+                    let took = if n == 2 { 200 } else { 10 };
+                    tokio::time::sleep(Duration::from_secs(took)).await;
+                }
+            },
+        ));
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        task.abort();
+        let secs = |d: Duration| d.as_secs();
+        let calls: Vec<(u64, u64)> = calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(at, deadline)| (secs(*at), secs(*deadline)))
+            .collect();
+        // At 30, 150, 270 (runs to 470), then at once at 470, and 590: each with its deadline.
+        assert_eq!(
+            calls,
+            [(30, 130), (150, 250), (270, 370), (470, 570), (590, 690)]
+        );
+    }
+
+    #[test]
+    fn accounts_are_spread_over_the_interval_and_keep_their_point() {
+        let schedule = Schedule {
+            interval: Duration::from_secs(120),
+            timeout: Duration::from_secs(120),
+        };
+        let offsets: Vec<Duration> = (0..50)
+            .map(|k| schedule.offset(&format!("account-{k}")))
+            .collect();
+        assert!(offsets.iter().all(|o| *o < schedule.interval));
+        assert_eq!(schedule.offset("account-7"), offsets[7]);
+        // Fifty accounts in twelve 10 s slices: none holds more than a quarter of them.
+        let mut slices = [0; 12];
+        for offset in &offsets {
+            slices[(offset.as_secs() / 10) as usize] += 1;
+        }
+        assert!(slices.iter().all(|n| *n <= 12), "{slices:?}");
+    }
+
+    #[tokio::test]
+    async fn on_a_schedule_a_scrape_reports_the_latest_collection_and_never_reads() {
+        let source = FakeSource::new(Duration::ZERO, false);
+        let metrics = Arc::new(ExporterMetrics::new().unwrap());
+        let schedule = Schedule {
+            interval: Duration::from_secs(3600),
+            timeout: Duration::from_secs(10),
+        };
+        let collector = Collector::new(source.clone(), metrics, Retention::default())
+            .unwrap()
+            .scheduled(schedule, Duration::ZERO);
+        collector.collected().await;
+        assert!(collector.ready());
+        let (deadline, b) = budget(5_000);
+        for _ in 0..3 {
+            let latest = collector.collection(deadline, b).await.unwrap();
+            assert!(latest.fleet.is_ok());
+        }
+        assert_eq!(
+            source.reads.load(Ordering::SeqCst),
+            1,
+            "scrapes read nothing"
+        );
+        // Dropping the collector ends its schedule (and with it the thread).
+        let thread = Arc::downgrade(&collector.thread);
+        drop(collector);
+        while thread.upgrade().is_some() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn on_a_schedule_nothing_is_ready_before_the_first_collection_ends() {
+        let source = FakeSource::new(Duration::from_secs(3600), false);
+        let metrics = Arc::new(ExporterMetrics::new().unwrap());
+        let schedule = Schedule {
+            interval: Duration::from_secs(3600),
+            timeout: Duration::from_secs(7200),
+        };
+        let collector = Collector::new(source, metrics, Retention::default())
+            .unwrap()
+            .scheduled(schedule, Duration::ZERO);
+        assert!(!collector.ready());
+        let (deadline, b) = budget(5_000);
+        assert!(collector.collection(deadline, b).await.is_none());
     }
 }

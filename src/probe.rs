@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use crate::cli::account::{Account, AccountDefaults, EnvLookup};
 use crate::cli::accounts;
 use crate::clock::Clock;
-use crate::collect::{Collector, CollectorPool, Retention};
+use crate::collect::{Collector, CollectorPool, Retention, Schedule};
 use crate::scrape::Exporter;
 use crate::self_metrics::{ExporterMetrics, ProcessMetrics};
 use crate::upstream::auth::AuthError;
@@ -54,6 +54,8 @@ pub struct Resources {
     pub redactor: Redactor,
     /// What token lifetimes and windows are measured on.
     pub clock: Clock,
+    /// Collections on a schedule, each account at its own point of the interval.
+    pub schedule: Option<Schedule>,
 }
 
 impl Resources {
@@ -77,9 +79,12 @@ impl Resources {
         })?
         .with_request_slots(self.request_slots.clone())
         .with_clock(self.clock.clone());
-        let collector =
+        let mut collector =
             Collector::in_pool(&self.pool, Arc::new(source), metrics.clone(), self.keep)
                 .with_clock(self.clock.clone());
+        if let Some(schedule) = self.schedule {
+            collector = collector.scheduled(schedule, schedule.offset(&account.name));
+        }
         let exporter = Exporter::new(collector, metrics, account.exposition.clone());
         Ok(Target {
             account,

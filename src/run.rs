@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio::sync::Semaphore;
 
 use crate::cli::{Config, Demo, ExporterArgs};
-use crate::collect::{Collector, CollectorPool, Retention};
+use crate::collect::{Collector, CollectorPool, Retention, Schedule};
 use crate::healthcheck::HealthcheckArgs;
 use crate::probe::{self, Probes, TargetError};
 use crate::scrape::Exporter;
@@ -188,6 +188,8 @@ pub async fn exporter(config: Config) -> Result<(), RunError> {
 /// The exporter's router, its accounts, and what reloads them with the web configuration.
 pub struct App {
     pub router: axum::Router,
+    /// The flags' account, served on the telemetry path.
+    pub account: Option<Arc<Exporter>>,
     pub probes: Option<Arc<Probes>>,
     pub reloader: Arc<Reloader>,
 }
@@ -200,8 +202,12 @@ pub fn build(config: &Config) -> Result<App, RunError> {
         serve_stale_for: config.serve_stale_for,
         least_time: crate::scrape::budget(config.scrape_timeout),
     };
+    let schedule = config
+        .collection
+        .map(|(interval, timeout)| Schedule { interval, timeout });
     let request_slots = Arc::new(Semaphore::new(config.max_requests_in_flight as usize));
     let mut reload_state = None;
+    let mut account = None;
     let telemetry = match &config.upstream {
         Some(upstream) => {
             let metrics = Arc::new(ExporterMetrics::new()?);
@@ -211,11 +217,15 @@ pub fn build(config: &Config) -> Result<App, RunError> {
             let source = BatchQuery::new(upstream.clone(), metrics.clone())?
                 .with_request_slots(request_slots.clone())
                 .with_clock(config.clock.clone());
-            let collector = Collector::new(Arc::new(source), metrics.clone(), keep)
+            let mut collector = Collector::new(Arc::new(source), metrics.clone(), keep)
                 .map_err(RunError::Collector)?
                 .with_clock(config.clock.clone());
-            let exporter = Exporter::new(collector, metrics, config.exposition.clone());
-            Telemetry::Account(Arc::new(exporter))
+            if let Some(schedule) = schedule {
+                collector = collector.scheduled(schedule, std::time::Duration::ZERO);
+            }
+            let exporter = Arc::new(Exporter::new(collector, metrics, config.exposition.clone()));
+            account = Some(exporter.clone());
+            Telemetry::Account(exporter)
         }
         None => {
             let process = ProcessMetrics::new()?;
@@ -237,6 +247,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
                 max_requests: config.max_requests,
                 redactor: Default::default(),
                 clock: config.clock.clone(),
+                schedule,
             };
             // A file's reload state is on /metrics, which serves the process's metrics when
             // the accounts come from a file (validation refuses the flags' account then).
@@ -272,6 +283,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
     let reloader = Arc::new(Reloader::new(probes.clone(), reload_state));
     Ok(App {
         router: web::router(telemetry, probes.clone(), reloader.clone(), &options),
+        account,
         probes,
         reloader,
     })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::collect::{Collector, LastCollection};
-use crate::exposition::{self, Exposition, ExpositionConfig, Families, Scrape};
+use crate::exposition::{self, Exposition, ExpositionConfig, Families, Scheduled, Scrape};
 use crate::self_metrics::ExporterMetrics;
 
 /// How long before the scraper's own timeout the answer is sent, so that a slow API costs an
@@ -46,6 +46,13 @@ impl Exporter {
         let started = Instant::now();
         let budget = budget(timeout);
         let collection = self.collector.collection(started + budget, budget).await;
+        let scheduled = self.collector.schedule().map(|schedule| Scheduled {
+            interval: schedule.interval,
+            age: collection
+                .as_ref()
+                .map(|c| self.collector.clock().since(c.finished)),
+            duration_seconds: self.collector.last_collection().map(|c| c.duration_seconds),
+        });
         let fresh = collection.filter(|c| c.fleet.is_ok());
         let up = fresh.is_some();
         // A failed scrape may still serve the last good fleet (--scrape.serve-stale-for), so
@@ -71,11 +78,22 @@ impl Exporter {
             now: time::OffsetDateTime::now_utc().unix_timestamp(),
             cached_for: self.collector.reuse_window(),
             last_success,
+            scheduled,
         };
         exposition::render(&scrape, self.metrics.gather())
     }
 
     pub fn last_collection(&self) -> Option<LastCollection> {
         self.collector.last_collection()
+    }
+
+    /// Whether scrapes have a collection to report (`/-/ready`).
+    pub fn ready(&self) -> bool {
+        self.collector.ready()
+    }
+
+    /// Returns once a collection ends ([`Collector::collected`]).
+    pub async fn collected(&self) {
+        self.collector.collected().await
     }
 }

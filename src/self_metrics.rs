@@ -22,6 +22,8 @@ pub struct ExporterMetrics {
     invalid_text: IntCounter,
     invalid_values: IntCounter,
     truncated_values: IntCounter,
+    rate_limit_waits: IntCounter,
+    rate_limit_wait_seconds: prometheus::Counter,
     /// The undocumented codes that have a label of their own.
     undocumented_codes: Mutex<HashSet<String>>,
 }
@@ -228,6 +230,14 @@ impl ExporterMetrics {
             "clouddevice_exporter_truncated_values_total",
             "Text fields of the API's rows longer than their bound (instance_id 32 characters, every other 128), cut to it.",
         )?;
+        let rate_limit_waits = IntCounter::new(
+            "clouddevice_exporter_rate_limit_waits_total",
+            "Requests to the CloudDevice API that waited for their turn: the account's --clouddevice.requests-per-second, or the hold after a throttled answer.",
+        )?;
+        let rate_limit_wait_seconds = prometheus::Counter::new(
+            "clouddevice_exporter_rate_limit_wait_seconds_total",
+            "Time requests to the CloudDevice API waited for their turn, in seconds.",
+        )?;
         for cause in Cause::STARTED_AT_ZERO {
             api_errors.with_label_values(&[cause.label().as_ref()]);
         }
@@ -238,6 +248,8 @@ impl ExporterMetrics {
         registry.register(Box::new(invalid_text.clone()))?;
         registry.register(Box::new(invalid_values.clone()))?;
         registry.register(Box::new(truncated_values.clone()))?;
+        registry.register(Box::new(rate_limit_waits.clone()))?;
+        registry.register(Box::new(rate_limit_wait_seconds.clone()))?;
         Ok(ExporterMetrics {
             registry,
             api_requests,
@@ -247,6 +259,8 @@ impl ExporterMetrics {
             invalid_text,
             invalid_values,
             truncated_values,
+            rate_limit_waits,
+            rate_limit_wait_seconds,
             undocumented_codes: Mutex::new(HashSet::new()),
         })
     }
@@ -292,6 +306,14 @@ impl ExporterMetrics {
 
     pub fn truncated_values(&self, n: usize) {
         self.truncated_values.inc_by(n as u64);
+    }
+
+    /// A request waited `waited` for its turn (nothing is counted when it did not wait).
+    pub fn rate_limit_wait(&self, waited: std::time::Duration) {
+        if !waited.is_zero() {
+            self.rate_limit_waits.inc();
+            self.rate_limit_wait_seconds.inc_by(waited.as_secs_f64());
+        }
     }
 
     pub fn observe_request(&self, api: &str, duration: std::time::Duration) {

@@ -310,6 +310,20 @@ local util = import 'util.libsonnet';
             'The exporter renews its IAM token at half its lifetime; a token this close to expiry means renewal keeps failing.',
             { 'for': c['for'].tokenExpiring },
           ),
+          // Only with --collection.interval (clouddevice_collection_age_seconds is there): a
+          // scrape then answers from the latest collection, so a scheduler that stopped, or
+          // collections that keep failing, would otherwise look like data that simply holds.
+          alert(
+            'CloudDeviceCollectionStale',
+            'critical',
+            |||
+              (time() - clouddevice_exporter_last_collection_timestamp_seconds{%(S)s} > %(seconds)d)
+                and on (%(by)s) clouddevice_collection_age_seconds{%(S)s}
+            ||| % { S: S, by: by, seconds: c.collectionStaleSeconds },
+            'The data of clouddevice_exporter {{ $labels.instance }} is {{ $value | humanizeDuration }} old',
+            'The latest successful scheduled collection (--collection.interval) of {{ $labels.instance }} ended {{ $value | humanizeDuration }} ago, more than %s: the counts it serves are that old. The exporter\'s log says why the collections since failed (clouddevice_up is 0) or whether they stopped.' % util.duration(c.collectionStaleSeconds),
+            { 'for': c['for'].collectionStale },
+          ),
           // After a refused reload the exporter keeps the configuration it had: an account added
           // to the file is not watched, a removed one still is, a new password not in use.
           alert(

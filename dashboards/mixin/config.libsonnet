@@ -40,6 +40,9 @@
     scrapeNearTimeoutRatio: 0.8,
     // More than this share of the API requests failing with one code over 15 minutes.
     apiErrorRatio: 0.05,
+    // With --collection.interval: the latest successful collection is older than this. A few
+    // intervals (the default is five of 2m); one failed collection is not worth a page.
+    collectionStaleSeconds: 600,
 
     // How long a condition lasts before it alerts.
     'for': {
@@ -59,6 +62,7 @@
       apiErrors: '15m',
       tokenExpiring: '10m',
       configReloadFailed: '10m',
+      collectionStale: '5m',
     },
 
     // Where each alert's runbook_url points: the base, then the alert's name in lower case.

@@ -83,6 +83,7 @@ pub struct AccountDefaults {
     pub timeout: Duration,
     pub max_pages: u32,
     pub max_retries: u32,
+    pub requests_per_second: Option<f64>,
     pub max_response_bytes: u64,
     pub time_zone: time::UtcOffset,
     pub exposition: ExpositionConfig,
@@ -101,6 +102,7 @@ impl AccountDefaults {
             timeout: Duration::from_secs(10),
             max_pages: 10_000,
             max_retries: 2,
+            requests_per_second: None,
             max_response_bytes: 32 << 20,
             time_zone: time::UtcOffset::UTC,
             exposition: ExpositionConfig {
@@ -128,6 +130,8 @@ pub struct AccountShape {
     pub timeout: Option<String>,
     pub max_pages: Option<u32>,
     pub max_retries: Option<u32>,
+    /// A number, or 0 for no limit.
+    pub requests_per_second: Option<f64>,
     pub time_zone: Option<String>,
     pub instance_metrics: Option<String>,
     pub instance_name_label: Option<String>,
@@ -201,10 +205,13 @@ pub enum Key {
     Timeout,
     MaxPages,
     MaxRetries,
+    RequestsPerSecond,
     TimeZone,
     InstanceMetrics,
     InstanceNameLabel,
     PoolSceneTag,
+    InstanceId,
+    InstanceName,
     QueryStartTime,
     QueryEndTime,
 }
@@ -238,10 +245,13 @@ impl Key {
             Key::Timeout => ("timeout", "--clouddevice.timeout"),
             Key::MaxPages => ("max_pages", "--clouddevice.max-pages"),
             Key::MaxRetries => ("max_retries", "--clouddevice.max-retries"),
+            Key::RequestsPerSecond => ("requests_per_second", "--clouddevice.requests-per-second"),
             Key::TimeZone => ("time_zone", "--clouddevice.time-zone"),
             Key::InstanceMetrics => ("instance_metrics", "--collector.instance-metrics"),
             Key::InstanceNameLabel => ("instance_name_label", "--collector.instance-name"),
             Key::PoolSceneTag => ("filters.pool_scene_tag", "--clouddevice.pool-scene-tag"),
+            Key::InstanceId => ("filters.instance_id", "--clouddevice.instance-id"),
+            Key::InstanceName => ("filters.instance_name", "--clouddevice.instance-name"),
             Key::QueryStartTime => ("filters.query_start_time", "--clouddevice.query-start-time"),
             Key::QueryEndTime => ("filters.query_end_time", "--clouddevice.query-end-time"),
         }
@@ -362,6 +372,11 @@ impl Reader<'_> {
         let concurrency = self.within(Key::Concurrency, shape.concurrency, limits::CONCURRENCY)?;
         let max_pages = self.within(Key::MaxPages, shape.max_pages, limits::MAX_PAGES)?;
         let max_retries = self.within(Key::MaxRetries, shape.max_retries, limits::MAX_RETRIES)?;
+        let requests_per_second = match shape.requests_per_second {
+            Some(rate) => super::parse_rate(&rate.to_string())
+                .map_err(|e| self.error(Key::RequestsPerSecond, e))?,
+            None => defaults.requests_per_second,
+        };
         Ok(Account {
             name: name.to_string(),
             upstream: BatchQueryConfig {
@@ -377,6 +392,7 @@ impl Reader<'_> {
                 max_response_bytes: defaults.max_response_bytes,
                 filters: self.filters(shape.filters)?,
                 time_zone,
+                requests_per_second,
             },
             exposition,
         })
@@ -396,9 +412,13 @@ impl Reader<'_> {
             Some(v) if !range.contains(&v) => Err(self.error(
                 key,
                 format!(
-                    "{v} is out of range; write {} to {}",
+                    "{v} is out of range; write {} to {}{}",
                     range.start(),
-                    range.end()
+                    range.end(),
+                    match key {
+                        Key::PageSize => format!("; {}", limits::PAGE_SIZE_NOTE),
+                        _ => String::new(),
+                    }
                 ),
             )),
             v => Ok(v),
@@ -414,6 +434,26 @@ impl Reader<'_> {
             ),
             None => None,
         };
+        for (key, value, most) in [
+            (
+                Key::InstanceId,
+                &shape.instance_id,
+                limits::INSTANCE_ID_CHARS,
+            ),
+            (
+                Key::InstanceName,
+                &shape.instance_name,
+                limits::INSTANCE_NAME_CHARS,
+            ),
+        ] {
+            let chars = value.as_deref().map_or(0, |v| v.chars().count());
+            if chars > most {
+                return Err(self.error(
+                    key,
+                    format!("is {chars} characters long; the API accepts at most {most}"),
+                ));
+            }
+        }
         for (key, value) in [
             (Key::QueryStartTime, &shape.query_start_time),
             (Key::QueryEndTime, &shape.query_end_time),
@@ -706,6 +746,61 @@ mod tests {
         assert_eq!(
             error(token_and_project(), Origin::Flags),
             "--clouddevice.project-id: is the X-Project-Id of access-key signing; drop it, or for IAM write --iam.project-id"
+        );
+    }
+
+    #[test]
+    fn pages_and_filters_are_held_to_what_the_api_accepts() {
+        let file = Origin::File {
+            path: Path::new("accounts.yml"),
+            account: "games",
+        };
+        let token = || AccountShape {
+            token_env: Some("PW".into()),
+            ..AccountShape::default()
+        };
+        let big_page = AccountShape {
+            page_size: Some(201),
+            ..token()
+        };
+        assert!(error(big_page, file).ends_with(
+            "page_size: 201 is out of range; write 1 to 200; 200 is the largest page_size the ListInstances API accepts"
+        ));
+        let long = |id: usize, name: usize| AccountShape {
+            filters: FiltersShape {
+                instance_id: Some("i".repeat(id)),
+                instance_name: Some("名".repeat(name)),
+                ..FiltersShape::default()
+            },
+            ..token()
+        };
+        assert_eq!(
+            error(long(33, 1), Origin::Flags),
+            "--clouddevice.instance-id: is 33 characters long; the API accepts at most 32"
+        );
+        assert!(error(long(32, 129), file).ends_with(
+            "filters.instance_name: is 129 characters long; the API accepts at most 128"
+        ));
+        let env = EnvLookup::new(|_| Some(Secret::new("t")));
+        let defaults = AccountDefaults::example();
+        let account = read(
+            long(32, 128),
+            "games",
+            file,
+            &defaults,
+            &env,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            account
+                .upstream
+                .filters
+                .instance_name
+                .unwrap()
+                .chars()
+                .count(),
+            128
         );
     }
 }

@@ -134,7 +134,7 @@ mod tests {
   retail:
     endpoint: https://gw.example/koophone/
     token_env: RETAIL_TOKEN
-    page_size: 500
+    page_size: 150
     instance_metrics: problems
     filters: {{pool_scene_tag: CLOUD_PHONE}}
   games:
@@ -158,7 +158,7 @@ mod tests {
             retail.upstream.credentials,
             Credentials::Token(Secret::new("tok-retail"))
         );
-        assert_eq!(retail.upstream.page_size, 500);
+        assert_eq!(retail.upstream.page_size, 150);
         assert_eq!(
             retail.exposition.instance_metrics,
             InstanceMetrics::Problems
@@ -170,7 +170,7 @@ mod tests {
         assert_eq!(iam.password.expose(), "pa55-5ecret");
         assert_eq!(iam.project, ProjectScope::Name("cn-north-4".into()));
         assert_eq!(games.upstream.timeout, Duration::from_secs(3));
-        assert_eq!(games.upstream.page_size, 100, "the flag's default");
+        assert_eq!(games.upstream.page_size, 100, "the defaults'");
         assert_eq!(games.upstream.endpoint, defaults().endpoint);
         let Credentials::AkSk(key) = &labs.upstream.credentials else {
             panic!("AK/SK expected")

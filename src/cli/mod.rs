@@ -28,10 +28,39 @@ pub mod credentials;
 pub mod limits {
     use std::ops::RangeInclusive;
 
-    pub const PAGE_SIZE: RangeInclusive<u32> = 1..=10_000;
+    /// The most `page_size` Huawei's API definition of ListInstances allows is 200.
+    pub const PAGE_SIZE: RangeInclusive<u32> = 1..=200;
+    /// Said with a page size out of range, from a flag or the accounts file.
+    pub const PAGE_SIZE_NOTE: &str = "200 is the largest page_size the ListInstances API accepts";
+    /// The longest filter values the API definition accepts, in characters.
+    pub const INSTANCE_ID_CHARS: usize = 32;
+    pub const INSTANCE_NAME_CHARS: usize = 128;
     pub const CONCURRENCY: RangeInclusive<u32> = 1..=256;
     pub const MAX_PAGES: RangeInclusive<u32> = 1..=u32::MAX;
     pub const MAX_RETRIES: RangeInclusive<u32> = 0..=10;
+}
+
+/// `--clouddevice.page-size`: a number the API accepts.
+fn parse_page_size(s: &str) -> Result<u32, String> {
+    let range = limits::PAGE_SIZE;
+    match s.trim().parse::<u32>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "write {} to {}; {}",
+            range.start(),
+            range.end(),
+            limits::PAGE_SIZE_NOTE
+        )),
+    }
+}
+
+/// `--clouddevice.requests-per-second`: 0 for no limit, else a rate from 0.01 to 10,000.
+pub(crate) fn parse_rate(s: &str) -> Result<Option<f64>, String> {
+    match s.trim().parse::<f64>() {
+        Ok(0.0) => Ok(None),
+        Ok(rate) if (0.01..=10_000.0).contains(&rate) => Ok(Some(rate)),
+        _ => Err("write requests a second from 0.01 to 10000, or 0 for no limit".into()),
+    }
 }
 
 /// A flag's parser for a number in `range`.
@@ -89,9 +118,9 @@ pub struct ExporterArgs {
     )]
     pub endpoint: String,
 
-    /// page_size asked for; the exporter follows the page size the service actually returns.
-    #[arg(long = "clouddevice.page-size", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_PAGE_SIZE", default_value_t = 100, value_name = "N",
-          value_parser = in_range(limits::PAGE_SIZE))]
+    /// page_size asked for (at most 200, as the API allows); the exporter follows the page size the service actually returns.
+    #[arg(long = "clouddevice.page-size", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_PAGE_SIZE", default_value_t = 200, value_name = "N",
+          value_parser = parse_page_size)]
     pub page_size: u32,
 
     /// Most page requests in flight at once.
@@ -103,6 +132,11 @@ pub struct ExporterArgs {
     #[arg(long = "clouddevice.timeout", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_TIMEOUT", default_value = "10s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// Most requests a second to the API, per account: pages, retries and every scrape together (0 = no limit). The gateway throttles each account past its own limit (APIGW.0308).
+    #[arg(long = "clouddevice.requests-per-second", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_REQUESTS_PER_SECOND", default_value = "0",
+          value_name = "N", value_parser = |s: &str| parse_rate(s).map(|rate| rate.unwrap_or(0.0)))]
+    pub requests_per_second: f64,
 
     /// Most pages one scrape reads; a list that would need more fails the scrape instead.
     #[arg(long = "clouddevice.max-pages", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_PAGES", default_value_t = 10_000, value_name = "N",
@@ -134,6 +168,16 @@ pub struct ExporterArgs {
     #[arg(long = "scrape.serve-stale-for", env = "CLOUDDEVICE_EXPORTER_SCRAPE_SERVE_STALE_FOR", default_value = "0s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub serve_stale_for: Duration,
+
+    /// Read each account's list in the background every this long, and answer scrapes at once from the latest collection (0s = read on each scrape).
+    #[arg(long = "collection.interval", env = "CLOUDDEVICE_EXPORTER_COLLECTION_INTERVAL", default_value = "0s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub collection_interval: Duration,
+
+    /// Deadline of each scheduled collection (0s = the interval).
+    #[arg(long = "collection.timeout", env = "CLOUDDEVICE_EXPORTER_COLLECTION_TIMEOUT", default_value = "0s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub collection_timeout: Duration,
 
     /// Web configuration file (exporter-toolkit format): TLS, basic auth, headers. Re-read on SIGHUP.
     #[arg(
@@ -175,7 +219,7 @@ pub struct ExporterArgs {
     )]
     pub pool_scene_tag: Option<PoolSceneTag>,
 
-    /// Optional filter: only the instance with this ID.
+    /// Optional filter: only the instance with this ID (at most 32 characters).
     #[arg(
         long = "clouddevice.instance-id",
         env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_INSTANCE_ID",
@@ -183,7 +227,7 @@ pub struct ExporterArgs {
     )]
     pub instance_id: Option<String>,
 
-    /// Optional filter: only instances with this name.
+    /// Optional filter: only instances with this name (at most 128 characters).
     #[arg(
         long = "clouddevice.instance-name",
         env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_INSTANCE_NAME",
@@ -332,6 +376,9 @@ pub struct Config {
     pub min_interval: Duration,
     /// How old the last successful collection may be to be served when one fails; zero never.
     pub serve_stale_for: Duration,
+    /// Collections every this long in the background (`--collection.interval`), each with its
+    /// deadline (`--collection.timeout`); `None` to collect on each scrape.
+    pub collection: Option<(Duration, Duration)>,
     /// Most concurrent /metrics requests; zero means no limit.
     pub max_requests: u32,
     /// How long a connection may take over each part of a request.
@@ -380,6 +427,8 @@ pub enum ConfigError {
     FileAndFlags(String),
     #[error("--demo serves built-in accounts; drop --config.file (or --demo)")]
     DemoAndFile,
+    #[error("--collection.timeout is the deadline of scheduled collections; set --collection.interval too (or drop --collection.timeout)")]
+    TimeoutWithoutInterval,
 }
 
 /// What `--demo` serves, known before the flags are validated: the in-process simulator's
@@ -414,6 +463,14 @@ impl ExporterArgs {
             })
             .transpose()?;
         let telemetry_path = telemetry_path(&self.telemetry_path)?;
+        let collection = match (self.collection_interval, self.collection_timeout) {
+            (interval, timeout) if interval.is_zero() && !timeout.is_zero() => {
+                return Err(ConfigError::TimeoutWithoutInterval)
+            }
+            (interval, _) if interval.is_zero() => None,
+            (interval, timeout) if timeout.is_zero() => Some((interval, interval)),
+            both => Some(both),
+        };
         // Checked even under --demo, which then reads its own simulator instead.
         let endpoint = endpoint_url(
             "--clouddevice.endpoint",
@@ -445,6 +502,8 @@ impl ExporterArgs {
             timeout: self.timeout,
             max_pages: self.max_pages,
             max_retries: self.max_retries,
+            requests_per_second: (self.requests_per_second > 0.0)
+                .then_some(self.requests_per_second),
             max_response_bytes: self.max_response_bytes,
             time_zone: self.time_zone,
             exposition: ExpositionConfig {
@@ -559,6 +618,7 @@ impl ExporterArgs {
             scrape_timeout: self.scrape_timeout,
             min_interval: self.min_interval,
             serve_stale_for: self.serve_stale_for,
+            collection,
             max_requests: self.max_requests,
             conn_limits: ConnLimits {
                 read_header: self.read_header_timeout,
@@ -635,7 +695,7 @@ mod tests {
         assert_eq!(a.listen_address, ":10123");
         assert_eq!(a.telemetry_path, "/metrics");
         assert_eq!(a.endpoint, "https://koophone.myhuaweicloud.com");
-        assert_eq!((a.page_size, a.concurrency), (100, 4));
+        assert_eq!((a.page_size, a.concurrency), (200, 4));
         assert_eq!(a.pool_scene_tag, None);
         assert_eq!(a.instance_metrics, InstanceMetrics::All);
         assert_eq!(
@@ -676,6 +736,23 @@ mod tests {
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }
+        let err = parse(&["--clouddevice.page-size", "500"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(
+                "write 1 to 200; 200 is the largest page_size the ListInstances API accepts"
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            parse(&["--clouddevice.page-size", "200"])
+                .unwrap()
+                .exporter
+                .page_size,
+            200
+        );
     }
 
     #[test]

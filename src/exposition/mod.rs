@@ -112,6 +112,18 @@ pub struct Scrape {
     pub cached_for: Option<std::time::Duration>,
     /// When the data last read successfully was collected.
     pub last_success: Option<std::time::SystemTime>,
+    /// Set when the list is read on a schedule (`--collection.interval`), not by scrapes.
+    pub scheduled: Option<Scheduled>,
+}
+
+/// The scheduled collection a scrape reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Scheduled {
+    pub interval: std::time::Duration,
+    /// How long ago the latest collection ended; `None` before the first has.
+    pub age: Option<std::time::Duration>,
+    /// How long the latest collection took.
+    pub duration_seconds: Option<f64>,
 }
 
 impl Scrape {
@@ -130,6 +142,7 @@ impl Scrape {
             now: 1_800_000_000,
             cached_for: None,
             last_success: None,
+            scheduled: None,
         }
     }
 }
@@ -138,10 +151,14 @@ impl Scrape {
 /// no instance data at all, since partial counts would fire false alerts. A stale fleet is whole,
 /// just old, and says so.
 fn scrape_families(scrape: &Scrape) -> Vec<MetricFamily> {
+    let up_help = match scrape.scheduled {
+        None => "Whether this scrape read every page of the instance list (1) or not (0).",
+        Some(_) => "Whether the latest scheduled collection (--collection.interval) read every page of the instance list (1) or not (0).",
+    };
     let mut families = vec![
         family(
             "clouddevice_up",
-            "Whether this scrape read every page of the instance list (1) or not (0).",
+            up_help,
             vec![gauge(&[], if scrape.up { 1.0 } else { 0.0 })],
         ),
         family(
@@ -155,6 +172,22 @@ fn scrape_families(scrape: &Scrape) -> Vec<MetricFamily> {
             vec![gauge(&[], scrape.timeout_seconds)],
         ),
     ];
+    if let Some(scheduled) = &scrape.scheduled {
+        if let Some(age) = scheduled.age {
+            families.push(family(
+                "clouddevice_collection_age_seconds",
+                "Time since the scheduled collection this scrape reports ended (--collection.interval).",
+                vec![gauge(&[], age.as_secs_f64())],
+            ));
+        }
+        if let Some(seconds) = scheduled.duration_seconds {
+            families.push(family(
+                "clouddevice_collection_duration_seconds",
+                "Time the latest scheduled collection spent reading the instance list.",
+                vec![gauge(&[], seconds)],
+            ));
+        }
+    }
     if let Some(at) = scrape.last_success {
         let seconds = at
             .duration_since(std::time::SystemTime::UNIX_EPOCH)
@@ -195,18 +228,33 @@ fn scrape_families(scrape: &Scrape) -> Vec<MetricFamily> {
 }
 
 fn cache_note(scrape: &Scrape) -> Option<String> {
-    if let Some(age) = scrape.stale_for {
-        return Some(format!(
-            "This scrape failed: served from the last successful collection, {}s old (--scrape.serve-stale-for).",
-            age.as_secs()
-        ));
-    }
-    scrape.cached_for.map(|window| {
+    let scheduled = scrape.scheduled.map(|s| {
         format!(
-            "May come from a collection up to {}s old (--scrape.min-interval).",
-            window.as_secs_f64()
+            "Read by a collection every {}s (--collection.interval), not by this scrape: clouddevice_collection_age_seconds says how long ago.",
+            s.interval.as_secs_f64()
         )
-    })
+    });
+    let stale = scrape.stale_for.map(|age| {
+        let failed = match scrape.scheduled {
+            Some(_) => "The latest collection failed",
+            None => "This scrape failed",
+        };
+        format!(
+            "{failed}: served from the last successful collection, {}s old (--scrape.serve-stale-for).",
+            age.as_secs()
+        )
+    });
+    match (scheduled, stale) {
+        (Some(scheduled), Some(stale)) => Some(format!("{scheduled} {stale}")),
+        (scheduled, stale) => scheduled.or(stale).or_else(|| {
+            scrape.cached_for.map(|window| {
+                format!(
+                    "May come from a collection up to {}s old (--scrape.min-interval).",
+                    window.as_secs_f64()
+                )
+            })
+        }),
+    }
 }
 
 /// The body of a scrape: its own families, the per-instance series when they are on, and

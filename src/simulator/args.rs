@@ -39,7 +39,7 @@ pub struct SimulateArgs {
     )]
     pub seed: u64,
 
-    /// Largest page the simulator serves, whatever page_size asks for.
+    /// Largest page the simulator serves, whatever page_size asks for (the real API's most is 200; 100 plays a service that serves less than asked).
     #[arg(long = "max-page-size", env = "CLOUDDEVICE_EXPORTER_SIMULATE_MAX_PAGE_SIZE", default_value_t = 100, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_page_size: u32,
@@ -57,6 +57,15 @@ pub struct SimulateArgs {
     #[arg(long = "latency", env = "CLOUDDEVICE_EXPORTER_SIMULATE_LATENCY", default_value = "0s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub latency: Duration,
+
+    /// The gateway's limit of requests a second per account: past it, HTTP 429 APIGW.0308 with Retry-After (0 = none).
+    #[arg(
+        long = "rate-limit",
+        env = "CLOUDDEVICE_EXPORTER_SIMULATE_RATE_LIMIT",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    pub rate_limit: u32,
 
     /// Zone to write backup and restore times in: UTC or an offset such as +08:00.
     #[arg(long = "time-zone", env = "CLOUDDEVICE_EXPORTER_SIMULATE_TIME_ZONE", default_value = "UTC",
@@ -181,6 +190,35 @@ pub fn sim_account(k: u32) -> (String, Secret) {
     )
 }
 
+/// Every minute with requests in it, logs what the gateway saw of each account's requests in that
+/// minute: how many a second, the busiest second, and how many it throttled.
+async fn report_stats(handle: &simulator::SimHandle, accounts: u32) {
+    const EVERY: u64 = 60;
+    let mut ticks = tokio::time::interval(Duration::from_secs(EVERY));
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        for k in 1..=accounts {
+            let account = match accounts {
+                1 => Some(handle.clone()),
+                _ => handle.account(&sim_account(k).0),
+            };
+            let Some(stats) = account.map(|a| a.gateway_stats(EVERY)) else {
+                continue;
+            };
+            if stats.passed + stats.throttled > 0 {
+                tracing::info!(
+                    account = k,
+                    requests_per_second = stats.passed as f64 / EVERY as f64,
+                    busiest_second = stats.busiest_second,
+                    throttled = stats.throttled,
+                    "gateway stats of the last minute"
+                );
+            }
+        }
+    }
+}
+
 /// A number from 0 to 100.
 fn parse_percent(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
@@ -244,6 +282,7 @@ pub async fn run(args: SimulateArgs) -> Result<(), SimError> {
         trouble_percent: args.trouble_percent,
         frozen_region: args.frozen_region,
         change_every: args.change_every,
+        rate_limit: (args.rate_limit > 0).then_some(args.rate_limit),
         error: args.error_code.map(|code| (args.error_status, code)),
         ..SimConfig::new(args.instances, args.seed)
     };
@@ -267,7 +306,10 @@ pub async fn run(args: SimulateArgs) -> Result<(), SimError> {
         simulator::start(config, listener)?
     };
     tracing::info!(address = %handle.addr(), instances, accounts = args.accounts, "simulator listening");
-    shutdown.await;
+    tokio::select! {
+        _ = shutdown => {}
+        _ = report_stats(&handle, args.accounts) => {}
+    }
     drop(handle);
     Ok(())
 }

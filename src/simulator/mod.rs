@@ -24,6 +24,9 @@ mod args;
 mod auth;
 mod fleet;
 mod gateway;
+mod throttle;
+
+pub use throttle::Stats as GatewayStats;
 
 pub use args::{run, sim_account, SimError, SimulateArgs};
 pub use auth::SimIamUser;
@@ -73,6 +76,8 @@ pub struct SimConfig {
     /// What issued tokens expire by: the system's time, or a test's clock, shared with the
     /// exporter under test so that both see the same jumps.
     pub clock: Clock,
+    /// The gateway's limit of requests a second for this account; `None` for none.
+    pub rate_limit: Option<u32>,
 }
 
 impl SimConfig {
@@ -95,6 +100,7 @@ impl SimConfig {
             frozen_region: None,
             change_every: None,
             clock: Clock::system(),
+            rate_limit: None,
         }
     }
 }
@@ -187,9 +193,20 @@ struct SimState {
     chunked_bytes: Arc<AtomicU64>,
     /// Woken on every batch-query request, for [`SimHandle::requests_reach`].
     request_arrived: tokio::sync::Notify,
+    /// The gateway's count of this account's requests, second by second.
+    throttle: Mutex<throttle::Throttle>,
 }
 
 impl SimState {
+    /// The Unix second now, on the simulator's clock.
+    fn unix_second(&self) -> u64 {
+        self.config
+            .clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
     /// The fleet and its rows as served now: for a moving fleet, those of the current epoch,
     /// made on the first request of the epoch.
     fn now_serving(&self) -> (Arc<Vec<SimInstance>>, Arc<Vec<String>>) {
@@ -413,6 +430,16 @@ impl SimHandle {
         self.state.chunked_bytes.load(Ordering::Relaxed)
     }
 
+    /// The gateway's counts of this account's requests in the last `seconds` seconds (up to
+    /// ten minutes): let through, throttled, and the busiest second.
+    pub fn gateway_stats(&self, seconds: u64) -> GatewayStats {
+        let since = self
+            .state
+            .unix_second()
+            .saturating_sub(seconds.saturating_sub(1));
+        lock(&self.state.throttle).stats(since)
+    }
+
     /// Requests for one page so far.
     pub fn page_requests(&self, page: u64) -> u64 {
         lock(&self.state.page_requests)
@@ -505,6 +532,7 @@ impl SimState {
             last_query: Mutex::new(Vec::new()),
             chunked_bytes: Arc::new(AtomicU64::new(0)),
             request_arrived: tokio::sync::Notify::new(),
+            throttle: Mutex::new(throttle::Throttle::default()),
         }
     }
 }
@@ -581,6 +609,20 @@ async fn batch_query(
     };
     state.requests.fetch_add(1, Ordering::Relaxed);
     state.request_arrived.notify_waiters();
+    let limit = state.config.rate_limit;
+    if let throttle::Verdict::Throttled { retry_after } =
+        lock(&state.throttle).arrive(state.unix_second(), limit)
+    {
+        let message = format!(
+            "The throttling threshold has been reached: policy user over ratelimit,limit:{},time:1 second",
+            limit.unwrap_or_default()
+        );
+        let mut response = error_response(429, "APIGW.0308", &message);
+        response
+            .headers_mut()
+            .insert("retry-after", retry_after.into());
+        return response;
+    }
     let pairs = gateway::decode_query(uri.query());
     let query: HashMap<String, String> = pairs.iter().cloned().collect();
     *lock(&state.last_query) = pairs;

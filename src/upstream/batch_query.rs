@@ -14,12 +14,14 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::fleet::Fleet;
-use crate::self_metrics::ExporterMetrics;
+use crate::self_metrics::{Cause, ExporterMetrics};
 use crate::upstream::auth::{Auth, AuthError};
 use crate::upstream::credentials::Credentials;
 use crate::upstream::error::ApiError;
+use crate::upstream::error::Progress;
 use crate::upstream::http::{self, error_chain, read_capped, redirect_target, Capped};
 use crate::upstream::paging::{self, Pages, PagingLimits};
+use crate::upstream::rate::{RateLimit, Turn};
 use crate::upstream::redact::Redactor;
 use crate::upstream::retry::{parse_retry_after, RetryPolicy};
 use crate::upstream::sign;
@@ -43,6 +45,8 @@ pub struct BatchQueryConfig {
     pub filters: Filters,
     /// The zone of `backup_time` and `restore_time` (`--clouddevice.time-zone`).
     pub time_zone: time::UtcOffset,
+    /// Most requests a second (`--clouddevice.requests-per-second`); `None` for no limit.
+    pub requests_per_second: Option<f64>,
 }
 
 /// The optional filters of the batch-query API, sent with every page request.
@@ -83,6 +87,8 @@ pub struct BatchQuery {
     slots: Option<Arc<Semaphore>>,
     /// Scrubs this account's secrets from what the API answers.
     redactor: Redactor,
+    /// This account's turns, shared by every request it sends.
+    rate: RateLimit,
 }
 
 impl BatchQuery {
@@ -115,11 +121,12 @@ impl BatchQuery {
             http,
             url,
             auth,
-            config,
             metrics,
             last_rows: AtomicUsize::new(0),
             slots: None,
             redactor,
+            rate: RateLimit::new(config.requests_per_second),
+            config,
         })
     }
 
@@ -142,17 +149,27 @@ impl BatchQuery {
     pub async fn fetch_page(&self, page: u64, deadline: Instant) -> Result<Page, ApiError> {
         let mut retries = 0;
         let mut renewed = false;
+        // Cut off by the deadline: the read says how far it got. Not one request's failure.
+        let cut_off = || ApiError::Deadline {
+            progress: Progress::default(),
+        };
         loop {
             // Waiting for a slot is bounded by the collection's deadline, which cancels the read.
             let slot = match &self.slots {
                 Some(slots) => slots.clone().acquire_owned().await.ok(),
                 None => None,
             };
+            match self
+                .rate
+                .turn(tokio::time::Instant::from_std(deadline))
+                .await
+            {
+                Turn::TooLate => return Err(cut_off()),
+                Turn::Go(waited) => self.metrics.rate_limit_wait(waited),
+            }
             let request_id = Uuid::new_v4().to_string();
-            let timeout = self
-                .config
-                .timeout
-                .min(deadline.saturating_duration_since(Instant::now()));
+            let left = deadline.saturating_duration_since(Instant::now());
+            let timeout = self.config.timeout.min(left);
             let mut request = self.request(page, &request_id, timeout)?;
             // Credential failures are counted and logged by the auth layer itself.
             let stamp = self.auth.authorize(&mut request, deadline).await?;
@@ -162,9 +179,21 @@ impl BatchQuery {
                 .observe_request(API_BATCH_QUERY, started.elapsed());
             drop(slot);
             let error = match result {
-                Ok(page) => return Ok(page),
+                Ok(page) => {
+                    self.rate.answered();
+                    return Ok(page);
+                }
+                Err(ApiError::Timeout { .. }) if timeout < self.config.timeout => {
+                    return Err(cut_off())
+                }
                 Err(error) => error,
             };
+            if error.cause() == Cause::Throttled {
+                self.rate
+                    .throttled(tokio::time::Instant::from_std(started), error.retry_after());
+            } else {
+                self.rate.answered();
+            }
             self.report(&error);
             if !renewed && error.refused_credentials() && self.auth.refused(stamp).await {
                 renewed = true;
@@ -350,6 +379,7 @@ impl Pages for BatchQuery {
         PagingLimits {
             max_pages: self.config.max_pages,
             concurrency: self.config.concurrency,
+            requests_per_second: self.rate.limit(),
         }
     }
 

@@ -70,8 +70,100 @@ pub enum ApiError {
     TooManyPages { max: u32, per_page: u64 },
     #[error("the list changed while it was paged, twice in a row ({reason}); the next scrape reads it again")]
     ListChanged { reason: String },
-    #[error("the scrape's deadline of {budget:?} passed before every page was read; raise the scrape timeout or --clouddevice.concurrency")]
-    Deadline { budget: Duration },
+    #[error("the deadline passed {progress}")]
+    Deadline { progress: Progress },
+}
+
+/// How far a read of the list got when its deadline passed: what the advice of
+/// [`ApiError::Deadline`] is worked out from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    /// From the start of the read to its deadline.
+    pub elapsed: Duration,
+    /// Pages read whole.
+    pub pages_read: u64,
+    /// Pages of the whole list, when page 1 said (`total_count`).
+    pub pages: Option<u64>,
+    /// The mean time a page took, retries and waits included.
+    pub page_time: Option<Duration>,
+    /// Pages asked for at once (`--clouddevice.concurrency`).
+    pub concurrency: usize,
+    /// The account's request rate, when limited (`--clouddevice.requests-per-second`).
+    pub requests_per_second: Option<f64>,
+    /// The read was a scheduled collection (`--collection.timeout`), not a scrape's.
+    pub scheduled: bool,
+}
+
+impl Progress {
+    /// What the whole list needs at the measured pace: the pages over the concurrency, or over
+    /// the rate limit when that is slower.
+    pub fn whole_list_needs(&self) -> Option<Duration> {
+        let (pages, page_time) = (self.pages?, self.page_time?);
+        let paced = page_time.as_secs_f64() * pages as f64 / self.concurrency.max(1) as f64;
+        let limited = self
+            .requests_per_second
+            .map_or(0.0, |rate| pages as f64 / rate);
+        Some(Duration::from_secs_f64(paced.max(limited)))
+    }
+
+    /// Whether the rate limit, not the API's pace, is what bounds the read.
+    fn rate_bound(&self) -> bool {
+        match (self.pages, self.page_time, self.requests_per_second) {
+            (Some(pages), Some(page_time), Some(rate)) => {
+                pages as f64 / rate
+                    > page_time.as_secs_f64() * pages as f64 / self.concurrency.max(1) as f64
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let elapsed = self.elapsed.as_secs_f64();
+        match (self.pages_read, self.pages, self.page_time) {
+            (0, _, _) | (_, _, None) => {
+                write!(f, "after {elapsed:.1} s, before a page was read whole")?
+            }
+            (read, pages, Some(page_time)) => {
+                write!(f, "after {elapsed:.1} s with {read} ")?;
+                if let Some(pages) = pages {
+                    write!(f, "of {pages} ")?;
+                }
+                write!(
+                    f,
+                    "pages read ({:.2} s a page, {} at once",
+                    page_time.as_secs_f64(),
+                    self.concurrency
+                )?;
+                if let Some(rate) = self.requests_per_second {
+                    write!(f, ", at most {rate} a second")?;
+                }
+                f.write_str(")")?;
+                if let Some(needs) = self.whole_list_needs() {
+                    write!(
+                        f,
+                        "; the whole list needs about {:.0} s at that pace",
+                        needs.as_secs_f64().ceil()
+                    )?;
+                }
+            }
+        }
+        let lever = match self.rate_bound() {
+            true => "raise --clouddevice.requests-per-second if the gateway allows it",
+            false => "raise --clouddevice.concurrency",
+        };
+        match self.scheduled {
+            true => write!(
+                f,
+                ": give each collection more time (--collection.timeout, and --collection.interval with it) or {lever}"
+            ),
+            false => write!(
+                f,
+                ": give the scrape more time (Prometheus' scrape_timeout, or --scrape.timeout when it sends none), {lever}, or read the list on a schedule with --collection.interval"
+            ),
+        }
+    }
 }
 
 fn describe(code: &Option<String>, message: &Option<String>) -> String {

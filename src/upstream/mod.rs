@@ -17,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod iam;
 pub mod paging;
+pub mod rate;
 pub mod redact;
 pub mod retry;
 pub mod sign;

@@ -9,7 +9,7 @@ use std::time::Instant;
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::fleet::{Fleet, Instance};
-use crate::upstream::error::ApiError;
+use crate::upstream::error::{ApiError, Progress};
 use crate::upstream::wire::Page;
 
 /// How far and how wide a read may go.
@@ -19,12 +19,15 @@ pub struct PagingLimits {
     pub max_pages: u32,
     /// Most pages asked for at once.
     pub concurrency: usize,
+    /// The rate the pages are asked at, when limited: what the advice at the deadline weighs.
+    pub requests_per_second: Option<f64>,
 }
 
 /// A paged list: what [`read_fleet`] reads.
 pub trait Pages: Sync {
     fn limits(&self) -> PagingLimits;
-    /// Page `page_no` (from 1), before `deadline`. Its failures are counted where it is fetched.
+    /// Page `page_no` (from 1), before `deadline`. Its failures are counted where it is fetched;
+    /// a page the deadline cut off is [`ApiError::Deadline`], which the read fills in.
     fn page(
         &self,
         page_no: u64,
@@ -51,6 +54,70 @@ pub async fn read_fleet<P: Pages>(pages: &P, deadline: Instant) -> Result<Fleet,
     }
 }
 
+/// How a read is going: what the error says when its deadline passes. Measured on tokio's
+/// clock, which tests pause.
+struct Pace {
+    started: tokio::time::Instant,
+    /// Time spent on the pages read, each from when it was asked for.
+    page_time: std::time::Duration,
+    progress: Progress,
+}
+
+impl Pace {
+    fn new(limits: PagingLimits) -> Self {
+        Pace {
+            started: tokio::time::Instant::now(),
+            page_time: std::time::Duration::ZERO,
+            progress: Progress {
+                concurrency: limits.concurrency,
+                requests_per_second: limits.requests_per_second,
+                ..Progress::default()
+            },
+        }
+    }
+
+    /// Page `page_no`, asked for now, before `deadline`.
+    async fn page<P: Pages>(
+        &mut self,
+        source: &P,
+        page_no: u64,
+        deadline: Instant,
+    ) -> Result<Page, ApiError> {
+        let asked = tokio::time::Instant::now();
+        let read = tokio::time::timeout_at(deadline.into(), source.page(page_no, deadline));
+        let result = read.await.map_err(|_| self.deadline())?;
+        self.arrived(result, asked)
+    }
+
+    /// Counts a page that arrived; a page the deadline cut off becomes the read's deadline error.
+    fn arrived(
+        &mut self,
+        result: Result<Page, ApiError>,
+        asked: tokio::time::Instant,
+    ) -> Result<Page, ApiError> {
+        match result {
+            Ok(page) => {
+                self.progress.pages_read += 1;
+                self.page_time += asked.elapsed();
+                Ok(page)
+            }
+            Err(ApiError::Deadline { .. }) => Err(self.deadline()),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn deadline(&self) -> ApiError {
+        let read = self.progress.pages_read;
+        ApiError::Deadline {
+            progress: Progress {
+                elapsed: self.started.elapsed(),
+                page_time: (read > 0).then(|| self.page_time / read as u32),
+                ..self.progress.clone()
+            },
+        }
+    }
+}
+
 enum Read {
     /// Every instance, each once.
     Whole(Fleet),
@@ -64,7 +131,8 @@ enum Read {
 async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiError> {
     let limits = source.limits();
     let max_pages = u64::from(limits.max_pages);
-    let first = source.page(1, deadline).await?;
+    let mut pace = Pace::new(limits);
+    let first = pace.page(source, 1, deadline).await?;
     let total = first.total_count;
     let per_page = first.instances.len() as u64;
     let mut pages: BTreeMap<u64, Vec<Instance>> = BTreeMap::new();
@@ -81,6 +149,7 @@ async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiE
         if known_last.is_some_and(|last| last > max_pages) {
             return Err(too_many);
         }
+        pace.progress.pages = known_last;
         // Inclusive; lowered when a page shows the list ends sooner.
         let mut last = known_last.unwrap_or(max_pages);
         let mut next = 2;
@@ -88,14 +157,18 @@ async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiE
         loop {
             while in_flight.len() < limits.concurrency && next <= last {
                 let page_no = next;
-                in_flight.push(async move { (page_no, source.page(page_no, deadline).await) });
+                in_flight.push(async move {
+                    let asked = tokio::time::Instant::now();
+                    (page_no, source.page(page_no, deadline).await, asked)
+                });
                 next += 1;
             }
-            let Some((page_no, result)) = in_flight.next().await else {
+            let arrived = tokio::time::timeout_at(deadline.into(), in_flight.next());
+            let Some((page_no, result, asked)) = arrived.await.map_err(|_| pace.deadline())? else {
                 break;
             };
             // Returning drops the pages still in flight, which cancels their requests.
-            let page = result?;
+            let page = pace.arrived(result, asked)?;
             let len = page.instances.len() as u64;
             if len == 0 || (total.is_none() && len < per_page) {
                 let end = if len == 0 { page_no - 1 } else { page_no };
@@ -152,6 +225,8 @@ mod tests {
         fail_page: Option<u64>,
         asked: Mutex<Vec<u64>>,
         moving_total: bool,
+        /// How long each page takes.
+        latency: Duration,
     }
 
     impl FakeList {
@@ -164,6 +239,7 @@ mod tests {
                 fail_page: None,
                 asked: Mutex::new(Vec::new()),
                 moving_total: false,
+                latency: Duration::ZERO,
             }
         }
 
@@ -179,11 +255,13 @@ mod tests {
             PagingLimits {
                 max_pages: self.max_pages,
                 concurrency: 3,
+                requests_per_second: None,
             }
         }
 
         async fn page(&self, page_no: u64, _deadline: Instant) -> Result<Page, ApiError> {
             self.asked.lock().unwrap().push(page_no);
+            tokio::time::sleep(self.latency).await;
             if self.fail_page == Some(page_no) {
                 return Err(ApiError::Timeout {
                     page: page_no,
@@ -271,5 +349,56 @@ mod tests {
         };
         let error = read_fleet(&list, soon()).await.unwrap_err();
         assert!(matches!(error, ApiError::Timeout { page: 2, .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_deadline_the_error_says_how_far_the_read_got_and_what_would_help() {
+        // 1,000 pages of 300 ms, three at a time, against a 10 s deadline.
+        let list = FakeList {
+            latency: Duration::from_millis(300),
+            max_pages: 1_000,
+            ..FakeList::new(100_000, 100)
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let error = read_fleet(&list, deadline.into_std()).await.unwrap_err();
+        let ApiError::Deadline { progress } = &error else {
+            panic!("{error}")
+        };
+        // Page 1 alone, then three every 300 ms: 1 + 3 × 32 pages by 9.9 s.
+        assert_eq!(progress.pages_read, 97);
+        assert_eq!(progress.pages, Some(1_000));
+        assert_eq!(progress.page_time, Some(Duration::from_millis(300)));
+        assert_eq!(
+            error.to_string(),
+            "the deadline passed after 10.0 s with 97 of 1000 pages read (0.30 s a page, 3 at once); \
+             the whole list needs about 100 s at that pace: give the scrape more time (Prometheus' \
+             scrape_timeout, or --scrape.timeout when it sends none), raise --clouddevice.concurrency, \
+             or read the list on a schedule with --collection.interval"
+        );
+        // Under a rate limit that is slower than the pace, the advice names the limit instead.
+        let limited = Progress {
+            requests_per_second: Some(5.0),
+            ..progress.clone()
+        };
+        assert_eq!(limited.whole_list_needs(), Some(Duration::from_secs(200)));
+        assert!(limited
+            .to_string()
+            .contains("raise --clouddevice.requests-per-second if the gateway allows it"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_before_the_first_page_says_so() {
+        let list = FakeList {
+            latency: Duration::from_secs(20),
+            ..FakeList::new(10, 100)
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let error = read_fleet(&list, deadline.into_std()).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("the deadline passed after 10.0 s, before a page was read whole: "),
+            "{error}"
+        );
     }
 }

@@ -94,7 +94,7 @@ pub fn router(
         .route("/", get(landing))
         .route(&options.telemetry_path, get(metrics))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
-        .route("/-/ready", get(|| async { "Ready\n" }))
+        .route("/-/ready", get(ready))
         .route("/-/reload", any(reload));
     if with_probes {
         router = router
@@ -113,6 +113,32 @@ pub fn router(
                 .quality(CompressionLevel::Fastest),
         )
         .with_state(state)
+}
+
+/// Ready once every account has something to report: always when scrapes read the list, and
+/// on a schedule once each account's first collection has ended (failed or not).
+async fn ready(State(state): State<AppState>) -> Response {
+    let mut waiting = match &*state.telemetry {
+        Telemetry::Account(exporter) => usize::from(!exporter.ready()),
+        Telemetry::Process(_) => 0,
+    };
+    if let Some(probes) = &state.probes {
+        waiting += probes
+            .targets()
+            .values()
+            .filter(|target| !target.exporter.ready())
+            .count();
+    }
+    match waiting {
+        0 => (StatusCode::OK, "Ready\n").into_response(),
+        n => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "Not ready: the first scheduled collection of {n} account(s) has not ended yet\n"
+            ),
+        )
+            .into_response(),
+    }
 }
 
 /// Where each account is probed, and where Prometheus discovers them.

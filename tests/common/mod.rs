@@ -34,6 +34,8 @@ pub struct TestExporter {
     pub reload: Arc<clouddevice_exporter::web::reload::Reloader>,
     /// The accounts probed, with an accounts file.
     pub probes: Option<Arc<Probes>>,
+    /// The flags' account, without one.
+    pub account: Option<Arc<clouddevice_exporter::scrape::Exporter>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -87,7 +89,8 @@ impl TestExporter {
             .expect("test config is valid");
         config.clock = clock;
         let built = run::build(&config).expect("app builds");
-        let (app, probes, reload) = (built.router, built.probes, built.reloader);
+        let (app, probes, reload, account) =
+            (built.router, built.probes, built.reloader, built.account);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -105,6 +108,7 @@ impl TestExporter {
             http: reqwest::Client::new(),
             reload,
             probes,
+            account,
             _stop: stop,
         }
     }

@@ -1,0 +1,160 @@
+//! Collection on a schedule (`--collection.interval`): scrapes answer at once from the latest
+//! collection and never read the list; readiness waits for the first collection; the HELP texts
+//! say where the data comes from. The schedule's timing itself (offsets, intervals, no overlap)
+//! is tested on paused time in `collect.rs`.
+
+mod common;
+
+use std::time::Duration;
+
+use clouddevice_exporter::simulator::{Fault, FaultKind, SimConfig};
+use common::sim_and_exporter;
+
+/// 500 phones, 3 pages of 200, each answered after 200 ms.
+fn slow_fleet() -> SimConfig {
+    SimConfig {
+        latency: Duration::from_millis(200),
+        max_page_size: 200,
+        ..SimConfig::new(500, 9)
+    }
+}
+
+#[tokio::test]
+async fn scrapes_report_the_latest_collection_and_never_read_the_list() {
+    let (sim, exporter) = sim_and_exporter(slow_fleet(), &["--collection.interval", "1h"]).await;
+    let account = exporter.account.clone().unwrap();
+    // The first collection needs at least two 200 ms round trips: not ready yet.
+    let response = exporter.get("/-/ready").await;
+    assert_eq!(response.status(), 503);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("first scheduled collection"));
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 0.0, "nothing collected yet");
+    assert!(m.value("clouddevice_collection_age_seconds").is_none());
+
+    account.collected().await;
+    assert_eq!(exporter.get("/-/ready").await.status(), 200);
+    let read = sim.requests();
+    assert_eq!(read, 3);
+    for _ in 0..5 {
+        let m = exporter.scrape().await;
+        assert_eq!(m.up(), 1.0);
+        assert_eq!(m.sum("clouddevice_instances"), 500.0);
+        assert!(m.value("clouddevice_collection_age_seconds").unwrap() >= 0.0);
+        assert!(m.value("clouddevice_collection_duration_seconds").unwrap() >= 0.4);
+        // A scrape takes no round trip to the API.
+        assert!(m.value("clouddevice_scrape_duration_seconds").unwrap() < 0.2);
+        assert!(m.contains(
+            "# HELP clouddevice_instances Number of instances, by region and SKU. Read by a collection every 3600s (--collection.interval), not by this scrape"
+        ));
+        assert!(m.contains("# HELP clouddevice_up Whether the latest scheduled collection"));
+    }
+    assert_eq!(sim.requests(), read, "scrapes read nothing");
+}
+
+#[tokio::test]
+async fn a_failed_collection_is_reported_until_the_next_one() {
+    let sim_config = SimConfig::new(300, 4);
+    let (sim, exporter) = sim_and_exporter(
+        sim_config,
+        &[
+            "--collection.interval",
+            "1h",
+            "--clouddevice.max-retries",
+            "0",
+        ],
+    )
+    .await;
+    sim.inject(Fault {
+        page: None,
+        times: None,
+        kind: FaultKind::Status {
+            status: 500,
+            code: Some("KOOPHONE.API.9999".into()),
+        },
+    });
+    exporter.account.clone().unwrap().collected().await;
+    // Ready: there is a collection to report, a failed one.
+    assert_eq!(exporter.get("/-/ready").await.status(), 200);
+    let read = sim.requests();
+    for _ in 0..3 {
+        let m = exporter.scrape().await;
+        assert_eq!(m.up(), 0.0);
+        assert!(m.value("clouddevice_instances").is_none());
+        assert!(m.value("clouddevice_collection_age_seconds").is_some());
+    }
+    assert_eq!(
+        sim.requests(),
+        read,
+        "a failed collection is not retried by scrapes"
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_without_an_interval_is_refused() {
+    let args = [
+        "clouddevice_exporter",
+        "--collection.timeout",
+        "30s",
+        "--demo",
+    ];
+    let err = <clouddevice_exporter::run::Cli as clap::Parser>::try_parse_from(args)
+        .unwrap()
+        .exporter
+        .validate(Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("set --collection.interval too"), "{err}");
+}
+
+#[tokio::test]
+async fn a_reload_starts_collecting_for_an_added_account_and_stops_a_removed_one() {
+    let sim = common::simulator(SimConfig::new(30, 5)).await;
+    let url = sim.url();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "any-token").unwrap();
+    let entry = |name: &str| {
+        format!(
+            "  {name}:\n    endpoint: {url}\n    token_file: {}\n",
+            token.display()
+        )
+    };
+    let accounts = dir.path().join("accounts.yml");
+    std::fs::write(&accounts, format!("accounts:\n{}", entry("retail"))).unwrap();
+    // Each account starts at its own point of a 2 s interval.
+    let flags = [
+        "--config.file",
+        accounts.to_str().unwrap(),
+        "--collection.interval",
+        "2s",
+    ];
+    let exporter = common::TestExporter::start_flags(&flags, Default::default()).await;
+    let probes = exporter.probes.clone().unwrap();
+    let retail = probes.get("retail").unwrap();
+    retail.exporter.collected().await;
+    assert_eq!(exporter.get("/-/ready").await.status(), 200);
+
+    std::fs::write(&accounts, format!("accounts:\n{}", entry("games"))).unwrap();
+    exporter.reload.reload().await.unwrap();
+    let games = probes.get("games").unwrap();
+    assert!(!games.exporter.ready(), "games has not collected yet");
+    // Not ready until the added account's first collection has ended.
+    assert_eq!(exporter.get("/-/ready").await.status(), 503);
+    games.exporter.collected().await;
+    assert_eq!(exporter.get("/-/ready").await.status(), 200);
+    let probe = exporter
+        .get("/probe?target=games")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(probe.contains("clouddevice_up 1"), "{probe}");
+    // The removed account's collector, and with it its schedule, is gone once nothing holds it.
+    let removed = std::sync::Arc::downgrade(&retail);
+    drop(retail);
+    assert!(removed.upgrade().is_none(), "retail is still collecting");
+}
