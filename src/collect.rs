@@ -297,14 +297,19 @@ impl Collector {
         self.schedule.is_none() || lock(&self.state).latest.is_some()
     }
 
-    /// Returns once a collection ends after this call began (or, on a schedule, once there is a
-    /// latest one): what tests wait on instead of sleeping.
+    /// Returns once there is a collection to report: at once on a schedule that has one, else
+    /// when the next collection ends. What tests wait on instead of sleeping.
     pub async fn collected(&self) {
         let ended = self.ended.notified();
         if self.schedule.is_some() && lock(&self.state).latest.is_some() {
             return;
         }
         ended.await;
+    }
+
+    /// Returns when the next collection ends: one that may have begun before the call.
+    pub async fn next_collection(&self) {
+        self.ended.notified().await;
     }
 
     /// Measures the reuse and stale windows, and stamps collections, on `clock`.

@@ -87,13 +87,23 @@ impl Exporter {
         self.collector.last_collection()
     }
 
+    /// Whether collections run on a schedule rather than on scrapes.
+    pub fn scheduled(&self) -> bool {
+        self.collector.schedule().is_some()
+    }
+
     /// Whether scrapes have a collection to report (`/-/ready`).
     pub fn ready(&self) -> bool {
         self.collector.ready()
     }
 
-    /// Returns once a collection ends ([`Collector::collected`]).
+    /// Returns once there is a collection to report ([`Collector::collected`]).
     pub async fn collected(&self) {
         self.collector.collected().await
+    }
+
+    /// Returns when the next collection ends ([`Collector::next_collection`]).
+    pub async fn next_collection(&self) {
+        self.collector.next_collection().await
     }
 }

@@ -158,3 +158,56 @@ async fn a_reload_starts_collecting_for_an_added_account_and_stops_a_removed_one
     drop(retail);
     assert!(removed.upgrade().is_none(), "retail is still collecting");
 }
+
+#[tokio::test]
+async fn a_failed_collection_serves_the_last_good_fleet_within_the_stale_window() {
+    let (sim, exporter) = sim_and_exporter(
+        SimConfig::new(300, 4),
+        &[
+            "--collection.interval",
+            "200ms",
+            "--scrape.serve-stale-for",
+            "1h",
+            "--clouddevice.max-retries",
+            "0",
+            "--collector.instance-metrics",
+            "problems",
+        ],
+    )
+    .await;
+    let account = exporter.account.clone().unwrap();
+    account.collected().await;
+    let good = exporter.scrape().await;
+    assert_eq!(good.up(), 1.0);
+    sim.inject(Fault {
+        page: None,
+        times: None,
+        kind: FaultKind::Status {
+            status: 503,
+            code: None,
+        },
+    });
+    // A collection that began after the fault fails: wait for the one after the one under way.
+    account.next_collection().await;
+    account.next_collection().await;
+    let stale = exporter.scrape().await;
+    assert_eq!(stale.up(), 0.0);
+    assert_eq!(
+        stale.sum("clouddevice_instances"),
+        300.0,
+        "the last good fleet"
+    );
+    assert!(
+        stale.contains("The latest collection failed: served from the last successful collection")
+    );
+    // collect[] and the per-instance mode apply as on scrapes.
+    let only = exporter
+        .get("/metrics?collect[]=aggregates")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(only.contains("clouddevice_instances{") && !only.contains("clouddevice_instance_info"));
+    let in_trouble = good.samples("clouddevice_instance_info").len();
+    assert!(in_trouble > 0 && in_trouble < 300, "{in_trouble} of 300");
+}

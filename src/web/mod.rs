@@ -333,6 +333,9 @@ async fn service_discovery(
 /// What the landing page says of one exporter's last collection.
 fn last_collection(exporter: &Exporter) -> String {
     match exporter.last_collection() {
+        None if exporter.scheduled() => {
+            "No collection yet: the first scheduled collection is under way.".to_string()
+        }
         None => "No collection yet: the first scrape starts one.".to_string(),
         Some(last) => {
             let when = OffsetDateTime::from(last.finished)
