@@ -85,3 +85,28 @@ async fn a_rate_over_the_gateway_limit_backs_off_for_every_request_and_the_read_
     );
     assert_eq!(stats.passed, 10);
 }
+
+#[tokio::test]
+async fn a_read_the_deadline_cuts_short_says_how_far_it_got_and_what_helps() {
+    // One request a second and no rate set: 10 pages cannot be read in a 2 s scrape.
+    let (_sim, exporter) = sim_and_exporter(
+        gateway(1),
+        &["--clouddevice.concurrency", "4", "--scrape.timeout", "2s"],
+    )
+    .await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 0.0);
+    let landing = exporter.get("/").await.text().await.unwrap();
+    let said = landing
+        .lines()
+        .find(|l| l.contains("Last collection"))
+        .unwrap_or_default()
+        .replace("&#39;", "'");
+    assert!(said.contains("the deadline passed after"), "{said}");
+    assert!(said.contains("of 10 pages read"), "{said}");
+    assert!(
+        said.contains("give the scrape more time (Prometheus' scrape_timeout"),
+        "{said}"
+    );
+    assert!(!said.contains("--clouddevice.timeout"), "{said}");
+}

@@ -200,6 +200,10 @@ impl BatchQuery {
                 continue;
             }
             let Some(delay) = self.config.retry.delay(retries, &error, deadline) else {
+                // A retry the deadline leaves no time for: the deadline is what failed the read.
+                if self.config.retry.wanted(retries, &error) {
+                    return Err(cut_off());
+                }
                 return Err(error);
             };
             tracing::debug!(

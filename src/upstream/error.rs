@@ -193,7 +193,7 @@ fn hint(code: Option<&str>, status: Option<u16>) -> &'static str {
             "; check the --clouddevice.* filter flags"
         }
         (Some("APIGW.0308"), _) | (_, Some(429)) => {
-            "; the API is throttling: lower --clouddevice.concurrency or scrape less often"
+            "; the API is throttling: set --clouddevice.requests-per-second under the gateway's limit for this account, or read the list less often (--collection.interval)"
         }
         (_, Some(500..=599)) | (Some("KOOPHONE.API.9999"), _) => {
             "; the service failed: the next scrape tries again"

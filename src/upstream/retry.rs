@@ -29,11 +29,17 @@ impl RetryPolicy {
         }
     }
 
+    /// Whether retry number `done + 1` is due, the deadline aside: the failure is transient and
+    /// retries are left.
+    pub fn wanted(&self, done: u32, error: &ApiError) -> bool {
+        done < self.max_retries && Self::retries(error)
+    }
+
     /// How long to wait before retry number `done + 1` of a request that failed with `error`,
     /// or `None` when it is not retried: not transient, out of retries, or the wait would pass
     /// `deadline`. The service's `Retry-After` wins over the backoff.
     pub fn delay(&self, done: u32, error: &ApiError, deadline: Instant) -> Option<Duration> {
-        if done >= self.max_retries || !Self::retries(error) {
+        if !self.wanted(done, error) {
             return None;
         }
         let delay = error
