@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::collect::{Collector, LastCollection};
-use crate::exposition::{self, Exposition, ExpositionConfig, Families, Scheduled, Scrape};
+use crate::collect::{Collection, Collector, LastCollection};
+use crate::exposition::{
+    self, Exposition, ExpositionConfig, Families, FleetParts, Scheduled, Scrape,
+};
 use crate::self_metrics::ExporterMetrics;
 
 /// How long before the scraper's own timeout the answer is sent, so that a slow API costs an
@@ -21,6 +23,9 @@ pub struct Exporter {
     collector: Collector,
     metrics: Arc<ExporterMetrics>,
     config: ExpositionConfig,
+    /// On a schedule: what the scrapes worked out from the collection they report, kept with it
+    /// until the next one, so that a scrape does not go over the whole fleet again.
+    prepared: std::sync::Mutex<Option<(Arc<Collection>, Arc<FleetParts>)>>,
 }
 
 impl Exporter {
@@ -33,7 +38,24 @@ impl Exporter {
             collector,
             metrics,
             config,
+            prepared: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The parts of `collection`'s fleet, worked out once per collection. Backup ages are then
+    /// measured at the collection's end rather than at each scrape: the data is as of then.
+    fn prepared(&self, collection: &Arc<Collection>) -> Option<Arc<FleetParts>> {
+        let fleet = collection.fleet.as_ref().ok()?;
+        let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((of, parts)) = prepared.as_ref() {
+            if Arc::ptr_eq(of, collection) {
+                return Some(parts.clone());
+            }
+        }
+        let at = time::OffsetDateTime::from(collection.finished_at).unix_timestamp();
+        let parts = Arc::new(FleetParts::of(fleet, &self.config, at));
+        *prepared = Some((collection.clone(), parts.clone()));
+        Some(parts)
     }
 
     /// Answers a scrape of `families` whose scraper gives up after `timeout`. A failed or late collection is
@@ -78,6 +100,10 @@ impl Exporter {
             now: time::OffsetDateTime::now_utc().unix_timestamp(),
             cached_for: self.collector.reuse_window(),
             last_success,
+            prepared: served
+                .as_ref()
+                .filter(|_| scheduled.is_some())
+                .and_then(|c| self.prepared(c)),
             scheduled,
         };
         exposition::render(&scrape, self.metrics.gather())

@@ -108,5 +108,9 @@ async fn a_read_the_deadline_cuts_short_says_how_far_it_got_and_what_helps() {
         said.contains("give the scrape more time (Prometheus' scrape_timeout"),
         "{said}"
     );
+    assert!(
+        said.contains("set --clouddevice.requests-per-second to the gateway's limit for this account (it throttled the read)"),
+        "{said}"
+    );
     assert!(!said.contains("--clouddevice.timeout"), "{said}");
 }

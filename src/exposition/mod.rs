@@ -114,6 +114,48 @@ pub struct Scrape {
     pub last_success: Option<std::time::SystemTime>,
     /// Set when the list is read on a schedule (`--collection.interval`), not by scrapes.
     pub scheduled: Option<Scheduled>,
+    /// What was already worked out from `fleet` ([`FleetParts::of`]); `None` works it out now.
+    pub prepared: Option<Arc<FleetParts>>,
+}
+
+/// What a scrape works out from its fleet alone: the aggregate families (without the notes a
+/// scrape adds to their HELP) and the instances it exports one by one. A scrape on a schedule
+/// reuses those of the collection it reports instead of going over 100,000 phones again.
+pub struct FleetParts {
+    aggregates: Vec<MetricFamily>,
+    instances: Option<Arc<Fleet>>,
+}
+
+impl FleetParts {
+    /// The parts of `fleet` under `config`, with backup ages measured at `now` (Unix seconds).
+    pub fn of(fleet: &Arc<Fleet>, config: &ExpositionConfig, now: i64) -> FleetParts {
+        let mut aggregates = Vec::new();
+        let groups = fleet.aggregate();
+        let folded = folded_groups(&groups, config.max_groups);
+        aggregates.push(family(
+            "clouddevice_exporter_folded_groups",
+            "Region and SKU pairs past --collector.max-groups in this scrape, counted together under region=\"other\",sku=\"other\".",
+            vec![gauge(&[], folded.len() as f64)],
+        ));
+        // Without labels, so that an empty list is a 0 an alert can compare, where the
+        // labelled families have no series at all.
+        aggregates.push(family(
+            "clouddevice_fleet_instances",
+            "Number of instances in the whole list, every region and SKU together; 0 when the list is empty.",
+            vec![gauge(&[], fleet.len() as f64)],
+        ));
+        aggregate_families(fold(groups, &folded, Counts::absorb), &mut aggregates);
+        backup_age_families(fleet, config, now, &folded, &mut aggregates);
+        let instances = match config.instance_metrics {
+            InstanceMetrics::None => None,
+            InstanceMetrics::All => Some(fleet.clone()),
+            InstanceMetrics::Problems => Some(Arc::new(fleet.only(|i| i.in_trouble()))),
+        };
+        FleetParts {
+            aggregates,
+            instances,
+        }
+    }
 }
 
 /// The scheduled collection a scrape reports.
@@ -143,6 +185,7 @@ impl Scrape {
             cached_for: None,
             last_success: None,
             scheduled: None,
+            prepared: None,
         }
     }
 }
@@ -150,7 +193,7 @@ impl Scrape {
 /// Builds the families of one scrape. Without a fleet, only `clouddevice_up 0` and the duration:
 /// no instance data at all, since partial counts would fire false alerts. A stale fleet is whole,
 /// just old, and says so.
-fn scrape_families(scrape: &Scrape) -> Vec<MetricFamily> {
+fn scrape_families(scrape: &Scrape, parts: Option<&FleetParts>) -> Vec<MetricFamily> {
     let up_help = match scrape.scheduled {
         None => "Whether this scrape read every page of the instance list (1) or not (0).",
         Some(_) => "Whether the latest scheduled collection (--collection.interval) read every page of the instance list (1) or not (0).",
@@ -198,24 +241,9 @@ fn scrape_families(scrape: &Scrape) -> Vec<MetricFamily> {
             vec![gauge(&[], seconds)],
         ));
     }
-    if let Some(fleet) = scrape.fleet.as_ref().filter(|_| scrape.families.aggregates) {
+    if let Some(parts) = parts.filter(|_| scrape.families.aggregates) {
         let start = families.len();
-        let groups = fleet.aggregate();
-        let folded = folded_groups(&groups, scrape.config.max_groups);
-        families.push(family(
-            "clouddevice_exporter_folded_groups",
-            "Region and SKU pairs past --collector.max-groups in this scrape, counted together under region=\"other\",sku=\"other\".",
-            vec![gauge(&[], folded.len() as f64)],
-        ));
-        // Without labels, so that an empty list is a 0 an alert can compare, where the
-        // labelled families have no series at all.
-        families.push(family(
-            "clouddevice_fleet_instances",
-            "Number of instances in the whole list, every region and SKU together; 0 when the list is empty.",
-            vec![gauge(&[], fleet.len() as f64)],
-        ));
-        aggregate_families(fold(groups, &folded, Counts::absorb), &mut families);
-        backup_age_families(fleet, scrape, &folded, &mut families);
+        families.extend(parts.aggregates.iter().cloned());
         // The exporter guidelines ask that cached values say so where they are described.
         if let Some(note) = cache_note(scrape) {
             for family in &mut families[start..] {
@@ -260,19 +288,24 @@ fn cache_note(scrape: &Scrape) -> Option<String> {
 /// The body of a scrape: its own families, the per-instance series when they are on, and
 /// `own` (the exporter's self-metrics), in name order.
 pub fn render(scrape: &Scrape, own: Vec<MetricFamily>) -> Result<Exposition, prometheus::Error> {
-    let mut families = scrape_families(scrape);
+    let wanted = scrape.families.aggregates || scrape.families.instances;
+    let parts = match (&scrape.prepared, &scrape.fleet) {
+        (Some(parts), Some(_)) => Some(parts.clone()),
+        (None, Some(fleet)) if wanted => {
+            Some(Arc::new(FleetParts::of(fleet, &scrape.config, scrape.now)))
+        }
+        _ => None,
+    };
+    let mut families = scrape_families(scrape, parts.as_deref());
     if scrape.families.exporter {
         families.extend(own);
     }
-    let (instances, note) = match (&scrape.fleet, scrape.config.instance_metrics) {
-        (None, _) | (_, InstanceMetrics::None) => (None, None),
-        _ if !scrape.families.instances => (None, None),
-        (Some(fleet), InstanceMetrics::All) => (Some(fleet.clone()), None),
-        (Some(fleet), InstanceMetrics::Problems) => (
-            Some(Arc::new(fleet.only(|i| i.in_trouble()))),
-            Some(PROBLEMS_NOTE),
-        ),
-    };
+    let instances = parts
+        .as_ref()
+        .filter(|_| scrape.families.instances)
+        .and_then(|p| p.instances.clone());
+    let note = (instances.is_some() && scrape.config.instance_metrics == InstanceMetrics::Problems)
+        .then_some(PROBLEMS_NOTE);
     let notes: Vec<String> = note
         .map(str::to_string)
         .into_iter()
@@ -368,16 +401,13 @@ fn aggregate_families(groups: BTreeMap<(&str, &str), Counts>, out: &mut Vec<Metr
 /// be alerted on in every mode.
 fn backup_age_families(
     fleet: &Fleet,
-    scrape: &Scrape,
+    config: &ExpositionConfig,
+    now: i64,
     folded: &BTreeSet<(&str, &str)>,
     out: &mut Vec<MetricFamily>,
 ) {
-    let bounds = &scrape.config.backup_age_buckets;
-    let groups = fold(
-        fleet.backup_ages(scrape.now, bounds),
-        folded,
-        BackupAges::absorb,
-    );
+    let bounds = &config.backup_age_buckets;
+    let groups = fold(fleet.backup_ages(now, bounds), folded, BackupAges::absorb);
     let mut buckets = Vec::new();
     let mut without = Vec::new();
     for ((region, sku), ages) in &groups {

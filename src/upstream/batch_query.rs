@@ -202,7 +202,12 @@ impl BatchQuery {
             let Some(delay) = self.config.retry.delay(retries, &error, deadline) else {
                 // A retry the deadline leaves no time for: the deadline is what failed the read.
                 if self.config.retry.wanted(retries, &error) {
-                    return Err(cut_off());
+                    return Err(ApiError::Deadline {
+                        progress: Progress {
+                            throttled: error.cause() == Cause::Throttled,
+                            ..Progress::default()
+                        },
+                    });
                 }
                 return Err(error);
             };

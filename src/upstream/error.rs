@@ -92,6 +92,8 @@ pub struct Progress {
     pub requests_per_second: Option<f64>,
     /// The read was a scheduled collection (`--collection.timeout`), not a scrape's.
     pub scheduled: bool,
+    /// The gateway throttled the page the deadline cut off.
+    pub throttled: bool,
 }
 
 impl Progress {
@@ -149,9 +151,11 @@ impl std::fmt::Display for Progress {
                 }
             }
         }
-        let lever = match self.rate_bound() {
-            true => "raise --clouddevice.requests-per-second if the gateway allows it",
-            false => "raise --clouddevice.concurrency",
+        let lever = match (self.throttled, self.requests_per_second, self.rate_bound()) {
+            (true, None, _) => "set --clouddevice.requests-per-second to the gateway's limit for this account (it throttled the read)",
+            (true, Some(_), _) => "lower --clouddevice.requests-per-second (the gateway throttled the read)",
+            (false, _, true) => "raise --clouddevice.requests-per-second if the gateway allows it",
+            (false, _, false) => "raise --clouddevice.concurrency",
         };
         match self.scheduled {
             true => write!(

@@ -101,7 +101,10 @@ impl Pace {
                 self.page_time += asked.elapsed();
                 Ok(page)
             }
-            Err(ApiError::Deadline { .. }) => Err(self.deadline()),
+            Err(ApiError::Deadline { progress }) => {
+                self.progress.throttled |= progress.throttled;
+                Err(self.deadline())
+            }
             Err(error) => Err(error),
         }
     }
