@@ -6,8 +6,9 @@
 //! - `defaults`: the default flags; what a scrape answers, and the landing page's error, quoted;
 //! - `on-scrape`: the settings docs/production.md gives for reading on each scrape; scrape
 //!   duration against the ideal `pages / min(rate, concurrency / latency)`, throttled answers;
-//! - `scheduled`: `--collection.interval 2m`; scrape latency p50/p99 while a collection runs,
-//!   collection duration against `pages / rate`, throttled answers after the first collection,
+//! - `scheduled`: `--collection.interval 2m`; scrape latency p50/p99 while a collection runs
+//!   (to the answer's head and to the body's end), collection duration against the ideal,
+//!   throttled answers,
 //!   requests against pages × collections, exporter CPU and peak memory;
 //! - `accounts`: 50 accounts × 2,000 phones in scheduled mode; the same, per account and in all.
 //!
@@ -183,24 +184,39 @@ struct Scheduled {
     throttled_after_first: f64,
     p50_ms: f64,
     p99_ms: f64,
+    head_p50_ms: f64,
+    head_p99_ms: f64,
+    body_mb: f64,
     scrapes: usize,
     cpu: f64,
     peak_mb: f64,
     wall: f64,
 }
 
-/// Scrapes `urls` in turn, every 100 ms, until `until`; their latencies in milliseconds.
-fn scrape_until(client: &reqwest::blocking::Client, urls: &[String], until: Instant) -> Vec<f64> {
-    let mut latencies = Vec::new();
+/// Scrapes `urls` in turn, every 100 ms, until `until`: for each, the milliseconds to the
+/// answer's head (the exporter's own latency) and to the end of its body (the body's size on
+/// loopback), and the body's bytes.
+fn scrape_until(
+    client: &reqwest::blocking::Client,
+    urls: &[String],
+    until: Instant,
+) -> (Vec<f64>, Vec<f64>, usize) {
+    let (mut heads, mut wholes, mut bytes) = (Vec::new(), Vec::new(), 0);
     let mut n = 0;
     while Instant::now() < until {
         let started = Instant::now();
-        let _ = get(client, &urls[n % urls.len()], 10);
-        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        let response = client
+            .get(&urls[n % urls.len()])
+            .header("X-Prometheus-Scrape-Timeout-Seconds", "10")
+            .send()
+            .expect("the exporter answers");
+        heads.push(started.elapsed().as_secs_f64() * 1000.0);
+        bytes = bytes.max(response.bytes().map_or(0, |b| b.len()));
+        wholes.push(started.elapsed().as_secs_f64() * 1000.0);
         n += 1;
         std::thread::sleep(Duration::from_millis(100).saturating_sub(started.elapsed()));
     }
-    latencies
+    (heads, wholes, bytes)
 }
 
 /// Runs a scheduled exporter for `run` while scraping it, then reads what it counted. With
@@ -271,7 +287,7 @@ fn scheduled(
         std::thread::sleep(Duration::from_millis(500));
     }
     let started = Instant::now();
-    let mut latencies = scrape_until(&client, &urls, started + run);
+    let (mut heads, mut latencies, body_bytes) = scrape_until(&client, &urls, started + run);
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid, ticks);
     let peak_mb = status_mb(pid, "VmHWM:");
@@ -295,7 +311,11 @@ fn scheduled(
         collections += (answered / pages_each).round();
     }
     latencies.sort_by(f64::total_cmp);
+    heads.sort_by(f64::total_cmp);
     Scheduled {
+        head_p50_ms: quantile(&heads, 0.5),
+        head_p99_ms: quantile(&heads, 0.99),
+        body_mb: body_bytes as f64 / 1e6,
         label: label.to_string(),
         accounts,
         collections,
@@ -326,8 +346,12 @@ fn report(s: &Scheduled) {
         s.scrapes, s.wall, s.accounts
     );
     println!(
-        "| scrape latency p50 / p99 | {:.1} ms / {:.1} ms |",
-        s.p50_ms, s.p99_ms
+        "| scrape latency to the answer's head, p50 / p99 | {:.1} ms / {:.1} ms |",
+        s.head_p50_ms, s.head_p99_ms
+    );
+    println!(
+        "| scrape latency to the body's end, p50 / p99 | {:.1} ms / {:.1} ms (largest body {:.1} MB) |",
+        s.p50_ms, s.p99_ms, s.body_mb
     );
     println!(
         "| collection duration (latest, per account) | {low:.1} s to {high:.1} s; ideal (page 1, the rest at the rate, the last answer) {:.1} s, so {:.2}x to {:.2}x |",

@@ -89,6 +89,8 @@ pub struct BatchQuery {
     redactor: Redactor,
     /// This account's turns, shared by every request it sends.
     rate: RateLimit,
+    /// Throttled answers so far.
+    throttled: std::sync::atomic::AtomicU64,
 }
 
 impl BatchQuery {
@@ -126,6 +128,7 @@ impl BatchQuery {
             slots: None,
             redactor,
             rate: RateLimit::new(config.requests_per_second),
+            throttled: std::sync::atomic::AtomicU64::new(0),
             config,
         })
     }
@@ -189,6 +192,7 @@ impl BatchQuery {
                 Err(error) => error,
             };
             if error.cause() == Cause::Throttled {
+                self.throttled.fetch_add(1, Ordering::Relaxed);
                 self.rate
                     .throttled(tokio::time::Instant::from_std(started), error.retry_after());
             } else {
@@ -390,6 +394,10 @@ impl Pages for BatchQuery {
             concurrency: self.config.concurrency,
             requests_per_second: self.rate.limit(),
         }
+    }
+
+    fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
     }
 
     async fn page(&self, page_no: u64, deadline: Instant) -> Result<Page, ApiError> {

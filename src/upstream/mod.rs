@@ -1,8 +1,9 @@
 //! Everything that talks to Huawei Cloud: sign-in (static token, IAM, AK/SK), the HTTP plumbing,
-//! the batch-query API and its paging, the wire format, the errors and the retry policy. Hands
-//! the layers above a [`Source`]. Of Prometheus it knows only the exporter's own counters
-//! ([`crate::self_metrics::ExporterMetrics`]: requests, errors, latency, token expiry), which it
-//! counts as it goes; nothing here knows of the exposition or of the exporter's server.
+//! the batch-query API and its paging, the wire format, the errors, the retry policy and the
+//! rate limit. Hands the layers above a [`Source`]. Of Prometheus it knows only the exporter's
+//! own counters ([`crate::self_metrics::ExporterMetrics`]: requests, errors, latency, token
+//! expiry, waits for the rate limit), which it counts as it goes; nothing here knows of the
+//! exposition or of the exporter's server.
 
 use std::time::Instant;
 

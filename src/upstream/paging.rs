@@ -26,6 +26,10 @@ pub struct PagingLimits {
 /// A paged list: what [`read_fleet`] reads.
 pub trait Pages: Sync {
     fn limits(&self) -> PagingLimits;
+    /// Throttled answers so far, of every read: the advice at a deadline weighs them.
+    fn throttled(&self) -> u64 {
+        0
+    }
     /// Page `page_no` (from 1), before `deadline`. Its failures are counted where it is fetched;
     /// a page the deadline cut off is [`ApiError::Deadline`], which the read fills in.
     fn page(
@@ -58,15 +62,18 @@ pub async fn read_fleet<P: Pages>(pages: &P, deadline: Instant) -> Result<Fleet,
 /// clock, which tests pause.
 struct Pace {
     started: tokio::time::Instant,
+    /// The source's throttled answers when the read began.
+    throttled_before: u64,
     /// Time spent on the pages read, each from when it was asked for.
     page_time: std::time::Duration,
     progress: Progress,
 }
 
 impl Pace {
-    fn new(limits: PagingLimits) -> Self {
+    fn new(limits: PagingLimits, throttled_before: u64) -> Self {
         Pace {
             started: tokio::time::Instant::now(),
+            throttled_before,
             page_time: std::time::Duration::ZERO,
             progress: Progress {
                 concurrency: limits.concurrency,
@@ -85,8 +92,8 @@ impl Pace {
     ) -> Result<Page, ApiError> {
         let asked = tokio::time::Instant::now();
         let read = tokio::time::timeout_at(deadline.into(), source.page(page_no, deadline));
-        let result = read.await.map_err(|_| self.deadline())?;
-        self.arrived(result, asked)
+        let result = read.await.map_err(|_| self.deadline(source.throttled()))?;
+        self.arrived(result, asked, source.throttled())
     }
 
     /// Counts a page that arrived; a page the deadline cut off becomes the read's deadline error.
@@ -94,6 +101,7 @@ impl Pace {
         &mut self,
         result: Result<Page, ApiError>,
         asked: tokio::time::Instant,
+        throttled_now: u64,
     ) -> Result<Page, ApiError> {
         match result {
             Ok(page) => {
@@ -103,18 +111,20 @@ impl Pace {
             }
             Err(ApiError::Deadline { progress }) => {
                 self.progress.throttled |= progress.throttled;
-                Err(self.deadline())
+                Err(self.deadline(throttled_now))
             }
             Err(error) => Err(error),
         }
     }
 
-    fn deadline(&self) -> ApiError {
+    /// The read's deadline error, given the source's throttled answers now.
+    fn deadline(&self, throttled_now: u64) -> ApiError {
         let read = self.progress.pages_read;
         ApiError::Deadline {
             progress: Progress {
                 elapsed: self.started.elapsed(),
                 page_time: (read > 0).then(|| self.page_time / read as u32),
+                throttled: self.progress.throttled || throttled_now > self.throttled_before,
                 ..self.progress.clone()
             },
         }
@@ -134,7 +144,7 @@ enum Read {
 async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiError> {
     let limits = source.limits();
     let max_pages = u64::from(limits.max_pages);
-    let mut pace = Pace::new(limits);
+    let mut pace = Pace::new(limits, source.throttled());
     let first = pace.page(source, 1, deadline).await?;
     let total = first.total_count;
     let per_page = first.instances.len() as u64;
@@ -167,11 +177,14 @@ async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiE
                 next += 1;
             }
             let arrived = tokio::time::timeout_at(deadline.into(), in_flight.next());
-            let Some((page_no, result, asked)) = arrived.await.map_err(|_| pace.deadline())? else {
+            let Some((page_no, result, asked)) = arrived
+                .await
+                .map_err(|_| pace.deadline(source.throttled()))?
+            else {
                 break;
             };
             // Returning drops the pages still in flight, which cancels their requests.
-            let page = pace.arrived(result, asked)?;
+            let page = pace.arrived(result, asked, source.throttled())?;
             let len = page.instances.len() as u64;
             if len == 0 || (total.is_none() && len < per_page) {
                 let end = if len == 0 { page_no - 1 } else { page_no };
