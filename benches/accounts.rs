@@ -70,19 +70,7 @@ fn main() {
     );
     let endpoint = format!("http://{sim_address}");
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut file = String::from("accounts:\n");
-    for k in 1..=accounts {
-        // The simulator's account K and its token (`simulate --accounts`).
-        let (name, token) = sim_account(k as u32);
-        let path = dir.path().join(format!("{name}.token"));
-        std::fs::write(&path, token.expose()).expect("a token file");
-        file.push_str(&format!(
-            "  {name}:\n    endpoint: {endpoint}\n    token_file: {}\n",
-            path.display()
-        ));
-    }
-    let config = dir.path().join("accounts.yml");
-    std::fs::write(&config, file).expect("the accounts file");
+    let config = common::accounts_file(dir.path(), &endpoint, accounts);
 
     let mut rows = Vec::new();
     {

@@ -250,18 +250,7 @@ fn scheduled(
         let url = format!("http://{address}/metrics");
         (exporter, address, vec![url])
     } else {
-        let mut file = String::from("accounts:\n");
-        for k in 1..=accounts {
-            let (name, token) = sim_account(k as u32);
-            let path = dir.path().join(format!("{name}.token"));
-            std::fs::write(&path, token.expose()).expect("a token file");
-            file.push_str(&format!(
-                "  {name}:\n    endpoint: {endpoint}\n    token_file: {}\n",
-                path.display()
-            ));
-        }
-        let config = dir.path().join("accounts.yml");
-        std::fs::write(&config, file).expect("the accounts file");
+        let config = common::accounts_file(dir.path(), &endpoint, accounts);
         let config = config.to_string_lossy().into_owned();
         let mut args = vec![
             "--config.file",

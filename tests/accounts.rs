@@ -672,17 +672,9 @@ async fn post_reload_reloads_the_web_configuration_and_the_accounts_file_togethe
     let sim = common::simulator(SimConfig::new(30, 5)).await;
     let url = sim.url();
     let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "any-token").unwrap();
-    let entry = |name: &str| {
-        format!(
-            "  {name}:\n    endpoint: {url}\n    token_file: {}\n",
-            token.display()
-        )
-    };
-    let accounts = dir.path().join("accounts.yml");
+    let (accounts, write) = common::token_accounts(dir.path(), &url);
     let web = dir.path().join("web.yml");
-    std::fs::write(&accounts, format!("accounts:\n{}", entry("retail"))).unwrap();
+    write(&["retail"]);
     let users = |name: &str, hash: &str| format!("basic_auth_users:\n  {name}: {hash}\n");
     std::fs::write(&web, users("alice", &common::hash("a-pass"))).unwrap();
     let flags = [
@@ -713,11 +705,7 @@ async fn post_reload_reloads_the_web_configuration_and_the_accounts_file_togethe
     assert_eq!(get.headers()["allow"], "POST");
 
     // Both files changed: both applied.
-    std::fs::write(
-        &accounts,
-        format!("accounts:\n{}{}", entry("retail"), entry("games")),
-    )
-    .unwrap();
+    write(&["retail", "games"]);
     std::fs::write(&web, users("bob", &common::hash("b-pass"))).unwrap();
     let post = call(reqwest::Method::POST, "/-/reload", "alice", "a-pass")
         .await
@@ -742,7 +730,7 @@ async fn post_reload_reloads_the_web_configuration_and_the_accounts_file_togethe
     );
 
     // The web configuration broken, the accounts file changed: neither is applied.
-    std::fs::write(&accounts, format!("accounts:\n{}", entry("retail"))).unwrap();
+    write(&["retail"]);
     std::fs::write(&web, users("bob", "not-a-hash")).unwrap();
     let post = call(reqwest::Method::POST, "/-/reload", "bob", "b-pass")
         .await

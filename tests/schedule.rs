@@ -115,16 +115,8 @@ async fn a_reload_starts_collecting_for_an_added_account_and_stops_a_removed_one
     let sim = common::simulator(SimConfig::new(30, 5)).await;
     let url = sim.url();
     let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "any-token").unwrap();
-    let entry = |name: &str| {
-        format!(
-            "  {name}:\n    endpoint: {url}\n    token_file: {}\n",
-            token.display()
-        )
-    };
-    let accounts = dir.path().join("accounts.yml");
-    std::fs::write(&accounts, format!("accounts:\n{}", entry("retail"))).unwrap();
+    let (accounts, write) = common::token_accounts(dir.path(), &url);
+    write(&["retail"]);
     // Each account starts at its own point of a 2 s interval.
     let flags = [
         "--config.file",
@@ -138,7 +130,7 @@ async fn a_reload_starts_collecting_for_an_added_account_and_stops_a_removed_one
     retail.exporter.collected().await;
     assert_eq!(exporter.get("/-/ready").await.status(), 200);
 
-    std::fs::write(&accounts, format!("accounts:\n{}", entry("games"))).unwrap();
+    write(&["games"]);
     exporter.reload.reload().await.unwrap();
     let games = probes.get("games").unwrap();
     assert!(!games.exporter.ready(), "games has not collected yet");

@@ -79,3 +79,21 @@ pub fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
     let stime: f64 = fields[12].parse().unwrap_or(0.0);
     (utime + stime) / ticks
 }
+
+/// Writes, in `dir`, an accounts file of the simulator's first `accounts` accounts
+/// (`simulate --accounts`), each with its token in a file, and returns its path.
+pub fn accounts_file(dir: &std::path::Path, endpoint: &str, accounts: usize) -> std::path::PathBuf {
+    let mut file = String::from("accounts:\n");
+    for k in 1..=accounts {
+        let (name, token) = clouddevice_exporter::simulator::sim_account(k as u32);
+        let path = dir.join(format!("{name}.token"));
+        std::fs::write(&path, token.expose()).expect("a token file");
+        file.push_str(&format!(
+            "  {name}:\n    endpoint: {endpoint}\n    token_file: {}\n",
+            path.display()
+        ));
+    }
+    let config = dir.join("accounts.yml");
+    std::fs::write(&config, file).expect("the accounts file");
+    config
+}

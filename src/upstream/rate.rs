@@ -155,6 +155,33 @@ mod tests {
         at
     }
 
+    /// `n` requests that take their turns at once, each ending with the time from now it went.
+    fn together(
+        limit: &std::sync::Arc<RateLimit>,
+        n: usize,
+    ) -> Vec<tokio::task::JoinHandle<Duration>> {
+        let started = Instant::now();
+        (0..n)
+            .map(|_| {
+                let limit = limit.clone();
+                tokio::spawn(async move {
+                    limit.turn(far()).await;
+                    Instant::now() - started
+                })
+            })
+            .collect()
+    }
+
+    /// When each of `tasks` went, in order.
+    async fn ended(tasks: Vec<tokio::task::JoinHandle<Duration>>) -> Vec<Duration> {
+        let mut at = Vec::new();
+        for task in tasks {
+            at.push(task.await.unwrap());
+        }
+        at.sort();
+        at
+    }
+
     fn ms(v: &[u64]) -> Vec<Duration> {
         v.iter().map(|m| Duration::from_millis(*m)).collect()
     }
@@ -165,22 +192,8 @@ mod tests {
         assert_eq!(turns(&limit, 5).await, ms(&[0, 100, 200, 300, 400]));
         // Concurrent requests share the same turns.
         let limit = std::sync::Arc::new(RateLimit::new(Some(4.0)));
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..4)
-            .map(|_| {
-                let limit = limit.clone();
-                tokio::spawn(async move {
-                    limit.turn(far()).await;
-                    Instant::now() - started
-                })
-            })
-            .collect();
-        let mut at = Vec::new();
-        for task in tasks {
-            at.push(task.await.unwrap());
-        }
-        at.sort();
-        assert_eq!(at, ms(&[0, 250, 500, 750]));
+        let tasks = together(&limit, 4);
+        assert_eq!(ended(tasks).await, ms(&[0, 250, 500, 750]));
     }
 
     #[tokio::test(start_paused = true)]
@@ -237,27 +250,14 @@ mod tests {
         let limit = std::sync::Arc::new(RateLimit::new(Some(10.0)));
         let started = Instant::now();
         // Five requests take turns at 0, 100, 200, 300 and 400 ms.
-        let tasks: Vec<_> = (0..5)
-            .map(|_| {
-                let limit = limit.clone();
-                tokio::spawn(async move {
-                    limit.turn(far()).await;
-                    Instant::now() - started
-                })
-            })
-            .collect();
+        let tasks = together(&limit, 5);
         tokio::task::yield_now().await;
         tokio::time::advance(Duration::from_millis(150)).await;
         tokio::task::yield_now().await;
         // The first is answered 429 at 150 ms: those not gone yet wait for the hold (one
         // second) and then go at the halved rate.
         limit.throttled(started, None);
-        let mut at = Vec::new();
-        for task in tasks {
-            at.push(task.await.unwrap());
-        }
-        at.sort();
         // The second's turn came at 100 ms; it ran when the test let it, at 150 ms, before the 429.
-        assert_eq!(at, ms(&[0, 150, 1150, 1350, 1550]));
+        assert_eq!(ended(tasks).await, ms(&[0, 150, 1150, 1350, 1550]));
     }
 }

@@ -133,6 +133,28 @@ impl TestExporter {
     }
 }
 
+/// An accounts file in `dir` whose accounts all read `url` with one token any simulator
+/// accepts; `write(names)` (re)writes it with these accounts. Returns the file's path and `write`.
+pub fn token_accounts(dir: &Path, url: &str) -> (std::path::PathBuf, impl Fn(&[&str])) {
+    let token = dir.join("token");
+    std::fs::write(&token, "any-token").unwrap();
+    let accounts = dir.join("accounts.yml");
+    let (path, url) = (accounts.clone(), url.to_string());
+    let write = move |names: &[&str]| {
+        let entries: String = names
+            .iter()
+            .map(|name| {
+                format!(
+                    "  {name}:\n    endpoint: {url}\n    token_file: {}\n",
+                    token.display()
+                )
+            })
+            .collect();
+        std::fs::write(&path, format!("accounts:\n{entries}")).unwrap();
+    };
+    (accounts, write)
+}
+
 /// A simulator on 127.0.0.1:0.
 pub async fn simulator(config: SimConfig) -> SimHandle {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
