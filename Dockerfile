@@ -27,7 +27,7 @@ RUN version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)" \
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && echo 'fn main() {}' > src/build.rs \
-    && for bench in scrape pipeline prometheus accounts; do echo 'fn main() {}' > "benches/$bench.rs"; done \
+    && for bench in scrape pipeline prometheus accounts gateway; do echo 'fn main() {}' > "benches/$bench.rs"; done \
     && touch src/lib.rs \
     && cargo build --release --locked \
     && rm -rf src benches
