@@ -100,23 +100,21 @@ impl Progress {
     /// What the whole list needs at the measured pace: the pages over the concurrency, or over
     /// the rate limit when that is slower.
     pub fn whole_list_needs(&self) -> Option<Duration> {
-        let (pages, page_time) = (self.pages?, self.page_time?);
-        let paced = page_time.as_secs_f64() * pages as f64 / self.concurrency.max(1) as f64;
-        let limited = self
-            .requests_per_second
-            .map_or(0.0, |rate| pages as f64 / rate);
-        Some(Duration::from_secs_f64(paced.max(limited)))
+        let (paced, limited) = self.paces()?;
+        Some(Duration::from_secs_f64(paced.max(limited.unwrap_or(0.0))))
     }
 
     /// Whether the rate limit, not the API's pace, is what bounds the read.
     fn rate_bound(&self) -> bool {
-        match (self.pages, self.page_time, self.requests_per_second) {
-            (Some(pages), Some(page_time), Some(rate)) => {
-                pages as f64 / rate
-                    > page_time.as_secs_f64() * pages as f64 / self.concurrency.max(1) as f64
-            }
-            _ => false,
-        }
+        self.paces()
+            .is_some_and(|(paced, limited)| limited.is_some_and(|limited| limited > paced))
+    }
+
+    /// Seconds the whole list needs at the measured pace, and at the rate limit when there is one.
+    fn paces(&self) -> Option<(f64, Option<f64>)> {
+        let (pages, page_time) = (self.pages? as f64, self.page_time?);
+        let paced = page_time.as_secs_f64() * pages / self.concurrency.max(1) as f64;
+        Some((paced, self.requests_per_second.map(|rate| pages / rate)))
     }
 }
 
