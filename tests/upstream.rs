@@ -222,3 +222,28 @@ async fn a_non_json_error_page_from_a_proxy_is_counted_by_status() {
         "a 502 is tried three times"
     );
 }
+
+/// HTTP 200 carrying the gateway's throttle code, with `Retry-After`.
+fn throttled_200(retry_after: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .insert_header("Retry-After", retry_after)
+        .set_body_json(
+            json!({"error_code": "APIGW.0308", "error_msg": "policy user over ratelimit"}),
+        )
+}
+
+#[tokio::test]
+async fn a_throttle_answered_with_http_200_holds_the_account_for_its_retry_after() {
+    let server = MockServer::start().await;
+    serve_page(&server, 1, throttled_200("30")).await;
+    let exporter = TestExporter::start(
+        &server.uri(),
+        &["--scrape.timeout", "5s", "--scrape.min-interval", "0s"],
+    )
+    .await;
+    // The 30 s asked for pass both scrapes' deadlines: no retry, and the second scrape's
+    // request waits for the hold rather than go out.
+    assert_eq!(exporter.scrape().await.up(), 0.0);
+    assert_eq!(exporter.scrape().await.up(), 0.0);
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}

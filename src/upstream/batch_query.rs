@@ -353,6 +353,7 @@ impl BatchQuery {
                 status: status.as_u16(),
                 code: self.redactor.clean(code),
                 message: self.redactor.clean(message),
+                retry_after,
             },
             DecodeError::Malformed(reason) => ApiError::Decode {
                 page,

@@ -38,6 +38,8 @@ pub enum ApiError {
         status: u16,
         code: String,
         message: String,
+        /// What the gateway asked for in `Retry-After`: a throttle may come with HTTP 200.
+        retry_after: Option<Duration>,
     },
     #[error("page {page} (request {request_id}) could not be decoded: {reason}; the service sent something other than the documented JSON")]
     Decode {
@@ -253,7 +255,9 @@ impl ApiError {
     /// The wait the service asked for before a retry.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::Status { retry_after, .. } => *retry_after,
+            ApiError::Status { retry_after, .. } | ApiError::Api { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }
@@ -324,6 +328,7 @@ pub(crate) mod examples {
             status: 200,
             code: code.into(),
             message: String::new(),
+            retry_after: None,
         }
     }
 }
@@ -394,6 +399,7 @@ mod tests {
             status: 200,
             code: "KOOPHONE.API.1001".into(),
             message: "Insufficient instance permissions.".into(),
+            retry_after: None,
         }
         .to_string();
         assert!(text.contains("page 3 (request rid)"), "{text}");

@@ -140,18 +140,26 @@ enum Read {
 
 /// One pass over the list. The page size is what page 1 actually held, not what was asked for:
 /// the service may cap it. With `total_count` the number of pages is known; without it, paging
-/// ends at the first short page. Either way an empty page ends the list early.
+/// ends at the first short page. Either way an empty page ends the list early. A page is kept
+/// only where it fits the list ([`misfit`]): pages asked for before the end was known, which
+/// arrive after it, must hold nothing, so rows without an id (which cannot be told apart) can
+/// never be counted twice.
 async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiError> {
     let limits = source.limits();
     let max_pages = u64::from(limits.max_pages);
     let mut pace = Pace::new(limits, source.throttled());
     let first = pace.page(source, 1, deadline).await?;
+    if let Some(echo) = first.page_no.filter(|n| *n != 1) {
+        return Ok(Read::Changed(format!("page 1 was answered as page {echo}")));
+    }
     let total = first.total_count;
     let per_page = first.instances.len() as u64;
     let mut pages: BTreeMap<u64, Vec<Instance>> = BTreeMap::new();
     let mut totals_seen = vec![total];
     pages.insert(1, first.instances);
 
+    // Inclusive: the last page of the list, as far as is known.
+    let mut last = 1;
     let done_after_first = per_page == 0 || total.is_some_and(|t| per_page >= t);
     if !done_after_first {
         let too_many = ApiError::TooManyPages {
@@ -163,8 +171,8 @@ async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiE
             return Err(too_many);
         }
         pace.progress.pages = known_last;
-        // Inclusive; lowered when a page shows the list ends sooner.
-        let mut last = known_last.unwrap_or(max_pages);
+        // Lowered when a page shows the list ends sooner.
+        last = known_last.unwrap_or(max_pages);
         let mut next = 2;
         let mut in_flight = FuturesUnordered::new();
         loop {
@@ -185,6 +193,13 @@ async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiE
             };
             // Returning drops the pages still in flight, which cancels their requests.
             let page = pace.arrived(result, asked, source.throttled())?;
+            // An empty page past the end may say anything: it adds nothing.
+            let echo = page.page_no.filter(|_| !page.instances.is_empty());
+            if let Some(echo) = echo.filter(|n| *n != page_no) {
+                return Ok(Read::Changed(format!(
+                    "page {page_no} was answered as page {echo}"
+                )));
+            }
             let len = page.instances.len() as u64;
             if len == 0 || (total.is_none() && len < per_page) {
                 let end = if len == 0 { page_no - 1 } else { page_no };
@@ -201,19 +216,27 @@ async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiE
         }
     }
 
-    // In page order, so which copy of a duplicate is kept does not depend on arrival order.
-    let (fleet, duplicates) = Fleet::from_pages(pages.into_values());
-    if duplicates > 0 {
-        tracing::debug!(
-            duplicates,
-            "instances seen on more than one page were counted once"
-        );
-    }
     if let Some(moved) = totals_seen.iter().flatten().find(|t| Some(**t) != total) {
         return Ok(Read::Changed(format!(
             "total_count went from {} to {moved} between pages",
             total.unwrap_or_default()
         )));
+    }
+    if let Some(reason) = misfit(&pages, last, per_page, total) {
+        return Ok(Read::Changed(reason));
+    }
+    // Pages past the end were asked for before it was known; they hold nothing (checked above).
+    let within = pages
+        .into_iter()
+        .filter(|(n, _)| *n <= last)
+        .map(|(_, p)| p);
+    // In page order, so which copy of a duplicate is kept does not depend on arrival order.
+    let (fleet, duplicates) = Fleet::from_pages(within);
+    if duplicates > 0 {
+        tracing::debug!(
+            duplicates,
+            "instances seen on more than one page were counted once"
+        );
     }
     if let Some(total) = total.filter(|t| *t != fleet.len() as u64) {
         return Ok(Read::Changed(format!(
@@ -222,6 +245,43 @@ async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiE
         )));
     }
     Ok(Read::Whole(fleet))
+}
+
+/// Why the pages read do not make one list ending at page `last`, of `per_page` rows a page
+/// (and `total` rows in all, when the service said), if they do not: rows on a page past the
+/// end, or, when some row has no id, a page before the last that is not full or a last page
+/// of another size than `total` leaves for it. Rows with ids need no more: a repeated id is
+/// counted once and the distinct ids must make `total`, so an instance seen on two pages of a
+/// list that moved is counted once. Rows without one cannot be told apart, so there every row
+/// must have its own place in the list.
+fn misfit(
+    pages: &BTreeMap<u64, Vec<Instance>>,
+    last: u64,
+    per_page: u64,
+    total: Option<u64>,
+) -> Option<String> {
+    let anonymous = pages.values().flatten().any(|i| i.instance_id().is_empty());
+    for (&page_no, rows) in pages {
+        let len = rows.len() as u64;
+        let expected = match (page_no.cmp(&last), total) {
+            (std::cmp::Ordering::Greater, _) => 0,
+            _ if !anonymous => continue,
+            (std::cmp::Ordering::Less, _) => per_page,
+            (std::cmp::Ordering::Equal, Some(total)) => {
+                total.saturating_sub((last - 1) * per_page).min(per_page)
+            }
+            // Without total_count the last page is whatever short page ended the list.
+            (std::cmp::Ordering::Equal, None) => continue,
+        };
+        if len != expected {
+            return Some(if page_no > last {
+                format!("page {page_no} held {len} rows after the list ended at page {last}")
+            } else {
+                format!("page {page_no} held {len} rows where the list has {expected} there")
+            });
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -414,6 +474,203 @@ mod tests {
             error
                 .to_string()
                 .starts_with("the deadline passed after 10.0 s, before a page was read whole: "),
+            "{error}"
+        );
+    }
+
+    /// What a hostile pager answers for one page number, instead of the page.
+    #[derive(Debug, Clone)]
+    enum Answer {
+        Right,
+        /// The rows of another page.
+        RepeatOf(u64),
+        /// The rows this many places further on (or back).
+        Shifted(i64),
+        /// Only the first rows.
+        Short(usize),
+        Empty,
+        /// Every row twice.
+        Doubled,
+        /// Answered as another page number.
+        EchoOf(u64),
+    }
+
+    /// A list of `n` rows served by a pager that answers `answers[page]` where it has one,
+    /// each page after `latency_ms[page]`, with the list's true `total_count` or none.
+    struct Hostile {
+        rows: Vec<Instance>,
+        per_page: usize,
+        total: bool,
+        answers: std::collections::HashMap<u64, (Answer, bool)>,
+        latency_ms: Vec<u64>,
+    }
+
+    impl Pages for Hostile {
+        fn limits(&self) -> PagingLimits {
+            PagingLimits {
+                max_pages: 50,
+                concurrency: 4,
+                requests_per_second: None,
+            }
+        }
+
+        async fn page(&self, page_no: u64, _deadline: Instant) -> Result<Page, ApiError> {
+            let ms = self.latency_ms[page_no as usize % self.latency_ms.len()];
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let slice = |from: i64| -> Vec<Instance> {
+                let from = from.max(0) as usize;
+                self.rows
+                    .iter()
+                    .skip(from)
+                    .take(self.per_page)
+                    .cloned()
+                    .collect()
+            };
+            let at = (page_no as i64 - 1) * self.per_page as i64;
+            let (answer, strip) = self
+                .answers
+                .get(&page_no)
+                .cloned()
+                .unwrap_or((Answer::Right, false));
+            let mut echo = page_no;
+            let mut instances = match answer {
+                Answer::Right => slice(at),
+                Answer::RepeatOf(k) => slice((k as i64 - 1) * self.per_page as i64),
+                Answer::Shifted(d) => slice(at + d),
+                Answer::Short(m) => slice(at).into_iter().take(m).collect(),
+                Answer::Empty => Vec::new(),
+                Answer::Doubled => slice(at).into_iter().flat_map(|i| [i.clone(), i]).collect(),
+                Answer::EchoOf(k) => {
+                    echo = k;
+                    slice((k as i64 - 1) * self.per_page as i64)
+                }
+            };
+            if strip {
+                for i in &mut instances {
+                    i.identity = Identity::new("", i.instance_name(), "");
+                }
+            }
+            Ok(Page {
+                instances,
+                page_no: Some(echo),
+                total_count: self.total.then_some(self.rows.len() as u64),
+                ..Page::default()
+            })
+        }
+    }
+
+    fn answer() -> impl proptest::strategy::Strategy<Value = (Answer, bool)> {
+        use proptest::prelude::*;
+        let answer = prop_oneof![
+            Just(Answer::Right),
+            (1..12u64).prop_map(Answer::RepeatOf),
+            (-150..150i64).prop_map(Answer::Shifted),
+            (0..100usize).prop_map(Answer::Short),
+            Just(Answer::Empty),
+            Just(Answer::Doubled),
+            (1..12u64).prop_map(Answer::EchoOf),
+        ];
+        (answer, any::<bool>())
+    }
+
+    /// Runs `read_fleet` over `pager` on paused time.
+    fn read(pager: &Hostile) -> Result<Fleet, ApiError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(read_fleet(pager, soon()))
+    }
+
+    fn rows(n: usize, with_ids: bool) -> Vec<Instance> {
+        (0..n)
+            .map(|i| Instance {
+                identity: Identity::new(
+                    &if with_ids {
+                        format!("id-{i}")
+                    } else {
+                        String::new()
+                    },
+                    &format!("phone-{i}"),
+                    "",
+                ),
+                ..Instance::default()
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// With the true `total_count` on every page, any page may lie in any way: the read is
+        /// exact (every row once, whatever carries an id) or it fails.
+        #[test]
+        fn with_total_count_a_hostile_pager_gets_an_exact_count_or_a_failure(
+            n in 1..1_000usize,
+            with_ids in proptest::prelude::any::<bool>(),
+            answers in proptest::collection::hash_map(1..12u64, answer(), 0..4),
+            latency_ms in proptest::collection::vec(0..50u64, 1..8),
+        ) {
+            let pager = Hostile { rows: rows(n, with_ids), per_page: 100, total: true, answers, latency_ms };
+            if let Ok(fleet) = read(&pager) {
+                proptest::prop_assert_eq!(fleet.len(), n);
+                let lied_with_ids = pager.answers.values().any(|(_, strip)| !strip);
+                if with_ids && (lied_with_ids || pager.answers.is_empty()) {
+                    let ids: std::collections::BTreeSet<&str> =
+                        fleet.instances().map(|i| i.instance_id()).collect();
+                    // Ids that came with every row read are those of the list, each once.
+                    if ids.iter().all(|id| !id.is_empty()) {
+                        proptest::prop_assert_eq!(ids.len(), n);
+                    }
+                }
+            }
+        }
+
+        /// Without `total_count`, the list ends where a page first shows its end (a short or
+        /// empty page, answered truly); pages asked for past it may answer anything, rows with
+        /// ids or without: they never add to the count.
+        #[test]
+        fn without_total_count_pages_past_the_end_never_add_rows(
+            n in 1..1_000usize,
+            with_ids in proptest::prelude::any::<bool>(),
+            past in proptest::collection::vec(answer(), 1..5),
+            latency_ms in proptest::collection::vec(0..50u64, 1..8),
+        ) {
+            // The first short or empty page; a short page 1 reads as the page size the service
+            // chose, so there the empty page 2 ends the list.
+            let end = ((n / 100) as u64 + 1).max(2);
+            let answers = past
+                .into_iter()
+                .enumerate()
+                .map(|(k, answer)| (end + 1 + k as u64, answer))
+                .collect();
+            let pager = Hostile { rows: rows(n, with_ids), per_page: 100, total: false, answers, latency_ms };
+            if let Ok(fleet) = read(&pager) {
+                proptest::prop_assert_eq!(fleet.len(), n);
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pages_in_flight_past_a_short_page_that_repeat_it_are_not_added() {
+        // 250 rows without ids; page 3 is short; pages 4 and 5, asked before it arrived,
+        // repeat it (as the review's upstream did): 350 were exported with up 1.
+        let answers = [4, 5]
+            .into_iter()
+            .map(|p| (p, (Answer::RepeatOf(3), false)))
+            .collect();
+        let pager = Hostile {
+            rows: rows(250, false),
+            per_page: 100,
+            total: false,
+            answers,
+            latency_ms: vec![50, 0, 0, 50, 0, 0],
+        };
+        let error = read_fleet(&pager, soon()).await.unwrap_err();
+        assert!(matches!(error, ApiError::ListChanged { .. }), "{error}");
+        assert!(
+            error.to_string().contains("after the list ended at page 3"),
             "{error}"
         );
     }

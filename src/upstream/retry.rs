@@ -56,7 +56,8 @@ fn backoff(retry: u32) -> Duration {
     full.mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
-/// `Retry-After` as delay-seconds or an HTTP date.
+/// `Retry-After` as delay-seconds or an HTTP date; `None` for a wait of nothing (`0`, or a date
+/// that has passed), which gets the normal back-off rather than an immediate retry.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     let delay = match value.parse::<u64>() {
@@ -71,7 +72,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
             Duration::from_secs(seconds.unsigned_abs())
         }
     };
-    Some(delay.min(MAX_RETRY_AFTER))
+    (!delay.is_zero()).then(|| delay.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -153,10 +154,9 @@ mod tests {
     fn retry_after_in_seconds_or_as_a_date() {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after("3600"), Some(Duration::from_secs(60)));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
+        // A wait of nothing gets the normal back-off: never an immediate retry.
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("0"), None);
         let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(30);
         let text = soon
             .format(&time::format_description::well_known::Rfc2822)
