@@ -47,7 +47,8 @@ struct State {
     /// When the last successful collection finished.
     last_success_at: Option<SystemTime>,
     last: Option<LastCollection>,
-    /// On a schedule, the latest collection that ended, failed or not: what scrapes report.
+    /// The latest collection that ended, failed or not: on a schedule what scrapes report, and
+    /// within `--scrape.min-interval` what they reuse. Kept only for those.
     latest: Option<Arc<Collection>>,
 }
 
@@ -355,8 +356,10 @@ impl Collector {
         }
         let (running, ends_by) = {
             let mut state = lock(&self.state);
+            // A failed collection is reused too: a client looping on the telemetry path must
+            // not turn a failing API into a storm of requests that fail again.
             let recent = state
-                .last_good
+                .latest
                 .as_ref()
                 .filter(|c| self.clock.since(c.finished) < self.min_interval);
             if let Some(recent) = recent {
@@ -405,6 +408,7 @@ impl Collector {
         let state = self.state.clone();
         let keep = !self.min_interval.is_zero() || !self.serve_stale_for.is_zero();
         let scheduled = self.schedule.is_some();
+        let reused = !self.min_interval.is_zero();
         let ended = self.ended.clone();
         let clock = self.clock.clone();
         let task = self.thread.runtime.spawn(async move {
@@ -458,7 +462,7 @@ impl Collector {
                 duration_seconds: duration.as_secs_f64(),
                 outcome,
             });
-            if scheduled {
+            if scheduled || reused {
                 state.latest = Some(collection.clone());
             }
             drop(state);
@@ -590,6 +594,41 @@ mod tests {
         collector.collection(deadline, b).await.unwrap();
         assert_eq!(source.reads.load(Ordering::SeqCst), 1);
         assert!(collector.last_success_at().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_failed_collection_is_reused_within_the_window_too() {
+        let source = FakeSource::new(Duration::ZERO, true);
+        let metrics = Arc::new(ExporterMetrics::new().unwrap());
+        let clock = Clock::manual();
+        let keep = Retention {
+            min_interval: Duration::from_secs(10),
+            ..Retention::default()
+        };
+        let collector = Collector::new(source.clone(), metrics, keep)
+            .unwrap()
+            .with_clock(clock.clone());
+        let (deadline, b) = budget(5_000);
+        for _ in 0..5 {
+            assert!(collector
+                .collection(deadline, b)
+                .await
+                .unwrap()
+                .fleet
+                .is_err());
+        }
+        assert_eq!(
+            source.reads.load(Ordering::SeqCst),
+            1,
+            "one read per window"
+        );
+        clock.advance(Duration::from_secs(10));
+        collector.collection(deadline, b).await.unwrap();
+        assert_eq!(
+            source.reads.load(Ordering::SeqCst),
+            2,
+            "read again after it"
+        );
     }
 
     #[tokio::test]

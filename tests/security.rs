@@ -1068,3 +1068,37 @@ async fn one_odd_number_in_one_instance_spoils_only_its_own_field() {
         );
     }
 }
+
+#[tokio::test]
+async fn by_default_a_client_looping_on_metrics_makes_one_collection_per_window() {
+    // 250 phones at 100 a page: one collection is 3 requests. Errors are reused as well, so a
+    // failing API is not hammered either.
+    let sim = simulator(SimConfig::new(250, 1)).await;
+    let mut cmd = exporter(&[
+        "--clouddevice.endpoint",
+        &sim.url(),
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]);
+    cmd.env("CLOUDDEVICE_AUTH_TOKEN", TOKEN);
+    let running = Running::start(&mut cmd);
+    let address = running.listening_address();
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let mut scrapes = 0;
+    // As fast as one client can, for 3 s: well inside the default 10 s window.
+    while started.elapsed() < Duration::from_secs(3) {
+        let body = http
+            .get(format!("http://{address}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(body.contains("clouddevice_up 1"), "{body}");
+        scrapes += 1;
+    }
+    assert!(scrapes > 20, "the loop ran: {scrapes} scrapes");
+    assert_eq!(sim.requests(), 3, "one collection for {scrapes} scrapes");
+}

@@ -158,8 +158,10 @@ pub struct ExporterArgs {
           value_parser = parse_duration)]
     pub scrape_timeout: Duration,
 
-    /// Serve a scrape from the last successful collection if it is younger than this (0s = never).
-    #[arg(long = "scrape.min-interval", env = "CLOUDDEVICE_EXPORTER_SCRAPE_MIN_INTERVAL", default_value = "0s", value_name = "DURATION",
+    /// Serve a scrape from the last collection, failed or not, if it ended less than this ago,
+    /// so that a client looping on the telemetry path cannot make the exporter read the API
+    /// again and again (0s = every scrape reads the API).
+    #[arg(long = "scrape.min-interval", env = "CLOUDDEVICE_EXPORTER_SCRAPE_MIN_INTERVAL", default_value = "10s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub min_interval: Duration,
 

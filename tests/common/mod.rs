@@ -81,7 +81,13 @@ impl TestExporter {
                 clouddevice_exporter::logging::LogFormat::Logfmt,
             );
         }
-        let args = std::iter::once("clouddevice_exporter").chain(flags.iter().copied());
+        // Most tests check what each scrape reads: they read the API on every scrape unless
+        // they set the reuse window themselves. The default window is tested on the binary.
+        let every_scrape = ["--scrape.min-interval", "0s"];
+        let own_window = flags.iter().any(|f| f.starts_with("--scrape.min-interval"));
+        let args = std::iter::once("clouddevice_exporter")
+            .chain(every_scrape.into_iter().filter(|_| !own_window))
+            .chain(flags.iter().copied());
         let mut config = Cli::try_parse_from(args)
             .expect("test flags parse")
             .exporter
