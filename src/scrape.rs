@@ -68,13 +68,6 @@ impl Exporter {
         let started = Instant::now();
         let budget = budget(timeout);
         let collection = self.collector.collection(started + budget, budget).await;
-        let scheduled = self.collector.schedule().map(|schedule| Scheduled {
-            interval: schedule.interval,
-            age: collection
-                .as_ref()
-                .map(|c| self.collector.clock().since(c.finished)),
-            duration_seconds: self.collector.last_collection().map(|c| c.duration_seconds),
-        });
         let fresh = collection.filter(|c| c.fleet.is_ok());
         let up = fresh.is_some();
         // A failed scrape may still serve the last good fleet (--scrape.serve-stale-for), so
@@ -89,6 +82,17 @@ impl Exporter {
             Some(c) => Some(c.finished_at),
             None => self.collector.last_success_at(),
         };
+        let clock = self.collector.clock();
+        // The age of the data served: the fresh or stale fleet's, else the last success's.
+        let age = match &served {
+            Some(c) => Some(clock.since(c.finished)),
+            None => last_success.map(|at| clock.now().duration_since(at).unwrap_or_default()),
+        };
+        let scheduled = self.collector.schedule().map(|schedule| Scheduled {
+            interval: schedule.interval,
+            age,
+            duration_seconds: self.collector.last_collection().map(|c| c.duration_seconds),
+        });
         let scrape = Scrape {
             up,
             stale_for,

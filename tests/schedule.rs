@@ -84,7 +84,9 @@ async fn a_failed_collection_is_reported_until_the_next_one() {
         let m = exporter.scrape().await;
         assert_eq!(m.up(), 0.0);
         assert!(m.value("clouddevice_instances").is_none());
-        assert!(m.value("clouddevice_collection_age_seconds").is_some());
+        // No data has been read whole yet: no age to give it.
+        assert!(m.value("clouddevice_collection_age_seconds").is_none());
+        assert!(m.value("clouddevice_collection_duration_seconds").is_some());
     }
     assert_eq!(
         sim.requests(),
@@ -202,4 +204,42 @@ async fn a_failed_collection_serves_the_last_good_fleet_within_the_stale_window(
     assert!(only.contains("clouddevice_instances{") && !only.contains("clouddevice_instance_info"));
     let in_trouble = good.samples("clouddevice_instance_info").len();
     assert!(in_trouble > 0 && in_trouble < 300, "{in_trouble} of 300");
+}
+
+#[tokio::test]
+async fn the_age_is_that_of_the_fleet_served_not_of_the_collection_that_failed() {
+    let clock = clouddevice_exporter::clock::Clock::manual();
+    let (sim, exporter) = common::sim_and_exporter_on(
+        SimConfig::new(300, 4),
+        &[
+            "--collection.interval",
+            "200ms",
+            "--scrape.serve-stale-for",
+            "1h",
+            "--clouddevice.max-retries",
+            "0",
+        ],
+        clock.clone(),
+    )
+    .await;
+    let account = exporter.account.clone().unwrap();
+    account.collected().await;
+    sim.inject(Fault {
+        page: None,
+        times: None,
+        kind: FaultKind::Status {
+            status: 503,
+            code: None,
+        },
+    });
+    // The last good fleet is 17 s old when the collections after it fail.
+    account.next_collection().await;
+    clock.advance(Duration::from_secs(17));
+    account.next_collection().await;
+    account.next_collection().await;
+    let stale = exporter.scrape().await;
+    assert_eq!(stale.up(), 0.0);
+    assert_eq!(stale.sum("clouddevice_instances"), 300.0);
+    let age = stale.value("clouddevice_collection_age_seconds").unwrap();
+    assert!((17.0..18.0).contains(&age), "{age}");
 }

@@ -310,7 +310,8 @@ local util = import 'util.libsonnet';
             'The exporter renews its IAM token at half its lifetime; a token this close to expiry means renewal keeps failing.',
             { 'for': c['for'].tokenExpiring },
           ),
-          // Only with --collection.interval (clouddevice_collection_age_seconds is there): a
+          // Only with --collection.interval (clouddevice_collection_age_seconds is there once a
+          // collection has succeeded, as the timestamp is): a
           // scrape then answers from the latest collection, so a scheduler that stopped, or
           // collections that keep failing, would otherwise look like data that simply holds.
           alert(

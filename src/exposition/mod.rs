@@ -162,7 +162,8 @@ impl FleetParts {
 #[derive(Debug, Clone, Copy)]
 pub struct Scheduled {
     pub interval: std::time::Duration,
-    /// How long ago the latest collection ended; `None` before the first has.
+    /// How old the data is: since the collection whose fleet the scrape serves ended (fresh or
+    /// stale), else since the last successful one; `None` before one has succeeded.
     pub age: Option<std::time::Duration>,
     /// How long the latest collection took.
     pub duration_seconds: Option<f64>,
@@ -219,7 +220,7 @@ fn scrape_families(scrape: &Scrape, parts: Option<&FleetParts>) -> Vec<MetricFam
         if let Some(age) = scheduled.age {
             families.push(family(
                 "clouddevice_collection_age_seconds",
-                "Time since the scheduled collection this scrape reports ended (--collection.interval).",
+                "Age of the data: time since the scheduled collection (--collection.interval) whose fleet this scrape serves ended, or, when it serves none, since the last one that succeeded.",
                 vec![gauge(&[], age.as_secs_f64())],
             ));
         }
