@@ -19,6 +19,7 @@ use crate::self_metrics::{ExporterMetrics, ProcessMetrics};
 use crate::upstream::auth::AuthError;
 use crate::upstream::batch_query::BatchQuery;
 use crate::upstream::redact::Redactor;
+use crate::upstream::slots::RequestSlots;
 
 /// One account, ready to be probed.
 pub struct Target {
@@ -46,7 +47,7 @@ pub struct Resources {
     /// One client, so one pool of connections, for every account.
     pub http: reqwest::Client,
     /// The cap on requests in flight over all accounts.
-    pub request_slots: Arc<Semaphore>,
+    pub request_slots: RequestSlots,
     pub keep: Retention,
     /// `--web.max-requests`, per account; zero for no limit.
     pub max_requests: u32,
@@ -77,7 +78,7 @@ impl Resources {
             account: account.name.clone(),
             source,
         })?
-        .with_request_slots(self.request_slots.clone())
+        .with_request_slots(&self.request_slots)
         .with_clock(self.clock.clone());
         let mut collector =
             Collector::in_pool(&self.pool, Arc::new(source), metrics.clone(), self.keep)

@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use tokio::sync::Semaphore;
-
 use crate::cli::{Config, Demo, ExporterArgs};
 use crate::collect::{Collector, CollectorPool, Retention, Schedule};
 use crate::healthcheck::HealthcheckArgs;
@@ -18,6 +16,7 @@ use crate::self_metrics::{ExporterMetrics, ProcessMetrics};
 use crate::simulator::{self, SimConfig, SimHandle, SimulateArgs};
 use crate::upstream::auth::AuthError;
 use crate::upstream::batch_query::BatchQuery;
+use crate::upstream::slots::RequestSlots;
 use crate::web::reload::Reloader;
 use crate::web::signals::{self, BindError};
 use crate::web::{self, Telemetry, WebOptions};
@@ -205,7 +204,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
     let schedule = config
         .collection
         .map(|(interval, timeout)| Schedule { interval, timeout });
-    let request_slots = Arc::new(Semaphore::new(config.max_requests_in_flight as usize));
+    let request_slots = RequestSlots::new(config.max_requests_in_flight as usize);
     let mut reload_state = None;
     let mut account = None;
     let telemetry = match &config.upstream {
@@ -215,7 +214,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
                 reload_state = Some(metrics.reload_state()?);
             }
             let source = BatchQuery::new(upstream.clone(), metrics.clone())?
-                .with_request_slots(request_slots.clone())
+                .with_request_slots(&request_slots)
                 .with_clock(config.clock.clone());
             let mut collector = Collector::new(Arc::new(source), metrics.clone(), keep)
                 .map_err(RunError::Collector)?

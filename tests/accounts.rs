@@ -334,9 +334,9 @@ async fn a_slow_account_does_not_hold_up_the_others() {
     slow.abort();
 }
 
-#[tokio::test]
-async fn requests_in_flight_stay_under_the_cap_over_all_accounts() {
-    // Three accounts of ten pages each, four pages at a time each: twelve at once without the cap.
+/// Three accounts of 1,000 phones at ten pages each, each token its own, on one simulator
+/// that answers every page after 100 ms; each account reads four pages at a time.
+async fn three_paging_accounts() -> (SimHandle, Files, String) {
     let tenants = (1..=3)
         .map(|k| {
             let config = SimConfig {
@@ -361,6 +361,13 @@ async fn requests_in_flight_stay_under_the_cap_over_all_accounts() {
         })
         .collect();
     let config = files.accounts(&entries);
+    (sim, files, config)
+}
+
+#[tokio::test]
+async fn requests_in_flight_stay_under_the_cap_over_all_accounts() {
+    // Twelve at once without the cap; with a cap of 3, three shared and each account's own.
+    let (sim, _files, config) = three_paging_accounts().await;
     let exporter = start(&config, &["--clouddevice.max-requests-in-flight", "3"]).await;
     for _round in 0..3 {
         let (a, b, c) = tokio::join!(
@@ -373,15 +380,28 @@ async fn requests_in_flight_stay_under_the_cap_over_all_accounts() {
         }
     }
     let most = sim.most_in_flight();
-    assert!(most <= 3, "{most} requests were in flight at once");
+    assert!(most <= 3 + 3, "{most} requests were in flight at once");
     assert!(most >= 2, "the probes ran side by side ({most} at most)");
-    // The accounts share one pool of connections, and none closes within the test: each
-    // request in flight holds one, and each may have started one more that lost the race to a
-    // connection freed meanwhile. Three pools of their own opened nine, three per account.
+}
+
+#[tokio::test]
+async fn accounts_share_one_pool_of_connections() {
+    let (sim, _files, config) = three_paging_accounts().await;
+    let exporter = start(&config, &[]).await;
+    // One account after another, four requests at a time: a pool per account would open four
+    // connections for each, twelve in all; one pool opens about four, and keeps them.
+    for _round in 0..2 {
+        for account in ["a1", "a2", "a3"] {
+            assert_eq!(
+                probe(&exporter, account).await.sum("clouddevice_instances"),
+                1_000.0
+            );
+        }
+    }
     let connections = sim.connections();
     assert!(
         connections <= 6,
-        "{connections} connections for 3 requests in flight"
+        "{connections} connections for 4 requests in flight"
     );
 }
 
@@ -783,4 +803,89 @@ async fn post_reload_is_refused_without_the_lifecycle_flag() {
     assert_eq!(post.status(), 405);
     let body = post.text().await.unwrap();
     assert!(body.contains("--web.enable-lifecycle"), "{body}");
+}
+
+/// An API whose page 1 says the list has 1,000 pages of one phone, and whose other pages answer
+/// only after a minute: an account reading it keeps every request it may in flight.
+async fn slow_paging_api() -> wiremock::MockServer {
+    use wiremock::matchers::{method, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let first = serde_json::json!({"data": {"result": [{"instance_id": "a"}]},
+                                   "total_count": 1000, "error_code": "0"});
+    Mock::given(method("GET"))
+        .and(query_param("page_no", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(first.clone()))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(first)
+                .set_delay(Duration::from_secs(60)),
+        )
+        .with_priority(5)
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_account_is_read_beside_sixteen_slow_or_rate_limited_ones() {
+    let slow = slow_paging_api().await;
+    let healthy = common::simulator(SimConfig::new(50, 3)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "any-token").unwrap();
+    let token = token.display();
+    // Eight slow accounts at concurrency 64 (each could take the whole shared cap of 64), and
+    // eight held by a rate of one request in ten seconds, with 64 pages waiting for their turns.
+    let mut file = String::from("accounts:\n");
+    for k in 0..16 {
+        let rate = if k < 8 {
+            ""
+        } else {
+            "\n    requests_per_second: 0.1"
+        };
+        file.push_str(&format!(
+            "  slow{k}:\n    endpoint: {}\n    token_file: {token}\n    concurrency: 64{rate}\n",
+            slow.uri()
+        ));
+    }
+    file.push_str(&format!(
+        "  healthy:\n    endpoint: {}\n    token_file: {token}\n",
+        healthy.url()
+    ));
+    let accounts = dir.path().join("accounts.yml");
+    std::fs::write(&accounts, file).unwrap();
+    let exporter = TestExporter::start_flags(
+        &["--config.file", accounts.to_str().unwrap()],
+        SecretEnv::default(),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let probe = |target: String, timeout: &'static str| {
+        http.get(exporter.url(&format!("/probe?target={target}")))
+            .header("X-Prometheus-Scrape-Timeout-Seconds", timeout)
+            .send()
+    };
+    let mut pending = Vec::new();
+    for k in 0..16 {
+        pending.push(tokio::spawn(probe(format!("slow{k}"), "120")));
+    }
+    // Until the slow accounts hold all they can (every page 1, then the shared slots), or 5 s.
+    let filling = async {
+        while slow.received_requests().await.unwrap_or_default().len() < 16 + 64 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), filling).await;
+    let answer = probe("healthy".into(), "3").await.unwrap();
+    let m = Scraped(answer.text().await.unwrap());
+    assert_eq!(m.up(), 1.0, "{}", m.0);
+    assert_eq!(m.sum("clouddevice_instances"), 50.0);
+    for p in pending {
+        p.abort();
+    }
 }

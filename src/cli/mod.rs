@@ -264,7 +264,7 @@ pub struct ExporterArgs {
     )]
     pub config_file: Option<PathBuf>,
 
-    /// Most requests in flight to the API over all accounts together, on top of each one's concurrency.
+    /// Most requests in flight to the API over all accounts together, on top of each one's concurrency; one account takes at most half, and each has one more of its own that never waits for the others.
     #[arg(long = "clouddevice.max-requests-in-flight", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_REQUESTS_IN_FLIGHT",
           default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_requests_in_flight: u32,

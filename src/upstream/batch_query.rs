@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt};
 use reqwest::Url;
-use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -25,6 +24,7 @@ use crate::upstream::rate::{RateLimit, Turn};
 use crate::upstream::redact::Redactor;
 use crate::upstream::retry::{parse_retry_after, RetryPolicy};
 use crate::upstream::sign;
+use crate::upstream::slots::{AccountSlots, RequestSlots};
 use crate::upstream::wire::{self, DecodeError, Decoding, Page};
 use crate::upstream::Source;
 
@@ -83,8 +83,8 @@ pub struct BatchQuery {
     metrics: Arc<ExporterMetrics>,
     /// Rows of the page decoded last: the next one most likely holds as many.
     last_rows: AtomicUsize,
-    /// Shared by every account: the most page requests in flight over all of them.
-    slots: Option<Arc<Semaphore>>,
+    /// This account's way to the cap on requests in flight over all accounts.
+    slots: Option<AccountSlots>,
     /// Scrubs this account's secrets from what the API answers.
     redactor: Redactor,
     /// This account's turns, shared by every request it sends.
@@ -135,8 +135,8 @@ impl BatchQuery {
 
     /// Takes a slot of `slots` for each request, so that several accounts together keep under
     /// one cap (`--clouddevice.max-requests-in-flight`) on top of each one's concurrency.
-    pub fn with_request_slots(mut self, slots: Arc<Semaphore>) -> Self {
-        self.slots = Some(slots);
+    pub fn with_request_slots(mut self, slots: &RequestSlots) -> Self {
+        self.slots = Some(slots.for_account());
         self
     }
 
@@ -157,11 +157,7 @@ impl BatchQuery {
             progress: Progress::default(),
         };
         loop {
-            // Waiting for a slot is bounded by the collection's deadline, which cancels the read.
-            let slot = match &self.slots {
-                Some(slots) => slots.clone().acquire_owned().await.ok(),
-                None => None,
-            };
+            // The turn first: a request waiting for its account's rate holds no shared slot.
             match self
                 .rate
                 .turn(tokio::time::Instant::from_std(deadline))
@@ -170,6 +166,11 @@ impl BatchQuery {
                 Turn::TooLate => return Err(cut_off()),
                 Turn::Go(waited) => self.metrics.rate_limit_wait(waited),
             }
+            // Waiting for a slot is bounded by the collection's deadline, which cancels the read.
+            let slot = match &self.slots {
+                Some(slots) => slots.acquire().await,
+                None => None,
+            };
             let request_id = Uuid::new_v4().to_string();
             let left = deadline.saturating_duration_since(Instant::now());
             let timeout = self.config.timeout.min(left);

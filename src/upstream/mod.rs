@@ -22,6 +22,7 @@ pub mod rate;
 pub mod redact;
 pub mod retry;
 pub mod sign;
+pub mod slots;
 pub mod wire;
 
 pub use error::ApiError;
