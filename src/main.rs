@@ -80,6 +80,9 @@ fn main() -> ExitCode {
                 .block_on(run::exporter(config))
                 .map_err(|e| e.to_string());
             drop(demo);
+            // Password checks of a reload that was dropped still run on blocking threads; the
+            // process does not wait for them.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
             result
         }
     };

@@ -20,6 +20,7 @@ use crate::upstream::slots::RequestSlots;
 use crate::web::reload::Reloader;
 use crate::web::signals::{self, BindError};
 use crate::web::{self, Telemetry, WebOptions};
+use tokio_util::sync::CancellationToken;
 
 /// The whole command line: the exporter's flags, or the `simulate` subcommand.
 #[derive(Debug, Parser)]
@@ -151,7 +152,7 @@ pub async fn exporter(config: Config) -> Result<(), RunError> {
     raise_file_limit();
     // Bind first: a taken port is the most common start-up mistake and should fail fast.
     let listener = signals::bind(&config.listen_address, "--web.listen-address").await?;
-    let shutdown = signals::shutdown_signal()?;
+    let signal = signals::shutdown_signal()?;
     let mut signals = signals::reload_signal()?;
     if config.demo {
         tracing::info!(accounts = ?DEMO_ACCOUNTS.map(|a| a.0), endpoint = %config.account_defaults.endpoint, "demo mode: scraping a built-in simulated fleet on /metrics, and its accounts on /probe");
@@ -176,6 +177,11 @@ pub async fn exporter(config: Config) -> Result<(), RunError> {
             let _ = reloader.reload().await;
         }
     });
+    let stopping = app.stopping.clone();
+    let shutdown = async move {
+        signal.await;
+        stopping.cancel();
+    };
     let serving = web::Serving {
         limits: config.conn_limits,
         web: config.web.clone(),
@@ -191,6 +197,8 @@ pub struct App {
     pub account: Option<Arc<Exporter>>,
     pub probes: Option<Arc<Probes>>,
     pub reloader: Arc<Reloader>,
+    /// Cancelled on SIGINT or SIGTERM: scrapes still waiting and reloads still queued give up.
+    pub stopping: CancellationToken,
 }
 
 /// Wires a configuration: the flags' account on the telemetry path (or the process's own
@@ -278,13 +286,19 @@ pub fn build(config: &Config) -> Result<App, RunError> {
         max_requests: config.max_requests,
         external: config.external.clone(),
         lifecycle: config.lifecycle,
+        stopping: CancellationToken::new(),
     };
-    let reloader = Arc::new(Reloader::new(probes.clone(), reload_state));
+    let reloader = Arc::new(Reloader::new(
+        probes.clone(),
+        reload_state,
+        options.stopping.clone(),
+    ));
     Ok(App {
         router: web::router(telemetry, probes.clone(), reloader.clone(), &options),
         account,
         probes,
         reloader,
+        stopping: options.stopping,
     })
 }
 

@@ -1102,3 +1102,129 @@ async fn by_default_a_client_looping_on_metrics_makes_one_collection_per_window(
     assert!(scrapes > 20, "the loop ran: {scrapes} scrapes");
     assert_eq!(sim.requests(), 3, "one collection for {scrapes} scrapes");
 }
+
+/// The exporter binary reading `sim`, with the test token, and its address.
+fn binary_reading(sim: &SimHandle, flags: &[&str]) -> (Running, String) {
+    let url = sim.url();
+    let mut args = vec![
+        "--clouddevice.endpoint",
+        &url,
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(flags);
+    let mut cmd = exporter(&args);
+    cmd.env("CLOUDDEVICE_AUTH_TOKEN", TOKEN);
+    let running = Running::start(&mut cmd);
+    let address = running.listening_address();
+    (running, address)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_a_scrape_waiting_on_a_slow_api_and_exits_within_seconds() {
+    let sim = simulator(SimConfig {
+        latency: Duration::from_secs(60),
+        ..SimConfig::new(10, 1)
+    })
+    .await;
+    let (mut running, address) = binary_reading(&sim, &[]);
+    let scrape = tokio::spawn(async move {
+        let answer = reqwest::Client::new()
+            .get(format!("http://{address}/metrics"))
+            .header("X-Prometheus-Scrape-Timeout-Seconds", "120")
+            .send()
+            .await
+            .unwrap();
+        (answer.status().as_u16(), answer.text().await.unwrap())
+    });
+    sim.requests_reach(1).await;
+    let status = tokio::task::spawn_blocking(move || running.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let (code, text) = scrape.await.unwrap();
+    assert_eq!(
+        (code, text.as_str()),
+        (503, "the exporter is shutting down\n")
+    );
+}
+
+/// A client that asks for the metrics of a large fleet and, once the answer has begun, reads
+/// no more of it.
+async fn stalled_reader(address: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_cuts_a_client_that_reads_nothing_within_seconds() {
+    // 20,000 phones: a body of some 25 MB, far more than the sockets' buffers take.
+    let sim = simulator(SimConfig::new(20_000, 1)).await;
+    let (mut running, address) = binary_reading(&sim, &[]);
+    let _stalled = stalled_reader(&address).await;
+    let status = tokio::task::spawn_blocking(move || running.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() {
+    let sim = simulator(SimConfig::new(20_000, 1)).await;
+    let (mut running, address) = binary_reading(&sim, &[]);
+    let _stalled = stalled_reader(&address).await;
+    let status = tokio::task::spawn_blocking(move || {
+        running.signal("TERM");
+        running.wait_for("shutting down");
+        running.signal("INT");
+        running.exit_within(Duration::from_secs(10))
+    })
+    .await
+    .unwrap();
+    // Not the graceful exit (0) at the end of the grace: the second signal's.
+    assert_eq!(status.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_queued_reloads_at_bcrypt_cost_14() {
+    let dir = tempfile::tempdir().unwrap();
+    // Cost 14: each reload makes the hash for unknown users at that cost, about a second.
+    let slow = bcrypt::hash("a-pass", 14).unwrap();
+    let yaml = format!("basic_auth_users:\n  alice: {slow}\n");
+    let (mut running, address) =
+        start_with_web_config(dir.path(), &yaml, &["--web.enable-lifecycle"]);
+    let http = reqwest::Client::new();
+    let reload = || {
+        http.post(format!("http://{address}/-/reload"))
+            .basic_auth("alice", Some("a-pass"))
+            .send()
+    };
+    // The first login is checked (a second); the reloads after it find it remembered.
+    assert_eq!(reload().await.unwrap().status(), 200);
+    let mut reloads = Vec::new();
+    for _ in 0..20 {
+        reloads.push(tokio::spawn(reload()));
+    }
+    let (status, after) = tokio::task::spawn_blocking(move || {
+        // The reloads are queued once the first has gone through.
+        running.wait_for("reloaded the configuration");
+        running.signal("TERM");
+        running.wait_for("shutting down");
+        let status = running.exit_within(Duration::from_secs(10));
+        (status, running.rest())
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+    let late: Vec<&String> = after.iter().filter(|l| l.contains("reloaded")).collect();
+    assert!(late.is_empty(), "reloads went on after SIGTERM: {late:?}");
+    for reload in reloads {
+        reload.abort();
+    }
+}

@@ -25,6 +25,7 @@ use futures::StreamExt;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::exposition::Families;
@@ -45,6 +46,8 @@ pub struct WebOptions {
     pub external: Option<sd::External>,
     /// `--web.enable-lifecycle`: `POST /-/reload` reloads the configuration.
     pub lifecycle: bool,
+    /// Cancelled when the process is told to stop: scrapes still waiting answer at once.
+    pub stopping: CancellationToken,
 }
 
 /// What the telemetry path serves.
@@ -67,6 +70,7 @@ struct AppState {
     external: Option<Arc<sd::External>>,
     reloader: Arc<Reloader>,
     lifecycle: bool,
+    stopping: CancellationToken,
 }
 
 /// The router, without a socket ([`serve`] serves it): the telemetry path, the landing page,
@@ -89,6 +93,7 @@ pub fn router(
             .then(|| Arc::new(Semaphore::new(options.max_requests as usize))),
         max_requests: options.max_requests,
         external: options.external.clone().map(Arc::new),
+        stopping: options.stopping.clone(),
     };
     let mut router = Router::new()
         .route("/", get(landing))
@@ -177,14 +182,9 @@ async fn metrics(
                 Err(response) => return response.into_response(),
             };
             let timeout = scrape_timeout(&headers, state.scrape_timeout);
-            scrape(
-                exporter,
-                state.slots.as_ref(),
-                state.max_requests,
-                families,
-                timeout,
-            )
-            .await
+            let slots = state.slots.as_ref();
+            let scraping = scrape(exporter, slots, state.max_requests, families, timeout);
+            unless_stopping(&state.stopping, scraping).await
         }
         Telemetry::Process(metrics) => {
             let mut text = String::new();
@@ -234,14 +234,32 @@ async fn probe(
         Err(response) => return response.into_response(),
     };
     let timeout = scrape_timeout(&headers, state.scrape_timeout);
-    scrape(
+    let slots = target.requests.as_ref();
+    let scraping = scrape(
         &target.exporter,
-        target.requests.as_ref(),
+        slots,
         state.max_requests,
         families,
         timeout,
-    )
-    .await
+    );
+    unless_stopping(&state.stopping, scraping).await
+}
+
+/// `answer`, unless the process is told to stop first: then 503 at once, rather than keep the
+/// shutdown waiting on a slow API.
+async fn unless_stopping(
+    stopping: &CancellationToken,
+    answer: impl std::future::Future<Output = Response>,
+) -> Response {
+    tokio::select! {
+        biased;
+        () = stopping.cancelled() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the exporter is shutting down\n",
+        )
+            .into_response(),
+        response = answer => response,
+    }
 }
 
 /// One scrape of one account, holding one of `slots` until its body is sent.

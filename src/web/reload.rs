@@ -20,16 +20,23 @@ pub struct Reloader {
     state: Option<ReloadState>,
     /// One reload at a time: two at once could each keep what the other replaced.
     one: tokio::sync::Mutex<()>,
+    /// Cancelled when the process stops: reloads still queued or under way give up.
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Reloader {
     /// A reloader of the accounts of `probes` (if they come from a file), recording in `state`.
-    pub fn new(probes: Option<Arc<Probes>>, state: Option<ReloadState>) -> Self {
+    pub fn new(
+        probes: Option<Arc<Probes>>,
+        state: Option<ReloadState>,
+        stopping: tokio_util::sync::CancellationToken,
+    ) -> Self {
         Reloader {
             web: OnceLock::new(),
             probes,
             state,
             one: tokio::sync::Mutex::new(()),
+            stopping,
         }
     }
 
@@ -43,8 +50,17 @@ impl Reloader {
     /// account that cannot be set up, leaves the whole configuration in use. Logs one line
     /// either way, and returns it.
     pub async fn reload(&self) -> Result<String, String> {
-        let _one = self.one.lock().await;
-        let result = self.load_and_apply().await;
+        let stopped = || Err("the exporter is shutting down".to_string());
+        let reloading = async {
+            let _one = self.one.lock().await;
+            self.load_and_apply().await
+        };
+        // A reload under way when the process stops is dropped whole: it applies nothing.
+        let result = tokio::select! {
+            biased;
+            () = self.stopping.cancelled() => return stopped(),
+            result = reloading => result,
+        };
         match &result {
             Ok(summary) => tracing::info!(summary = %summary, "reloaded the configuration"),
             Err(error) => {

@@ -29,8 +29,13 @@ pub struct Serving {
     pub web: Option<(PathBuf, WebConfig)>,
 }
 
-/// Serves until `shutdown` completes, then lets the scrapes in progress finish (for at most
-/// 30 s). Every connection is under [`ConnLimits`]. With a web configuration: basic auth on every
+/// How long the answers under way have to finish once the server is told to stop: enough for
+/// any client that reads, and well inside Kubernetes' default grace period of 30 s. Scrapes that
+/// still wait on the API are answered at once (see `web::Stopping`); slower readers are cut.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves until `shutdown` completes, then lets the answers under way finish (for at most
+/// [`SHUTDOWN_GRACE`]). Every connection is under [`ConnLimits`]. With a web configuration: basic auth on every
 /// path but `/-/healthy`, the configured headers on every answer, and TLS when the file asks for
 /// it. `reloader` is given the web configuration to re-read with the accounts file.
 pub async fn serve(
@@ -44,7 +49,7 @@ pub async fn serve(
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
-        stopper.graceful_shutdown(Some(Duration::from_secs(30)));
+        stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
     let guard = Guard::new(serving.limits);
     let listener = listener.into_std()?;

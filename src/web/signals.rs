@@ -47,7 +47,8 @@ pub fn reload_signal() -> std::io::Result<mpsc::Receiver<()>> {
     Ok(rx)
 }
 
-/// A future that completes on SIGINT or SIGTERM (what `docker stop` and Kubernetes send).
+/// A future that completes on SIGINT or SIGTERM (what `docker stop` and Kubernetes send); a
+/// second one then ends the process at once, as an impatient operator expects.
 /// The handlers are installed when this is called, not when the future is first polled, so a
 /// signal that arrives while the server is still starting is not lost to the default action.
 pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
@@ -61,7 +62,15 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 's
                 _ = interrupt.recv() => {},
                 _ = terminate.recv() => {},
             }
-            tracing::info!("shutting down");
+            tracing::info!("shutting down; a second SIGINT or SIGTERM exits at once");
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = interrupt.recv() => {},
+                    _ = terminate.recv() => {},
+                }
+                tracing::warn!("a second signal: exiting now");
+                std::process::exit(1);
+            });
         })
     }
     #[cfg(not(unix))]

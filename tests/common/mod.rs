@@ -322,20 +322,38 @@ impl Running {
 
     /// Sends SIGHUP: re-read the web configuration and the accounts file.
     pub fn hangup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Sends SIGTERM and waits for the exit, which must come within 10 s.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        self.exit_within(Duration::from_secs(10))
+    }
+
+    /// The lines logged and not read yet, up to the end of the log: for a process that exited.
+    pub fn rest(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
+    /// Sends the signal named (`TERM`, `INT`, `HUP`...).
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Waits for the process to exit, which must come within `limit`.
+    pub fn exit_within(&mut self, limit: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success());
-        // A watchdog kills the process if it has not stopped 10 s after SIGTERM; the wait itself
-        // blocks on the exit, so a fast machine does not poll and a slow one is not rushed.
+        // A watchdog kills the process if it has not stopped in time; the wait itself blocks on
+        // the exit, so a fast machine does not poll and a slow one is not rushed.
         let (done, watched) = std_mpsc::channel::<()>();
         let watchdog = std::thread::spawn(move || {
-            let late = watched.recv_timeout(Duration::from_secs(10)).is_err();
+            let late = watched.recv_timeout(limit).is_err();
             if late {
                 let _ = Command::new("kill").args(["-KILL", &pid]).status();
             }
@@ -345,7 +363,7 @@ impl Running {
         let _ = done.send(());
         assert!(
             !watchdog.join().unwrap(),
-            "the process did not stop within 10 s of SIGTERM"
+            "the process did not stop within {limit:?}"
         );
         status
     }
