@@ -234,3 +234,28 @@ async fn the_version_suite_and_curve_are_the_configured_ones() {
     );
     assert!(running.terminate().success());
 }
+
+#[tokio::test]
+async fn a_reload_posted_by_a_page_of_another_site_is_refused() {
+    let (_sim, exporter) = common::sim_and_exporter(
+        clouddevice_exporter::simulator::SimConfig::new(5, 1),
+        &["--web.enable-lifecycle"],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let post = |origin: Option<String>| {
+        let mut request = http.post(exporter.url("/-/reload"));
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // A cross-site form POST: refused. A sandboxed page's `null` too.
+    assert_eq!(post(Some("http://evil.example".into())).await, 403);
+    assert_eq!(post(Some("null".into())).await, 403);
+    let other_port = format!("http://127.0.0.1:{}", exporter.addr.port() + 1);
+    assert_eq!(post(Some(other_port)).await, 403);
+    // curl (no Origin) and the exporter's own pages: reloaded.
+    assert_eq!(post(None).await, 200);
+    assert_eq!(post(Some(format!("http://{}", exporter.addr))).await, 200);
+}

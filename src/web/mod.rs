@@ -405,6 +405,44 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
     ))
 }
 
+/// Whether a request comes from no web page or from one of the exporter's own: no `Origin`
+/// header (curl, Prometheus, scripts), or one naming the host the request was sent to (or
+/// `--web.external-url`'s). A page of another site that makes a browser POST a form here sends
+/// its own origin, and is refused: a CSRF guard that costs `curl -X POST` nothing.
+fn same_origin(headers: &HeaderMap, external: Option<&sd::External>) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Some(origin) = origin
+        .to_str()
+        .ok()
+        .and_then(|o| reqwest::Url::parse(o).ok())
+    else {
+        // `null` (a sandboxed page, a file) or anything that is not a URL.
+        return false;
+    };
+    let Some(host) = origin.host_str() else {
+        return false;
+    };
+    let authority = match origin.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    let default_port = |h: &str| match h.rsplit_once(':') {
+        Some((_, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(']') => {
+            h.to_string()
+        }
+        _ => format!("{h}:{}", origin.port_or_known_default().unwrap_or(80)),
+    };
+    let own = headers
+        .get_all(header::HOST)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .map(default_port)
+        .chain(external.map(|e| default_port(&e.address)));
+    own.into_iter().any(|h| h.eq_ignore_ascii_case(&authority))
+}
+
 fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -423,7 +461,11 @@ fn escape_html(s: &str) -> String {
 /// `POST /-/reload`, as Prometheus has it: reloads the web configuration and the accounts file
 /// (as SIGHUP does) and answers how it went, 200 or 500. Only with `--web.enable-lifecycle`, and
 /// only POST: 405 otherwise, so that no link or crawler reloads the exporter.
-async fn reload(State(state): State<AppState>, method: axum::http::Method) -> Response {
+async fn reload(
+    State(state): State<AppState>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+) -> Response {
     let not_allowed = |text: &'static str| {
         (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -437,6 +479,13 @@ async fn reload(State(state): State<AppState>, method: axum::http::Method) -> Re
     }
     if method != axum::http::Method::POST {
         return not_allowed("reload with POST /-/reload\n");
+    }
+    if !same_origin(&headers, state.external.as_deref()) {
+        return (
+            StatusCode::FORBIDDEN,
+            "a reload from a page of another site is refused (its Origin header is not this exporter's); reload with curl -X POST, or send SIGHUP\n",
+        )
+            .into_response();
     }
     match state.reloader.reload().await {
         Ok(summary) => (StatusCode::OK, format!("reloaded {summary}\n")).into_response(),
