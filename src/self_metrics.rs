@@ -84,6 +84,7 @@ pub enum Cause {
     TooLarge,
     /// More pages than `--clouddevice.max-pages`.
     TooManyPages,
+    TooManyInstances,
     /// The list changed while it was paged, twice.
     ListChanged,
     /// The IAM token endpoint failed in this way.
@@ -130,6 +131,7 @@ impl Cause {
             Cause::Redirect => Borrowed("redirect"),
             Cause::TooLarge => Borrowed("too_large"),
             Cause::TooManyPages => Borrowed("too_many_pages"),
+            Cause::TooManyInstances => Borrowed("too_many_instances"),
             Cause::ListChanged => Borrowed("list_changed"),
             Cause::Iam(iam) => match iam {
                 IamCause::Timeout => Borrowed("iam_timeout"),
@@ -496,6 +498,7 @@ mod tests {
             Cause::Redirect,
             Cause::TooLarge,
             Cause::TooManyPages,
+            Cause::TooManyInstances,
             Cause::ListChanged,
             Cause::Iam(IamCause::Timeout),
             Cause::Iam(IamCause::Transport),
@@ -518,6 +521,7 @@ mod tests {
                 | Cause::Redirect
                 | Cause::TooLarge
                 | Cause::TooManyPages
+                | Cause::TooManyInstances
                 | Cause::ListChanged => {}
                 Cause::Iam(
                     IamCause::Timeout

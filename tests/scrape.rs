@@ -619,3 +619,23 @@ async fn a_moving_fleet_moves_between_scrapes_and_each_scrape_matches_it() {
     seen.dedup();
     assert!(seen.len() > 1, "the fleet never moved: {seen:?}");
 }
+
+#[tokio::test]
+async fn a_list_longer_than_max_instances_is_up_0_naming_the_flag() {
+    let (sim, exporter) = sim_and_exporter(
+        SimConfig::new(300, 2),
+        &["--clouddevice.max-instances", "200"],
+    )
+    .await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 0.0);
+    assert!(m.value("clouddevice_instances").is_none());
+    assert_eq!(m.errors("too_many_instances"), Some(1.0));
+    assert_eq!(sim.requests(), 1, "refused on page 1's total_count");
+    let landing = exporter.get("/").await.text().await.unwrap();
+    assert!(
+        landing
+            .contains("more than --clouddevice.max-instances=200 instances (300 by total_count)"),
+        "{landing}"
+    );
+}

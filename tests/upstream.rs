@@ -188,7 +188,8 @@ async fn an_absurd_total_count_fails_the_scrape_without_trying() {
     let exporter = TestExporter::start(&server.uri(), &[]).await;
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
-    assert_eq!(m.errors("too_many_pages"), Some(1.0));
+    // More phones than --clouddevice.max-instances, which is looked at before the pages.
+    assert_eq!(m.errors("too_many_instances"), Some(1.0));
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
 

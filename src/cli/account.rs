@@ -82,6 +82,7 @@ pub struct AccountDefaults {
     pub concurrency: u32,
     pub timeout: Duration,
     pub max_pages: u32,
+    pub max_instances: u32,
     pub max_retries: u32,
     pub requests_per_second: Option<f64>,
     pub max_response_bytes: u64,
@@ -101,6 +102,7 @@ impl AccountDefaults {
             concurrency: 4,
             timeout: Duration::from_secs(10),
             max_pages: 10_000,
+            max_instances: 200_000,
             max_retries: 2,
             requests_per_second: None,
             max_response_bytes: 32 << 20,
@@ -129,6 +131,7 @@ pub struct AccountShape {
     pub concurrency: Option<u32>,
     pub timeout: Option<String>,
     pub max_pages: Option<u32>,
+    pub max_instances: Option<u32>,
     pub max_retries: Option<u32>,
     /// A number, or 0 for no limit.
     pub requests_per_second: Option<f64>,
@@ -204,6 +207,7 @@ pub enum Key {
     Concurrency,
     Timeout,
     MaxPages,
+    MaxInstances,
     MaxRetries,
     RequestsPerSecond,
     TimeZone,
@@ -244,6 +248,7 @@ impl Key {
             Key::Concurrency => ("concurrency", "--clouddevice.concurrency"),
             Key::Timeout => ("timeout", "--clouddevice.timeout"),
             Key::MaxPages => ("max_pages", "--clouddevice.max-pages"),
+            Key::MaxInstances => ("max_instances", "--clouddevice.max-instances"),
             Key::MaxRetries => ("max_retries", "--clouddevice.max-retries"),
             Key::RequestsPerSecond => ("requests_per_second", "--clouddevice.requests-per-second"),
             Key::TimeZone => ("time_zone", "--clouddevice.time-zone"),
@@ -371,6 +376,11 @@ impl Reader<'_> {
         let page_size = self.within(Key::PageSize, shape.page_size, limits::PAGE_SIZE)?;
         let concurrency = self.within(Key::Concurrency, shape.concurrency, limits::CONCURRENCY)?;
         let max_pages = self.within(Key::MaxPages, shape.max_pages, limits::MAX_PAGES)?;
+        let max_instances = self.within(
+            Key::MaxInstances,
+            shape.max_instances,
+            limits::MAX_INSTANCES,
+        )?;
         let max_retries = self.within(Key::MaxRetries, shape.max_retries, limits::MAX_RETRIES)?;
         let requests_per_second = match shape.requests_per_second {
             Some(rate) => super::parse_rate(&rate.to_string())
@@ -386,6 +396,7 @@ impl Reader<'_> {
                 concurrency: concurrency.unwrap_or(defaults.concurrency) as usize,
                 timeout,
                 max_pages: max_pages.unwrap_or(defaults.max_pages),
+                max_instances: max_instances.unwrap_or(defaults.max_instances),
                 retry: RetryPolicy {
                     max_retries: max_retries.unwrap_or(defaults.max_retries),
                 },

@@ -37,6 +37,7 @@ pub mod limits {
     pub const INSTANCE_NAME_CHARS: usize = 128;
     pub const CONCURRENCY: RangeInclusive<u32> = 1..=256;
     pub const MAX_PAGES: RangeInclusive<u32> = 1..=u32::MAX;
+    pub const MAX_INSTANCES: RangeInclusive<u32> = 1..=u32::MAX;
     pub const MAX_RETRIES: RangeInclusive<u32> = 0..=10;
 }
 
@@ -142,6 +143,12 @@ pub struct ExporterArgs {
     #[arg(long = "clouddevice.max-pages", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_PAGES", default_value_t = 10_000, value_name = "N",
           value_parser = in_range(limits::MAX_PAGES))]
     pub max_pages: u32,
+
+    /// Most instances one collection holds (about 1 kB of memory each); a longer list fails the
+    /// collection instead, so a hostile or runaway API cannot take the exporter's memory.
+    #[arg(long = "clouddevice.max-instances", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_INSTANCES", default_value_t = 200_000, value_name = "N",
+          value_parser = in_range(limits::MAX_INSTANCES))]
+    pub max_instances: u32,
 
     /// Retries of a page after a transport error, a 5xx or a 429, within the scrape's deadline.
     #[arg(long = "clouddevice.max-retries", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_RETRIES", default_value_t = 2, value_name = "N",
@@ -503,6 +510,7 @@ impl ExporterArgs {
             concurrency: self.concurrency,
             timeout: self.timeout,
             max_pages: self.max_pages,
+            max_instances: self.max_instances,
             max_retries: self.max_retries,
             requests_per_second: (self.requests_per_second > 0.0)
                 .then_some(self.requests_per_second),

@@ -40,6 +40,8 @@ pub struct BatchQueryConfig {
     pub concurrency: usize,
     pub timeout: Duration,
     pub max_pages: u32,
+    /// Most instances one read holds (`--clouddevice.max-instances`).
+    pub max_instances: u32,
     pub retry: RetryPolicy,
     pub max_response_bytes: u64,
     pub filters: Filters,
@@ -393,6 +395,7 @@ impl Pages for BatchQuery {
     fn limits(&self) -> PagingLimits {
         PagingLimits {
             max_pages: self.config.max_pages,
+            max_instances: self.config.max_instances,
             concurrency: self.config.concurrency,
             requests_per_second: self.rate.limit(),
         }

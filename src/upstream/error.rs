@@ -70,6 +70,8 @@ pub enum ApiError {
     },
     #[error("the list needs more than --clouddevice.max-pages={max} pages at {per_page} instances a page; raise --clouddevice.max-pages or --clouddevice.page-size")]
     TooManyPages { max: u32, per_page: u64 },
+    #[error("the list holds more than --clouddevice.max-instances={max} instances{}; at about 1 kB of memory each, raise the limit only as far as the exporter's memory allows", seen.map(|n| format!(" ({n} by total_count)")).unwrap_or_default())]
+    TooManyInstances { max: u32, seen: Option<u64> },
     #[error("the list changed while it was paged, twice in a row ({reason}); the next scrape reads it again")]
     ListChanged { reason: String },
     #[error("the deadline passed {progress}")]
@@ -230,6 +232,7 @@ impl ApiError {
             ApiError::Redirect { .. } => Cause::Redirect,
             ApiError::TooLarge { .. } => Cause::TooLarge,
             ApiError::TooManyPages { .. } => Cause::TooManyPages,
+            ApiError::TooManyInstances { .. } => Cause::TooManyInstances,
             ApiError::ListChanged { .. } => Cause::ListChanged,
             ApiError::Iam { cause, .. } => cause.clone(),
         }
@@ -247,6 +250,7 @@ impl ApiError {
         matches!(
             self,
             ApiError::TooManyPages { .. }
+                | ApiError::TooManyInstances { .. }
                 | ApiError::ListChanged { .. }
                 | ApiError::Deadline { .. }
         )

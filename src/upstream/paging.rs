@@ -17,6 +17,8 @@ use crate::upstream::wire::Page;
 pub struct PagingLimits {
     /// Most pages one read takes; a longer list fails with `too_many_pages`.
     pub max_pages: u32,
+    /// Most instances one read holds; a longer list fails with `too_many_instances`.
+    pub max_instances: u32,
     /// Most pages asked for at once.
     pub concurrency: usize,
     /// The rate the pages are asked at, when limited: what the advice at the deadline weighs.
@@ -154,6 +156,14 @@ async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiE
     }
     let total = first.total_count;
     let per_page = first.instances.len() as u64;
+    let max_instances = u64::from(limits.max_instances);
+    if let Some(total) = total.filter(|t| *t > max_instances) {
+        return Err(ApiError::TooManyInstances {
+            max: limits.max_instances,
+            seen: Some(total),
+        });
+    }
+    let mut held = per_page;
     let mut pages: BTreeMap<u64, Vec<Instance>> = BTreeMap::new();
     let mut totals_seen = vec![total];
     pages.insert(1, first.instances);
@@ -201,6 +211,14 @@ async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiE
                 )));
             }
             let len = page.instances.len() as u64;
+            held += len;
+            if held > max_instances {
+                // A list that does not say its length, or pages that hold more than it said.
+                return Err(ApiError::TooManyInstances {
+                    max: limits.max_instances,
+                    seen: None,
+                });
+            }
             if len == 0 || (total.is_none() && len < per_page) {
                 let end = if len == 0 { page_no - 1 } else { page_no };
                 last = last.min(end);
@@ -298,6 +316,7 @@ mod tests {
         per_page: usize,
         total: bool,
         max_pages: u32,
+        max_instances: u32,
         fail_page: Option<u64>,
         asked: Mutex<Vec<u64>>,
         moving_total: bool,
@@ -312,6 +331,7 @@ mod tests {
                 per_page,
                 total: true,
                 max_pages: 100,
+                max_instances: 100_000,
                 fail_page: None,
                 asked: Mutex::new(Vec::new()),
                 moving_total: false,
@@ -330,6 +350,7 @@ mod tests {
         fn limits(&self) -> PagingLimits {
             PagingLimits {
                 max_pages: self.max_pages,
+                max_instances: self.max_instances,
                 concurrency: 3,
                 requests_per_second: None,
             }
@@ -404,6 +425,40 @@ mod tests {
             }
         ));
         assert_eq!(list.asked(), [1]);
+    }
+
+    #[tokio::test]
+    async fn a_list_longer_than_max_instances_is_refused_before_or_as_it_is_read() {
+        let list = FakeList {
+            max_instances: 200,
+            ..FakeList::new(250, 100)
+        };
+        let error = read_fleet(&list, soon()).await.unwrap_err();
+        assert!(matches!(
+            error,
+            ApiError::TooManyInstances {
+                max: 200,
+                seen: Some(250)
+            }
+        ));
+        assert_eq!(list.asked(), [1], "refused on total_count alone");
+        assert!(error
+            .to_string()
+            .contains("more than --clouddevice.max-instances=200 instances (250 by total_count)"));
+        // Without total_count, as the rows arrive.
+        let list = FakeList {
+            max_instances: 200,
+            total: false,
+            ..FakeList::new(1_000, 100)
+        };
+        let error = read_fleet(&list, soon()).await.unwrap_err();
+        assert!(matches!(
+            error,
+            ApiError::TooManyInstances {
+                max: 200,
+                seen: None
+            }
+        ));
     }
 
     #[tokio::test]
@@ -509,6 +564,7 @@ mod tests {
         fn limits(&self) -> PagingLimits {
             PagingLimits {
                 max_pages: 50,
+                max_instances: 100_000,
                 concurrency: 4,
                 requests_per_second: None,
             }
