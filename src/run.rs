@@ -284,6 +284,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
         telemetry_path: config.telemetry_path.clone(),
         scrape_timeout: config.scrape_timeout,
         max_requests: config.max_requests,
+        max_requests_total: config.max_requests_total,
         external: config.external.clone(),
         lifecycle: config.lifecycle,
         stopping: CancellationToken::new(),

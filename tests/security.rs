@@ -1152,9 +1152,14 @@ async fn sigterm_answers_a_scrape_waiting_on_a_slow_api_and_exits_within_seconds
 /// A client that asks for the metrics of a large fleet and, once the answer has begun, reads
 /// no more of it.
 async fn stalled_reader(address: &str) -> tokio::net::TcpStream {
+    stalled_reader_of(address, "/metrics").await
+}
+
+/// The same, of `path`.
+async fn stalled_reader_of(address: &str, path: &str) -> tokio::net::TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).await.unwrap();
@@ -1227,4 +1232,53 @@ async fn sigterm_stops_queued_reloads_at_bcrypt_cost_14() {
     for reload in reloads {
         reload.abort();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_readers_hold_a_bounded_number_of_answers_over_all_accounts() {
+    // Three accounts of 20,000 phones: each answer is far more than the sockets' buffers take,
+    // so a client that stops reading holds its answer (about 1 MB of the exporter's memory).
+    let tenants = (1..=3)
+        .map(|k| {
+            let config = SimConfig {
+                token: Some(Secret::new(format!("tok-{k}"))),
+                ..SimConfig::new(20_000, k)
+            };
+            (format!("a{k}"), config)
+        })
+        .collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = clouddevice_exporter::simulator::start_accounts(tenants, listener).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = String::from("accounts:\n");
+    for k in 1..=3 {
+        let token = dir.path().join(format!("a{k}.token"));
+        std::fs::write(&token, format!("tok-{k}")).unwrap();
+        let (url, token) = (sim.url(), token.display());
+        file.push_str(&format!(
+            "  a{k}:\n    endpoint: {url}\n    token_file: {token}\n"
+        ));
+    }
+    let accounts = dir.path().join("accounts.yml");
+    std::fs::write(&accounts, file).unwrap();
+    let flags = [
+        "--config.file",
+        accounts.to_str().unwrap(),
+        "--web.max-requests",
+        "2",
+        "--web.max-requests-total",
+        "3",
+    ];
+    let exporter = TestExporter::start_flags(&flags, SecretEnv::default()).await;
+    let address = exporter.addr.to_string();
+    let mut stalled = Vec::new();
+    for target in ["a1", "a1", "a2"] {
+        stalled.push(stalled_reader_of(&address, &format!("/probe?target={target}")).await);
+    }
+    // a3 has no answer in flight, but the three stalled ones are all the process allows.
+    let answer = exporter.get("/probe?target=a3").await;
+    assert_eq!(answer.status(), 503);
+    let text = answer.text().await.unwrap();
+    assert!(text.contains("--web.max-requests-total"), "{text}");
+    drop(stalled);
 }

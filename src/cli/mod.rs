@@ -205,6 +205,17 @@ pub struct ExporterArgs {
     )]
     pub max_requests: u32,
 
+    /// Most /metrics and /probe answers in flight over all accounts together; more get 503
+    /// (0 = no limit). A client that reads nothing holds about 1 MB until --web.write-timeout:
+    /// this bounds what stalled readers cost, however many accounts there are.
+    #[arg(
+        long = "web.max-requests-total",
+        env = "CLOUDDEVICE_EXPORTER_WEB_MAX_REQUESTS_TOTAL",
+        default_value_t = 120,
+        value_name = "N"
+    )]
+    pub max_requests_total: u32,
+
     /// Longest a client may take to send a request's head (and TLS handshake), from its first byte.
     #[arg(long = "web.read-header-timeout", env = "CLOUDDEVICE_EXPORTER_WEB_READ_HEADER_TIMEOUT", default_value = "10s",
           value_name = "DURATION", value_parser = parse_positive_duration)]
@@ -390,6 +401,8 @@ pub struct Config {
     pub collection: Option<(Duration, Duration)>,
     /// Most concurrent /metrics requests; zero means no limit.
     pub max_requests: u32,
+    /// Most /metrics and /probe answers in flight over all accounts; zero means no limit.
+    pub max_requests_total: u32,
     /// How long a connection may take over each part of a request.
     pub conn_limits: ConnLimits,
     /// TLS and basic auth, and the file they came from (re-read on SIGHUP).
@@ -630,6 +643,7 @@ impl ExporterArgs {
             serve_stale_for: self.serve_stale_for,
             collection,
             max_requests: self.max_requests,
+            max_requests_total: self.max_requests_total,
             conn_limits: ConnLimits {
                 read_header: self.read_header_timeout,
                 idle: self.idle_timeout,

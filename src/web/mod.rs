@@ -24,7 +24,7 @@ use axum::Router;
 use futures::StreamExt;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
@@ -42,6 +42,8 @@ pub struct WebOptions {
     pub scrape_timeout: Duration,
     /// Most /metrics requests (and probes of each account) served at once; zero for no limit.
     pub max_requests: u32,
+    /// Most /metrics and /probe answers in flight over all accounts; zero for no limit.
+    pub max_requests_total: u32,
     /// `--web.external-url`: what `/sd` lists, if set.
     pub external: Option<sd::External>,
     /// `--web.enable-lifecycle`: `POST /-/reload` reloads the configuration.
@@ -67,6 +69,9 @@ struct AppState {
     /// `None` when unlimited.
     slots: Option<Arc<Semaphore>>,
     max_requests: u32,
+    /// Over all accounts: what bounds the memory of answers clients are slow to take.
+    /// `None` when unlimited.
+    all_slots: Option<Arc<Semaphore>>,
     external: Option<Arc<sd::External>>,
     reloader: Arc<Reloader>,
     lifecycle: bool,
@@ -92,6 +97,8 @@ pub fn router(
         slots: (options.max_requests > 0)
             .then(|| Arc::new(Semaphore::new(options.max_requests as usize))),
         max_requests: options.max_requests,
+        all_slots: (options.max_requests_total > 0)
+            .then(|| Arc::new(Semaphore::new(options.max_requests_total as usize))),
         external: options.external.clone().map(Arc::new),
         stopping: options.stopping.clone(),
     };
@@ -182,8 +189,12 @@ async fn metrics(
                 Err(response) => return response.into_response(),
             };
             let timeout = scrape_timeout(&headers, state.scrape_timeout);
-            let slots = state.slots.as_ref();
-            let scraping = scrape(exporter, slots, state.max_requests, families, timeout);
+            let slots = Limits {
+                own: state.slots.as_ref(),
+                max: state.max_requests,
+                all: state.all_slots.as_ref(),
+            };
+            let scraping = scrape(exporter, slots, families, timeout);
             unless_stopping(&state.stopping, scraping).await
         }
         Telemetry::Process(metrics) => {
@@ -234,14 +245,12 @@ async fn probe(
         Err(response) => return response.into_response(),
     };
     let timeout = scrape_timeout(&headers, state.scrape_timeout);
-    let slots = target.requests.as_ref();
-    let scraping = scrape(
-        &target.exporter,
-        slots,
-        state.max_requests,
-        families,
-        timeout,
-    );
+    let slots = Limits {
+        own: target.requests.as_ref(),
+        max: state.max_requests,
+        all: state.all_slots.as_ref(),
+    };
+    let scraping = scrape(&target.exporter, slots, families, timeout);
     unless_stopping(&state.stopping, scraping).await
 }
 
@@ -262,34 +271,60 @@ async fn unless_stopping(
     }
 }
 
-/// One scrape of one account, holding one of `slots` until its body is sent.
+/// The caps a scrape is under: its account's (`--web.max-requests`, `max` of them) and all
+/// accounts' together (`--web.max-requests-total`).
+struct Limits<'a> {
+    own: Option<&'a Arc<Semaphore>>,
+    max: u32,
+    all: Option<&'a Arc<Semaphore>>,
+}
+
+impl Limits<'_> {
+    /// A slot of each cap, held until the body is sent; or the 503 of the first cap that is
+    /// full: the scrapes beyond a limit are turned away, not queued.
+    fn take(&self) -> Result<Vec<OwnedSemaphorePermit>, Response> {
+        let mut held = Vec::with_capacity(2);
+        for (slots, which) in [
+            (self.own, "--web.max-requests"),
+            (self.all, "--web.max-requests-total"),
+        ] {
+            let Some(slots) = slots else { continue };
+            match slots.clone().try_acquire_owned() {
+                Ok(slot) => held.push(slot),
+                Err(_) => {
+                    static THROTTLE: Throttle = Throttle::new(Duration::from_secs(60));
+                    if let Some(held_back) = THROTTLE.allow() {
+                        tracing::warn!(
+                            limit = which,
+                            held_back,
+                            "too many concurrent scrapes; answering 503"
+                        );
+                    }
+                    let shown = match which {
+                        "--web.max-requests" => format!("{which}={}", self.max),
+                        _ => which.to_string(),
+                    };
+                    let text = format!(
+                        "too many concurrent scrapes ({shown}); scrape less often or raise the limit\n"
+                    );
+                    return Err((StatusCode::SERVICE_UNAVAILABLE, text).into_response());
+                }
+            }
+        }
+        Ok(held)
+    }
+}
+
+/// One scrape of one account, holding a slot of each of `limits` until its body is sent.
 async fn scrape(
     exporter: &Exporter,
-    slots: Option<&Arc<Semaphore>>,
-    max_requests: u32,
+    limits: Limits<'_>,
     families: Families,
     timeout: Duration,
 ) -> Response {
-    // Held until the body is sent: the scrapes beyond the limit are turned away, not queued.
-    let slot = match slots {
-        Some(slots) => match slots.clone().try_acquire_owned() {
-            Ok(slot) => Some(slot),
-            Err(_) => {
-                static THROTTLE: Throttle = Throttle::new(Duration::from_secs(60));
-                if let Some(held_back) = THROTTLE.allow() {
-                    tracing::warn!(
-                        max_requests,
-                        held_back,
-                        "too many concurrent scrapes; answering 503"
-                    );
-                }
-                let text = format!(
-                    "too many concurrent scrapes (--web.max-requests={max_requests}); scrape less often or raise the limit\n"
-                );
-                return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
-            }
-        },
-        None => None,
+    let slot = match limits.take() {
+        Ok(slot) => slot,
+        Err(busy) => return busy,
     };
     match exporter.scrape(timeout, families).await {
         Ok(exposition) => {
