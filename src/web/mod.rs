@@ -280,36 +280,16 @@ struct Limits<'a> {
 }
 
 impl Limits<'_> {
-    /// A slot of each cap, held until the body is sent; or the 503 of the first cap that is
-    /// full: the scrapes beyond a limit are turned away, not queued.
-    fn take(&self) -> Result<Vec<OwnedSemaphorePermit>, Response> {
+    /// A slot of each cap, held until the body is sent; or the flag of the first cap that is
+    /// full, with its value where it has one: the scrapes beyond a limit are turned away, not
+    /// queued.
+    fn take(&self) -> Result<Vec<OwnedSemaphorePermit>, String> {
+        let own = (self.own, format!("--web.max-requests={}", self.max));
+        let all = (self.all, "--web.max-requests-total".to_string());
         let mut held = Vec::with_capacity(2);
-        for (slots, which) in [
-            (self.own, "--web.max-requests"),
-            (self.all, "--web.max-requests-total"),
-        ] {
+        for (slots, flag) in [own, all] {
             let Some(slots) = slots else { continue };
-            match slots.clone().try_acquire_owned() {
-                Ok(slot) => held.push(slot),
-                Err(_) => {
-                    static THROTTLE: Throttle = Throttle::new(Duration::from_secs(60));
-                    if let Some(held_back) = THROTTLE.allow() {
-                        tracing::warn!(
-                            limit = which,
-                            held_back,
-                            "too many concurrent scrapes; answering 503"
-                        );
-                    }
-                    let shown = match which {
-                        "--web.max-requests" => format!("{which}={}", self.max),
-                        _ => which.to_string(),
-                    };
-                    let text = format!(
-                        "too many concurrent scrapes ({shown}); scrape less often or raise the limit\n"
-                    );
-                    return Err((StatusCode::SERVICE_UNAVAILABLE, text).into_response());
-                }
-            }
+            held.push(slots.clone().try_acquire_owned().map_err(|_| flag)?);
         }
         Ok(held)
     }
@@ -324,7 +304,20 @@ async fn scrape(
 ) -> Response {
     let slot = match limits.take() {
         Ok(slot) => slot,
-        Err(busy) => return busy,
+        Err(flag) => {
+            static THROTTLE: Throttle = Throttle::new(Duration::from_secs(60));
+            if let Some(held_back) = THROTTLE.allow() {
+                tracing::warn!(
+                    limit = %flag,
+                    held_back,
+                    "too many concurrent scrapes; answering 503"
+                );
+            }
+            let text = format!(
+                "too many concurrent scrapes ({flag}); scrape less often or raise the limit\n"
+            );
+            return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+        }
     };
     match exporter.scrape(timeout, families).await {
         Ok(exposition) => {
