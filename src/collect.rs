@@ -50,6 +50,9 @@ struct State {
     /// The latest collection that ended, failed or not: on a schedule what scrapes report, and
     /// within `--scrape.min-interval` what they reuse. Kept only for those.
     latest: Option<Arc<Collection>>,
+    /// Set while `latest` is the collection of the account's settings before a reload changed
+    /// them ([`Collector::take_over`]), until the first collection with the new ones ends.
+    before_reload: bool,
 }
 
 /// The thread collections run on, with a single-threaded runtime of its own. A collection is a
@@ -270,6 +273,33 @@ impl Collector {
         self
     }
 
+    /// Takes over what `previous` collected: the same account before a reload changed its
+    /// settings (a rotated token, say). Its last good fleet still stands in for a failure
+    /// (`--scrape.serve-stale-for`), and on a schedule its latest collection is reported, marked
+    /// as read before the reload, until the first collection with the new settings ends, so
+    /// the account neither drops to `up 0` nor leaves `/-/ready` meanwhile. Call before
+    /// [`Collector::scheduled`].
+    pub fn take_over(self, previous: &Collector) -> Self {
+        let old = lock(&previous.state);
+        let mut state = lock(&self.state);
+        state.last_good = old.last_good.clone();
+        state.last_success_at = old.last_success_at;
+        state.last = old.last.clone();
+        // Without a schedule the next scrape reads with the new settings at once: a reuse
+        // window must not serve it what the old ones read.
+        if previous.schedule.is_some() {
+            state.latest = old.latest.clone();
+            state.before_reload = state.latest.is_some();
+        }
+        drop((old, state));
+        self
+    }
+
+    /// Whether scrapes report a collection made with the settings before a reload.
+    pub fn before_reload(&self) -> bool {
+        lock(&self.state).before_reload
+    }
+
     /// The same collector without the guard: what the schedule's task holds.
     fn copy(&self) -> Collector {
         Collector {
@@ -465,6 +495,7 @@ impl Collector {
             if scheduled || reused {
                 state.latest = Some(collection.clone());
             }
+            state.before_reload = false;
             drop(state);
             ended.notify_waiters();
             collection

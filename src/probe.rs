@@ -60,7 +60,9 @@ pub struct Resources {
 }
 
 impl Resources {
-    fn target(&self, account: Account) -> Result<Target, TargetError> {
+    /// The target of `account`; `previous` is the same account's before a reload changed its
+    /// settings, whose collections the new one takes over, collecting at once.
+    fn target(&self, account: Account, previous: Option<&Target>) -> Result<Target, TargetError> {
         let metrics = ExporterMetrics::for_account()
             .map(Arc::new)
             .map_err(|source| TargetError::Metrics {
@@ -83,8 +85,16 @@ impl Resources {
         let mut collector =
             Collector::in_pool(&self.pool, Arc::new(source), metrics.clone(), self.keep)
                 .with_clock(self.clock.clone());
+        if let Some(previous) = previous {
+            collector = collector.take_over(previous.exporter.collector());
+        }
         if let Some(schedule) = self.schedule {
-            collector = collector.scheduled(schedule, schedule.offset(&account.name));
+            // A changed account collects now: its next point of the schedule may be minutes away.
+            let offset = match previous {
+                Some(_) => std::time::Duration::ZERO,
+                None => schedule.offset(&account.name),
+            };
+            collector = collector.scheduled(schedule, offset);
         }
         let exporter = Exporter::new(collector, metrics, account.exposition.clone());
         Ok(Target {
@@ -120,7 +130,7 @@ impl Probes {
     ) -> Result<Self, TargetError> {
         let targets = accounts
             .into_iter()
-            .map(|a| Ok((a.name.clone(), Arc::new(shared.target(a)?))))
+            .map(|a| Ok((a.name.clone(), Arc::new(shared.target(a, None)?))))
             .collect::<Result<BTreeMap<_, _>, TargetError>>()?;
         if let Some(source) = &source {
             source.metrics.set_accounts(targets.len());
@@ -184,7 +194,8 @@ impl Probes {
                     } else {
                         added += 1;
                     }
-                    Arc::new(self.shared.target(account).map_err(|e| e.to_string())?)
+                    let target = self.shared.target(account, previous.map(|t| &**t));
+                    Arc::new(target.map_err(|e| e.to_string())?)
                 }
             };
             next.insert(target.account.name.clone(), target);

@@ -92,6 +92,7 @@ impl Exporter {
             interval: schedule.interval,
             age,
             duration_seconds: self.collector.last_collection().map(|c| c.duration_seconds),
+            before_reload: self.collector.before_reload(),
         });
         let scrape = Scrape {
             up,
@@ -115,6 +116,11 @@ impl Exporter {
 
     pub fn last_collection(&self) -> Option<LastCollection> {
         self.collector.last_collection()
+    }
+
+    /// The collector this exporter reports from.
+    pub fn collector(&self) -> &Collector {
+        &self.collector
     }
 
     /// Whether collections run on a schedule rather than on scrapes.

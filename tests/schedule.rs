@@ -243,3 +243,64 @@ async fn the_age_is_that_of_the_fleet_served_not_of_the_collection_that_failed()
     let age = stale.value("clouddevice_collection_age_seconds").unwrap();
     assert!((17.0..18.0).contains(&age), "{age}");
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_an_account_keeps_serving_its_fleet_and_collects_at_once() {
+    let sim = common::simulator(SimConfig::new(30, 5)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = dir.path().join("accounts.yml");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "any-token").unwrap();
+    let write = |page_size: u32| {
+        let entry = format!(
+            "accounts:\n  retail-3639:\n    endpoint: {}\n    token_file: {}\n    page_size: {page_size}\n",
+            sim.url(),
+            token.display()
+        );
+        std::fs::write(&accounts, entry).unwrap();
+    };
+    write(100);
+    // An hour between collections. The account's name puts its point of the schedule 1.44 s
+    // into the interval (`Schedule::offset`): a collector made afresh by the reload would
+    // answer up 0 and leave /-/ready for that long.
+    let flags = [
+        "--config.file",
+        accounts.to_str().unwrap(),
+        "--collection.interval",
+        "1h",
+    ];
+    let exporter = common::TestExporter::start_flags(&flags, Default::default()).await;
+    let probes = exporter.probes.clone().unwrap();
+    probes
+        .get("retail-3639")
+        .unwrap()
+        .exporter
+        .collected()
+        .await;
+    let read = sim.requests();
+
+    // A routine change (here the page size; a rotated token alike).
+    write(50);
+    let summary = exporter.reload.reload().await.unwrap();
+    assert!(summary.contains("1 changed"), "{summary}");
+    assert_eq!(exporter.get("/-/ready").await.status(), 200, "still ready");
+    let probe = exporter
+        .get("/probe?target=retail-3639")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let m = common::Scraped(probe);
+    // The fleet read before the reload, marked as such (or, on a fast machine, the new one).
+    assert_eq!(m.up(), 1.0, "{}", m.0);
+    assert!(
+        m.contains("before the last reload") || sim.requests() > read,
+        "{}",
+        m.0
+    );
+    assert_eq!(m.sum("clouddevice_instances"), 30.0);
+    // The new settings' first collection starts now, not in up to an hour.
+    tokio::time::timeout(Duration::from_secs(10), sim.requests_reach(read + 1))
+        .await
+        .expect("collected at once after the reload");
+}

@@ -167,6 +167,8 @@ pub struct Scheduled {
     pub age: Option<std::time::Duration>,
     /// How long the latest collection took.
     pub duration_seconds: Option<f64>,
+    /// The collection reported was made with the account's settings before a reload.
+    pub before_reload: bool,
 }
 
 impl Scrape {
@@ -258,8 +260,12 @@ fn scrape_families(scrape: &Scrape, parts: Option<&FleetParts>) -> Vec<MetricFam
 
 fn cache_note(scrape: &Scrape) -> Option<String> {
     let scheduled = scrape.scheduled.map(|s| {
+        let reload = match s.before_reload {
+            true => " Read with the account's settings before the last reload: the first collection with the new ones is under way.",
+            false => "",
+        };
         format!(
-            "Read by a collection every {}s (--collection.interval), not by this scrape: clouddevice_collection_age_seconds says how long ago.",
+            "Read by a collection every {}s (--collection.interval), not by this scrape: clouddevice_collection_age_seconds says how long ago.{reload}",
             s.interval.as_secs_f64()
         )
     });
