@@ -1282,3 +1282,42 @@ async fn stalled_readers_hold_a_bounded_number_of_answers_over_all_accounts() {
     assert!(text.contains("--web.max-requests-total"), "{text}");
     drop(stalled);
 }
+
+#[tokio::test]
+async fn secrets_in_instance_data_and_in_encoded_or_partial_forms_are_never_republished() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(ECHO_TOKEN);
+    let url: String = ECHO_TOKEN.bytes().map(|b| format!("%{b:02X}")).collect();
+    // Labels: the name, the project and the region carry the token in three forms.
+    let row = json!({"instance_id": "i-1", "instance_name": format!("phone {ECHO_TOKEN}"),
+                     "project_name": b64, "region": url, "running_status": 2});
+    let page = json!({"data": {"result": [row]}, "total_count": 1, "error_code": "0"});
+    let server = answering("GET", PATH, ResponseTemplate::new(200).set_body_json(page)).await;
+    let env = SecretEnv {
+        auth_token: Some(Secret::new(ECHO_TOKEN)),
+        ..SecretEnv::default()
+    };
+    let exporter = TestExporter::start_with(&server.uri(), &[], env.clone()).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 1.0);
+    for form in [ECHO_TOKEN, &b64, &url] {
+        assert!(!m.0.contains(form), "{form} in a label:\n{}", m.0);
+    }
+    assert!(m.contains("phone <redacted>"), "{}", m.0);
+
+    // An error code that is a code-shaped piece of the token, and the token encoded in the
+    // message: the code is no label, and no form reaches the landing page.
+    let piece = &ECHO_TOKEN[..12];
+    let body = json!({"error_code": piece, "error_msg": format!("bad {b64} or {url}")});
+    let server = answering("GET", PATH, ResponseTemplate::new(400).set_body_json(body)).await;
+    let exporter = TestExporter::start_with(&server.uri(), &[], env).await;
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 0.0);
+    assert!(!m.0.contains(piece), "{piece} became a label:\n{}", m.0);
+    // Counted by its status, as a code that is no code's shape is.
+    assert_eq!(m.errors("http_400"), Some(1.0), "{}", m.0);
+    let page = landing(&exporter).await;
+    for form in [piece, &b64, &url] {
+        assert!(!page.contains(form), "{form} on the landing page: {page}");
+    }
+}

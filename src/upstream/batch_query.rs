@@ -112,7 +112,7 @@ impl BatchQuery {
         redactor: Redactor,
     ) -> Result<Self, AuthError> {
         let url = http::join(&config.endpoint, "/v1/instances/batch-query");
-        redactor.add_credentials(&config.credentials);
+        let redactor = redactor.for_account(&config.credentials);
         let auth = Auth::new(
             &config.credentials,
             &http,
@@ -339,7 +339,7 @@ impl BatchQuery {
                 page,
                 request_id: request_id.to_string(),
                 status: status.as_u16(),
-                code: code.map(|c| self.redactor.clean(c)),
+                code: code.map(|c| self.redactor.code(c)),
                 message: message.map(|m| self.redactor.clean(m)),
                 retry_after,
             });
@@ -354,7 +354,7 @@ impl BatchQuery {
                 page,
                 request_id: request_id.to_string(),
                 status: status.as_u16(),
-                code: self.redactor.clean(code),
+                code: self.redactor.code(code),
                 message: self.redactor.clean(message),
                 retry_after,
             },
@@ -364,6 +364,9 @@ impl BatchQuery {
                 reason: self.redactor.clean(reason),
             },
         })?;
+        let mut decoded = decoded;
+        // Instance texts become labels: a secret echoed in a name must not be published.
+        self.redactor.scrub_instances(&mut decoded.instances);
         self.last_rows
             .store(decoded.instances.len(), Ordering::Relaxed);
         if decoded.invalid_values > 0 {

@@ -309,7 +309,7 @@ impl IamSession {
                 None => (parsed.error_code, parsed.error_msg),
             };
             // IAM may echo the password (or a proxy the request body): never keep it.
-            let code = code.map(|c| self.redactor.clean(c));
+            let code = code.map(|c| self.redactor.code(c));
             let message = message.map(|m| self.redactor.clean(m));
             let cause = code
                 .clone()
