@@ -389,7 +389,9 @@ async fn accounts_share_one_pool_of_connections() {
     let (sim, _files, config) = three_paging_accounts().await;
     let exporter = start(&config, &[]).await;
     // One account after another, four requests at a time: a pool per account would open four
-    // connections for each, twelve in all; one pool opens about four, and keeps them.
+    // connections for each, twelve in all. One pool keeps about four: each request in flight
+    // holds one, and each may have started one more that lost the race to a connection freed
+    // meanwhile.
     for _round in 0..2 {
         for account in ["a1", "a2", "a3"] {
             assert_eq!(
@@ -400,7 +402,7 @@ async fn accounts_share_one_pool_of_connections() {
     }
     let connections = sim.connections();
     assert!(
-        connections <= 6,
+        connections <= 8,
         "{connections} connections for 4 requests in flight"
     );
 }
