@@ -7,8 +7,7 @@
 //! start-up. [`simulator`] is a stand-in for the API, for `--demo`, `simulate`, tests and
 //! benchmarks.
 //!
-//! The imports follow the data, with two kinds of exception, and no cycle
-//! (`../shared/tools/modgraph.py src` checks): [`cli`] imports the configuration types of the
+//! The imports follow the data, with two kinds of exception, and no cycle between modules: [`cli`] imports the configuration types of the
 //! layers it configures (`upstream`, `exposition`, `web`), since it builds them; and every layer
 //! that counts something imports [`self_metrics`], the exporter's own counters, which imports
 //! nothing of the crate.

@@ -1,7 +1,8 @@
 //! The API gateway's reading of a request: its query decoded as the gateway decodes it, and its
-//! SDK-HMAC-SHA256 signature rebuilt from what arrived on the wire. Written from the published
-//! rules (`shared/api/authentication.md`) and not from the exporter's signer, so that the two can
-//! disagree and the tests see it when they do.
+//! SDK-HMAC-SHA256 signature rebuilt from what arrived on the wire. Written from Huawei's
+//! published rules for signing API Gateway requests (the AK/SK signing page of the API Gateway
+//! documentation) and not from the exporter's signer, so that the two can disagree and the tests
+//! see it when they do.
 
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
