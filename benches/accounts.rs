@@ -83,6 +83,7 @@ fn main() {
                 "127.0.0.1:0",
                 "--clouddevice.timeout",
                 "60s",
+                "--scrape.min-interval=0s",
             ],
             &[],
         );
@@ -122,6 +123,7 @@ fn main() {
                 "127.0.0.1:0",
                 "--clouddevice.timeout",
                 "60s",
+                "--scrape.min-interval=0s",
             ],
             &[("CLOUDDEVICE_AUTH_TOKEN", token.expose())],
         );

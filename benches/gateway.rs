@@ -88,6 +88,8 @@ fn exporter(endpoint: &str, flags: &[&str]) -> (Proc, String) {
         "127.0.0.1:0",
         "--clouddevice.endpoint",
         endpoint,
+        // Every scrape on each scrape reads the list: no reuse window.
+        "--scrape.min-interval=0s",
     ];
     args.extend_from_slice(flags);
     start_with(&args, &[("CLOUDDEVICE_AUTH_TOKEN", "bench")])

@@ -102,6 +102,8 @@ async fn measure(
         concurrency,
         "--clouddevice.timeout",
         "60s",
+        // Every scrape measured reads the list: no reuse window.
+        "--scrape.min-interval=0s",
         &metrics_flag,
     ]);
     let pid = exporter.0.id();

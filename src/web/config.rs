@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderName, HeaderValue};
 use base64::Engine;
@@ -43,17 +43,37 @@ struct RawHttp {
 /// login that is not cached yet.
 pub const MAX_BCRYPT_COST: u32 = 14;
 
-/// The bcrypt checks: how many run at once (half the cores), and how many may wait, in all and
-/// from one client address. A check past those bounds is answered 503 at once: a client
+/// The password checks of one server, kept across reloads of its web configuration: the queue
+/// of bcrypt checks and the logins checked lately. Cheap to clone.
+///
+/// The queue bounds how many checks run at once (half the cores), and how many may wait, in all
+/// and from one client address. A check past those bounds is answered 503 at once: a client
 /// guessing passwords in parallel can neither take every core nor make a legitimate login from
-/// elsewhere wait behind its guesses. Logins already checked skip the queue (see [`LOGINS`]).
-static CHECKS: LazyLock<CheckQueue> = LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    CheckQueue {
-        slots: Semaphore::new((cores / 2).max(1)),
-        waiting: Mutex::new(Waiting::default()),
+/// elsewhere wait behind its guesses. Logins already checked skip the queue ([`Logins`]).
+#[derive(Clone)]
+pub struct PasswordChecks {
+    queue: Arc<CheckQueue>,
+    logins: Arc<Mutex<Logins>>,
+}
+
+impl Default for PasswordChecks {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        PasswordChecks {
+            queue: Arc::new(CheckQueue {
+                slots: Semaphore::new((cores / 2).max(1)),
+                waiting: Mutex::new(Waiting::default()),
+            }),
+            logins: Arc::default(),
+        }
     }
-});
+}
+
+impl PasswordChecks {
+    fn logins(&self) -> std::sync::MutexGuard<'_, Logins> {
+        self.logins.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// The most bcrypt checks queued (running, or waiting for a slot), from every client together; at
 /// a cost of 12 (about a quarter of a second a check) the last of them waits some 4 s with one
@@ -75,6 +95,7 @@ struct Waiting {
 
 /// A place in the queue of checks, given back when dropped.
 struct Place {
+    queue: Arc<CheckQueue>,
     peer: Option<IpAddr>,
 }
 
@@ -84,7 +105,7 @@ impl CheckQueue {
     }
 
     /// A place for a check from `peer`, unless the queue (or that address's share) is full.
-    fn enter(&'static self, peer: Option<IpAddr>) -> Option<Place> {
+    fn enter(self: &Arc<Self>, peer: Option<IpAddr>) -> Option<Place> {
         let mut waiting = self.waiting();
         let mine = waiting.by_address.get(&peer).copied().unwrap_or(0);
         if waiting.total >= MAX_WAITING_CHECKS || mine >= MAX_WAITING_CHECKS_PER_ADDRESS {
@@ -92,13 +113,16 @@ impl CheckQueue {
         }
         waiting.total += 1;
         waiting.by_address.insert(peer, mine + 1);
-        Some(Place { peer })
+        Some(Place {
+            queue: self.clone(),
+            peer,
+        })
     }
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        let mut waiting = CHECKS.waiting();
+        let mut waiting = self.queue.waiting();
         waiting.total = waiting.total.saturating_sub(1);
         if let Some(n) = waiting.by_address.get_mut(&self.peer) {
             *n -= 1;
@@ -115,18 +139,16 @@ impl Drop for Place {
 /// holds the hash, so the entries of a user a reload leaves unchanged stay valid and those of a
 /// changed one match nothing. Bounded like exporter-toolkit's cache; wrong passwords have their
 /// own share, so guesses never push out the logins that succeeded.
-static LOGINS: LazyLock<Mutex<Logins>> = LazyLock::new(|| Mutex::new(Logins::default()));
-
-/// The most successful logins remembered.
-pub const MAX_CACHED_LOGINS: usize = 100;
-/// The most failed logins remembered.
-pub const MAX_CACHED_FAILURES: usize = 1_000;
-
 #[derive(Default)]
 struct Logins {
     allowed: Bounded,
     refused: Bounded,
 }
+
+/// The most successful logins remembered.
+pub const MAX_CACHED_LOGINS: usize = 100;
+/// The most failed logins remembered.
+pub const MAX_CACHED_FAILURES: usize = 1_000;
 
 /// A set that forgets its oldest entry past its bound.
 #[derive(Default)]
@@ -146,10 +168,6 @@ impl Bounded {
             }
         }
     }
-}
-
-fn logins() -> std::sync::MutexGuard<'static, Logins> {
-    LOGINS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a login gets.
@@ -219,10 +237,11 @@ impl Access {
         !self.users.is_empty()
     }
 
-    /// Whether an `Authorization` header carries the right Basic credentials; `peer` is the
-    /// client's address, which bounds its share of the queue of password checks.
+    /// Whether an `Authorization` header carries the right Basic credentials, checked under
+    /// `checks`; `peer` is the client's address, which bounds its share of the queue.
     pub async fn allows(
         self: &Arc<Self>,
+        checks: &PasswordChecks,
         authorization: Option<&HeaderValue>,
         peer: Option<IpAddr>,
     ) -> Login {
@@ -238,7 +257,7 @@ impl Access {
         }
         let key: [u8; 32] = digest.finalize().into();
         {
-            let logins = logins();
+            let logins = checks.logins();
             if logins.allowed.keys.contains(&key) {
                 return Login::Allowed;
             }
@@ -246,10 +265,10 @@ impl Access {
                 return Login::Refused;
             }
         }
-        let Some(_place) = CHECKS.enter(peer) else {
+        let Some(_place) = checks.queue.enter(peer) else {
             return Login::Busy;
         };
-        let Ok(_slot) = CHECKS.slots.acquire().await else {
+        let Ok(_slot) = checks.queue.slots.acquire().await else {
             return Login::Busy;
         };
         let verified = tokio::task::spawn_blocking(move || {
@@ -257,7 +276,7 @@ impl Access {
         })
         .await
         .unwrap_or(false);
-        let mut logins = logins();
+        let mut logins = checks.logins();
         if known && verified {
             logins.allowed.insert(key, MAX_CACHED_LOGINS);
             Login::Allowed
@@ -682,9 +701,10 @@ basic_auth_users: {}
             HeaderValue::from_str(&format!("Basic {encoded}")).unwrap()
         };
         let access = config.access;
+        let checks = PasswordChecks::default();
         let allows = |h: Option<HeaderValue>| {
-            let access = access.clone();
-            async move { access.allows(h.as_ref(), None).await }
+            let (access, checks) = (access.clone(), checks.clone());
+            async move { access.allows(&checks, h.as_ref(), None).await }
         };
         assert!(access.requires_login());
         assert_eq!(

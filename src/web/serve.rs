@@ -18,7 +18,7 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio::net::TcpListener;
 
 use crate::logging::Throttle;
-use crate::web::config::{Access, Login, WebConfig};
+use crate::web::config::{Access, Login, PasswordChecks, WebConfig};
 use crate::web::connection::{ConnLimits, Guard};
 use crate::web::reload::{Reloader, WebReload};
 
@@ -58,7 +58,11 @@ pub async fn serve(
         return run(server, handle, app).await;
     };
     let access = Arc::new(RwLock::new(web.access.clone()));
-    let app = app.layer(middleware::from_fn_with_state(access.clone(), guard_access));
+    let guarded = Guarded {
+        access: access.clone(),
+        checks: PasswordChecks::default(),
+    };
+    let app = app.layer(middleware::from_fn_with_state(guarded, guard_access));
     let tls = web.tls.map(RustlsConfig::from_config);
     reloader.serve_web(WebReload {
         path,
@@ -140,13 +144,25 @@ fn log_accept_error(peer: Option<&std::net::SocketAddr>, error: &std::io::Error)
     }
 }
 
+/// What guards one server's routes: the users and headers in use (which reloads replace), and
+/// the password checks, which outlive reloads so that unchanged users keep their logins.
+#[derive(Clone)]
+pub(super) struct Guarded {
+    access: Arc<RwLock<Arc<Access>>>,
+    checks: PasswordChecks,
+}
+
 /// Basic auth and the configured headers, in front of every route.
 pub(super) async fn guard_access(
-    State(access): State<Arc<RwLock<Arc<Access>>>>,
+    State(guarded): State<Guarded>,
     request: Request,
     next: Next,
 ) -> Response {
-    let access = access.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let access = guarded
+        .access
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let open = request.uri().path() == "/-/healthy";
     let login = if open || !access.requires_login() {
         Login::Allowed
@@ -155,9 +171,8 @@ pub(super) async fn guard_access(
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        access
-            .allows(request.headers().get(header::AUTHORIZATION), peer)
-            .await
+        let authorization = request.headers().get(header::AUTHORIZATION);
+        access.allows(&guarded.checks, authorization, peer).await
     };
     let mut response = match login {
         Login::Allowed => next.run(request).await,
