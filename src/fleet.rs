@@ -146,6 +146,12 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The id, the name and the phone id one after the other: what a search of all three at
+    /// once looks at.
+    pub fn joined(&self) -> &str {
+        &self.text
+    }
+
     pub fn new(instance_id: &str, instance_name: &str, phone_id: &str) -> Self {
         // Seeded once per process, at random, like the standard library's maps.
         static SEED: OnceLock<RandomState> = OnceLock::new();

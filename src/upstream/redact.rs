@@ -219,24 +219,25 @@ impl Redactor {
         }
     }
 
-    /// Scrubs every text of `instances` that becomes a label. Values shared by many instances
-    /// (a region, a SKU) are looked at once per run of instances that share them.
+    /// Scrubs every text of `instances` that becomes a label. Values a page shares between
+    /// instances (a region, a SKU) are looked at once each.
     pub fn scrub_instances(&self, instances: &mut [Instance]) {
         let matcher = self.matcher();
         let Some(automaton) = &matcher.automaton else {
             return;
         };
-        let mut seen: [*const u8; 6] = [std::ptr::null(); 6];
+        // The shared values found clean, by address: a page has a handful.
+        let mut clean: Vec<*const u8> = Vec::new();
         for instance in instances {
-            let texts = [
-                instance.instance_id(),
-                instance.instance_name(),
-                instance.phone_id(),
-            ];
-            if texts
-                .iter()
-                .any(|t| automaton.is_match(*t) || t.contains('%'))
-            {
+            // One search over the id, the name and the phone id together; a match (or one
+            // across their seams) looks at each.
+            let joined = instance.identity.joined();
+            if automaton.is_match(joined) || joined.contains('%') {
+                let texts = [
+                    instance.instance_id(),
+                    instance.instance_name(),
+                    instance.phone_id(),
+                ];
                 let [id, name, phone] = texts.map(|t| self.redact(t).into_owned());
                 instance.identity = Identity::new(&id, &name, &phone);
             }
@@ -248,14 +249,15 @@ impl Redactor {
                 &mut instance.project_name,
                 &mut instance.billing_mode,
             ];
-            for (value, last) in shared.into_iter().zip(seen.iter_mut()) {
-                if value.as_ptr() == *last {
+            for value in shared {
+                if clean.contains(&value.as_ptr()) {
                     continue;
                 }
                 if automaton.is_match(&**value) || value.contains('%') {
                     *value = Arc::from(self.redact(value).as_ref());
+                } else if clean.len() < 64 {
+                    clean.push(value.as_ptr());
                 }
-                *last = value.as_ptr();
             }
         }
     }
