@@ -4,7 +4,9 @@
 //! time out.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 /// The system clock, or the system clock plus whatever a test has added ([`Clock::advance`]).
 #[derive(Clone, Default)]

@@ -7,7 +7,9 @@
 //! Knows nothing of HTTP or of the text format.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 
@@ -263,7 +265,6 @@ impl Collector {
             .thread
             .runtime
             .spawn(on_schedule(schedule, offset, move |deadline| {
-                let deadline = deadline.into_std();
                 let running = copy.start_collection(deadline, schedule.timeout);
                 async move {
                     running.await;
@@ -416,7 +417,7 @@ impl Collector {
             // then includes the failure it counted.
             return Some(running.await);
         }
-        match tokio::time::timeout_at(deadline.into(), running).await {
+        match tokio::time::timeout_at(deadline, running).await {
             Ok(collection) => Some(collection),
             Err(_) => {
                 // Joined a collection that started with a later deadline than this scrape has.
@@ -443,7 +444,7 @@ impl Collector {
         let clock = self.clock.clone();
         let task = self.thread.runtime.spawn(async move {
             let started = Instant::now();
-            let read = tokio::time::timeout_at(deadline.into(), source.read(deadline));
+            let read = tokio::time::timeout_at(deadline, source.read(deadline));
             let mut result = read.await.unwrap_or(Err(ApiError::Deadline {
                 progress: Progress {
                     elapsed: budget,

@@ -2,7 +2,9 @@
 //! the exposition with the exporter's own metrics. Knows nothing of HTTP.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::collect::{Collection, Collector, LastCollection};
 use crate::exposition::{

@@ -7,7 +7,7 @@ mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clouddevice_exporter::cli::credentials::SecretEnv;
 use clouddevice_exporter::clock::Clock;
@@ -223,7 +223,7 @@ async fn concurrent_callers_after_expiry_share_one_renewal() {
         )
         .with_clock(clock.clone()),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let first = session.token(deadline).await.unwrap();
     assert_eq!(sim.iam_requests(), 1);
     clock.advance(Duration::from_millis(1200));

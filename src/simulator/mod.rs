@@ -145,7 +145,7 @@ struct Moving {
     /// The fleet generated at start.
     base: Vec<SimInstance>,
     every: Duration,
-    started: std::time::Instant,
+    started: tokio::time::Instant,
 }
 
 /// The fleet as served in one epoch of a moving simulator (the only one otherwise).

@@ -2,7 +2,9 @@
 //! an AK/SK signature. Decides whether a refused request is worth one retry.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use time::OffsetDateTime;

@@ -5,7 +5,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures::future::{BoxFuture, FutureExt};
 use reqwest::Url;
@@ -160,11 +162,7 @@ impl BatchQuery {
         };
         loop {
             // The turn first: a request waiting for its account's rate holds no shared slot.
-            match self
-                .rate
-                .turn(tokio::time::Instant::from_std(deadline))
-                .await
-            {
+            match self.rate.turn(deadline).await {
                 Turn::TooLate => return Err(cut_off()),
                 Turn::Go(waited) => self.metrics.rate_limit_wait(waited),
             }
@@ -196,8 +194,7 @@ impl BatchQuery {
             };
             if error.cause() == Cause::Throttled {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
-                self.rate
-                    .throttled(tokio::time::Instant::from_std(started), error.retry_after());
+                self.rate.throttled(started, error.retry_after());
             } else {
                 self.rate.answered();
             }

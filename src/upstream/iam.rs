@@ -2,7 +2,9 @@
 //! renews it at half its remaining lifetime, and makes concurrent callers share one renewal.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use reqwest::header::HeaderValue;
 use reqwest::Url;

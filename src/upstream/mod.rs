@@ -5,7 +5,7 @@
 //! expiry, waits for the rate limit), which it counts as it goes; nothing here knows of the
 //! exposition or of the exporter's server.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use futures::future::BoxFuture;
 

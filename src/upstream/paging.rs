@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
@@ -93,7 +93,7 @@ impl Pace {
         deadline: Instant,
     ) -> Result<Page, ApiError> {
         let asked = tokio::time::Instant::now();
-        let read = tokio::time::timeout_at(deadline.into(), source.page(page_no, deadline));
+        let read = tokio::time::timeout_at(deadline, source.page(page_no, deadline));
         let result = read.await.map_err(|_| self.deadline(source.throttled()))?;
         self.arrived(result, asked, source.throttled())
     }
@@ -194,7 +194,7 @@ async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiE
                 });
                 next += 1;
             }
-            let arrived = tokio::time::timeout_at(deadline.into(), in_flight.next());
+            let arrived = tokio::time::timeout_at(deadline, in_flight.next());
             let Some((page_no, result, asked)) = arrived
                 .await
                 .map_err(|_| pace.deadline(source.throttled()))?
@@ -491,7 +491,7 @@ mod tests {
             ..FakeList::new(100_000, 100)
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let error = read_fleet(&list, deadline.into_std()).await.unwrap_err();
+        let error = read_fleet(&list, deadline).await.unwrap_err();
         let ApiError::Deadline { progress } = &error else {
             panic!("{error}")
         };
@@ -524,7 +524,7 @@ mod tests {
             ..FakeList::new(10, 100)
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let error = read_fleet(&list, deadline.into_std()).await.unwrap_err();
+        let error = read_fleet(&list, deadline).await.unwrap_err();
         assert!(
             error
                 .to_string()

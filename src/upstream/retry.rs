@@ -1,7 +1,9 @@
 //! When a failed upstream request is tried again, and after how long: one policy for every
 //! request, the batch query's pages and IAM's first token alike.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::upstream::error::ApiError;
 
