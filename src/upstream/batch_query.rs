@@ -22,7 +22,7 @@ use crate::upstream::error::ApiError;
 use crate::upstream::error::Progress;
 use crate::upstream::http::{self, error_chain, read_capped, redirect_target, Capped};
 use crate::upstream::paging::{self, Pages, PagingLimits};
-use crate::upstream::rate::{RateLimit, Turn};
+use crate::upstream::rate::{RateLimit, RateTurn};
 use crate::upstream::redact::Redactor;
 use crate::upstream::retry::{parse_retry_after, RetryPolicy};
 use crate::upstream::sign;
@@ -163,8 +163,8 @@ impl BatchQuery {
         loop {
             // The turn first: a request waiting for its account's rate holds no shared slot.
             match self.rate.turn(deadline).await {
-                Turn::TooLate => return Err(cut_off()),
-                Turn::Go(waited) => self.metrics.rate_limit_wait(waited),
+                RateTurn::TooLate => return Err(cut_off()),
+                RateTurn::Go(waited) => self.metrics.rate_limit_wait(waited),
             }
             // Waiting for a slot is bounded by the collection's deadline, which cancels the read.
             let slot = match &self.slots {

@@ -36,7 +36,7 @@ const MAX_ANSWER_BYTES: u64 = 4 << 20;
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// A token handed out, with the generation that tells a later rejection which token it was.
-pub struct Lease {
+pub struct IssuedToken {
     pub token: HeaderValue,
     pub generation: u64,
 }
@@ -148,11 +148,11 @@ impl IamSession {
 
     /// The current token, fetched or renewed first when due (before `deadline`). Callers that
     /// arrive during a renewal wait for it and get its token: one IAM call, however many scrapes.
-    pub async fn token(&self, deadline: Instant) -> Result<Lease, ApiError> {
+    pub async fn token(&self, deadline: Instant) -> Result<IssuedToken, ApiError> {
         let mut state = self.state.lock().await;
         let now = self.clock.now();
         let lease = |state: &State| {
-            state.current.as_ref().map(|t| Lease {
+            state.current.as_ref().map(|t| IssuedToken {
                 token: t.value.clone(),
                 generation: state.generation,
             })

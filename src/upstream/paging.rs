@@ -62,7 +62,7 @@ pub async fn read_fleet<P: Pages>(pages: &P, deadline: Instant) -> Result<Fleet,
 
 /// How a read is going: what the error says when its deadline passes. Measured on tokio's
 /// clock, which tests pause.
-struct Pace {
+struct ReadPace {
     started: tokio::time::Instant,
     /// The source's throttled answers when the read began.
     throttled_before: u64,
@@ -71,9 +71,9 @@ struct Pace {
     progress: Progress,
 }
 
-impl Pace {
+impl ReadPace {
     fn new(limits: PagingLimits, throttled_before: u64) -> Self {
-        Pace {
+        ReadPace {
             started: tokio::time::Instant::now(),
             throttled_before,
             page_time: std::time::Duration::ZERO,
@@ -149,7 +149,7 @@ enum Read {
 async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiError> {
     let limits = source.limits();
     let max_pages = u64::from(limits.max_pages);
-    let mut pace = Pace::new(limits, source.throttled());
+    let mut pace = ReadPace::new(limits, source.throttled());
     let first = pace.page(source, 1, deadline).await?;
     if let Some(echo) = first.page_no.filter(|n| *n != 1) {
         return Ok(Read::Changed(format!("page 1 was answered as page {echo}")));

@@ -45,7 +45,7 @@ struct State {
 
 /// What a request's turn cost.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Turn {
+pub enum RateTurn {
     /// It may go now, after waiting this long.
     Go(Duration),
     /// Its turn comes after the deadline: it was not waited for.
@@ -73,7 +73,7 @@ impl RateLimit {
     /// Waits for this request's turn, unless it comes after `deadline`. A turn given before a
     /// throttled answer is given again after the hold, at the lowered rate: the requests already
     /// waiting must not hit the same wall.
-    pub async fn turn(&self, deadline: Instant) -> Turn {
+    pub async fn turn(&self, deadline: Instant) -> RateTurn {
         let asked = Instant::now();
         let mut now = asked;
         loop {
@@ -81,7 +81,7 @@ impl RateLimit {
                 let mut state = self.lock();
                 let slot = state.next.max(now);
                 if slot > deadline {
-                    return Turn::TooLate;
+                    return RateTurn::TooLate;
                 }
                 if let Some(rate) = state.rate {
                     state.next = slot + Duration::from_secs_f64(1.0 / rate);
@@ -92,7 +92,7 @@ impl RateLimit {
                 tokio::time::sleep_until(slot).await;
             }
             if self.lock().holds == holds {
-                return Turn::Go(slot - asked);
+                return RateTurn::Go(slot - asked);
             }
             now = Instant::now();
         }
@@ -149,7 +149,7 @@ mod tests {
         let start = Instant::now();
         let mut at = Vec::new();
         for _ in 0..n {
-            assert!(matches!(limit.turn(far()).await, Turn::Go(_)));
+            assert!(matches!(limit.turn(far()).await, RateTurn::Go(_)));
             at.push(Instant::now() - start);
         }
         at
@@ -200,10 +200,13 @@ mod tests {
     async fn a_turn_after_the_deadline_is_not_waited_for() {
         let limit = RateLimit::new(Some(1.0));
         let deadline = Instant::now() + Duration::from_millis(1500);
-        assert_eq!(limit.turn(deadline).await, Turn::Go(Duration::ZERO));
-        assert_eq!(limit.turn(deadline).await, Turn::Go(Duration::from_secs(1)));
+        assert_eq!(limit.turn(deadline).await, RateTurn::Go(Duration::ZERO));
+        assert_eq!(
+            limit.turn(deadline).await,
+            RateTurn::Go(Duration::from_secs(1))
+        );
         let before = Instant::now();
-        assert_eq!(limit.turn(deadline).await, Turn::TooLate);
+        assert_eq!(limit.turn(deadline).await, RateTurn::TooLate);
         assert_eq!(Instant::now(), before, "no time passed");
     }
 

@@ -94,7 +94,7 @@ struct Waiting {
 }
 
 /// A place in the queue of checks, given back when dropped.
-struct Place {
+struct QueuePlace {
     queue: Arc<CheckQueue>,
     peer: Option<IpAddr>,
 }
@@ -105,7 +105,7 @@ impl CheckQueue {
     }
 
     /// A place for a check from `peer`, unless the queue (or that address's share) is full.
-    fn enter(self: &Arc<Self>, peer: Option<IpAddr>) -> Option<Place> {
+    fn enter(self: &Arc<Self>, peer: Option<IpAddr>) -> Option<QueuePlace> {
         let mut waiting = self.waiting();
         let mine = waiting.by_address.get(&peer).copied().unwrap_or(0);
         if waiting.total >= MAX_WAITING_CHECKS || mine >= MAX_WAITING_CHECKS_PER_ADDRESS {
@@ -113,14 +113,14 @@ impl CheckQueue {
         }
         waiting.total += 1;
         waiting.by_address.insert(peer, mine + 1);
-        Some(Place {
+        Some(QueuePlace {
             queue: self.clone(),
             peer,
         })
     }
 }
 
-impl Drop for Place {
+impl Drop for QueuePlace {
     fn drop(&mut self) {
         let mut waiting = self.queue.waiting();
         waiting.total = waiting.total.saturating_sub(1);

@@ -37,13 +37,13 @@ pub struct ConnLimits {
 /// The acceptor that puts every accepted connection under [`ConnLimits`]. Used on the raw TCP
 /// stream, beneath TLS when TLS is on.
 #[derive(Debug, Clone, Copy)]
-pub struct Guard {
+pub struct LimitedAcceptor {
     limits: ConnLimits,
 }
 
-impl Guard {
+impl LimitedAcceptor {
     pub fn new(limits: ConnLimits) -> Self {
-        Guard { limits }
+        LimitedAcceptor { limits }
     }
 }
 
@@ -52,7 +52,7 @@ impl Guard {
 #[derive(Debug, Clone, Copy)]
 pub struct Arrived(pub SocketAddr);
 
-impl<S> Accept<TcpStream, S> for Guard {
+impl<S> Accept<TcpStream, S> for LimitedAcceptor {
     type Stream = Timed<TcpStream>;
     type Service = Tracked<S>;
     type Future = Ready<io::Result<(Timed<TcpStream>, Tracked<S>)>>;
@@ -288,7 +288,7 @@ where
     S::Error: Send + 'static,
     B: Send + 'static,
 {
-    type Response = Response<Leased<B>>;
+    type Response = Response<HeldBody<B>>;
     type Error = S::Error;
     type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
 
@@ -300,27 +300,27 @@ where
         if let Some(local) = self.conn.local {
             request.extensions_mut().insert(Arrived(local));
         }
-        let mut lease = Lease::open(self.conn.clone());
+        let mut lease = StreamHold::open(self.conn.clone());
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = answer.await?;
             lease.start_sending();
             // Until the body is first asked for, it waits on the client too.
             lease.stall();
-            Ok(response.map(|body| Leased { body, lease }))
+            Ok(response.map(|body| HeldBody { body, lease }))
         })
     }
 }
 
 /// One request's hold on its connection's state, released when dropped.
-struct Lease {
+struct StreamHold {
     conn: Arc<Conn>,
     id: u64,
     sending: bool,
     stalled: bool,
 }
 
-impl Lease {
+impl StreamHold {
     fn open(conn: Arc<Conn>) -> Self {
         let id = {
             let mut s = conn.state();
@@ -329,7 +329,7 @@ impl Lease {
             s.next_lease += 1;
             s.next_lease
         };
-        Lease {
+        StreamHold {
             conn,
             id,
             sending: false,
@@ -376,7 +376,7 @@ impl Lease {
     }
 }
 
-impl Drop for Lease {
+impl Drop for StreamHold {
     fn drop(&mut self) {
         let waiting = {
             let mut s = self.conn.state();
@@ -404,14 +404,14 @@ impl Drop for Lease {
     }
 }
 
-/// A response body that holds its request's [`Lease`] until it is dropped, and tells it when
+/// A response body that holds its request's [`StreamHold`] until it is dropped, and tells it when
 /// the body waits on the client rather than on its own making.
-pub struct Leased<B> {
+pub struct HeldBody<B> {
     body: B,
-    lease: Lease,
+    lease: StreamHold,
 }
 
-impl<B: Body + Unpin> Body for Leased<B> {
+impl<B: Body + Unpin> Body for HeldBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 

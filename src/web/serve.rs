@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::logging::Throttle;
 use crate::web::config::{Access, Login, PasswordChecks, WebConfig};
-use crate::web::connection::{ConnLimits, Guard};
+use crate::web::connection::{ConnLimits, LimitedAcceptor};
 use crate::web::reload::{Reloader, WebReload};
 
 /// How the server runs: its connection limits, and the web configuration (TLS, basic auth,
@@ -51,7 +51,7 @@ pub async fn serve(
         shutdown.await;
         stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
-    let guard = Guard::new(serving.limits);
+    let guard = LimitedAcceptor::new(serving.limits);
     let listener = listener.into_std()?;
     let Some((path, web)) = serving.web else {
         let server = axum_server::from_tcp(listener)?.acceptor(guard);
