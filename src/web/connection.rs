@@ -58,28 +58,8 @@ impl<S> Accept<TcpStream, S> for LimitedAcceptor {
     type Future = Ready<io::Result<(Timed<TcpStream>, Tracked<S>)>>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let now = Instant::now();
-        let conn = Arc::new(Conn {
-            local: stream.local_addr().ok(),
-            limits: self.limits,
-            state: Mutex::new(State {
-                open: 0,
-                sending: 0,
-                sending_since: None,
-                // A fresh connection owes its first request head from the moment it is taken,
-                // as Go's http.Server times it: sending nothing is no cheaper than sending slowly.
-                head_since: Some(now),
-                last_activity: now,
-                read_waiting: None,
-                stalled: Vec::new(),
-                next_lease: 0,
-            }),
-        });
-        let timed = Timed {
-            io: stream,
-            conn: conn.clone(),
-            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
-        };
+        let local = stream.local_addr().ok();
+        let (timed, conn) = limited(stream, local, self.limits);
         ready(Ok((
             timed,
             Tracked {
@@ -88,6 +68,33 @@ impl<S> Accept<TcpStream, S> for LimitedAcceptor {
             },
         )))
     }
+}
+
+/// `io` under `limits`, with the state its requests report to.
+fn limited<S>(io: S, local: Option<SocketAddr>, limits: ConnLimits) -> (Timed<S>, Arc<Conn>) {
+    let now = Instant::now();
+    let conn = Arc::new(Conn {
+        local,
+        limits,
+        state: Mutex::new(State {
+            open: 0,
+            sending: 0,
+            sending_since: None,
+            // A fresh connection owes its first request head from the moment it is taken,
+            // as Go's http.Server times it: sending nothing is no cheaper than sending slowly.
+            head_since: Some(now),
+            last_activity: now,
+            read_waiting: None,
+            stalled: Vec::new(),
+            next_lease: 0,
+        }),
+    });
+    let timed = Timed {
+        io,
+        conn: conn.clone(),
+        sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+    };
+    (timed, conn)
 }
 
 /// What one connection is doing, as seen from its socket and its requests.
@@ -434,5 +441,93 @@ impl<B: Body + Unpin> Body for HeldBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    const LIMITS: ConnLimits = ConnLimits {
+        read_header: Duration::from_secs(10),
+        idle: Duration::from_secs(120),
+        write: Duration::from_secs(60),
+    };
+
+    /// The server's end of a connection under [`LIMITS`], and the client's end.
+    fn connection(buffer: usize) -> (Timed<DuplexStream>, Arc<Conn>, DuplexStream) {
+        let (client, server) = tokio::io::duplex(buffer);
+        let (timed, conn) = limited(server, None, LIMITS);
+        (timed, conn, client)
+    }
+
+    /// Reads until the connection's deadline fails the read: how long that took, and why.
+    async fn read_until_cut(timed: &mut Timed<DuplexStream>) -> (Duration, String) {
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        loop {
+            match timed.read(&mut buf).await {
+                Ok(0) => panic!("the client closed the connection"),
+                Ok(_) => continue,
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+                    return (started.elapsed(), e.to_string());
+                }
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_connection_owes_its_first_head_within_the_read_header_limit() {
+        let (mut timed, _conn, _client) = connection(1024);
+        let (took, why) = read_until_cut(&mut timed).await;
+        assert_eq!(took, LIMITS.read_header);
+        assert_eq!(why, "the client did not send a request in time");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_response_the_connection_may_idle_for_the_idle_limit() {
+        let (mut timed, conn, mut client) = connection(1024);
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(timed.read(&mut buf).await.unwrap() > 0);
+        // The request is answered and its response gone.
+        drop(StreamHold::open(conn.clone()));
+        let (took, why) = read_until_cut(&mut timed).await;
+        assert_eq!(took, LIMITS.idle);
+        assert_eq!(why, "the connection was idle too long");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_its_client_does_not_read_is_cut_after_the_write_limit() {
+        // A socket that takes 16 bytes and no more until the client reads.
+        let (mut timed, conn, _client) = connection(16);
+        let mut hold = StreamHold::open(conn.clone());
+        hold.start_sending();
+        let started = Instant::now();
+        let error = timed.write_all(&[b'x'; 1024]).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), LIMITS.write);
+        assert_eq!(
+            error.to_string(),
+            "the client did not read the response in time"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_its_client_never_asks_for_frees_the_connection_after_the_write_limit() {
+        // HTTP/2: the socket is free, but one response has waited for its client to ask for
+        // the next piece (flow control) since it was handed out.
+        let (mut timed, conn, _client) = connection(1024);
+        let mut hold = StreamHold::open(conn.clone());
+        hold.stall();
+        let (took, why) = read_until_cut(&mut timed).await;
+        assert_eq!(took, LIMITS.write);
+        assert_eq!(why, "the client did not read the response in time");
+        // Asked for its next piece, it no longer bounds the connection: an open request
+        // without a waiting response has no deadline of its own.
+        hold.unstall();
+        assert!(conn.deadline(false).is_none());
     }
 }
