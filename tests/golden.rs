@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use clouddevice_exporter::simulator::{Fault, FaultKind, SimConfig};
+use clouddevice_exporter::simulator::{Fault, SimConfig};
 use common::sim_and_exporter;
 
 const GOLDEN: &str = "tests/golden/fleet.prom";
@@ -122,14 +122,7 @@ fn the_golden_file_passes_promtool() {
 #[ignore = "needs promtool (Debian's prometheus package); .ci/run installs it and runs the ignored tests"]
 async fn a_failed_scrape_passes_promtool() {
     let (sim, exporter) = sim_and_exporter(golden_fleet(), &[]).await;
-    sim.inject(Fault {
-        page: None,
-        times: None,
-        kind: FaultKind::Status {
-            status: 500,
-            code: Some("KOOPHONE.API.9999".into()),
-        },
-    });
+    sim.inject(Fault::every_page(500, Some("KOOPHONE.API.9999")));
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
     promtool_check(&m.0);

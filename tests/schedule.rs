@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use clouddevice_exporter::simulator::{Fault, FaultKind, SimConfig};
+use clouddevice_exporter::simulator::{Fault, SimConfig};
 use common::sim_and_exporter;
 
 /// 500 phones, 3 pages of 200, each answered after 200 ms.
@@ -68,14 +68,7 @@ async fn a_failed_collection_is_reported_until_the_next_one() {
         ],
     )
     .await;
-    sim.inject(Fault {
-        page: None,
-        times: None,
-        kind: FaultKind::Status {
-            status: 500,
-            code: Some("KOOPHONE.API.9999".into()),
-        },
-    });
+    sim.inject(Fault::every_page(500, Some("KOOPHONE.API.9999")));
     exporter.account.clone().unwrap().collected().await;
     // Ready: there is a collection to report, a failed one.
     assert_eq!(exporter.get("/-/ready").await.status(), 200);
@@ -173,14 +166,7 @@ async fn a_failed_collection_serves_the_last_good_fleet_within_the_stale_window(
     account.collected().await;
     let good = exporter.scrape().await;
     assert_eq!(good.up(), 1.0);
-    sim.inject(Fault {
-        page: None,
-        times: None,
-        kind: FaultKind::Status {
-            status: 503,
-            code: None,
-        },
-    });
+    sim.inject(Fault::every_page(503, None));
     // A collection that began after the fault fails: wait for the one after the one under way.
     account.next_collection().await;
     account.next_collection().await;
@@ -224,14 +210,7 @@ async fn the_age_is_that_of_the_fleet_served_not_of_the_collection_that_failed()
     .await;
     let account = exporter.account.clone().unwrap();
     account.collected().await;
-    sim.inject(Fault {
-        page: None,
-        times: None,
-        kind: FaultKind::Status {
-            status: 503,
-            code: None,
-        },
-    });
+    sim.inject(Fault::every_page(503, None));
     // The last good fleet is 17 s old when the collections after it fail.
     account.next_collection().await;
     clock.advance(Duration::from_secs(17));

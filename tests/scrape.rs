@@ -193,14 +193,7 @@ async fn a_slow_page_past_the_timeout_fails_the_scrape() {
 #[tokio::test]
 async fn a_failure_on_every_page_keeps_failing_until_it_clears() {
     let (sim, exporter) = sim_and_exporter(fleet(50), &[]).await;
-    sim.inject(Fault {
-        page: None,
-        times: None,
-        kind: FaultKind::Status {
-            status: 401,
-            code: Some("APIGW.0307".into()),
-        },
-    });
+    sim.inject(Fault::every_page(401, Some("APIGW.0307")));
     for _ in 0..2 {
         assert_eq!(exporter.scrape().await.up(), 0.0);
     }

@@ -115,6 +115,21 @@ pub struct Fault {
     pub kind: FaultKind,
 }
 
+impl Fault {
+    /// Every page answered with HTTP `status` (with the documented error body of `code`, when
+    /// given), until the faults are cleared.
+    pub fn every_page(status: u16, code: Option<&str>) -> Fault {
+        Fault {
+            page: None,
+            times: None,
+            kind: FaultKind::Status {
+                status,
+                code: code.map(str::to_string),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum FaultKind {
     /// This HTTP status, with a documented error body when a code is given.
