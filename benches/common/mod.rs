@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-#[path = "../../tests/common/procfs.rs"]
+#[path = "../../tests/it/common/procfs.rs"]
 mod procfs;
 pub use procfs::status_mb;
 

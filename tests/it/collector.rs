@@ -3,7 +3,7 @@
 //! exporter is counted.
 #![cfg(target_os = "linux")]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

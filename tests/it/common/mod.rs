@@ -1,6 +1,5 @@
 //! Test harness: a simulator or mock upstream on loopback, the exporter in front of it on an
 //! ephemeral port, and helpers to read the scraped text. Set TEST_LOG=1 to see the logs.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod procfs;
 

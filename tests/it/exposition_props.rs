@@ -3,7 +3,7 @@
 //! metrics`, in a test ignored by default since it needs promtool), in which every status family adds up to the number of instances and every
 //! instance with an id has its series.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

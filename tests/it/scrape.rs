@@ -1,7 +1,7 @@
 //! The exporter against the built-in simulator on loopback: whole fleets, the service's paging
 //! quirks, every kind of failed page, and recovery on the next scrape.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! passwords and IAM outages, AK/SK signatures the simulator verifies, and a sweep of every log
 //! line and every scraped text for the secrets involved.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -2,7 +2,7 @@
 //! refused on the TLS port, client certificates required, basic auth on every path but
 //! `/-/healthy`, extra headers, and a SIGHUP that swaps the users without a restart.
 
-mod common;
+use crate::common;
 
 use common::{exporter, hash, make_pki, start_with_web_config as start, tls_handshake, Pki};
 

@@ -1,8 +1,8 @@
 //! Soak: scrapes in a loop for about a minute while random faults hit random pages, checking that
 //! no scrape ever overruns its deadline and that memory stays flat. Ignored by default; CI runs it
-//! (`cargo test --test soak -- --ignored`). SOAK_SECONDS changes the duration.
+//! (`cargo test --test it soak -- --ignored`). SOAK_SECONDS changes the duration.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

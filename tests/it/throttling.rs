@@ -2,7 +2,7 @@
 //! APIG answers `APIGW.0308` with HTTP 429): `--clouddevice.requests-per-second` keeps under it,
 //! and a throttled answer holds every request of the account, not only the refused one.
 
-mod common;
+use crate::common;
 
 use clouddevice_exporter::simulator::SimConfig;
 use common::sim_and_exporter;

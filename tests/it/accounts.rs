@@ -3,7 +3,7 @@
 //! them; one account's failure or slowness stays its own; the cap on requests in flight holds
 //! over all accounts; SIGHUP reloads the file and keeps unchanged accounts' IAM tokens.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! retries that help, deadlines that hold, scrapes that share one pass over the API, limits that
 //! protect the exporter, and lists that change while they are paged.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! A 100,000-instance fleet read whole and counted right. Ignored by default because it takes a
 //! while in a debug build; CI runs it (`cargo test -- --ignored`).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -2,7 +2,7 @@
 //! answers the simulator does not give: duplicates, early empty pages, missing total_count,
 //! instances that vanish between scrapes, absurd counts.
 
-mod common;
+use crate::common;
 
 use common::{TestExporter, TOKEN};
 use serde_json::{json, Value};

@@ -3,9 +3,9 @@
 //! which `.ci/run` installs before it runs them). The golden file is the contract's sample: a diff in it is a
 //! change to dashboards and alerts, to be reviewed as such.
 //!
-//! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test --test golden`.
+//! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test --test it golden`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
@@ -96,7 +96,7 @@ async fn exposition_matches_the_golden_file() {
             .unwrap_or(actual.lines().count().min(expected.lines().count()));
         panic!(
             "exposition differs from {GOLDEN} at line {}:\n  actual:   {:?}\n  expected: {:?}\n\
-             If the change is intended, run UPDATE_GOLDEN=1 cargo test --test golden and review the diff.",
+             If the change is intended, run UPDATE_GOLDEN=1 cargo test --test it golden and review the diff.",
             first + 1,
             actual.lines().nth(first),
             expected.lines().nth(first)

@@ -1,7 +1,7 @@
 //! The real binary as an operator runs it: bad input gives one clear line and a non-zero exit,
 //! `--demo` serves a fleet, SIGTERM stops it cleanly, and the token never shows in its logs.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 

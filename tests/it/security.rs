@@ -2,7 +2,7 @@
 //! huge errors; clients that hold connections open, never read, or guess passwords. One test (or
 //! more) per finding of the security review; docs/security.md lists the limits.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! say where the data comes from. The schedule's timing itself (offsets, intervals, no overlap)
 //! is tested on paused time in `collect.rs`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
