@@ -23,7 +23,7 @@ use crate::fleet::{Identity, Instance};
 /// reference's example shows) or inside `data` (as its tables say), so both places are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(field_identifier, rename_all = "snake_case")]
-enum Key {
+enum PageField {
     Data,
     Result,
     PageNo,
@@ -61,7 +61,7 @@ impl Paging {
 /// where this skips them as it reads.
 #[derive(Clone, Copy)]
 struct Paged<S> {
-    key: Key,
+    key: PageField,
     seed: S,
 }
 
@@ -80,14 +80,14 @@ impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for Paged<S> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut inner = None;
         let mut p = Paging::default();
-        while let Some(key) = map.next_key::<Key>()? {
+        while let Some(key) = map.next_key::<PageField>()? {
             match key {
                 k if k == self.key => inner = Some(map.next_value_seed(self.seed)?),
-                Key::PageNo => p.page_no = map.next_value::<FlexInt>()?.0,
-                Key::PageSize => p.page_size = map.next_value::<FlexInt>()?.0,
-                Key::TotalCount => p.total_count = map.next_value::<FlexInt>()?.0,
-                Key::ErrorCode => p.error_code = map.next_value::<FlexString>()?.0,
-                Key::ErrorMsg => p.error_msg = map.next_value::<FlexString>()?.0,
+                PageField::PageNo => p.page_no = map.next_value::<FlexInt>()?.0,
+                PageField::PageSize => p.page_size = map.next_value::<FlexInt>()?.0,
+                PageField::TotalCount => p.total_count = map.next_value::<FlexInt>()?.0,
+                PageField::ErrorCode => p.error_code = map.next_value::<FlexString>()?.0,
+                PageField::ErrorMsg => p.error_msg = map.next_value::<FlexString>()?.0,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -106,9 +106,9 @@ impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for Paged<S> {
 /// The envelope `{"data": {"result": [...], ...}, ...}` with `rows` reading `result`.
 fn envelope<S>(rows: S) -> Paged<Paged<S>> {
     Paged {
-        key: Key::Data,
+        key: PageField::Data,
         seed: Paged {
-            key: Key::Result,
+            key: PageField::Result,
             seed: rows,
         },
     }

@@ -16,13 +16,13 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::files::{read_text, FileError, MAX_CONFIG_BYTES};
-use crate::web::tls::{self, RawTls, TlsProblem};
+use crate::web::tls::{self, TlsProblem, TlsShape};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
-    tls_server_config: Option<RawTls>,
-    http_server_config: Option<RawHttp>,
+struct WebConfigShape {
+    tls_server_config: Option<TlsShape>,
+    http_server_config: Option<HttpShape>,
     #[serde(default, deserialize_with = "crate::yaml::unique_keys_if_any")]
     basic_auth_users: Option<BTreeMap<String, String>>,
     /// Read only to refuse it with a reason (see `parse`).
@@ -31,7 +31,7 @@ struct RawConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawHttp {
+struct HttpShape {
     headers: Option<BTreeMap<String, String>>,
     /// Whether HTTP/2 is offered over TLS (exporter-toolkit's default: yes).
     http2: Option<bool>,
@@ -317,8 +317,8 @@ pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
         path: path.to_path_buf(),
         reason,
     };
-    let raw: RawConfig = if text.trim().is_empty() {
-        RawConfig::default()
+    let raw: WebConfigShape = if text.trim().is_empty() {
+        WebConfigShape::default()
     } else {
         crate::yaml::from_str(text).map_err(|e| match crate::yaml::given_twice(&e, text) {
             Some((user, lines)) => invalid(format!(

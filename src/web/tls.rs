@@ -23,7 +23,7 @@ use crate::secret::{readable_by_others, Secret, EVERYONE};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTls {
+pub struct TlsShape {
     cert: Option<String>,
     key: Option<Secret>,
     client_ca: Option<String>,
@@ -102,7 +102,7 @@ fn certificates(
 /// Builds the rustls configuration; `warnings` gets what is worth saying (a key everyone can
 /// read).
 pub fn server_config(
-    raw: RawTls,
+    raw: TlsShape,
     dir: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<ServerConfig, TlsProblem> {
