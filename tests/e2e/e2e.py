@@ -284,8 +284,11 @@ def alertmanager_run(binary, work):
         sim_args = [binary, "simulate", "--listen-address", f"127.0.0.1:{sim_port}", "--instances", AM_INSTANCES,
                     "--seed", AM_SEED, "--trouble-percent", "5", "--frozen-region", FROZEN_REGION]
         simulator = start("am-simulator", sim_args, work)
+        # Scrapes every second, so no reuse window (10 s by default, below any real scrape
+        # interval): the outage below must end for Prometheus when the simulator is back.
         start("am-exporter", [binary, "--web.listen-address", f"127.0.0.1:{exp_port}", "--clouddevice.endpoint", sim,
-                              "--clouddevice.auth-token-file", os.path.join(work, "token")], work)
+                              "--clouddevice.auth-token-file", os.path.join(work, "token"),
+                              "--scrape.min-interval=0s"], work)
         am_dir = os.path.join(work, "am")
         os.makedirs(am_dir)
         config = open(ALERTMANAGER).read()
