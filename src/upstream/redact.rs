@@ -277,7 +277,7 @@ fn forms(secret: &str) -> Vec<String> {
     let encoded = percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
         .to_string();
     forms.push(encoded.clone());
-    forms.push(encoded.to_lowercase_hex());
+    forms.push(lowercase_hex(&encoded));
     forms.push(encoded.replace("%20", "+"));
     let bytes = secret.as_bytes();
     for engine in [
@@ -305,23 +305,17 @@ fn forms(secret: &str) -> Vec<String> {
     forms
 }
 
-/// Percent-encoding with lower-case hex digits, as some clients write it.
-trait LowercaseHex {
-    fn to_lowercase_hex(&self) -> String;
-}
-
-impl LowercaseHex for String {
-    fn to_lowercase_hex(&self) -> String {
-        let mut out = String::with_capacity(self.len());
-        let mut chars = self.chars();
-        while let Some(c) = chars.next() {
-            out.push(c);
-            if c == '%' {
-                out.extend(chars.by_ref().take(2).map(|h| h.to_ascii_lowercase()));
-            }
+/// Percent-encoded text with lower-case hex digits, as some clients write it.
+fn lowercase_hex(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut chars = encoded.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '%' {
+            out.extend(chars.by_ref().take(2).map(|h| h.to_ascii_lowercase()));
         }
-        out
     }
+    out
 }
 
 #[cfg(test)]
@@ -354,7 +348,7 @@ mod tests {
             .to_string();
         let forms_seen = [
             url.clone(),
-            url.to_lowercase_hex(),
+            lowercase_hex(&url),
             url.replace("%20", "+"),
             base64::engine::general_purpose::STANDARD.encode(secret),
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clouddevice_exporter::cli::account::EnvLookup;
 use clouddevice_exporter::cli::credentials::SecretEnv;
 use clouddevice_exporter::secret::Secret;
-use clouddevice_exporter::simulator::{self, SimConfig, SimHandle, SimIamUser};
+use clouddevice_exporter::simulator::{self, Fault, FaultKind, SimConfig, SimHandle, SimIamUser};
 use common::{exporter, Running, Scraped, TestExporter};
 use tokio::net::TcpListener;
 
@@ -807,30 +807,18 @@ async fn post_reload_is_refused_without_the_lifecycle_flag() {
     assert!(body.contains("--web.enable-lifecycle"), "{body}");
 }
 
-/// An API whose page 1 says the list has 1,000 pages of one phone, and whose other pages answer
-/// only after a minute: an account reading it keeps every request it may in flight.
-async fn slow_paging_api() -> wiremock::MockServer {
-    use wiremock::matchers::{method, query_param};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let server = MockServer::start().await;
-    let first = serde_json::json!({"data": {"result": [{"instance_id": "a"}]},
-                                   "total_count": 1000, "error_code": "0"});
-    Mock::given(method("GET"))
-        .and(query_param("page_no", "1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(first.clone()))
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(first)
-                .set_delay(Duration::from_secs(60)),
-        )
-        .with_priority(5)
-        .mount(&server)
-        .await;
-    server
+/// A simulator of 1,000 phones whose pages after the first answer only after a minute: an
+/// account reading it one phone a page keeps every request it may in flight.
+async fn slow_paging_api() -> SimHandle {
+    let sim = common::simulator(SimConfig::new(1_000, 7)).await;
+    for page in 2..=200 {
+        sim.inject(Fault {
+            page: Some(page),
+            times: None,
+            kind: FaultKind::Delay(Duration::from_secs(60)),
+        });
+    }
+    sim
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -851,8 +839,8 @@ async fn a_healthy_account_is_read_beside_sixteen_slow_or_rate_limited_ones() {
             "\n    requests_per_second: 0.1"
         };
         file.push_str(&format!(
-            "  slow{k}:\n    endpoint: {}\n    token_file: {token}\n    concurrency: 64{rate}\n",
-            slow.uri()
+            "  slow{k}:\n    endpoint: {}\n    token_file: {token}\n    page_size: 1\n    concurrency: 64{rate}\n",
+            slow.url()
         ));
     }
     file.push_str(&format!(
@@ -876,13 +864,10 @@ async fn a_healthy_account_is_read_beside_sixteen_slow_or_rate_limited_ones() {
     for k in 0..16 {
         pending.push(tokio::spawn(probe(format!("slow{k}"), "120")));
     }
-    // Until the slow accounts hold all they can (every page 1, then the shared slots), or 5 s.
-    let filling = async {
-        while slow.received_requests().await.unwrap_or_default().len() < 16 + 64 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), filling).await;
+    // Until the slow accounts hold every shared slot (after each one's page 1), as the
+    // simulator counts requests; a cap that stopped them short would fail the test here.
+    let filled = tokio::time::timeout(Duration::from_secs(30), slow.requests_reach(16 + 64));
+    filled.await.expect("the slow accounts fill the shared cap");
     let answer = probe("healthy".into(), "3").await.unwrap();
     let m = Scraped(answer.text().await.unwrap());
     assert_eq!(m.up(), 1.0, "{}", m.0);

@@ -1074,15 +1074,7 @@ async fn by_default_a_client_looping_on_metrics_makes_one_collection_per_window(
     // 250 phones at 100 a page: one collection is 3 requests. Errors are reused as well, so a
     // failing API is not hammered either.
     let sim = simulator(SimConfig::new(250, 1)).await;
-    let mut cmd = exporter(&[
-        "--clouddevice.endpoint",
-        &sim.url(),
-        "--web.listen-address",
-        "127.0.0.1:0",
-    ]);
-    cmd.env("CLOUDDEVICE_AUTH_TOKEN", TOKEN);
-    let running = Running::start(&mut cmd);
-    let address = running.listening_address();
+    let (_running, address) = binary_reading(&sim, &[]);
     let http = reqwest::Client::new();
     let started = std::time::Instant::now();
     let mut scrapes = 0;
