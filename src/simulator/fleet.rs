@@ -1,6 +1,6 @@
 //! The simulated fleet: generated from a seed and a size, with the awkward cases real fleets have.
 
-use crate::upstream::wire::API_TIME_FORMAT;
+use crate::upstream::api_time::API_TIME_FORMAT;
 use serde::Serialize;
 
 /// One generated instance, with every field the reference lists (the personal ones too).

@@ -607,7 +607,7 @@ fn take_fault(state: &SimState, page: u64) -> Option<FaultKind> {
 }
 
 fn valid_time(s: &str) -> bool {
-    time::PrimitiveDateTime::parse(s, crate::upstream::wire::API_TIME_FORMAT).is_ok()
+    time::PrimitiveDateTime::parse(s, crate::upstream::api_time::API_TIME_FORMAT).is_ok()
 }
 
 async fn batch_query(

@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 
 use crate::fleet::Fleet;
 
+pub mod api_time;
 pub mod auth;
 pub mod batch_query;
 pub mod credentials;
@@ -20,6 +21,7 @@ pub mod iam;
 pub mod paging;
 pub mod rate;
 pub mod redact;
+pub mod repair;
 pub mod retry;
 pub mod sign;
 pub mod slots;

@@ -403,7 +403,7 @@ async fn backup_times_written_in_another_zone_are_read_in_it() {
         .filter_map(|i| {
             let t = time::PrimitiveDateTime::parse(
                 &i.backup_time,
-                clouddevice_exporter::upstream::wire::API_TIME_FORMAT,
+                clouddevice_exporter::upstream::api_time::API_TIME_FORMAT,
             )
             .ok()?;
             Some((
