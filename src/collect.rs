@@ -208,6 +208,8 @@ pub struct Collector {
     _guard: Option<Arc<ScheduleGuard>>,
     /// Woken when a collection ends.
     ended: Arc<tokio::sync::Notify>,
+    /// How a failed collection is told, in the log and on the landing page.
+    explain: fn(&ApiError) -> String,
 }
 
 impl Collector {
@@ -252,7 +254,16 @@ impl Collector {
             schedule: None,
             _guard: None,
             ended: Arc::new(tokio::sync::Notify::new()),
+            explain: |error| error.to_string(),
         }
+    }
+
+    /// Tells failed collections with `explain`, which adds what the operator can change (the
+    /// layer that knows the flags has it); by default they say what happened alone. Call before
+    /// [`Collector::scheduled`].
+    pub fn explained_by(mut self, explain: fn(&ApiError) -> String) -> Self {
+        self.explain = explain;
+        self
     }
 
     /// Collects on `schedule`, first after `offset` ([`Schedule::offset`]), until the collector
@@ -315,6 +326,7 @@ impl Collector {
             schedule: self.schedule,
             _guard: None,
             ended: self.ended.clone(),
+            explain: self.explain,
         }
     }
 
@@ -442,6 +454,7 @@ impl Collector {
         let reused = !self.min_interval.is_zero();
         let ended = self.ended.clone();
         let clock = self.clock.clone();
+        let explain = self.explain;
         let task = self.thread.runtime.spawn(async move {
             let started = Instant::now();
             let read = tokio::time::timeout_at(deadline, source.read(deadline));
@@ -461,6 +474,7 @@ impl Collector {
                 }
             }
             let duration = started.elapsed();
+            let result = result.map_err(|e| explain(&e));
             let outcome = match &result {
                 Ok(fleet) => {
                     tracing::debug!(
@@ -472,11 +486,11 @@ impl Collector {
                 }
                 Err(error) => {
                     tracing::error!(%error, duration_seconds = duration.as_secs_f64(), "collection failed; reporting clouddevice_up 0");
-                    Err(error.to_string())
+                    Err(error.clone())
                 }
             };
             let collection = Arc::new(Collection {
-                fleet: result.map(Arc::new).map_err(|e| e.to_string()),
+                fleet: result.map(Arc::new),
                 finished: clock.instant(),
                 finished_at: clock.now(),
             });
@@ -529,6 +543,7 @@ impl Collector {
 mod tests {
     use super::*;
     use crate::fleet::{Identity, Instance};
+    use crate::upstream::error::RequestFailure;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     /// A source whose reads take `delay` and then give one instance, or fail while `fail` is set.
@@ -555,11 +570,8 @@ mod tests {
                 tokio::time::sleep(self.delay).await;
                 if self.fail.load(Ordering::SeqCst) {
                     // A request-level failure: counted by the source, not again here.
-                    return Err(ApiError::Transport {
-                        page: 1,
-                        request_id: "r".into(),
-                        reason: "refused".into(),
-                    });
+                    let refused = RequestFailure::Transport("refused".into());
+                    return Err(ApiError::request(1, "r", refused));
                 }
                 let instance = Instance {
                     identity: Identity::new("a", "", ""),

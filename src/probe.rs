@@ -84,7 +84,8 @@ impl Resources {
         .with_clock(self.clock.clone());
         let mut collector =
             Collector::in_pool(&self.pool, Arc::new(source), metrics.clone(), self.keep)
-                .with_clock(self.clock.clone());
+                .with_clock(self.clock.clone())
+                .explained_by(crate::cli::advice::explain);
         if let Some(previous) = previous {
             collector = collector.take_over(previous.exporter.collector());
         }

@@ -226,7 +226,8 @@ pub fn build(config: &Config) -> Result<App, RunError> {
                 .with_clock(config.clock.clone());
             let mut collector = Collector::new(Arc::new(source), metrics.clone(), keep)
                 .map_err(RunError::Collector)?
-                .with_clock(config.clock.clone());
+                .with_clock(config.clock.clone())
+                .explained_by(crate::cli::advice::explain);
             if let Some(schedule) = schedule {
                 collector = collector.scheduled(schedule, std::time::Duration::ZERO);
             }

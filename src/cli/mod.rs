@@ -22,6 +22,7 @@ use crate::web::{PROBE_PATH, SD_PATH};
 
 pub mod account;
 pub mod accounts;
+pub mod advice;
 pub mod credentials;
 
 /// The values each per-account number may take: one copy, for the flags and the accounts file.

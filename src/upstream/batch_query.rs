@@ -18,8 +18,8 @@ use crate::fleet::Fleet;
 use crate::self_metrics::{Cause, ExporterMetrics};
 use crate::upstream::auth::{Auth, AuthError};
 use crate::upstream::credentials::Credentials;
-use crate::upstream::error::ApiError;
 use crate::upstream::error::Progress;
+use crate::upstream::error::{ApiError, RequestFailure};
 use crate::upstream::http::{self, error_chain, read_capped, redirect_target, Capped};
 use crate::upstream::paging::{self, Pages, PagingLimits};
 use crate::upstream::rate::{RateLimit, RateTurn};
@@ -187,9 +187,10 @@ impl BatchQuery {
                     self.rate.answered();
                     return Ok(page);
                 }
-                Err(ApiError::Timeout { .. }) if timeout < self.config.timeout => {
-                    return Err(cut_off())
-                }
+                Err(ApiError::Request {
+                    failure: RequestFailure::Timeout(_),
+                    ..
+                }) if timeout < self.config.timeout => return Err(cut_off()),
                 Err(error) => error,
             };
             if error.cause() == Cause::Throttled {
@@ -199,7 +200,8 @@ impl BatchQuery {
                 self.rate.answered();
             }
             self.report(&error);
-            if !renewed && error.refused_credentials() && self.auth.refused(stamp).await {
+            // A 401: the API refused the credentials (`APIGW.0307` expired token, `APIGW.0301` wrong one).
+            if !renewed && error.status() == Some(401) && self.auth.refused(stamp).await {
                 renewed = true;
                 continue;
             }
@@ -267,10 +269,8 @@ impl BatchQuery {
             .header("X-Request-Id", request_id)
             .timeout(timeout)
             .build()
-            .map_err(|e| ApiError::Transport {
-                page,
-                request_id: request_id.to_string(),
-                reason: error_chain(&e),
+            .map_err(|e| {
+                ApiError::request(page, request_id, RequestFailure::Transport(error_chain(&e)))
             })
     }
 
@@ -281,20 +281,12 @@ impl BatchQuery {
         request_id: &str,
         timeout: Duration,
     ) -> Result<Page, ApiError> {
+        let failed = |failure| ApiError::request(page, request_id, failure);
         let transport = |e: reqwest::Error| {
-            if e.is_timeout() {
-                ApiError::Timeout {
-                    page,
-                    request_id: request_id.to_string(),
-                    timeout,
-                }
-            } else {
-                ApiError::Transport {
-                    page,
-                    request_id: request_id.to_string(),
-                    reason: self.redactor.clean(error_chain(&e)),
-                }
-            }
+            failed(match e.is_timeout() {
+                true => RequestFailure::Timeout(timeout),
+                false => RequestFailure::Transport(self.redactor.clean(error_chain(&e))),
+            })
         };
         let response = match self.http.execute(request).await {
             Ok(r) => r,
@@ -306,12 +298,10 @@ impl BatchQuery {
         let status = response.status();
         self.metrics.api_request(API_BATCH_QUERY, status.as_str());
         if status.is_redirection() {
-            return Err(ApiError::Redirect {
-                page,
-                request_id: request_id.to_string(),
+            return Err(failed(RequestFailure::Redirect {
                 status: status.as_u16(),
                 target: self.redactor.clean(redirect_target(&response)),
-            });
+            }));
         }
         let retry_after = response
             .headers()
@@ -321,25 +311,17 @@ impl BatchQuery {
         let limit = self.config.max_response_bytes;
         let body = match read_capped(response, limit).await {
             Ok(body) => body,
-            Err(Capped::TooLarge) => {
-                return Err(ApiError::TooLarge {
-                    page,
-                    request_id: request_id.to_string(),
-                    limit,
-                })
-            }
+            Err(Capped::TooLarge) => return Err(failed(RequestFailure::TooLarge { limit })),
             Err(Capped::Failed(e)) => return Err(transport(e)),
         };
         if !status.is_success() {
             let (code, message) = wire::api_error(&body).unzip();
-            return Err(ApiError::Status {
-                page,
-                request_id: request_id.to_string(),
+            return Err(failed(RequestFailure::Refused {
                 status: status.as_u16(),
                 code: code.map(|c| self.redactor.code(c)),
                 message: message.map(|m| self.redactor.clean(m)),
                 retry_after,
-            });
+            }));
         }
         let decoding = Decoding {
             max_rows: self.config.page_size as usize,
@@ -347,19 +329,15 @@ impl BatchQuery {
             time_zone: self.config.time_zone,
         };
         let decoded = wire::decode_page(&body, decoding).map_err(|e| match e {
-            DecodeError::Api { code, message } => ApiError::Api {
-                page,
-                request_id: request_id.to_string(),
+            DecodeError::Api { code, message } => failed(RequestFailure::Refused {
                 status: status.as_u16(),
-                code: self.redactor.code(code),
-                message: self.redactor.clean(message),
+                code: Some(self.redactor.code(code)),
+                message: Some(self.redactor.clean(message)),
                 retry_after,
-            },
-            DecodeError::Malformed(reason) => ApiError::Decode {
-                page,
-                request_id: request_id.to_string(),
-                reason: self.redactor.clean(reason),
-            },
+            }),
+            DecodeError::Malformed(reason) => {
+                failed(RequestFailure::Decode(self.redactor.clean(reason)))
+            }
         })?;
         let mut decoded = decoded;
         // Instance texts become labels: a secret echoed in a name must not be published.

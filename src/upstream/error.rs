@@ -1,6 +1,8 @@
-//! What can go wrong reading the fleet, phrased for the operator who has to act on it, with a
-//! label for `clouddevice_exporter_api_errors_total` (the API's code when it looks like one, else
-//! the cause).
+//! What can go wrong reading the fleet, as data: what happened (the page, the request id, the
+//! status, the API's code and message, how far a read got), never what to do about it, which
+//! the layer that knows the flags says ([`crate::cli::advice`]). With a label for
+//! `clouddevice_exporter_api_errors_total` (the API's code when it looks like one, else the
+//! cause).
 
 use std::time::Duration;
 
@@ -9,68 +11,25 @@ use crate::self_metrics::Cause;
 /// Why a page, or a whole read of the list, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("page {page} (request {request_id}) timed out after {timeout:?}; raise --clouddevice.timeout or lower --clouddevice.page-size")]
-    Timeout {
+    /// One request for a page failed.
+    #[error("page {page} (request {request_id}) {failure}")]
+    Request {
         page: u64,
         request_id: String,
-        timeout: Duration,
-    },
-    #[error("page {page} (request {request_id}) got no answer: {reason}; check --clouddevice.endpoint, DNS, proxy settings and the network")]
-    Transport {
-        page: u64,
-        request_id: String,
-        reason: String,
-    },
-    #[error("page {page} (request {request_id}) failed with HTTP {status}{}{}", describe(.code, .message), status_hint(.code, .status))]
-    Status {
-        page: u64,
-        request_id: String,
-        status: u16,
-        code: Option<String>,
-        message: Option<String>,
-        /// What the service asked for in `Retry-After`.
-        retry_after: Option<Duration>,
-    },
-    #[error("page {page} (request {request_id}) answered HTTP {status} with API error {code}: {message}{}", hint(Some(.code.as_str()), None))]
-    Api {
-        page: u64,
-        request_id: String,
-        status: u16,
-        code: String,
-        message: String,
-        /// What the gateway asked for in `Retry-After`: a throttle may come with HTTP 200.
-        retry_after: Option<Duration>,
-    },
-    #[error("page {page} (request {request_id}) could not be decoded: {reason}; the service sent something other than the documented JSON")]
-    Decode {
-        page: u64,
-        request_id: String,
-        reason: String,
-    },
-    #[error("page {page} (request {request_id}) sent more than --clouddevice.max-response-bytes={limit} bytes; raise the limit or lower --clouddevice.page-size")]
-    TooLarge {
-        page: u64,
-        request_id: String,
-        limit: u64,
-    },
-    #[error("page {page} (request {request_id}) was answered with a redirect (HTTP {status}) to {target}; it is not followed, since it would carry the credentials there: set --clouddevice.endpoint to the address the API answers on")]
-    Redirect {
-        page: u64,
-        request_id: String,
-        status: u16,
-        /// The host the redirect names.
-        target: String,
+        failure: RequestFailure,
     },
     #[error("cannot get an IAM token: {reason}")]
     Iam {
         cause: Cause,
+        /// What IAM answered, when it answered.
+        status: Option<u16>,
         reason: String,
         /// No answer, or IAM failing or throttling: worth a retry.
         transient: bool,
     },
-    #[error("the list needs more than --clouddevice.max-pages={max} pages at {per_page} instances a page; raise --clouddevice.max-pages or --clouddevice.page-size")]
+    #[error("the list needs more than {max} pages at {per_page} instances a page")]
     TooManyPages { max: u32, per_page: u64 },
-    #[error("the list holds more than --clouddevice.max-instances={max} instances{}; at about 1 kB of memory each, raise the limit only as far as the exporter's memory allows", seen.map(|n| format!(" ({n} by total_count)")).unwrap_or_default())]
+    #[error("the list holds more than {max} instances{}", seen.map(|n| format!(" ({n} by total_count)")).unwrap_or_default())]
     TooManyInstances { max: u32, seen: Option<u64> },
     #[error("the list changed while it was paged, twice in a row ({reason}); the next scrape reads it again")]
     ListChanged { reason: String },
@@ -78,7 +37,46 @@ pub enum ApiError {
     Deadline { progress: Progress },
 }
 
-/// How far a read of the list got when its deadline passed: what the advice of
+/// How one request for a page failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestFailure {
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("got no answer: {0}")]
+    Transport(String),
+    /// An answer that names an error: a status other than 2xx, or a 2xx with an `error_code`.
+    #[error("{}", refusal(*.status, .code.as_deref(), .message.as_deref()))]
+    Refused {
+        status: u16,
+        code: Option<String>,
+        message: Option<String>,
+        /// What the service asked for in `Retry-After` (a throttle may come with HTTP 200).
+        retry_after: Option<Duration>,
+    },
+    #[error("could not be decoded: {0}")]
+    Decode(String),
+    /// The body passed the response limit, of `limit` bytes.
+    #[error("sent more than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// Not followed: it would carry the credentials to `target`, the host it names.
+    #[error("was answered with a redirect (HTTP {status}) to {target}, which is not followed: it would carry the credentials there")]
+    Redirect { status: u16, target: String },
+}
+
+fn refusal(status: u16, code: Option<&str>, message: Option<&str>) -> String {
+    let said = match (code, message) {
+        (Some(c), Some(m)) => format!("API error {c}: {m}"),
+        (Some(c), None) => format!("API error {c}"),
+        _ => String::new(),
+    };
+    match (200..300).contains(&status) {
+        true => format!("answered HTTP {status} with {said}"),
+        false if said.is_empty() => format!("failed with HTTP {status}"),
+        false => format!("failed with HTTP {status} and {said}"),
+    }
+}
+
+/// How far a read of the list got when its deadline passed: what the advice on
 /// [`ApiError::Deadline`] is worked out from.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
@@ -90,11 +88,11 @@ pub struct Progress {
     pub pages: Option<u64>,
     /// The mean time a page took, retries and waits included.
     pub page_time: Option<Duration>,
-    /// Pages asked for at once (`--clouddevice.concurrency`).
+    /// Pages asked for at once.
     pub concurrency: usize,
-    /// The account's request rate, when limited (`--clouddevice.requests-per-second`).
+    /// The account's request rate, when limited.
     pub requests_per_second: Option<f64>,
-    /// The read was a scheduled collection (`--collection.timeout`), not a scrape's.
+    /// The read was a scheduled collection, not a scrape's.
     pub scheduled: bool,
     /// The gateway throttled the page the deadline cut off.
     pub throttled: bool,
@@ -109,7 +107,7 @@ impl Progress {
     }
 
     /// Whether the rate limit, not the API's pace, is what bounds the read.
-    fn rate_bound(&self) -> bool {
+    pub fn rate_bound(&self) -> bool {
         self.paces()
             .is_some_and(|(paced, limited)| limited.is_some_and(|limited| limited > paced))
     }
@@ -125,122 +123,86 @@ impl Progress {
 impl std::fmt::Display for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let elapsed = self.elapsed.as_secs_f64();
-        match (self.pages_read, self.pages, self.page_time) {
-            (0, _, _) | (_, _, None) => {
-                write!(f, "after {elapsed:.1} s, before a page was read whole")?
-            }
-            (read, pages, Some(page_time)) => {
-                write!(f, "after {elapsed:.1} s with {read} ")?;
-                if let Some(pages) = pages {
-                    write!(f, "of {pages} ")?;
-                }
-                write!(
-                    f,
-                    "pages read ({:.2} s a page, {} at once",
-                    page_time.as_secs_f64(),
-                    self.concurrency
-                )?;
-                if let Some(rate) = self.requests_per_second {
-                    write!(f, ", at most {rate} a second")?;
-                }
-                f.write_str(")")?;
-                if let Some(needs) = self.whole_list_needs() {
-                    write!(
-                        f,
-                        "; the whole list needs about {:.0} s at that pace",
-                        needs.as_secs_f64().ceil()
-                    )?;
-                }
-            }
-        }
-        let lever = match (self.throttled, self.requests_per_second, self.rate_bound()) {
-            (true, None, _) => "set --clouddevice.requests-per-second to the gateway's limit for this account (it throttled the read)",
-            (true, Some(_), _) => "lower --clouddevice.requests-per-second (the gateway throttled the read)",
-            (false, _, true) => "raise --clouddevice.requests-per-second if the gateway allows it",
-            (false, _, false) => "raise --clouddevice.concurrency",
+        let (read, Some(page_time)) = (self.pages_read, self.page_time) else {
+            return write!(f, "after {elapsed:.1} s, before a page was read whole");
         };
-        match self.scheduled {
-            true => write!(
-                f,
-                ": give each collection more time (--collection.timeout, and --collection.interval with it) or {lever}"
-            ),
-            false => write!(
-                f,
-                ": give the scrape more time (Prometheus' scrape_timeout, or --scrape.timeout when it sends none), {lever}, or read the list on a schedule with --collection.interval"
-            ),
+        if read == 0 {
+            return write!(f, "after {elapsed:.1} s, before a page was read whole");
         }
-    }
-}
-
-fn describe(code: &Option<String>, message: &Option<String>) -> String {
-    match (code, message) {
-        (Some(c), Some(m)) => format!(" and API error {c}: {m}"),
-        (Some(c), None) => format!(" and API error {c}"),
-        _ => String::new(),
-    }
-}
-
-fn status_hint(code: &Option<String>, status: &u16) -> &'static str {
-    hint(code.as_deref(), Some(*status))
-}
-
-/// What an operator can do about the errors the reference and the gateway document.
-fn hint(code: Option<&str>, status: Option<u16>) -> &'static str {
-    match (code, status) {
-        (Some("APIGW.0301" | "APIGW.0307"), _) | (_, Some(401)) => {
-            "; the credentials are wrong or expired: check the token, password or key pair"
+        write!(f, "after {elapsed:.1} s with {read} ")?;
+        if let Some(pages) = self.pages {
+            write!(f, "of {pages} ")?;
         }
-        (Some("KOOPHONE.API.1001"), _) | (_, Some(403)) => {
-            "; grant the IAM user koophone:cloudphoneResource:queryInstanceBatch"
+        write!(
+            f,
+            "pages read ({:.2} s a page, {} at once",
+            page_time.as_secs_f64(),
+            self.concurrency
+        )?;
+        if let Some(rate) = self.requests_per_second {
+            write!(f, ", at most {rate} a second")?;
         }
-        (Some("KOOPHONE.API.1004"), _) => "; the account has not subscribed to CloudDevice",
-        (Some("KOOPHONE.API.0000"), _) => "; the tenant does not exist: check the account",
-        (Some("KOOPHONE.API.1000" | "KOOPHONE.API.5002" | "KOOPHONE.API.5004"), _) => {
-            "; check the --clouddevice.* filter flags"
+        f.write_str(")")?;
+        if let Some(needs) = self.whole_list_needs() {
+            let needs = needs.as_secs_f64().ceil();
+            write!(f, "; the whole list needs about {needs:.0} s at that pace")?;
         }
-        (Some("APIGW.0308"), _) | (_, Some(429)) => {
-            "; the API is throttling: set --clouddevice.requests-per-second under the gateway's limit for this account, or read the list less often (--collection.interval)"
-        }
-        (_, Some(500..=599)) | (Some("KOOPHONE.API.9999"), _) => {
-            "; the service failed: the next scrape tries again"
-        }
-        _ => "",
+        Ok(())
     }
 }
 
 impl ApiError {
+    /// One request's failure.
+    pub fn request(page: u64, request_id: &str, failure: RequestFailure) -> Self {
+        ApiError::Request {
+            page,
+            request_id: request_id.to_string(),
+            failure,
+        }
+    }
+
+    /// The request's failure, when this is one request's.
+    pub fn failure(&self) -> Option<&RequestFailure> {
+        match self {
+            ApiError::Request { failure, .. } => Some(failure),
+            _ => None,
+        }
+    }
+
     /// What `clouddevice_exporter_api_errors_total{error_code}` counts this as: the API's code
     /// when it looks like one, else the cause. `ExporterMetrics::api_error` bounds how many
     /// codes get a label of their own.
     pub fn cause(&self) -> Cause {
-        match self {
-            ApiError::Timeout { .. } | ApiError::Deadline { .. } => Cause::Timeout,
-            ApiError::Transport { .. } => Cause::Transport,
-            ApiError::Status { status: 429, .. } => Cause::Throttled,
-            ApiError::Api { code, .. } if code == "APIGW.0308" => Cause::Throttled,
-            ApiError::Status {
-                code: Some(code), ..
-            }
-            | ApiError::Api { code, .. }
-                if looks_like_code(code) =>
-            {
-                Cause::Code(code.clone())
-            }
-            ApiError::Status { status, .. } => Cause::Http(*status),
-            ApiError::Api { .. } => Cause::Other,
-            ApiError::Decode { .. } => Cause::Decode,
-            ApiError::Redirect { .. } => Cause::Redirect,
-            ApiError::TooLarge { .. } => Cause::TooLarge,
-            ApiError::TooManyPages { .. } => Cause::TooManyPages,
-            ApiError::TooManyInstances { .. } => Cause::TooManyInstances,
-            ApiError::ListChanged { .. } => Cause::ListChanged,
-            ApiError::Iam { cause, .. } => cause.clone(),
+        let failure = match self {
+            ApiError::Request { failure, .. } => failure,
+            ApiError::Iam { cause, .. } => return cause.clone(),
+            ApiError::Deadline { .. } => return Cause::Timeout,
+            ApiError::TooManyPages { .. } => return Cause::TooManyPages,
+            ApiError::TooManyInstances { .. } => return Cause::TooManyInstances,
+            ApiError::ListChanged { .. } => return Cause::ListChanged,
+        };
+        match failure {
+            RequestFailure::Timeout(_) => Cause::Timeout,
+            RequestFailure::Transport(_) => Cause::Transport,
+            RequestFailure::Decode(_) => Cause::Decode,
+            RequestFailure::Redirect { .. } => Cause::Redirect,
+            RequestFailure::TooLarge { .. } => Cause::TooLarge,
+            RequestFailure::Refused { status, code, .. } => match code.as_deref() {
+                _ if *status == 429 => Cause::Throttled,
+                Some("APIGW.0308") => Cause::Throttled,
+                Some(code) if looks_like_code(code) => Cause::Code(code.to_string()),
+                _ if (200..300).contains(status) => Cause::Other,
+                _ => Cause::Http(*status),
+            },
         }
     }
 
-    /// A 401: the API refused the credentials (`APIGW.0307` expired token, `APIGW.0301` wrong one).
-    pub fn refused_credentials(&self) -> bool {
-        matches!(self, ApiError::Status { status: 401, .. })
+    /// The HTTP status the API answered with, when it answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self.failure()? {
+            RequestFailure::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
     }
 
     /// Whether this failure is the whole collection's (the list could not be put together, or
@@ -258,32 +220,25 @@ impl ApiError {
 
     /// The wait the service asked for before a retry.
     pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            ApiError::Status { retry_after, .. } | ApiError::Api { retry_after, .. } => {
-                *retry_after
-            }
+        match self.failure()? {
+            RequestFailure::Refused { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
 
     pub fn request_id(&self) -> Option<&str> {
         match self {
-            ApiError::Timeout { request_id, .. }
-            | ApiError::Transport { request_id, .. }
-            | ApiError::Status { request_id, .. }
-            | ApiError::Api { request_id, .. }
-            | ApiError::Decode { request_id, .. }
-            | ApiError::Redirect { request_id, .. }
-            | ApiError::TooLarge { request_id, .. } => Some(request_id),
+            ApiError::Request { request_id, .. } => Some(request_id),
             _ => None,
         }
     }
 
     /// The API's own error code and message, when it sent them.
     pub fn api_code(&self) -> (Option<&str>, Option<&str>) {
-        match self {
-            ApiError::Status { code, message, .. } => (code.as_deref(), message.as_deref()),
-            ApiError::Api { code, message, .. } => (Some(code), Some(message)),
+        match self.failure() {
+            Some(RequestFailure::Refused { code, message, .. }) => {
+                (code.as_deref(), message.as_deref())
+            }
             _ => (None, None),
         }
     }
@@ -307,33 +262,32 @@ pub fn looks_like_code(code: &str) -> bool {
     crate::self_metrics::code_shaped(code)
 }
 
-/// Errors as the batch-query client makes them, for the tests of what reads them.
 #[cfg(test)]
 pub(crate) mod examples {
-    use super::ApiError;
+    use super::{ApiError, RequestFailure};
 
     /// An HTTP error status on page 1, with the API's code if given.
     pub fn status(code: Option<&str>, status: u16) -> ApiError {
-        ApiError::Status {
-            page: 1,
-            request_id: "r".into(),
-            status,
-            code: code.map(str::to_string),
-            message: None,
-            retry_after: None,
-        }
+        refused(status, code, None)
+    }
+
+    /// An answer with `status`, the API's `code` and `message`, for page 1.
+    pub fn refused(status: u16, code: Option<&str>, message: Option<&str>) -> ApiError {
+        ApiError::request(
+            1,
+            "r",
+            RequestFailure::Refused {
+                status,
+                code: code.map(str::to_string),
+                message: message.map(str::to_string),
+                retry_after: None,
+            },
+        )
     }
 
     /// An HTTP 200 carrying the API's error `code`.
     pub fn api(code: &str) -> ApiError {
-        ApiError::Api {
-            page: 1,
-            request_id: "r".into(),
-            status: 200,
-            code: code.into(),
-            message: String::new(),
-            retry_after: None,
-        }
+        refused(200, Some(code), Some(""))
     }
 }
 
@@ -393,20 +347,50 @@ mod tests {
     }
 
     #[test]
-    fn messages_say_what_to_do() {
+    fn messages_say_what_happened_and_name_no_flag() {
         let text = status(Some("APIGW.0307"), 401).to_string();
-        assert!(text.contains("HTTP 401 and API error APIGW.0307"), "{text}");
-        assert!(text.contains("credentials are wrong or expired"), "{text}");
-        let text = ApiError::Api {
-            page: 3,
-            request_id: "rid".into(),
-            status: 200,
-            code: "KOOPHONE.API.1001".into(),
-            message: "Insufficient instance permissions.".into(),
-            retry_after: None,
-        }
+        assert_eq!(
+            text,
+            "page 1 (request r) failed with HTTP 401 and API error APIGW.0307"
+        );
+        let text = ApiError::request(
+            3,
+            "rid",
+            RequestFailure::Refused {
+                status: 200,
+                code: Some("KOOPHONE.API.1001".into()),
+                message: Some("Insufficient instance permissions.".into()),
+                retry_after: None,
+            },
+        )
         .to_string();
-        assert!(text.contains("page 3 (request rid)"), "{text}");
-        assert!(text.contains("queryInstanceBatch"), "{text}");
+        assert_eq!(
+            text,
+            "page 3 (request rid) answered HTTP 200 with API error KOOPHONE.API.1001: Insufficient instance permissions."
+        );
+        assert_eq!(
+            status(None, 502).to_string(),
+            "page 1 (request r) failed with HTTP 502"
+        );
+        let progress = Progress {
+            elapsed: Duration::from_secs(2),
+            pages_read: 2,
+            pages: Some(10),
+            page_time: Some(Duration::from_millis(500)),
+            concurrency: 2,
+            ..Progress::default()
+        };
+        let text = ApiError::Deadline { progress }.to_string();
+        assert_eq!(text, "the deadline passed after 2.0 s with 2 of 10 pages read (0.50 s a page, 2 at once); the whole list needs about 3 s at that pace");
+        for text in [
+            text,
+            ApiError::TooManyPages {
+                max: 3,
+                per_page: 100,
+            }
+            .to_string(),
+        ] {
+            assert!(!text.contains("--"), "{text}");
+        }
     }
 }

@@ -190,6 +190,7 @@ impl IamSession {
         }
         lease(&state).ok_or_else(|| ApiError::Iam {
             cause: Cause::Iam(IamCause::NoToken),
+            status: None,
             reason: "no token is held".into(),
             transient: false,
         })
@@ -236,6 +237,7 @@ impl IamSession {
         // `transient`: no answer, or IAM itself failing or throttling; worth a retry.
         let iam_error = |cause: Cause, reason: String, transient: bool| ApiError::Iam {
             cause,
+            status: None,
             reason,
             transient,
         };
@@ -277,7 +279,7 @@ impl IamSession {
             return Err(iam_error(
                 Cause::Iam(IamCause::Redirect),
                 format!(
-                    "IAM answered with a redirect (HTTP {}) to {}; it is not followed, since it would carry the password there: set --iam.endpoint to the address IAM answers on",
+                    "IAM answered with a redirect (HTTP {}) to {}, which is not followed: it would carry the password there",
                     status.as_u16(),
                     self.redactor.clean(redirect_target(&response))
                 ),
@@ -324,13 +326,13 @@ impl IamSession {
             if let Some(message) = message {
                 reason.push_str(&format!(": {}", message.trim_end_matches('.')));
             }
-            if status.as_u16() == 401 || status.as_u16() == 400 {
-                reason.push_str(
-                    "; check --iam.username, --iam.domain, --iam.project(-id) and the password",
-                );
-            }
             let transient = status.as_u16() == 429 || status.is_server_error();
-            return Err(iam_error(cause, reason, transient));
+            return Err(ApiError::Iam {
+                cause,
+                status: Some(status.as_u16()),
+                reason,
+                transient,
+            });
         }
         let mut value = subject.ok_or_else(|| {
             iam_error(

@@ -306,6 +306,7 @@ fn misfit(
 mod tests {
     use super::*;
     use crate::fleet::Identity;
+    use crate::upstream::error::RequestFailure;
     use std::sync::Mutex;
     use std::time::Duration;
 
@@ -360,11 +361,8 @@ mod tests {
             self.asked.lock().unwrap().push(page_no);
             tokio::time::sleep(self.latency).await;
             if self.fail_page == Some(page_no) {
-                return Err(ApiError::Timeout {
-                    page: page_no,
-                    request_id: "r".into(),
-                    timeout: Duration::from_secs(1),
-                });
+                let timeout = RequestFailure::Timeout(Duration::from_secs(1));
+                return Err(ApiError::request(page_no, "r", timeout));
             }
             let from = (page_no as usize - 1) * self.per_page;
             let instances = self
@@ -444,7 +442,7 @@ mod tests {
         assert_eq!(list.asked(), [1], "refused on total_count alone");
         assert!(error
             .to_string()
-            .contains("more than --clouddevice.max-instances=200 instances (250 by total_count)"));
+            .contains("more than 200 instances (250 by total_count)"));
         // Without total_count, as the rows arrive.
         let list = FakeList {
             max_instances: 200,
@@ -479,7 +477,14 @@ mod tests {
             ..FakeList::new(250, 100)
         };
         let error = read_fleet(&list, soon()).await.unwrap_err();
-        assert!(matches!(error, ApiError::Timeout { page: 2, .. }));
+        assert!(matches!(
+            error,
+            ApiError::Request {
+                page: 2,
+                failure: RequestFailure::Timeout(_),
+                ..
+            }
+        ));
     }
 
     #[tokio::test(start_paused = true)]
@@ -502,19 +507,15 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "the deadline passed after 10.0 s with 97 of 1000 pages read (0.30 s a page, 3 at once); \
-             the whole list needs about 100 s at that pace: give the scrape more time (Prometheus' \
-             scrape_timeout, or --scrape.timeout when it sends none), raise --clouddevice.concurrency, \
-             or read the list on a schedule with --collection.interval"
+             the whole list needs about 100 s at that pace"
         );
-        // Under a rate limit that is slower than the pace, the advice names the limit instead.
+        // Under a rate limit that is slower than the pace, the limit is what bounds the read.
         let limited = Progress {
             requests_per_second: Some(5.0),
             ..progress.clone()
         };
         assert_eq!(limited.whole_list_needs(), Some(Duration::from_secs(200)));
-        assert!(limited
-            .to_string()
-            .contains("raise --clouddevice.requests-per-second if the gateway allows it"));
+        assert!(limited.rate_bound() && !progress.rate_bound());
     }
 
     #[tokio::test(start_paused = true)]
@@ -525,11 +526,9 @@ mod tests {
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let error = read_fleet(&list, deadline).await.unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .starts_with("the deadline passed after 10.0 s, before a page was read whole: "),
-            "{error}"
+        assert_eq!(
+            error.to_string(),
+            "the deadline passed after 10.0 s, before a page was read whole"
         );
     }
 

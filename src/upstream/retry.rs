@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::upstream::error::ApiError;
+use crate::upstream::error::{ApiError, RequestFailure};
 
 /// First retry delay; doubled for each further retry, with jitter.
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
@@ -23,9 +23,14 @@ impl RetryPolicy {
     /// Other 4xx and business errors would fail the same way again.
     pub fn retries(error: &ApiError) -> bool {
         match error {
-            ApiError::Timeout { .. } | ApiError::Transport { .. } => true,
-            ApiError::Status { status, .. } => *status == 429 || *status >= 500,
-            ApiError::Api { code, .. } => code == "APIGW.0308",
+            ApiError::Request { failure, .. } => match failure {
+                RequestFailure::Timeout(_) | RequestFailure::Transport(_) => true,
+                RequestFailure::Refused { status, code, .. } if (200..300).contains(status) => {
+                    code.as_deref() == Some("APIGW.0308")
+                }
+                RequestFailure::Refused { status, .. } => *status == 429 || *status >= 500,
+                _ => false,
+            },
             ApiError::Iam { transient, .. } => *transient,
             _ => false,
         }
@@ -96,14 +101,11 @@ mod tests {
         assert!(!RetryPolicy::retries(&status(None, 404)));
         assert!(!RetryPolicy::retries(&api("KOOPHONE.API.1001")));
         assert!(!RetryPolicy::retries(&api("KOOPHONE.API.1004")));
-        let decode = ApiError::Decode {
-            page: 1,
-            request_id: "r".into(),
-            reason: String::new(),
-        };
+        let decode = ApiError::request(1, "r", RequestFailure::Decode(String::new()));
         assert!(!RetryPolicy::retries(&decode));
         let iam = |transient| ApiError::Iam {
             cause: crate::self_metrics::Cause::Iam(crate::self_metrics::IamCause::Http(503)),
+            status: Some(503),
             reason: String::new(),
             transient,
         };
@@ -127,14 +129,16 @@ mod tests {
     fn retry_after_wins_over_the_backoff() {
         let policy = RetryPolicy { max_retries: 2 };
         let far = Instant::now() + Duration::from_secs(600);
-        let throttled = ApiError::Status {
-            page: 1,
-            request_id: "r".into(),
-            status: 429,
-            code: None,
-            message: None,
-            retry_after: Some(Duration::from_secs(7)),
-        };
+        let throttled = ApiError::request(
+            1,
+            "r",
+            RequestFailure::Refused {
+                status: 429,
+                code: None,
+                message: None,
+                retry_after: Some(Duration::from_secs(7)),
+            },
+        );
         assert_eq!(
             policy.delay(0, &throttled, far),
             Some(Duration::from_secs(7))

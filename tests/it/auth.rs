@@ -272,8 +272,8 @@ async fn a_wrong_password_fails_the_scrape_with_a_readable_log_line() {
     let logs = log_text();
     let line = logs
         .lines()
-        .find(|l| l.contains("IAM.0101"))
-        .expect("the failure is logged");
+        .find(|l| l.contains("IAM.0101") && l.contains("collection failed"))
+        .expect("the failure is logged, with what to check");
     assert!(
         line.contains("The username or password is wrong;"),
         "{line}"

@@ -1,0 +1,190 @@
+//! What the operator can change when reading the fleet fails, naming the flags: the one place
+//! that turns the facts of an [`ApiError`] into advice. The layers below say what happened;
+//! only this layer knows the flags (and the accounts file's keys, which are the flags' names
+//! without their prefix).
+
+use crate::self_metrics::{Cause, IamCause};
+use crate::upstream::error::{ApiError, Progress, RequestFailure};
+
+/// The error as the operator reads it: what happened, then what to do about it.
+pub fn explain(error: &ApiError) -> String {
+    match advice(error) {
+        Some(advice) => format!("{error}; {advice}"),
+        None => error.to_string(),
+    }
+}
+
+fn advice(error: &ApiError) -> Option<String> {
+    let advice = match error {
+        ApiError::Request { failure, .. } => return request_advice(failure).map(str::to_string),
+        ApiError::Iam { status: Some(400 | 401), .. } => {
+            "check --iam.username, --iam.domain, --iam.project(-id) and the password"
+        }
+        ApiError::Iam {
+            cause: Cause::Iam(IamCause::Redirect),
+            ..
+        } => {
+            "set --iam.endpoint to the address IAM answers on"
+        }
+        ApiError::Iam { .. } | ApiError::ListChanged { .. } => return None,
+        ApiError::TooManyPages { .. } => "raise --clouddevice.max-pages or --clouddevice.page-size",
+        ApiError::TooManyInstances { .. } => {
+            "at about 1 kB of memory each, raise --clouddevice.max-instances only as far as the exporter's memory allows"
+        }
+        ApiError::Deadline { progress } => return Some(deadline_advice(progress)),
+    };
+    Some(advice.to_string())
+}
+
+fn request_advice(failure: &RequestFailure) -> Option<&'static str> {
+    Some(match failure {
+        RequestFailure::Timeout(_) => {
+            "raise --clouddevice.timeout or lower --clouddevice.page-size"
+        }
+        RequestFailure::Transport(_) => {
+            "check --clouddevice.endpoint, DNS, proxy settings and the network"
+        }
+        RequestFailure::Decode(_) => "the service sent something other than the documented JSON",
+        RequestFailure::TooLarge { .. } => {
+            "raise --clouddevice.max-response-bytes or lower --clouddevice.page-size"
+        }
+        RequestFailure::Redirect { .. } => {
+            "set --clouddevice.endpoint to the address the API answers on"
+        }
+        RequestFailure::Refused { status, code, .. } => {
+            return refusal_advice(code.as_deref(), *status)
+        }
+    })
+}
+
+/// What an operator can do about the errors the reference and the gateway document.
+fn refusal_advice(code: Option<&str>, status: u16) -> Option<&'static str> {
+    Some(match (code, status) {
+        (Some("APIGW.0301" | "APIGW.0307"), _) | (_, 401) => {
+            "the credentials are wrong or expired: check the token, password or key pair"
+        }
+        (Some("KOOPHONE.API.1001"), _) | (_, 403) => {
+            "grant the IAM user koophone:cloudphoneResource:queryInstanceBatch"
+        }
+        (Some("KOOPHONE.API.1004"), _) => "the account has not subscribed to CloudDevice",
+        (Some("KOOPHONE.API.0000"), _) => "the tenant does not exist: check the account",
+        (Some("KOOPHONE.API.1000" | "KOOPHONE.API.5002" | "KOOPHONE.API.5004"), _) => {
+            "check the --clouddevice.* filter flags"
+        }
+        (Some("APIGW.0308"), _) | (_, 429) => {
+            "the API is throttling: set --clouddevice.requests-per-second under the gateway's limit for this account, or read the list less often (--collection.interval)"
+        }
+        (_, 500..=599) | (Some("KOOPHONE.API.9999"), _) => {
+            "the service failed: the next scrape tries again"
+        }
+        _ => return None,
+    })
+}
+
+/// What gives a read its deadline cut short more time, or makes it need less: the scrape's
+/// time or the schedule's, and the lever the measured pace points at.
+fn deadline_advice(progress: &Progress) -> String {
+    let lever = match (progress.throttled, progress.requests_per_second, progress.rate_bound()) {
+        (true, None, _) => "set --clouddevice.requests-per-second to the gateway's limit for this account (it throttled the read)",
+        (true, Some(_), _) => "lower --clouddevice.requests-per-second (the gateway throttled the read)",
+        (false, _, true) => "raise --clouddevice.requests-per-second if the gateway allows it",
+        (false, _, false) => "raise --clouddevice.concurrency",
+    };
+    match progress.scheduled {
+        true => format!(
+            "give each collection more time (--collection.timeout, and --collection.interval with it) or {lever}"
+        ),
+        false => format!(
+            "give the scrape more time (Prometheus' scrape_timeout, or --scrape.timeout when it sends none), {lever}, or read the list on a schedule with --collection.interval"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::upstream::error::examples::{refused, status};
+
+    #[test]
+    fn each_failure_gets_what_to_change() {
+        let text = explain(&status(Some("APIGW.0307"), 401));
+        assert_eq!(
+            text,
+            "page 1 (request r) failed with HTTP 401 and API error APIGW.0307; the credentials are wrong or expired: check the token, password or key pair"
+        );
+        let text = explain(&refused(
+            200,
+            Some("KOOPHONE.API.1001"),
+            Some("Insufficient instance permissions."),
+        ));
+        assert!(text.ends_with("Insufficient instance permissions.; grant the IAM user koophone:cloudphoneResource:queryInstanceBatch"), "{text}");
+        let timeout = ApiError::request(2, "r", RequestFailure::Timeout(Duration::from_secs(3)));
+        assert_eq!(
+            explain(&timeout),
+            "page 2 (request r) timed out after 3s; raise --clouddevice.timeout or lower --clouddevice.page-size"
+        );
+        let large = ApiError::request(2, "r", RequestFailure::TooLarge { limit: 10 });
+        assert!(explain(&large).ends_with("sent more than 10 bytes; raise --clouddevice.max-response-bytes or lower --clouddevice.page-size"));
+        let iam = |status, cause| ApiError::Iam {
+            cause,
+            status,
+            reason: "IAM answered".into(),
+            transient: false,
+        };
+        let wrong = iam(Some(401), Cause::Code("IAM.0101".into()));
+        assert!(explain(&wrong).ends_with(
+            "; check --iam.username, --iam.domain, --iam.project(-id) and the password"
+        ));
+        let moved = iam(None, Cause::Iam(IamCause::Redirect));
+        assert!(explain(&moved).ends_with("; set --iam.endpoint to the address IAM answers on"));
+        let many = ApiError::TooManyInstances {
+            max: 200,
+            seen: Some(250),
+        };
+        assert_eq!(
+            explain(&many),
+            "the list holds more than 200 instances (250 by total_count); at about 1 kB of memory each, raise --clouddevice.max-instances only as far as the exporter's memory allows"
+        );
+        // Nothing to change: the next scrape reads the list again.
+        let changed = ApiError::ListChanged { reason: "x".into() };
+        assert_eq!(explain(&changed), changed.to_string());
+    }
+
+    #[test]
+    fn a_deadline_points_at_the_lever_the_pace_shows() {
+        let progress = Progress {
+            elapsed: Duration::from_secs(10),
+            pages_read: 97,
+            pages: Some(1_000),
+            page_time: Some(Duration::from_millis(300)),
+            concurrency: 3,
+            ..Progress::default()
+        };
+        let deadline = |progress: &Progress| {
+            explain(&ApiError::Deadline {
+                progress: progress.clone(),
+            })
+        };
+        assert_eq!(
+            deadline(&progress),
+            "the deadline passed after 10.0 s with 97 of 1000 pages read (0.30 s a page, 3 at once); \
+             the whole list needs about 100 s at that pace; give the scrape more time (Prometheus' \
+             scrape_timeout, or --scrape.timeout when it sends none), raise --clouddevice.concurrency, \
+             or read the list on a schedule with --collection.interval"
+        );
+        let limited = Progress {
+            requests_per_second: Some(5.0),
+            ..progress.clone()
+        };
+        assert!(deadline(&limited)
+            .contains("raise --clouddevice.requests-per-second if the gateway allows it"));
+        let throttled = Progress {
+            throttled: true,
+            scheduled: true,
+            ..progress
+        };
+        assert!(deadline(&throttled).ends_with("give each collection more time (--collection.timeout, and --collection.interval with it) or set --clouddevice.requests-per-second to the gateway's limit for this account (it throttled the read)"));
+    }
+}
