@@ -245,7 +245,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
         Some(file) => {
             // One pool of connections for every account: they open about as many as they
             // have requests in flight together, not as many as each has had on its own.
-            let http = crate::upstream::http::client(config.account_defaults.timeout)
+            let http = crate::upstream::http::client(config.account_defaults.settings.timeout)
                 .map_err(|e| AuthError::Client(e.to_string()))?;
             let shared = probe::Resources {
                 pool: CollectorPool::per_core().map_err(RunError::Collector)?,

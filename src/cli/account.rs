@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::ValueEnum;
 use reqwest::Url;
@@ -15,12 +14,11 @@ use serde::Deserialize;
 use crate::exposition::ExpositionConfig;
 use crate::flags::{parse_positive_duration, parse_time_zone};
 use crate::secret::{read_secret_file, Secret};
-use crate::upstream::batch_query::{BatchQueryConfig, Filters};
+use crate::upstream::batch_query::{AccountSettings, BatchQueryConfig, Filters};
 use crate::upstream::credentials::{
     parse_credentials_file, AccessKey, Credentials, IamCredentials, ProjectScope,
 };
 use crate::upstream::http::endpoint_url;
-use crate::upstream::retry::RetryPolicy;
 
 use super::{limits, parse_instance_metrics, parse_instance_name, parse_query_time, PoolSceneTag};
 
@@ -78,15 +76,7 @@ pub struct Account {
 pub struct AccountDefaults {
     pub endpoint: Url,
     pub iam_endpoint: Url,
-    pub page_size: u32,
-    pub concurrency: u32,
-    pub timeout: Duration,
-    pub max_pages: u32,
-    pub max_instances: u32,
-    pub max_retries: u32,
-    pub requests_per_second: Option<f64>,
-    pub max_response_bytes: u64,
-    pub time_zone: time::UtcOffset,
+    pub settings: AccountSettings,
     pub exposition: ExpositionConfig,
 }
 
@@ -98,15 +88,7 @@ impl AccountDefaults {
         AccountDefaults {
             endpoint: Url::parse("https://koophone.myhuaweicloud.com").unwrap(),
             iam_endpoint: Url::parse("https://iam.myhuaweicloud.com").unwrap(),
-            page_size: 100,
-            concurrency: 4,
-            timeout: Duration::from_secs(10),
-            max_pages: 10_000,
-            max_instances: 200_000,
-            max_retries: 2,
-            requests_per_second: None,
-            max_response_bytes: 32 << 20,
-            time_zone: time::UtcOffset::UTC,
+            settings: AccountSettings::example(),
             exposition: ExpositionConfig {
                 instance_metrics: InstanceMetrics::All,
                 instance_name: InstanceName::Everywhere,
@@ -356,14 +338,6 @@ impl Reader<'_> {
             None => defaults.endpoint.clone(),
         };
         let credentials = self.credentials(&shape, defaults)?;
-        let timeout = match &shape.timeout {
-            Some(text) => parse_positive_duration(text).map_err(|e| self.error(Key::Timeout, e))?,
-            None => defaults.timeout,
-        };
-        let time_zone = match &shape.time_zone {
-            Some(text) => parse_time_zone(text).map_err(|e| self.error(Key::TimeZone, e))?,
-            None => defaults.time_zone,
-        };
         let mut exposition = defaults.exposition.clone();
         if let Some(text) = &shape.instance_metrics {
             exposition.instance_metrics =
@@ -373,39 +347,75 @@ impl Reader<'_> {
             exposition.instance_name =
                 parse_instance_name(text).map_err(|e| self.error(Key::InstanceNameLabel, e))?;
         }
-        let page_size = self.within(Key::PageSize, shape.page_size, limits::PAGE_SIZE)?;
-        let concurrency = self.within(Key::Concurrency, shape.concurrency, limits::CONCURRENCY)?;
-        let max_pages = self.within(Key::MaxPages, shape.max_pages, limits::MAX_PAGES)?;
-        let max_instances = self.within(
-            Key::MaxInstances,
-            shape.max_instances,
-            limits::MAX_INSTANCES,
-        )?;
-        let max_retries = self.within(Key::MaxRetries, shape.max_retries, limits::MAX_RETRIES)?;
-        let requests_per_second = match shape.requests_per_second {
-            Some(rate) => super::parse_rate(&rate.to_string())
-                .map_err(|e| self.error(Key::RequestsPerSecond, e))?,
-            None => defaults.requests_per_second,
-        };
         Ok(Account {
             name: name.to_string(),
             upstream: BatchQueryConfig {
                 endpoint,
                 credentials,
-                page_size: page_size.unwrap_or(defaults.page_size),
-                concurrency: concurrency.unwrap_or(defaults.concurrency) as usize,
-                timeout,
-                max_pages: max_pages.unwrap_or(defaults.max_pages),
-                max_instances: max_instances.unwrap_or(defaults.max_instances),
-                retry: RetryPolicy {
-                    max_retries: max_retries.unwrap_or(defaults.max_retries),
-                },
-                max_response_bytes: defaults.max_response_bytes,
+                settings: self.settings(&shape, &defaults.settings)?,
                 filters: self.filters(shape.filters)?,
-                time_zone,
-                requests_per_second,
             },
             exposition,
+        })
+    }
+
+    /// The account's settings: each key it writes, checked, over the flags' value.
+    fn settings(
+        &self,
+        shape: &AccountShape,
+        flags: &AccountSettings,
+    ) -> Result<AccountSettings, SettingError> {
+        let number = |key, value: Option<u32>, range, flag| match value {
+            Some(v) => self.within(key, v, range),
+            None => Ok(flag),
+        };
+        Ok(AccountSettings {
+            page_size: number(
+                Key::PageSize,
+                shape.page_size,
+                limits::PAGE_SIZE,
+                flags.page_size,
+            )?,
+            concurrency: number(
+                Key::Concurrency,
+                shape.concurrency,
+                limits::CONCURRENCY,
+                flags.concurrency as u32,
+            )? as usize,
+            timeout: match &shape.timeout {
+                Some(text) => {
+                    parse_positive_duration(text).map_err(|e| self.error(Key::Timeout, e))?
+                }
+                None => flags.timeout,
+            },
+            max_pages: number(
+                Key::MaxPages,
+                shape.max_pages,
+                limits::MAX_PAGES,
+                flags.max_pages,
+            )?,
+            max_instances: number(
+                Key::MaxInstances,
+                shape.max_instances,
+                limits::MAX_INSTANCES,
+                flags.max_instances,
+            )?,
+            max_retries: number(
+                Key::MaxRetries,
+                shape.max_retries,
+                limits::MAX_RETRIES,
+                flags.max_retries,
+            )?,
+            requests_per_second: match shape.requests_per_second {
+                Some(rate) => super::parse_rate(&rate.to_string())
+                    .map_err(|e| self.error(Key::RequestsPerSecond, e))?,
+                None => flags.requests_per_second,
+            },
+            max_response_bytes: flags.max_response_bytes,
+            time_zone: match &shape.time_zone {
+                Some(text) => parse_time_zone(text).map_err(|e| self.error(Key::TimeZone, e))?,
+                None => flags.time_zone,
+            },
         })
     }
 
@@ -416,11 +426,11 @@ impl Reader<'_> {
     fn within(
         &self,
         key: Key,
-        value: Option<u32>,
+        value: u32,
         range: std::ops::RangeInclusive<u32>,
-    ) -> Result<Option<u32>, SettingError> {
+    ) -> Result<u32, SettingError> {
         match value {
-            Some(v) if !range.contains(&v) => Err(self.error(
+            v if !range.contains(&v) => Err(self.error(
                 key,
                 format!(
                     "{v} is out of range; write {} to {}{}",

@@ -158,7 +158,7 @@ mod tests {
             retail.upstream.credentials,
             Credentials::Token(Secret::new("tok-retail"))
         );
-        assert_eq!(retail.upstream.page_size, 150);
+        assert_eq!(retail.upstream.settings.page_size, 150);
         assert_eq!(
             retail.exposition.instance_metrics,
             InstanceMetrics::Problems
@@ -169,8 +169,8 @@ mod tests {
         };
         assert_eq!(iam.password.expose(), "pa55-5ecret");
         assert_eq!(iam.project, ProjectScope::Name("cn-north-4".into()));
-        assert_eq!(games.upstream.timeout, Duration::from_secs(3));
-        assert_eq!(games.upstream.page_size, 100, "the defaults'");
+        assert_eq!(games.upstream.settings.timeout, Duration::from_secs(3));
+        assert_eq!(games.upstream.settings.page_size, 100, "the defaults'");
         assert_eq!(games.upstream.endpoint, defaults().endpoint);
         let Credentials::AkSk(key) = &labs.upstream.credentials else {
             panic!("AK/SK expected")

@@ -14,7 +14,7 @@ use crate::exposition::{ExpositionConfig, InstanceMetrics, InstanceName};
 use crate::flags::{parse_duration, parse_positive_duration, parse_time_zone, LogArgs};
 use crate::secret::Secret;
 use crate::upstream::api_time::API_TIME_FORMAT;
-use crate::upstream::batch_query::BatchQueryConfig;
+use crate::upstream::batch_query::{AccountSettings, BatchQueryConfig};
 use crate::upstream::http::{endpoint_url, EndpointError};
 use crate::web::config::{self as web_config, WebConfig, WebConfigError};
 use crate::web::connection::ConnLimits;
@@ -520,16 +520,18 @@ impl ExporterArgs {
                 &self.credentials.iam_endpoint,
                 "https://iam.myhuaweicloud.com",
             )?,
-            page_size: self.page_size,
-            concurrency: self.concurrency,
-            timeout: self.timeout,
-            max_pages: self.max_pages,
-            max_instances: self.max_instances,
-            max_retries: self.max_retries,
-            requests_per_second: (self.requests_per_second > 0.0)
-                .then_some(self.requests_per_second),
-            max_response_bytes: self.max_response_bytes,
-            time_zone: self.time_zone,
+            settings: AccountSettings {
+                page_size: self.page_size,
+                concurrency: self.concurrency as usize,
+                timeout: self.timeout,
+                max_pages: self.max_pages,
+                max_instances: self.max_instances,
+                max_retries: self.max_retries,
+                requests_per_second: (self.requests_per_second > 0.0)
+                    .then_some(self.requests_per_second),
+                max_response_bytes: self.max_response_bytes,
+                time_zone: self.time_zone,
+            },
             exposition: ExpositionConfig {
                 instance_metrics: self.instance_metrics,
                 instance_name: self.instance_name_label,
@@ -909,7 +911,7 @@ mod tests {
         assert_eq!(names, ["retail", "games"]);
         assert!(accounts
             .iter()
-            .all(|a| a.upstream.endpoint == demo.endpoint && a.upstream.page_size == 50));
+            .all(|a| a.upstream.endpoint == demo.endpoint && a.upstream.settings.page_size == 50));
         assert!(
             matches!(&accounts[1].upstream.credentials, Credentials::Token(t) if t.expose() == "demo-games")
         );

@@ -21,7 +21,7 @@ use crate::upstream::credentials::Credentials;
 use crate::upstream::error::Progress;
 use crate::upstream::error::{ApiError, RequestFailure};
 use crate::upstream::http::{self, error_chain, read_capped, redirect_target, Capped};
-use crate::upstream::paging::{self, Pages, PagingLimits};
+use crate::upstream::paging::{self, Pages};
 use crate::upstream::rate::{RateLimit, RateTurn};
 use crate::upstream::redact::Redactor;
 use crate::upstream::retry::{parse_retry_after, RetryPolicy};
@@ -33,24 +33,62 @@ use crate::upstream::Source;
 /// The `api` label of this endpoint in the exporter's own metrics.
 pub const API_BATCH_QUERY: &str = "batch_query";
 
-/// How the exporter reads the batch-query API.
+/// How the exporter reads one account's batch-query API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchQueryConfig {
     pub endpoint: Url,
     pub credentials: Credentials,
-    pub page_size: u32,
-    pub concurrency: usize,
-    pub timeout: Duration,
-    pub max_pages: u32,
-    /// Most instances one read holds (`--clouddevice.max-instances`).
-    pub max_instances: u32,
-    pub retry: RetryPolicy,
-    pub max_response_bytes: u64,
     pub filters: Filters,
-    /// The zone of `backup_time` and `restore_time` (`--clouddevice.time-zone`).
-    pub time_zone: time::UtcOffset,
-    /// Most requests a second (`--clouddevice.requests-per-second`); `None` for no limit.
+    pub settings: AccountSettings,
+}
+
+/// Every per-account setting of a read but where it goes, how it signs in and what it filters
+/// by: one type, which `cli` builds from the flags or an accounts-file entry and the batch
+/// query, paging, retries and the rate limit read as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountSettings {
+    /// The `page_size` asked for.
+    pub page_size: u32,
+    /// Most pages asked for at once.
+    pub concurrency: usize,
+    /// Of each request.
+    pub timeout: Duration,
+    /// Most pages one read takes; a longer list fails with `too_many_pages`.
+    pub max_pages: u32,
+    /// Most instances one read holds; a longer list fails with `too_many_instances`.
+    pub max_instances: u32,
+    /// Retries after the first attempt of a request.
+    pub max_retries: u32,
+    /// Most requests a second; `None` for no limit.
     pub requests_per_second: Option<f64>,
+    /// Largest response body read.
+    pub max_response_bytes: u64,
+    /// The zone of `backup_time` and `restore_time`.
+    pub time_zone: time::UtcOffset,
+}
+
+impl AccountSettings {
+    /// The flags' defaults, for tests and the fuzz targets.
+    #[doc(hidden)]
+    pub fn example() -> Self {
+        AccountSettings {
+            page_size: 100,
+            concurrency: 4,
+            timeout: Duration::from_secs(10),
+            max_pages: 10_000,
+            max_instances: 200_000,
+            max_retries: 2,
+            requests_per_second: None,
+            max_response_bytes: 32 << 20,
+            time_zone: time::UtcOffset::UTC,
+        }
+    }
+
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: self.max_retries,
+        }
+    }
 }
 
 /// The optional filters of the batch-query API, sent with every page request.
@@ -99,7 +137,8 @@ pub struct BatchQuery {
 
 impl BatchQuery {
     pub fn new(config: BatchQueryConfig, metrics: Arc<ExporterMetrics>) -> Result<Self, AuthError> {
-        let http = http::client(config.timeout).map_err(|e| AuthError::Client(e.to_string()))?;
+        let http =
+            http::client(config.settings.timeout).map_err(|e| AuthError::Client(e.to_string()))?;
         Self::with_client(config, metrics, http, Redactor::default())
     }
 
@@ -118,8 +157,8 @@ impl BatchQuery {
         let auth = Auth::new(
             &config.credentials,
             &http,
-            config.timeout,
-            config.retry,
+            config.settings.timeout,
+            config.settings.retry(),
             metrics.clone(),
             redactor.clone(),
         )?;
@@ -131,7 +170,7 @@ impl BatchQuery {
             last_rows: AtomicUsize::new(0),
             slots: None,
             redactor,
-            rate: RateLimit::new(config.requests_per_second),
+            rate: RateLimit::new(config.settings.requests_per_second),
             throttled: std::sync::atomic::AtomicU64::new(0),
             config,
         })
@@ -173,7 +212,7 @@ impl BatchQuery {
             };
             let request_id = Uuid::new_v4().to_string();
             let left = deadline.saturating_duration_since(Instant::now());
-            let timeout = self.config.timeout.min(left);
+            let timeout = self.config.settings.timeout.min(left);
             let mut request = self.request(page, &request_id, timeout)?;
             // Credential failures are counted and logged by the auth layer itself.
             let stamp = self.auth.authorize(&mut request, deadline).await?;
@@ -190,7 +229,7 @@ impl BatchQuery {
                 Err(ApiError::Request {
                     failure: RequestFailure::Timeout(_),
                     ..
-                }) if timeout < self.config.timeout => return Err(cut_off()),
+                }) if timeout < self.config.settings.timeout => return Err(cut_off()),
                 Err(error) => error,
             };
             if error.cause() == Cause::Throttled {
@@ -205,9 +244,10 @@ impl BatchQuery {
                 renewed = true;
                 continue;
             }
-            let Some(delay) = self.config.retry.delay(retries, &error, deadline) else {
+            let retry = self.config.settings.retry();
+            let Some(delay) = retry.delay(retries, &error, deadline) else {
                 // A retry the deadline leaves no time for: the deadline is what failed the read.
-                if self.config.retry.wanted(retries, &error) {
+                if retry.wanted(retries, &error) {
                     return Err(ApiError::Deadline {
                         progress: Progress {
                             throttled: error.cause() == Cause::Throttled,
@@ -245,7 +285,7 @@ impl BatchQuery {
     /// The URL of one page, its query written as it is signed (see [`sign::query_string`]):
     /// reqwest's `.query()` writes a space as `+`, which the gateway reads as a plus.
     fn page_url(&self, page: u64, request_id: &str) -> Url {
-        let page_size = self.config.page_size.to_string();
+        let page_size = self.config.settings.page_size.to_string();
         let page_no = page.to_string();
         let pairs = [
             ("x-request-id", request_id),
@@ -308,7 +348,7 @@ impl BatchQuery {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let limit = self.config.max_response_bytes;
+        let limit = self.config.settings.max_response_bytes;
         let body = match read_capped(response, limit).await {
             Ok(body) => body,
             Err(Capped::TooLarge) => return Err(failed(RequestFailure::TooLarge { limit })),
@@ -324,9 +364,9 @@ impl BatchQuery {
             }));
         }
         let decoding = Decoding {
-            max_rows: self.config.page_size as usize,
+            max_rows: self.config.settings.page_size as usize,
             expected_rows: self.last_rows.load(Ordering::Relaxed),
-            time_zone: self.config.time_zone,
+            time_zone: self.config.settings.time_zone,
         };
         let decoded = wire::decode_page(&body, decoding).map_err(|e| match e {
             DecodeError::Api { code, message } => failed(RequestFailure::Refused {
@@ -370,13 +410,8 @@ impl BatchQuery {
 }
 
 impl Pages for BatchQuery {
-    fn limits(&self) -> PagingLimits {
-        PagingLimits {
-            max_pages: self.config.max_pages,
-            max_instances: self.config.max_instances,
-            concurrency: self.config.concurrency,
-            requests_per_second: self.rate.limit(),
-        }
+    fn settings(&self) -> &AccountSettings {
+        &self.config.settings
     }
 
     fn throttled(&self) -> u64 {

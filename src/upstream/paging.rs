@@ -9,25 +9,15 @@ use tokio::time::Instant;
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::fleet::{Fleet, Instance};
+use crate::upstream::batch_query::AccountSettings;
 use crate::upstream::error::{ApiError, Progress};
 use crate::upstream::wire::Page;
 
-/// How far and how wide a read may go.
-#[derive(Debug, Clone, Copy)]
-pub struct PagingLimits {
-    /// Most pages one read takes; a longer list fails with `too_many_pages`.
-    pub max_pages: u32,
-    /// Most instances one read holds; a longer list fails with `too_many_instances`.
-    pub max_instances: u32,
-    /// Most pages asked for at once.
-    pub concurrency: usize,
-    /// The rate the pages are asked at, when limited: what the advice at the deadline weighs.
-    pub requests_per_second: Option<f64>,
-}
-
 /// A paged list: what [`read_fleet`] reads.
 pub trait Pages: Sync {
-    fn limits(&self) -> PagingLimits;
+    /// How far and how wide a read may go (`max_pages`, `max_instances`, `concurrency`), and
+    /// the rate the pages are asked at, which the advice at the deadline weighs.
+    fn settings(&self) -> &AccountSettings;
     /// Throttled answers so far, of every read: the advice at a deadline weighs them.
     fn throttled(&self) -> u64 {
         0
@@ -72,7 +62,7 @@ struct ReadPace {
 }
 
 impl ReadPace {
-    fn new(limits: PagingLimits, throttled_before: u64) -> Self {
+    fn new(limits: &AccountSettings, throttled_before: u64) -> Self {
         ReadPace {
             started: tokio::time::Instant::now(),
             throttled_before,
@@ -147,7 +137,7 @@ enum Read {
 /// arrive after it, must hold nothing, so rows without an id (which cannot be told apart) can
 /// never be counted twice.
 async fn read_list<P: Pages>(source: &P, deadline: Instant) -> Result<Read, ApiError> {
-    let limits = source.limits();
+    let limits = source.settings();
     let max_pages = u64::from(limits.max_pages);
     let mut pace = ReadPace::new(limits, source.throttled());
     let first = pace.page(source, 1, deadline).await?;
@@ -316,13 +306,22 @@ mod tests {
         ids: Vec<String>,
         per_page: usize,
         total: bool,
-        max_pages: u32,
-        max_instances: u32,
+        settings: AccountSettings,
         fail_page: Option<u64>,
         asked: Mutex<Vec<u64>>,
         moving_total: bool,
         /// How long each page takes.
         latency: Duration,
+    }
+
+    /// Concurrency 3, with these limits.
+    fn settings(max_pages: u32, max_instances: u32) -> AccountSettings {
+        AccountSettings {
+            max_pages,
+            max_instances,
+            concurrency: 3,
+            ..AccountSettings::example()
+        }
     }
 
     impl FakeList {
@@ -331,8 +330,7 @@ mod tests {
                 ids: (0..n).map(|i| format!("id-{i}")).collect(),
                 per_page,
                 total: true,
-                max_pages: 100,
-                max_instances: 100_000,
+                settings: settings(100, 100_000),
                 fail_page: None,
                 asked: Mutex::new(Vec::new()),
                 moving_total: false,
@@ -348,13 +346,8 @@ mod tests {
     }
 
     impl Pages for FakeList {
-        fn limits(&self) -> PagingLimits {
-            PagingLimits {
-                max_pages: self.max_pages,
-                max_instances: self.max_instances,
-                concurrency: 3,
-                requests_per_second: None,
-            }
+        fn settings(&self) -> &AccountSettings {
+            &self.settings
         }
 
         async fn page(&self, page_no: u64, _deadline: Instant) -> Result<Page, ApiError> {
@@ -411,7 +404,7 @@ mod tests {
     #[tokio::test]
     async fn a_list_longer_than_max_pages_fails_before_reading_it() {
         let list = FakeList {
-            max_pages: 2,
+            settings: settings(2, 100_000),
             ..FakeList::new(250, 100)
         };
         let error = read_fleet(&list, soon()).await.unwrap_err();
@@ -428,7 +421,7 @@ mod tests {
     #[tokio::test]
     async fn a_list_longer_than_max_instances_is_refused_before_or_as_it_is_read() {
         let list = FakeList {
-            max_instances: 200,
+            settings: settings(100, 200),
             ..FakeList::new(250, 100)
         };
         let error = read_fleet(&list, soon()).await.unwrap_err();
@@ -445,7 +438,7 @@ mod tests {
             .contains("more than 200 instances (250 by total_count)"));
         // Without total_count, as the rows arrive.
         let list = FakeList {
-            max_instances: 200,
+            settings: settings(100, 200),
             total: false,
             ..FakeList::new(1_000, 100)
         };
@@ -492,7 +485,7 @@ mod tests {
         // 1,000 pages of 300 ms, three at a time, against a 10 s deadline.
         let list = FakeList {
             latency: Duration::from_millis(300),
-            max_pages: 1_000,
+            settings: settings(1_000, 100_000),
             ..FakeList::new(100_000, 100)
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -560,13 +553,15 @@ mod tests {
     }
 
     impl Pages for Hostile {
-        fn limits(&self) -> PagingLimits {
-            PagingLimits {
-                max_pages: 50,
-                max_instances: 100_000,
-                concurrency: 4,
-                requests_per_second: None,
-            }
+        fn settings(&self) -> &AccountSettings {
+            static SETTINGS: std::sync::LazyLock<AccountSettings> =
+                std::sync::LazyLock::new(|| AccountSettings {
+                    max_pages: 50,
+                    max_instances: 100_000,
+                    concurrency: 4,
+                    ..AccountSettings::example()
+                });
+            &SETTINGS
         }
 
         async fn page(&self, page_no: u64, _deadline: Instant) -> Result<Page, ApiError> {
