@@ -20,24 +20,26 @@ ARG VERSION
 
 # Dependencies first: this layer is rebuilt only when Cargo.toml or Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
+COPY simulator/Cargo.toml ./simulator/
 RUN version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)" \
     && if [ "${VERSION}" != "${version}" ]; then \
          echo "build with --build-arg VERSION=${version} (the version in Cargo.toml), not '${VERSION}'" >&2; exit 1; \
        fi
-RUN mkdir -p src benches \
+RUN mkdir -p src benches simulator/src \
     && echo 'fn main() {}' > src/main.rs \
     && echo 'fn main() {}' > src/build.rs \
     && for bench in scrape pipeline prometheus accounts gateway; do echo 'fn main() {}' > "benches/$bench.rs"; done \
-    && touch src/lib.rs \
+    && touch src/lib.rs simulator/src/lib.rs \
     && cargo build --release --locked \
-    && rm -rf src benches
+    && rm -rf src benches simulator/src
 
 COPY src ./src
+COPY simulator/src ./simulator/src
 COPY benches ./benches
 ARG REVISION=unknown
 ENV CLOUDDEVICE_EXPORTER_REVISION=${REVISION}
 # Cargo compares modification times: make sure the real sources count as newer than the stubs.
-RUN touch src/main.rs src/lib.rs src/build.rs \
+RUN touch src/main.rs src/lib.rs src/build.rs simulator/src/lib.rs \
     && cargo build --release --locked \
     && cp target/release/clouddevice_exporter /clouddevice_exporter
 

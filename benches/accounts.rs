@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use clouddevice_exporter::simulator::sim_account;
+use clouddevice_exporter::simulate::sim_account;
 use common::{clock_ticks, cpu_seconds, start_with, status_mb, Proc};
 
 fn setting(name: &str, default: usize) -> usize {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use clouddevice_exporter::simulator::sim_account;
+use clouddevice_exporter::simulate::sim_account;
 use common::{clock_ticks, cpu_seconds, start_with, status_mb, Proc};
 
 const LATENCY_MS: u64 = 300;

@@ -9,8 +9,8 @@ use clouddevice_exporter::exposition::{
     render_text, ExpositionConfig, InstanceMetrics, InstanceName, Scrape,
 };
 use clouddevice_exporter::fleet::Fleet;
-use clouddevice_exporter::simulator::generate_fleet;
 use clouddevice_exporter::upstream::wire;
+use clouddevice_simulator::generate_fleet;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 mod floor;

@@ -53,6 +53,16 @@ impl Clock {
     }
 }
 
+/// The simulator reads the same clock as the exporter under test: both see the same jumps.
+impl clouddevice_simulator::TimeSource for Clock {
+    fn now(&self) -> SystemTime {
+        Clock::now(self)
+    }
+    fn instant(&self) -> Instant {
+        Clock::instant(self)
+    }
+}
+
 impl std::fmt::Debug for Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {

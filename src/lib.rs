@@ -4,8 +4,8 @@
 //! batch-query API, paging: a [`upstream::Source`] of fleets) → [`fleet`] (the snapshot) →
 //! [`collect`] (one collection shared by scrapes) → [`exposition`] (families and the streamed
 //! text) → [`scrape`] → [`probe`] (many accounts) → [`web`] (HTTP). [`run`] wires them at
-//! start-up. [`simulator`] is a stand-in for the API, for `--demo`, `simulate`, tests and
-//! benchmarks.
+//! start-up. The crate `clouddevice_simulator` (`simulator/`) is a stand-in for the API, for
+//! `--demo`, the [`simulate`] subcommand, tests and benchmarks.
 //!
 //! The imports follow the data, with two kinds of exception, and no cycle between modules: [`cli`] imports the configuration types of the
 //! layers it configures (`upstream`, `exposition`, `web`), since it builds them; and every layer
@@ -26,7 +26,7 @@ pub mod run;
 pub mod scrape;
 pub mod secret;
 pub mod self_metrics;
-pub mod simulator;
+pub mod simulate;
 pub mod upstream;
 pub mod web;
 pub mod yaml;

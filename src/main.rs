@@ -8,7 +8,7 @@ use clap::Parser;
 
 use clouddevice_exporter::cli::credentials::SecretEnv;
 use clouddevice_exporter::run::{Cli, Command};
-use clouddevice_exporter::{healthcheck, logging, run, simulator};
+use clouddevice_exporter::{healthcheck, logging, run, simulate};
 
 // A scrape of a large fleet makes and frees millions of small strings, which mimalloc does with
 // much less CPU than glibc's allocator (measured in BENCHMARKS.md).
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         Some(Command::Simulate(args)) => {
             logging::init(args.log.level, args.log.format);
             runtime
-                .block_on(simulator::run(*args))
+                .block_on(simulate::run(*args))
                 .map_err(|e| e.to_string())
         }
         Some(Command::Healthcheck(args)) => runtime

@@ -13,13 +13,14 @@ use crate::probe::{self, Probes, TargetError};
 use crate::scrape::Exporter;
 use crate::secret::Secret;
 use crate::self_metrics::{ExporterMetrics, ProcessMetrics};
-use crate::simulator::{self, SimConfig, SimHandle, SimulateArgs};
+use crate::simulate::SimulateArgs;
 use crate::upstream::auth::AuthError;
 use crate::upstream::batch_query::BatchQuery;
 use crate::upstream::slots::RequestSlots;
 use crate::web::reload::Reloader;
 use crate::web::signals::{self, BindError};
 use crate::web::{self, Telemetry, WebOptions};
+use clouddevice_simulator::{self as simulator, SimConfig, SimHandle};
 use tokio_util::sync::CancellationToken;
 
 /// The whole command line: the exporter's flags, or the `simulate` subcommand.
@@ -129,7 +130,7 @@ pub async fn start_demo() -> Result<(SimHandle, Demo), RunError> {
         .map(|(name, instances, seed)| {
             let sim = SimConfig {
                 change_every: Some(DEMO_CHANGE_EVERY),
-                token: Some(demo_token(name)),
+                token: Some(demo_token(name).expose().to_string()),
                 ..SimConfig::new(*instances, *seed)
             };
             (name.to_string(), sim)

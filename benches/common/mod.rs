@@ -85,7 +85,7 @@ pub fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
 pub fn accounts_file(dir: &std::path::Path, endpoint: &str, accounts: usize) -> std::path::PathBuf {
     let mut file = String::from("accounts:\n");
     for k in 1..=accounts {
-        let (name, token) = clouddevice_exporter::simulator::sim_account(k as u32);
+        let (name, token) = clouddevice_exporter::simulate::sim_account(k as u32);
         let path = dir.join(format!("{name}.token"));
         std::fs::write(&path, token.expose()).expect("a token file");
         file.push_str(&format!(

@@ -12,14 +12,14 @@ use std::time::Duration;
 use clouddevice_exporter::cli::account::EnvLookup;
 use clouddevice_exporter::cli::credentials::SecretEnv;
 use clouddevice_exporter::secret::Secret;
-use clouddevice_exporter::simulator::{self, Fault, FaultKind, SimConfig, SimHandle, SimIamUser};
+use clouddevice_simulator::{self, Fault, FaultKind, SimConfig, SimHandle, SimIamUser};
 use common::{exporter, Running, Scraped, TestExporter};
 use tokio::net::TcpListener;
 
 /// Three accounts, one per sign-in mode, each with a fleet of its own.
 async fn three_account_simulator(retail_latency: Duration) -> SimHandle {
     let retail = SimConfig {
-        token: Some(Secret::new("tok-retail")),
+        token: Some(String::from("tok-retail")),
         latency: retail_latency,
         ..SimConfig::new(120, 11)
     };
@@ -27,12 +27,12 @@ async fn three_account_simulator(retail_latency: Duration) -> SimHandle {
         iam_user: Some(SimIamUser {
             name: "metrics-reader".into(),
             domain: "games-corp".into(),
-            password: Secret::new("pw-games"),
+            password: String::from("pw-games"),
         }),
         ..SimConfig::new(250, 12)
     };
     let labs = SimConfig {
-        access_key: Some(("AK-labs".into(), Secret::new("SK-labs"))),
+        access_key: Some(("AK-labs".into(), String::from("SK-labs"))),
         ..SimConfig::new(75, 13)
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -41,7 +41,7 @@ async fn three_account_simulator(retail_latency: Duration) -> SimHandle {
         ("games".to_string(), games),
         ("labs".to_string(), labs),
     ];
-    simulator::start_accounts(tenants, listener).unwrap()
+    clouddevice_simulator::start_accounts(tenants, listener).unwrap()
 }
 
 /// A folder with the secrets files and the accounts file.
@@ -340,7 +340,7 @@ async fn three_paging_accounts() -> (SimHandle, Files, String) {
     let tenants = (1..=3)
         .map(|k| {
             let config = SimConfig {
-                token: Some(Secret::new(format!("tok-{k}"))),
+                token: Some(format!("tok-{k}")),
                 latency: Duration::from_millis(100),
                 ..SimConfig::new(1_000, k)
             };
@@ -348,7 +348,7 @@ async fn three_paging_accounts() -> (SimHandle, Files, String) {
         })
         .collect();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = simulator::start_accounts(tenants, listener).unwrap();
+    let sim = clouddevice_simulator::start_accounts(tenants, listener).unwrap();
     let files = Files::new();
     let entries: Vec<String> = (1..=3)
         .map(|k| {

@@ -13,10 +13,10 @@ use clouddevice_exporter::cli::credentials::SecretEnv;
 use clouddevice_exporter::clock::Clock;
 use clouddevice_exporter::secret::Secret;
 use clouddevice_exporter::self_metrics::ExporterMetrics;
-use clouddevice_exporter::simulator::{Fault, FaultKind, SimConfig, SimHandle, SimIamUser};
 use clouddevice_exporter::upstream::credentials::{IamCredentials, ProjectScope};
 use clouddevice_exporter::upstream::iam::IamSession;
 use clouddevice_exporter::upstream::retry::RetryPolicy;
+use clouddevice_simulator::{Fault, FaultKind, SimConfig, SimHandle, SimIamUser};
 use common::{simulator, Scraped, TestExporter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -72,10 +72,10 @@ fn iam_fleet_on(instances: usize, lifetime: Duration, clock: Clock) -> SimConfig
         iam_user: Some(SimIamUser {
             name: USER.into(),
             domain: DOMAIN.into(),
-            password: Secret::new(PASSWORD),
+            password: String::from(PASSWORD),
         }),
         token_lifetime: lifetime,
-        clock,
+        clock: std::sync::Arc::new(clock),
         ..SimConfig::new(instances, 5)
     }
 }
@@ -314,7 +314,7 @@ async fn when_iam_is_down_the_current_token_serves_until_it_expires() {
 
 fn aksk_fleet() -> SimConfig {
     SimConfig {
-        access_key: Some((AK.into(), Secret::new(SK))),
+        access_key: Some((AK.into(), String::from(SK))),
         ..SimConfig::new(250, 9)
     }
 }
@@ -334,7 +334,7 @@ async fn aksk_signed_requests_are_accepted_by_the_verifier() {
 async fn temporary_keys_sign_their_security_token_too() {
     // The gateway refuses temporary keys whose token is missing or not signed.
     let sim = simulator(SimConfig {
-        security_token: Some(Secret::new(SECURITY_TOKEN)),
+        security_token: Some(String::from(SECURITY_TOKEN)),
         ..aksk_fleet()
     })
     .await;
@@ -453,7 +453,7 @@ async fn no_secret_appears_in_any_log_line_or_scraped_text() {
 
     let static_token = common::sim_and_exporter(
         SimConfig {
-            token: Some(Secret::new("a-different-token")),
+            token: Some(String::from("a-different-token")),
             ..SimConfig::new(5, 1)
         },
         &[],

@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use clouddevice_exporter::simulator::SimConfig;
+use clouddevice_simulator::SimConfig;
 
 /// Threads of this process named `collector`.
 fn collector_threads() -> usize {

@@ -9,7 +9,7 @@ use crate::common;
 
 use std::path::Path;
 
-use clouddevice_exporter::simulator::{Fault, SimConfig};
+use clouddevice_simulator::{Fault, SimConfig};
 use common::sim_and_exporter;
 
 const GOLDEN: &str = "tests/golden/fleet.prom";

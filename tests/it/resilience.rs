@@ -7,7 +7,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use clouddevice_exporter::clock::Clock;
-use clouddevice_exporter::simulator::{Fault, FaultKind, SimConfig};
+use clouddevice_simulator::{Fault, FaultKind, SimConfig};
 use common::{sim_and_exporter, sim_and_exporter_on, Scraped, TestExporter};
 
 fn fleet(instances: usize) -> SimConfig {

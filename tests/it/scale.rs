@@ -5,7 +5,7 @@ use crate::common;
 
 use std::collections::HashMap;
 
-use clouddevice_exporter::simulator::SimConfig;
+use clouddevice_simulator::SimConfig;
 use common::sim_and_exporter;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use clouddevice_exporter::simulator::{Fault, SimConfig};
+use clouddevice_simulator::{Fault, SimConfig};
 use common::sim_and_exporter;
 
 /// 500 phones, 3 pages of 200, each answered after 200 ms.

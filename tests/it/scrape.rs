@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clouddevice_exporter::clock::Clock;
-use clouddevice_exporter::simulator::{Fault, FaultKind, PagingFields, SimConfig};
+use clouddevice_simulator::{Fault, FaultKind, PagingFields, SimConfig};
 use common::{sim_and_exporter, sim_and_exporter_on, Scraped};
 
 fn fleet(instances: usize) -> SimConfig {
@@ -255,7 +255,7 @@ async fn the_filters_reach_the_api() {
 #[tokio::test]
 async fn a_wrong_token_is_reported_with_the_gateway_code() {
     let config = SimConfig {
-        token: Some(clouddevice_exporter::secret::Secret::new("another-token")),
+        token: Some("another-token".into()),
         ..fleet(10)
     };
     let (_sim, exporter) = sim_and_exporter(config, &[]).await;

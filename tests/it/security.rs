@@ -16,7 +16,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use clouddevice_exporter::cli::credentials::SecretEnv;
 use clouddevice_exporter::secret::Secret;
-use clouddevice_exporter::simulator::{SimConfig, SimHandle};
+use clouddevice_simulator::{SimConfig, SimHandle};
 
 const PATH: &str = "/v1/instances/batch-query";
 
@@ -1233,14 +1233,14 @@ async fn stalled_readers_hold_a_bounded_number_of_answers_over_all_accounts() {
     let tenants = (1..=3)
         .map(|k| {
             let config = SimConfig {
-                token: Some(Secret::new(format!("tok-{k}"))),
+                token: Some(format!("tok-{k}")),
                 ..SimConfig::new(20_000, k)
             };
             (format!("a{k}"), config)
         })
         .collect();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = clouddevice_exporter::simulator::start_accounts(tenants, listener).unwrap();
+    let sim = clouddevice_simulator::start_accounts(tenants, listener).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut file = String::from("accounts:\n");
     for k in 1..=3 {

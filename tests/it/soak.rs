@@ -6,7 +6,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use clouddevice_exporter::simulator::{Fault, FaultKind, SimConfig};
+use clouddevice_simulator::{Fault, FaultKind, SimConfig};
 use common::sim_and_exporter;
 
 /// Resident memory of this process (simulator and exporter both live here), in MB.

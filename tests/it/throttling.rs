@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use clouddevice_exporter::simulator::SimConfig;
+use clouddevice_simulator::SimConfig;
 use common::sim_and_exporter;
 
 /// 2,000 phones: 10 pages of 200.

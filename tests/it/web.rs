@@ -238,7 +238,7 @@ async fn the_version_suite_and_curve_are_the_configured_ones() {
 #[tokio::test]
 async fn a_reload_posted_by_a_page_of_another_site_is_refused() {
     let (_sim, exporter) = common::sim_and_exporter(
-        clouddevice_exporter::simulator::SimConfig::new(5, 1),
+        clouddevice_simulator::SimConfig::new(5, 1),
         &["--web.enable-lifecycle"],
     )
     .await;

@@ -17,8 +17,8 @@ use clouddevice_exporter::clock::Clock;
 use clouddevice_exporter::probe::Probes;
 use clouddevice_exporter::run::Cli;
 use clouddevice_exporter::secret::Secret;
-use clouddevice_exporter::simulator::{self, SimConfig, SimHandle};
 use clouddevice_exporter::{logging, run, web};
+use clouddevice_simulator::{self, SimConfig, SimHandle};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -163,7 +163,7 @@ pub fn token_accounts(dir: &Path, url: &str) -> (std::path::PathBuf, impl Fn(&[&
 /// A simulator on 127.0.0.1:0.
 pub async fn simulator(config: SimConfig) -> SimHandle {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    simulator::start(config, listener).unwrap()
+    clouddevice_simulator::start(config, listener).unwrap()
 }
 
 /// A simulator and an exporter in front of it.
@@ -179,7 +179,7 @@ pub async fn sim_and_exporter_on(
     clock: Clock,
 ) -> (SimHandle, TestExporter) {
     let sim = simulator(SimConfig {
-        clock: clock.clone(),
+        clock: std::sync::Arc::new(clock.clone()),
         ..config
     })
     .await;

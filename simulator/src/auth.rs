@@ -16,14 +16,13 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{gateway, lock, SimState, Tenants};
-use crate::secret::Secret;
 
 /// The IAM user the simulator's token endpoint accepts.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SimIamUser {
     pub name: String,
     pub domain: String,
-    pub password: Secret,
+    pub password: String,
 }
 
 /// How far a signature's X-Sdk-Date may be from the gateway's clock.
@@ -125,9 +124,8 @@ fn issue_token_of(state: &SimState, body: &Bytes) -> Response {
         );
     }
     if let Some(expected) = &state.config.iam_user {
-        let right = name == expected.name
-            && domain == expected.domain
-            && password == expected.password.expose();
+        let right =
+            name == expected.name && domain == expected.domain && password == expected.password;
         if !right {
             return iam_error(
                 StatusCode::UNAUTHORIZED,
@@ -180,7 +178,7 @@ pub(super) fn check(state: &SimState, headers: &HeaderMap, uri: &Uri) -> Result<
         };
     }
     match &state.config.token {
-        Some(expected) if token != expected.expose() => Err("APIGW.0301"),
+        Some(expected) if token != expected => Err("APIGW.0301"),
         _ => Ok(()),
     }
 }
@@ -201,7 +199,7 @@ fn check_signature(
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     // Temporary keys: the token must come with the request, and be signed.
     if let Some(token) = &state.config.security_token {
-        if header("x-security-token") != Some(token.expose())
+        if header("x-security-token") != Some(token.as_str())
             || !signed.contains(&"x-security-token")
         {
             return Err(refuse());
@@ -225,7 +223,7 @@ fn check_signature(
     }
     let (canonical, _) = gateway::canonical_request("GET", uri.path(), uri.query(), &pairs);
     lock(&state.canonical_requests).push(canonical.clone());
-    if gateway::signature(secret_key.expose(), date_text, &canonical) == signature {
+    if gateway::signature(secret_key, date_text, &canonical) == signature {
         Ok(())
     } else {
         Err(refuse())

@@ -7,8 +7,8 @@ use clap::Args;
 
 use crate::flags::{parse_duration, parse_time_zone, LogArgs};
 use crate::secret::{read_secret_file, Secret, SecretFileError};
-use crate::simulator::{self, PagingFields, SimConfig, SimIamUser};
 use crate::web::signals::{self, BindError};
+use clouddevice_simulator::{self as simulator, PagingFields, SimConfig, SimIamUser};
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
@@ -242,8 +242,9 @@ pub enum SimError {
 
 /// Runs the simulator these flags describe until SIGINT or SIGTERM.
 pub async fn run(args: SimulateArgs) -> Result<(), SimError> {
-    let read = |flag: &'static str, path: &PathBuf| -> Result<Secret, SimError> {
-        Ok(read_secret_file(flag, path)?.0)
+    // The simulator compares what it is sent with these as plain text.
+    let read = |flag: &'static str, path: &PathBuf| -> Result<String, SimError> {
+        Ok(read_secret_file(flag, path)?.0.expose().to_string())
     };
     let token = match &args.auth_token_file {
         Some(path) => Some(read("--auth-token-file", path)?),
@@ -294,7 +295,7 @@ pub async fn run(args: SimulateArgs) -> Result<(), SimError> {
             .map(|k| {
                 let (name, token) = sim_account(k);
                 let account = SimConfig {
-                    token: Some(token),
+                    token: Some(token.expose().to_string()),
                     seed: config.seed + u64::from(k - 1),
                     ..config.clone()
                 };

@@ -17,10 +17,6 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::clock::Clock;
-use crate::secret::Secret;
-
-mod args;
 mod auth;
 mod fleet;
 mod gateway;
@@ -28,7 +24,6 @@ mod throttle;
 
 pub use throttle::Stats as GatewayStats;
 
-pub use args::{run, sim_account, SimError, SimulateArgs};
 pub use auth::SimIamUser;
 pub use fleet::{generate_fleet, SimInstance};
 
@@ -41,7 +36,29 @@ pub enum PagingFields {
     Data,
 }
 
-#[derive(Debug, Clone)]
+/// The time the simulator reads: the system's, or a test's that it shares with the exporter
+/// under test, so that both see the same jumps.
+pub trait TimeSource: Send + Sync {
+    /// Wall-clock time: when issued tokens expire.
+    fn now(&self) -> std::time::SystemTime;
+    /// Monotonic time: how long a moving fleet has run.
+    fn instant(&self) -> tokio::time::Instant;
+}
+
+/// The system's time, as it passes.
+pub struct SystemTime;
+
+impl TimeSource for SystemTime {
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now()
+    }
+    fn instant(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+}
+
+/// What the simulator serves and accepts. Not `Debug`: it holds the credentials it accepts.
+#[derive(Clone)]
 pub struct SimConfig {
     pub instances: usize,
     pub seed: u64,
@@ -51,15 +68,15 @@ pub struct SimConfig {
     /// Added to every response.
     pub latency: Duration,
     /// The only static token accepted (beside the tokens it issued); `None` accepts any.
-    pub token: Option<Secret>,
+    pub token: Option<String>,
     /// The user the IAM endpoint accepts; `None` accepts any user and password.
     pub iam_user: Option<SimIamUser>,
     /// How long an issued token lives.
     pub token_lifetime: Duration,
     /// With temporary keys: the security token every signed request must carry, and sign.
-    pub security_token: Option<Secret>,
+    pub security_token: Option<String>,
     /// The key pair signatures are checked against; `None` refuses signed requests.
-    pub access_key: Option<(String, Secret)>,
+    pub access_key: Option<(String, String)>,
     /// Answer every request with this error: (HTTP status, error code).
     pub error: Option<(u16, String)>,
     /// Backup and restore times are generated in the 30 days before this Unix time.
@@ -75,7 +92,7 @@ pub struct SimConfig {
     pub change_every: Option<Duration>,
     /// What issued tokens expire by: the system's time, or a test's clock, shared with the
     /// exporter under test so that both see the same jumps.
-    pub clock: Clock,
+    pub clock: Arc<dyn TimeSource>,
     /// The gateway's limit of requests a second for this account; `None` for none.
     pub rate_limit: Option<u32>,
 }
@@ -99,7 +116,7 @@ impl SimConfig {
             trouble_percent: None,
             frozen_region: None,
             change_every: None,
-            clock: Clock::system(),
+            clock: Arc::new(SystemTime),
             rate_limit: None,
         }
     }
@@ -227,8 +244,8 @@ impl SimState {
     fn now_serving(&self) -> (Arc<Vec<SimInstance>>, Arc<Vec<String>>) {
         let mut served = lock(&self.served);
         if let Some(moving) = &self.moving {
-            let epoch = (self.config.clock.since(moving.started).as_nanos()
-                / moving.every.as_nanos()) as u64;
+            let since = (self.config.clock.instant()).saturating_duration_since(moving.started);
+            let epoch = (since.as_nanos() / moving.every.as_nanos()) as u64;
             if epoch != served.epoch {
                 let fleet = fleet::evolve(&moving.base, self.config.seed, epoch);
                 *served = Served::new(epoch, fleet, self.config.time_zone);
@@ -292,8 +309,7 @@ impl Tenants {
         }
         let token = header("x-auth-token")?;
         states.into_iter().find(|s| {
-            lock(&s.issued).holds(token)
-                || s.config.token.as_ref().is_some_and(|t| t.expose() == token)
+            lock(&s.issued).holds(token) || s.config.token.as_ref().is_some_and(|t| t == token)
         })
     }
 
@@ -464,7 +480,7 @@ impl SimHandle {
     }
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -607,7 +623,7 @@ fn take_fault(state: &SimState, page: u64) -> Option<FaultKind> {
 }
 
 fn valid_time(s: &str) -> bool {
-    time::PrimitiveDateTime::parse(s, crate::upstream::api_time::API_TIME_FORMAT).is_ok()
+    time::PrimitiveDateTime::parse(s, fleet::TIME_FORMAT).is_ok()
 }
 
 async fn batch_query(
@@ -838,27 +854,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn page_bodies_decode_in_both_placements() {
+    fn paging_fields_go_where_the_placement_says() {
         let fleet = generate_fleet(3, 3, 1_700_000_000);
         let rows: Vec<String> = fleet
             .iter()
             .map(|i| serde_json::to_string(i).unwrap())
             .collect();
         let refs: Vec<&String> = rows.iter().collect();
-        for placement in [PagingFields::Top, PagingFields::Data] {
+        for (placement, pointer) in [(PagingFields::Top, ""), (PagingFields::Data, "/data")] {
             let body = page_body(&refs, placement, 2, 3, 7, None);
-            let limits = crate::upstream::wire::Decoding {
-                max_rows: 3,
-                expected_rows: 0,
-                time_zone: time::UtcOffset::UTC,
-            };
-            let page = crate::upstream::wire::decode_page(body.as_bytes(), limits).unwrap();
-            assert_eq!(page.instances.len(), 3);
-            assert_eq!(
-                (page.page_no, page.page_size, page.total_count),
-                (Some(2), Some(3), Some(7))
-            );
-            assert_eq!(page.instances[0].instance_id(), fleet[0].instance_id);
+            let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let field = |name: &str| page.pointer(&format!("{pointer}/{name}")).cloned();
+            assert_eq!(field("page_no"), Some(2.into()), "{body}");
+            assert_eq!(field("page_size"), Some(3.into()));
+            assert_eq!(field("total_count"), Some(7.into()));
+            let result = page
+                .pointer("/data/result")
+                .and_then(|r| r.as_array())
+                .unwrap();
+            assert_eq!(result.len(), 3);
+            assert_eq!(result[0]["instance_id"], fleet[0].instance_id.as_str());
         }
     }
 }

@@ -1,6 +1,10 @@
 //! The simulated fleet: generated from a seed and a size, with the awkward cases real fleets have.
 
-use crate::upstream::api_time::API_TIME_FORMAT;
+use time::format_description::BorrowedFormatItem;
+
+/// How the API writes times: `2024-05-24 17:34:58`.
+pub const TIME_FORMAT: &[BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
 use serde::Serialize;
 
 /// One generated instance, with every field the reference lists (the personal ones too).
@@ -69,9 +73,9 @@ impl SimInstance {
     /// This instance with its backup and restore times (generated in UTC) written in `zone`.
     pub fn in_zone(&self, zone: time::UtcOffset) -> SimInstance {
         let shift = |text: &str| {
-            time::PrimitiveDateTime::parse(text, API_TIME_FORMAT)
+            time::PrimitiveDateTime::parse(text, TIME_FORMAT)
                 .ok()
-                .and_then(|t| t.assume_utc().to_offset(zone).format(API_TIME_FORMAT).ok())
+                .and_then(|t| t.assume_utc().to_offset(zone).format(TIME_FORMAT).ok())
                 .unwrap_or_else(|| text.to_string())
         };
         SimInstance {
@@ -93,7 +97,7 @@ pub fn generate_fleet(seed: u64, size: usize, now: i64) -> Vec<SimInstance> {
             4..=5 => "null".into(),
             _ => time::OffsetDateTime::from_unix_timestamp(now - rng.i64(0..30 * 86_400))
                 .ok()
-                .and_then(|t| t.format(API_TIME_FORMAT).ok())
+                .and_then(|t| t.format(TIME_FORMAT).ok())
                 .unwrap_or_default(),
         }
     };
