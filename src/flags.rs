@@ -11,21 +11,11 @@ use crate::logging::{LogFormat, LogLevel};
 #[derive(Debug, Clone, Copy, Args)]
 pub struct LogArgs {
     /// Only log messages with the given severity or above.
-    #[arg(
-        long = "log.level",
-        env = "CLOUDDEVICE_EXPORTER_LOG_LEVEL",
-        default_value = "info",
-        value_name = "LEVEL"
-    )]
+    #[arg(long = "log.level", default_value = "info", value_name = "LEVEL")]
     pub level: LogLevel,
 
     /// Output format of log messages.
-    #[arg(
-        long = "log.format",
-        env = "CLOUDDEVICE_EXPORTER_LOG_FORMAT",
-        default_value = "logfmt",
-        value_name = "FORMAT"
-    )]
+    #[arg(long = "log.format", default_value = "logfmt", value_name = "FORMAT")]
     pub format: LogFormat,
 }
 

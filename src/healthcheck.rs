@@ -14,23 +14,18 @@ pub struct HealthcheckArgs {
     /// The exporter's health endpoint.
     #[arg(
         long = "url",
-        env = "CLOUDDEVICE_EXPORTER_HEALTHCHECK_URL",
         default_value = "http://127.0.0.1:10123/-/healthy",
         value_name = "URL"
     )]
     pub url: String,
 
     /// How long to wait for the answer.
-    #[arg(long = "timeout", env = "CLOUDDEVICE_EXPORTER_HEALTHCHECK_TIMEOUT", default_value = "5s", value_name = "DURATION",
+    #[arg(long = "timeout", default_value = "5s", value_name = "DURATION",
           value_parser = parse_positive_duration)]
     pub timeout: Duration,
 
     /// CA certificate (PEM) to trust for an https URL, beside the system's.
-    #[arg(
-        long = "tls.ca-file",
-        env = "CLOUDDEVICE_EXPORTER_HEALTHCHECK_TLS_CA_FILE",
-        value_name = "FILE"
-    )]
+    #[arg(long = "tls.ca-file", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
 }
 

@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use clap::Parser;
 
 use clouddevice_exporter::cli::credentials::SecretEnv;
 use clouddevice_exporter::run::{Cli, Command};
@@ -21,7 +20,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> ExitCode {
     tune_memory();
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::from_args(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();

@@ -45,6 +45,49 @@ pub struct Cli {
     pub exporter: ExporterArgs,
 }
 
+impl Cli {
+    /// The command line, every flag also read from its environment variable:
+    /// `CLOUDDEVICE_EXPORTER_`, then a subcommand's name for its flags, then the flag's name, in
+    /// upper snake case (`--web.listen-address`: `CLOUDDEVICE_EXPORTER_WEB_LISTEN_ADDRESS`;
+    /// `simulate --seed`: `CLOUDDEVICE_EXPORTER_SIMULATE_SEED`). One rule, so no flag can
+    /// drift from it.
+    pub fn command_line() -> clap::Command {
+        with_env_names(
+            <Self as clap::CommandFactory>::command(),
+            "CLOUDDEVICE_EXPORTER",
+        )
+    }
+
+    /// Parses `args` (the program's name first) with the environment as [`Cli::command_line`]
+    /// reads it.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Self::command_line().try_get_matches_from(args)?;
+        <Self as clap::FromArgMatches>::from_arg_matches(&matches)
+    }
+}
+
+/// `command`'s flags (but help and version) read from `PREFIX_FLAG`, and its subcommands' from
+/// `PREFIX_SUBCOMMAND_FLAG`.
+fn with_env_names(command: clap::Command, prefix: &str) -> clap::Command {
+    let snake = |name: &str| name.replace(['.', '-'], "_").to_uppercase();
+    command
+        .mut_args(|arg| match (arg.get_long(), arg.get_action()) {
+            (_, clap::ArgAction::Help | clap::ArgAction::Version) | (None, _) => arg,
+            (Some(long), _) => {
+                let name = format!("{prefix}_{}", snake(long));
+                arg.env(name)
+            }
+        })
+        .mut_subcommands(|sub| {
+            let prefix = format!("{prefix}_{}", snake(sub.get_name()));
+            with_env_names(sub, &prefix)
+        })
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the built-in CloudDevice API simulator alone, as an HTTP server.
@@ -313,5 +356,52 @@ mod tests {
     #[test]
     fn the_whole_command_line_is_consistent() {
         Cli::command().debug_assert();
+        Cli::command_line().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_is_read_from_the_variable_the_rule_names() {
+        let command = Cli::command_line();
+        let env = |command: &clap::Command, long: &str| {
+            let arg = command.get_arguments().find(|a| a.get_long() == Some(long));
+            arg.and_then(|a| a.get_env())
+                .map(|e| e.to_string_lossy().into_owned())
+        };
+        let sub = |name| command.find_subcommand(name).unwrap();
+        assert_eq!(
+            env(&command, "web.listen-address").as_deref(),
+            Some("CLOUDDEVICE_EXPORTER_WEB_LISTEN_ADDRESS")
+        );
+        assert_eq!(
+            env(&command, "iam.password-file").as_deref(),
+            Some("CLOUDDEVICE_EXPORTER_IAM_PASSWORD_FILE")
+        );
+        assert_eq!(
+            env(sub("simulate"), "max-page-size").as_deref(),
+            Some("CLOUDDEVICE_EXPORTER_SIMULATE_MAX_PAGE_SIZE")
+        );
+        assert_eq!(
+            env(sub("healthcheck"), "tls.ca-file").as_deref(),
+            Some("CLOUDDEVICE_EXPORTER_HEALTHCHECK_TLS_CA_FILE")
+        );
+        assert_eq!(env(&command, "help"), None);
+        assert_eq!(env(&command, "version"), None);
+        let flags = command.get_arguments().filter(|a| a.get_env().is_some());
+        assert!(flags.count() > 40, "every flag of the exporter has one");
+    }
+
+    #[test]
+    fn a_variable_sets_its_flag_and_a_flag_wins_over_it() {
+        // The process environment is shared by the tests running at once: a name no other test reads.
+        std::env::set_var("CLOUDDEVICE_EXPORTER_SIMULATE_TROUBLE_PERCENT", "12.5");
+        let from_env = Cli::from_args(["x", "simulate"]).unwrap();
+        let from_flag = Cli::from_args(["x", "simulate", "--trouble-percent", "3"]).unwrap();
+        std::env::remove_var("CLOUDDEVICE_EXPORTER_SIMULATE_TROUBLE_PERCENT");
+        let percent = |cli: Cli| match cli.command {
+            Some(Command::Simulate(args)) => args.trouble_percent,
+            _ => None,
+        };
+        assert_eq!(percent(from_env), Some(12.5));
+        assert_eq!(percent(from_flag), Some(3.0));
     }
 }

@@ -15,156 +15,106 @@ pub struct SimulateArgs {
     /// Address the simulator listens on.
     #[arg(
         long = "listen-address",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_LISTEN_ADDRESS",
         default_value = "127.0.0.1:10124",
         value_name = "ADDR"
     )]
     pub listen_address: String,
 
     /// Number of instances in the simulated fleet.
-    #[arg(
-        long = "instances",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_INSTANCES",
-        default_value_t = 1_000,
-        value_name = "N"
-    )]
+    #[arg(long = "instances", default_value_t = 1_000, value_name = "N")]
     pub instances: usize,
 
     /// Seed the fleet is generated from: the same seed and size give the same fleet.
-    #[arg(
-        long = "seed",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_SEED",
-        default_value_t = 1,
-        value_name = "N"
-    )]
+    #[arg(long = "seed", default_value_t = 1, value_name = "N")]
     pub seed: u64,
 
     /// Largest page the simulator serves, whatever page_size asks for (the real API's most is 200; 100 plays a service that serves less than asked).
-    #[arg(long = "max-page-size", env = "CLOUDDEVICE_EXPORTER_SIMULATE_MAX_PAGE_SIZE", default_value_t = 100, value_name = "N",
+    #[arg(long = "max-page-size", default_value_t = 100, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_page_size: u32,
 
     /// Where the paging fields go: `top` (as the reference's example) or `data` (as its tables).
-    #[arg(
-        long = "paging-fields",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_PAGING_FIELDS",
-        default_value = "top",
-        value_name = "PLACE"
-    )]
+    #[arg(long = "paging-fields", default_value = "top", value_name = "PLACE")]
     pub paging_fields: PagingFields,
 
     /// Latency added to every response (e.g. 50ms).
-    #[arg(long = "latency", env = "CLOUDDEVICE_EXPORTER_SIMULATE_LATENCY", default_value = "0s", value_name = "DURATION",
+    #[arg(long = "latency", default_value = "0s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub latency: Duration,
 
     /// The gateway's limit of requests a second per account: past it, HTTP 429 APIGW.0308 with Retry-After (0 = none).
-    #[arg(
-        long = "rate-limit",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_RATE_LIMIT",
-        default_value_t = 0,
-        value_name = "N"
-    )]
+    #[arg(long = "rate-limit", default_value_t = 0, value_name = "N")]
     pub rate_limit: u32,
 
     /// Zone to write backup and restore times in: UTC or an offset such as +08:00.
-    #[arg(long = "time-zone", env = "CLOUDDEVICE_EXPORTER_SIMULATE_TIME_ZONE", default_value = "UTC",
+    #[arg(long = "time-zone", default_value = "UTC",
           value_name = "ZONE", value_parser = parse_time_zone, allow_hyphen_values = true)]
     pub time_zone: time::UtcOffset,
 
     /// Share of instances in trouble, in percent (e.g. 1): each frozen, with a failed backup or
     /// restore, or an undocumented status; every other instance healthy. Without it the fleet
     /// keeps its default mixture of awkward cases (about one instance in six in trouble).
-    #[arg(long = "trouble-percent", env = "CLOUDDEVICE_EXPORTER_SIMULATE_TROUBLE_PERCENT",
+    #[arg(long = "trouble-percent",
           value_name = "PERCENT", value_parser = parse_percent)]
     pub trouble_percent: Option<f64>,
 
     /// Freeze every instance of this region (e.g. cn-south-1), as an overdue bill freezes an
     /// account's phones.
-    #[arg(
-        long = "frozen-region",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_FROZEN_REGION",
-        value_name = "REGION"
-    )]
+    #[arg(long = "frozen-region", value_name = "REGION")]
     pub frozen_region: Option<String>,
 
     /// Move the fleet every this long (e.g. 1m): statuses change and phones go and come back,
     /// deterministically from the seed, so dashboards and alerts show life. Without it the fleet
     /// never changes.
-    #[arg(long = "change-every", env = "CLOUDDEVICE_EXPORTER_SIMULATE_CHANGE_EVERY", value_name = "DURATION",
+    #[arg(long = "change-every", value_name = "DURATION",
           value_parser = parse_duration)]
     pub change_every: Option<Duration>,
 
     /// Answer every request with this documented error code (e.g. KOOPHONE.API.1001).
-    #[arg(
-        long = "error-code",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_ERROR_CODE",
-        value_name = "CODE"
-    )]
+    #[arg(long = "error-code", value_name = "CODE")]
     pub error_code: Option<String>,
 
     /// HTTP status sent with --error-code (the service also answers errors with 200).
-    #[arg(long = "error-status", env = "CLOUDDEVICE_EXPORTER_SIMULATE_ERROR_STATUS", default_value_t = 400, value_name = "STATUS",
+    #[arg(long = "error-status", default_value_t = 400, value_name = "STATUS",
           value_parser = clap::value_parser!(u16).range(100..=599))]
     pub error_status: u16,
 
     /// File holding the only X-Auth-Token accepted; without it any non-empty token is.
-    #[arg(
-        long = "auth-token-file",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_AUTH_TOKEN_FILE",
-        value_name = "FILE"
-    )]
+    #[arg(long = "auth-token-file", value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
 
     /// IAM user name the token endpoint accepts; without it any user and password are accepted.
-    #[arg(long = "iam-username", env = "CLOUDDEVICE_EXPORTER_SIMULATE_IAM_USERNAME", value_name = "USER", requires_all = ["iam_domain", "iam_password_file"])]
+    #[arg(long = "iam-username", value_name = "USER", requires_all = ["iam_domain", "iam_password_file"])]
     pub iam_username: Option<String>,
 
     /// Account (domain) name of that IAM user.
-    #[arg(
-        long = "iam-domain",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_IAM_DOMAIN",
-        value_name = "ACCOUNT",
-        requires = "iam_username"
-    )]
+    #[arg(long = "iam-domain", value_name = "ACCOUNT", requires = "iam_username")]
     pub iam_domain: Option<String>,
 
     /// File holding that IAM user's password.
     #[arg(
         long = "iam-password-file",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_IAM_PASSWORD_FILE",
         value_name = "FILE",
         requires = "iam_username"
     )]
     pub iam_password_file: Option<PathBuf>,
 
     /// Lifetime of the tokens the IAM endpoint issues (Huawei's are 24h).
-    #[arg(long = "token-lifetime", env = "CLOUDDEVICE_EXPORTER_SIMULATE_TOKEN_LIFETIME", default_value = "24h", value_name = "DURATION",
+    #[arg(long = "token-lifetime", default_value = "24h", value_name = "DURATION",
           value_parser = parse_duration)]
     pub token_lifetime: Duration,
 
     /// Access key whose signatures the API accepts (with --secret-key-file).
-    #[arg(
-        long = "access-key",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_ACCESS_KEY",
-        value_name = "AK",
-        requires = "secret_key_file"
-    )]
+    #[arg(long = "access-key", value_name = "AK", requires = "secret_key_file")]
     pub access_key: Option<String>,
 
     /// File holding the secret key of --access-key.
-    #[arg(
-        long = "secret-key-file",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_SECRET_KEY_FILE",
-        value_name = "FILE",
-        requires = "access_key"
-    )]
+    #[arg(long = "secret-key-file", value_name = "FILE", requires = "access_key")]
     pub secret_key_file: Option<PathBuf>,
 
     /// File holding the security token of temporary keys: signed requests must carry it, signed.
     #[arg(
         long = "security-token-file",
-        env = "CLOUDDEVICE_EXPORTER_SIMULATE_SECURITY_TOKEN_FILE",
         value_name = "FILE",
         requires = "access_key"
     )]
@@ -173,7 +123,7 @@ pub struct SimulateArgs {
     /// Serve this many accounts, `account-1` to `account-N`, each with its own fleet of
     /// --instances phones (seeds --seed, --seed+1, ...) and its own static token, `sim-account-K`:
     /// for trying the accounts file and for benchmarks. Takes no other credentials.
-    #[arg(long = "accounts", env = "CLOUDDEVICE_EXPORTER_SIMULATE_ACCOUNTS", default_value_t = 1, value_name = "N",
+    #[arg(long = "accounts", default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=10_000),
           conflicts_with_all = ["auth_token_file", "iam_username", "access_key"])]
     pub accounts: u32,

@@ -16,78 +16,48 @@ use crate::secret::Secret;
 #[derive(Debug, Args)]
 pub struct CredentialArgs {
     /// File holding a ready X-Auth-Token (alternative: the CLOUDDEVICE_AUTH_TOKEN environment variable).
-    #[arg(
-        long = "clouddevice.auth-token-file",
-        env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_AUTH_TOKEN_FILE",
-        value_name = "FILE"
-    )]
+    #[arg(long = "clouddevice.auth-token-file", value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
 
     /// IAM endpoint for password login.
     #[arg(
         long = "iam.endpoint",
-        env = "CLOUDDEVICE_EXPORTER_IAM_ENDPOINT",
         default_value = "https://iam.myhuaweicloud.com",
         value_name = "URL"
     )]
     pub iam_endpoint: String,
 
     /// IAM user name for password login.
-    #[arg(
-        long = "iam.username",
-        env = "CLOUDDEVICE_EXPORTER_IAM_USERNAME",
-        value_name = "USER"
-    )]
+    #[arg(long = "iam.username", value_name = "USER")]
     pub iam_username: Option<String>,
 
     /// Account (domain) name the IAM user belongs to.
-    #[arg(
-        long = "iam.domain",
-        env = "CLOUDDEVICE_EXPORTER_IAM_DOMAIN",
-        value_name = "ACCOUNT"
-    )]
+    #[arg(long = "iam.domain", value_name = "ACCOUNT")]
     pub iam_domain: Option<String>,
 
     /// Project name the token is scoped to (or use --iam.project-id).
     #[arg(
         long = "iam.project",
-        env = "CLOUDDEVICE_EXPORTER_IAM_PROJECT",
         value_name = "NAME",
         conflicts_with = "iam_project_id"
     )]
     pub iam_project: Option<String>,
 
     /// Project ID the token is scoped to (or use --iam.project).
-    #[arg(
-        long = "iam.project-id",
-        env = "CLOUDDEVICE_EXPORTER_IAM_PROJECT_ID",
-        value_name = "ID"
-    )]
+    #[arg(long = "iam.project-id", value_name = "ID")]
     pub iam_project_id: Option<String>,
 
     /// File holding the IAM user's password (alternative: the CLOUDDEVICE_IAM_PASSWORD environment variable).
-    #[arg(
-        long = "iam.password-file",
-        env = "CLOUDDEVICE_EXPORTER_IAM_PASSWORD_FILE",
-        value_name = "FILE"
-    )]
+    #[arg(long = "iam.password-file", value_name = "FILE")]
     pub iam_password_file: Option<PathBuf>,
 
     /// File holding an access key pair: `access_key = ...` and `secret_key = ...` lines, or the
     /// credentials.csv the console downloads (alternative: CLOUDDEVICE_ACCESS_KEY and CLOUDDEVICE_SECRET_KEY).
-    #[arg(
-        long = "clouddevice.credentials-file",
-        env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_CREDENTIALS_FILE",
-        value_name = "FILE"
-    )]
+    #[arg(long = "clouddevice.credentials-file", value_name = "FILE")]
     pub credentials_file: Option<PathBuf>,
 
     /// Project ID sent as X-Project-Id with AK/SK-signed requests.
-    #[arg(
-        long = "clouddevice.project-id",
-        env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_PROJECT_ID",
-        value_name = "ID"
-    )]
+    #[arg(long = "clouddevice.project-id", value_name = "ID")]
     pub project_id: Option<String>,
 }
 

@@ -81,31 +81,22 @@ pub struct ExporterArgs {
     /// Address to serve metrics on (`:PORT` means all interfaces).
     #[arg(
         long = "web.listen-address",
-        env = "CLOUDDEVICE_EXPORTER_WEB_LISTEN_ADDRESS",
         default_value = ":10123",
         value_name = "ADDR"
     )]
     pub listen_address: String,
 
     /// The URL Prometheus reaches the exporter at, when it differs from the address a request arrives on (a proxy, a service name); /sd lists it.
-    #[arg(
-        long = "web.external-url",
-        env = "CLOUDDEVICE_EXPORTER_WEB_EXTERNAL_URL",
-        value_name = "URL"
-    )]
+    #[arg(long = "web.external-url", value_name = "URL")]
     pub external_url: Option<String>,
 
     /// Serve POST /-/reload, which reloads the web configuration and the accounts file as SIGHUP does.
-    #[arg(
-        long = "web.enable-lifecycle",
-        env = "CLOUDDEVICE_EXPORTER_WEB_ENABLE_LIFECYCLE"
-    )]
+    #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
 
     /// Path under which to expose metrics.
     #[arg(
         long = "web.telemetry-path",
-        env = "CLOUDDEVICE_EXPORTER_WEB_TELEMETRY_PATH",
         default_value = "/metrics",
         value_name = "PATH"
     )]
@@ -114,96 +105,86 @@ pub struct ExporterArgs {
     /// Base URL of the CloudDevice API.
     #[arg(
         long = "clouddevice.endpoint",
-        env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_ENDPOINT",
         default_value = "https://koophone.myhuaweicloud.com",
         value_name = "URL"
     )]
     pub endpoint: String,
 
     /// page_size asked for (at most 200, as the API allows); the exporter follows the page size the service actually returns.
-    #[arg(long = "clouddevice.page-size", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_PAGE_SIZE", default_value_t = 200, value_name = "N",
+    #[arg(long = "clouddevice.page-size", default_value_t = 200, value_name = "N",
           value_parser = parse_page_size)]
     pub page_size: u32,
 
     /// Most page requests in flight at once.
-    #[arg(long = "clouddevice.concurrency", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_CONCURRENCY", default_value_t = 4, value_name = "N",
+    #[arg(long = "clouddevice.concurrency", default_value_t = 4, value_name = "N",
           value_parser = in_range(limits::CONCURRENCY))]
     pub concurrency: u32,
 
     /// Timeout of each request to the API (e.g. 10s, 1500ms).
-    #[arg(long = "clouddevice.timeout", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_TIMEOUT", default_value = "10s", value_name = "DURATION",
+    #[arg(long = "clouddevice.timeout", default_value = "10s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub timeout: Duration,
 
     /// Most requests a second to the API, per account: pages, retries and every scrape together (0 = no limit). The gateway throttles each account past its own limit (APIGW.0308).
-    #[arg(long = "clouddevice.requests-per-second", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_REQUESTS_PER_SECOND", default_value = "0",
+    #[arg(long = "clouddevice.requests-per-second", default_value = "0",
           value_name = "N", value_parser = |s: &str| parse_rate(s).map(|rate| rate.unwrap_or(0.0)))]
     pub requests_per_second: f64,
 
     /// Most pages one scrape reads; a list that would need more fails the scrape instead.
-    #[arg(long = "clouddevice.max-pages", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_PAGES", default_value_t = 10_000, value_name = "N",
+    #[arg(long = "clouddevice.max-pages", default_value_t = 10_000, value_name = "N",
           value_parser = in_range(limits::MAX_PAGES))]
     pub max_pages: u32,
 
     /// Most instances one collection holds (about 1 kB of memory each); a longer list fails the
     /// collection instead, so a hostile or runaway API cannot take the exporter's memory.
-    #[arg(long = "clouddevice.max-instances", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_INSTANCES", default_value_t = 200_000, value_name = "N",
+    #[arg(long = "clouddevice.max-instances", default_value_t = 200_000, value_name = "N",
           value_parser = in_range(limits::MAX_INSTANCES))]
     pub max_instances: u32,
 
     /// Retries of a page after a transport error, a 5xx or a 429, within the scrape's deadline.
-    #[arg(long = "clouddevice.max-retries", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_RETRIES", default_value_t = 2, value_name = "N",
+    #[arg(long = "clouddevice.max-retries", default_value_t = 2, value_name = "N",
           value_parser = in_range(limits::MAX_RETRIES))]
     pub max_retries: u32,
 
     /// Largest response body read from the API, in bytes; a larger one fails the scrape.
-    #[arg(long = "clouddevice.max-response-bytes", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_RESPONSE_BYTES", default_value_t = 32 << 20,
+    #[arg(long = "clouddevice.max-response-bytes", default_value_t = 32 << 20,
           value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_response_bytes: u64,
 
     /// Scrape timeout when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds header.
-    #[arg(long = "scrape.timeout", env = "CLOUDDEVICE_EXPORTER_SCRAPE_TIMEOUT", default_value = "10s", value_name = "DURATION",
+    #[arg(long = "scrape.timeout", default_value = "10s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub scrape_timeout: Duration,
 
     /// Serve a scrape from the last collection, failed or not, if it ended less than this ago,
     /// so that a client looping on the telemetry path cannot make the exporter read the API
     /// again and again (0s = every scrape reads the API).
-    #[arg(long = "scrape.min-interval", env = "CLOUDDEVICE_EXPORTER_SCRAPE_MIN_INTERVAL", default_value = "10s", value_name = "DURATION",
+    #[arg(long = "scrape.min-interval", default_value = "10s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub min_interval: Duration,
 
     /// When a collection fails, serve the fleet of the last successful one if it is younger than
     /// this, with clouddevice_up 0 (0s = never): alerts hold through a failed scrape.
-    #[arg(long = "scrape.serve-stale-for", env = "CLOUDDEVICE_EXPORTER_SCRAPE_SERVE_STALE_FOR", default_value = "0s", value_name = "DURATION",
+    #[arg(long = "scrape.serve-stale-for", default_value = "0s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub serve_stale_for: Duration,
 
     /// Read each account's list in the background every this long, and answer scrapes at once from the latest collection (0s = read on each scrape).
-    #[arg(long = "collection.interval", env = "CLOUDDEVICE_EXPORTER_COLLECTION_INTERVAL", default_value = "0s", value_name = "DURATION",
+    #[arg(long = "collection.interval", default_value = "0s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub collection_interval: Duration,
 
     /// Deadline of each scheduled collection (0s = the interval).
-    #[arg(long = "collection.timeout", env = "CLOUDDEVICE_EXPORTER_COLLECTION_TIMEOUT", default_value = "0s", value_name = "DURATION",
+    #[arg(long = "collection.timeout", default_value = "0s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub collection_timeout: Duration,
 
     /// Web configuration file (exporter-toolkit format): TLS, basic auth, headers. Re-read on SIGHUP.
-    #[arg(
-        long = "web.config.file",
-        env = "CLOUDDEVICE_EXPORTER_WEB_CONFIG_FILE",
-        value_name = "FILE"
-    )]
+    #[arg(long = "web.config.file", value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
 
     /// Most /metrics requests served at once; more get 503 (0 = no limit).
-    #[arg(
-        long = "web.max-requests",
-        env = "CLOUDDEVICE_EXPORTER_WEB_MAX_REQUESTS",
-        default_value_t = 40,
-        value_name = "N"
-    )]
+    #[arg(long = "web.max-requests", default_value_t = 40, value_name = "N")]
     pub max_requests: u32,
 
     /// Most /metrics and /probe answers in flight over all accounts together; more get 503
@@ -211,63 +192,50 @@ pub struct ExporterArgs {
     /// this bounds what stalled readers cost, however many accounts there are.
     #[arg(
         long = "web.max-requests-total",
-        env = "CLOUDDEVICE_EXPORTER_WEB_MAX_REQUESTS_TOTAL",
         default_value_t = 120,
         value_name = "N"
     )]
     pub max_requests_total: u32,
 
     /// Longest a client may take to send a request's head (and TLS handshake), from its first byte.
-    #[arg(long = "web.read-header-timeout", env = "CLOUDDEVICE_EXPORTER_WEB_READ_HEADER_TIMEOUT", default_value = "10s",
+    #[arg(long = "web.read-header-timeout", default_value = "10s",
           value_name = "DURATION", value_parser = parse_positive_duration)]
     pub read_header_timeout: Duration,
 
     /// Longest a kept-alive connection may wait for its next request before it is closed.
-    #[arg(long = "web.idle-timeout", env = "CLOUDDEVICE_EXPORTER_WEB_IDLE_TIMEOUT", default_value = "2m",
+    #[arg(long = "web.idle-timeout", default_value = "2m",
           value_name = "DURATION", value_parser = parse_positive_duration)]
     pub idle_timeout: Duration,
 
     /// Longest a client may take to read a response, from its first byte to its last.
-    #[arg(long = "web.write-timeout", env = "CLOUDDEVICE_EXPORTER_WEB_WRITE_TIMEOUT", default_value = "1m",
+    #[arg(long = "web.write-timeout", default_value = "1m",
           value_name = "DURATION", value_parser = parse_positive_duration)]
     pub write_timeout: Duration,
 
     /// Optional filter on the resource pool scenario.
-    #[arg(
-        long = "clouddevice.pool-scene-tag",
-        env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_POOL_SCENE_TAG",
-        value_name = "TAG"
-    )]
+    #[arg(long = "clouddevice.pool-scene-tag", value_name = "TAG")]
     pub pool_scene_tag: Option<PoolSceneTag>,
 
     /// Optional filter: only the instance with this ID (at most 32 characters).
-    #[arg(
-        long = "clouddevice.instance-id",
-        env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_INSTANCE_ID",
-        value_name = "ID"
-    )]
+    #[arg(long = "clouddevice.instance-id", value_name = "ID")]
     pub instance_id: Option<String>,
 
     /// Optional filter: only instances with this name (at most 128 characters).
-    #[arg(
-        long = "clouddevice.instance-name",
-        env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_INSTANCE_NAME",
-        value_name = "NAME"
-    )]
+    #[arg(long = "clouddevice.instance-name", value_name = "NAME")]
     pub instance_name: Option<String>,
 
     /// Optional query_start_time filter, UTC, as `2023-08-15 14:30:45`.
-    #[arg(long = "clouddevice.query-start-time", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_QUERY_START_TIME", value_name = "TIME",
+    #[arg(long = "clouddevice.query-start-time", value_name = "TIME",
           value_parser = parse_query_time)]
     pub query_start_time: Option<String>,
 
     /// Optional query_end_time filter, UTC, as `2023-08-15 14:30:45`.
-    #[arg(long = "clouddevice.query-end-time", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_QUERY_END_TIME", value_name = "TIME",
+    #[arg(long = "clouddevice.query-end-time", value_name = "TIME",
           value_parser = parse_query_time)]
     pub query_end_time: Option<String>,
 
     /// Time zone of the backup_time and restore_time the API sends: UTC or an offset such as +08:00.
-    #[arg(long = "clouddevice.time-zone", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_TIME_ZONE", default_value = "UTC",
+    #[arg(long = "clouddevice.time-zone", default_value = "UTC",
           value_name = "ZONE", value_parser = parse_time_zone, allow_hyphen_values = true)]
     pub time_zone: time::UtcOffset,
 
@@ -276,36 +244,32 @@ pub struct ExporterArgs {
 
     /// Accounts file (YAML): the accounts served on /probe?target=NAME and listed on /sd, each
     /// with its own sign-in. Re-read on SIGHUP. The flags above give each account's defaults.
-    #[arg(
-        long = "config.file",
-        env = "CLOUDDEVICE_EXPORTER_CONFIG_FILE",
-        value_name = "FILE"
-    )]
+    #[arg(long = "config.file", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
 
     /// Most requests in flight to the API over all accounts together, on top of each one's concurrency; one account takes at most half, and each has one more of its own that never waits for the others.
-    #[arg(long = "clouddevice.max-requests-in-flight", env = "CLOUDDEVICE_EXPORTER_CLOUDDEVICE_MAX_REQUESTS_IN_FLIGHT",
+    #[arg(long = "clouddevice.max-requests-in-flight",
           default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_requests_in_flight: u32,
 
     /// Per-instance series for all instances, only those in trouble (`problems`), or none (`true`/`false` mean all/none).
-    #[arg(long = "collector.instance-metrics", env = "CLOUDDEVICE_EXPORTER_COLLECTOR_INSTANCE_METRICS", value_name = "MODE",
+    #[arg(long = "collector.instance-metrics", value_name = "MODE",
           default_value = "all", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "all",
           value_parser = parse_instance_metrics)]
     pub instance_metrics: InstanceMetrics,
 
     /// Where per-instance series carry instance_name: everywhere, info (clouddevice_instance_info only) or nowhere.
-    #[arg(long = "collector.instance-name", env = "CLOUDDEVICE_EXPORTER_COLLECTOR_INSTANCE_NAME", default_value = "everywhere",
+    #[arg(long = "collector.instance-name", default_value = "everywhere",
           value_name = "WHERE", value_parser = parse_instance_name)]
     pub instance_name_label: InstanceName,
 
     /// Bounds of the backup-age buckets (clouddevice_instances_by_backup_age), ascending; +Inf is always added.
-    #[arg(long = "collector.backup-age-buckets", env = "CLOUDDEVICE_EXPORTER_COLLECTOR_BACKUP_AGE_BUCKETS", default_value = "1d,3d,7d,30d",
+    #[arg(long = "collector.backup-age-buckets", default_value = "1d,3d,7d,30d",
           value_name = "DURATIONS", value_parser = parse_age_buckets)]
     pub backup_age_buckets: Arc<[u64]>,
 
     /// Most region and SKU pairs exported; past it the smallest are counted together under region="other",sku="other".
-    #[arg(long = "collector.max-groups", env = "CLOUDDEVICE_EXPORTER_COLLECTOR_MAX_GROUPS", default_value_t = 1_000,
+    #[arg(long = "collector.max-groups", default_value_t = 1_000,
           value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_groups: u32,
 
@@ -313,7 +277,7 @@ pub struct ExporterArgs {
     pub log: LogArgs,
 
     /// Serve metrics of a built-in simulated fleet: no credentials, no network needed.
-    #[arg(long = "demo", env = "CLOUDDEVICE_EXPORTER_DEMO")]
+    #[arg(long = "demo")]
     pub demo: bool,
 }
 

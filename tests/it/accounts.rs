@@ -629,7 +629,6 @@ fn the_demo_serves_two_accounts_on_probe_beside_its_metrics() {
 /// Loads an accounts file whose secrets live under /etc/clouddevice_exporter/, with those paths
 /// moved into a temporary folder holding `secrets`; returns the account names.
 fn load_example(text: &str, secrets: &[(&str, &str)]) -> Vec<String> {
-    use clap::Parser;
     let files = Files::new();
     for (name, value) in secrets {
         files.secret(name, value);
@@ -639,7 +638,7 @@ fn load_example(text: &str, secrets: &[(&str, &str)]) -> Vec<String> {
     std::fs::write(&path, text.replace("/etc/clouddevice_exporter/", &folder)).unwrap();
     let path = path.to_string_lossy().into_owned();
     let args = ["clouddevice_exporter", "--config.file", &path];
-    let config = clouddevice_exporter::run::Cli::try_parse_from(args)
+    let config = clouddevice_exporter::run::Cli::from_args(args)
         .unwrap()
         .exporter
         .validate(SecretEnv::default())

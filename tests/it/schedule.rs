@@ -96,7 +96,7 @@ async fn a_timeout_without_an_interval_is_refused() {
         "30s",
         "--demo",
     ];
-    let err = <clouddevice_exporter::run::Cli as clap::Parser>::try_parse_from(args)
+    let err = clouddevice_exporter::run::Cli::from_args(args)
         .unwrap()
         .exporter
         .validate(Default::default())

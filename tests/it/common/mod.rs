@@ -11,7 +11,6 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use clouddevice_exporter::cli::credentials::SecretEnv;
 use clouddevice_exporter::clock::Clock;
 use clouddevice_exporter::probe::Probes;
@@ -87,7 +86,7 @@ impl TestExporter {
         let args = std::iter::once("clouddevice_exporter")
             .chain(every_scrape.into_iter().filter(|_| !own_window))
             .chain(flags.iter().copied());
-        let mut config = Cli::try_parse_from(args)
+        let mut config = Cli::from_args(args)
             .expect("test flags parse")
             .exporter
             .validate(env)
