@@ -41,6 +41,18 @@ pub enum TargetError {
     },
 }
 
+/// Why the accounts file could not be loaded again.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Accounts(#[from] crate::cli::accounts::AccountsError),
+    #[error("reading {} failed: {error}", .path.display())]
+    Failed {
+        path: std::path::PathBuf,
+        error: tokio::task::JoinError,
+    },
+}
+
 /// What every account is built with.
 pub struct Resources {
     pub pool: CollectorPool,
@@ -157,7 +169,7 @@ impl Probes {
 
     /// Reads the accounts file again, without applying it: `None` for a set that never changes
     /// (`--demo`). The caller applies it with [`Probes::swap`] ([`crate::web::reload`]).
-    pub async fn load(&self) -> Option<Result<(Vec<Account>, Vec<String>), String>> {
+    pub async fn load(&self) -> Option<Result<(Vec<Account>, Vec<String>), LoadError>> {
         let source = self.source.as_ref()?;
         let (path, defaults, env) = (
             source.path.clone(),
@@ -171,15 +183,17 @@ impl Probes {
         })
         .await;
         Some(match loaded {
-            Ok(Ok(accounts)) => Ok(accounts),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(error) => Err(format!("reading {} failed: {error}", source.path.display())),
+            Ok(loaded) => loaded.map_err(LoadError::Accounts),
+            Err(error) => Err(LoadError::Failed {
+                path: source.path.clone(),
+                error,
+            }),
         })
     }
 
     /// Makes `accounts` the set served, reusing every target whose account did not change; an
     /// account that cannot be set up leaves the set in use unchanged. Returns what changed.
-    pub fn swap(&self, accounts: Vec<Account>) -> Result<Swapped, String> {
+    pub fn swap(&self, accounts: Vec<Account>) -> Result<Swapped, TargetError> {
         let old = self.targets();
         let (mut kept, mut added, mut changed) = (0, 0, 0);
         let mut next = BTreeMap::new();
@@ -196,7 +210,7 @@ impl Probes {
                         added += 1;
                     }
                     let target = self.shared.target(account, previous.map(|t| &**t));
-                    Arc::new(target.map_err(|e| e.to_string())?)
+                    Arc::new(target?)
                 }
             };
             next.insert(target.account.name.clone(), target);

@@ -8,9 +8,33 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use axum_server::tls_rustls::RustlsConfig;
 
-use crate::probe::Probes;
+use crate::probe::{LoadError, Probes, TargetError};
 use crate::self_metrics::ReloadState;
-use crate::web::config::{self, Access, WebConfig};
+use crate::web::config::{self, Access, WebConfig, WebConfigError};
+
+/// Why a reload applied nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the exporter is shutting down")]
+    Stopping,
+    #[error("the web configuration {}: {source}", .path.display())]
+    Web { path: PathBuf, source: WebLoadError },
+    #[error("the accounts file: {0}")]
+    Accounts(#[from] LoadError),
+    #[error("the accounts file: {0}")]
+    Target(#[from] TargetError),
+}
+
+/// Why the web configuration file could not be loaded again.
+#[derive(Debug, thiserror::Error)]
+pub enum WebLoadError {
+    #[error(transparent)]
+    Config(#[from] WebConfigError),
+    #[error("reading it failed: {0}")]
+    Failed(#[from] tokio::task::JoinError),
+    #[error("turning TLS on or off needs a restart")]
+    TlsOnOrOff,
+}
 
 /// What a reload re-reads, and where it records how it went.
 pub struct Reloader {
@@ -49,8 +73,7 @@ impl Reloader {
     /// Re-reads both files and applies them only if both load: a file that does not load, or an
     /// account that cannot be set up, leaves the whole configuration in use. Logs one line
     /// either way, and returns it.
-    pub async fn reload(&self) -> Result<String, String> {
-        let stopped = || Err("the exporter is shutting down".to_string());
+    pub async fn reload(&self) -> Result<String, ReloadError> {
         let reloading = async {
             let _one = self.one.lock().await;
             self.load_and_apply().await
@@ -58,7 +81,7 @@ impl Reloader {
         // A reload under way when the process stops is dropped whole: it applies nothing.
         let result = tokio::select! {
             biased;
-            () = self.stopping.cancelled() => return stopped(),
+            () = self.stopping.cancelled() => return Err(ReloadError::Stopping),
             result = reloading => result,
         };
         match &result {
@@ -73,11 +96,12 @@ impl Reloader {
         result
     }
 
-    async fn load_and_apply(&self) -> Result<String, String> {
+    async fn load_and_apply(&self) -> Result<String, ReloadError> {
         let web = match self.web.get() {
             Some(web) => {
-                let new = web.load().await.map_err(|error| {
-                    format!("the web configuration {}: {error}", web.path().display())
+                let new = web.load().await.map_err(|source| ReloadError::Web {
+                    path: web.path.clone(),
+                    source,
                 })?;
                 Some((web, new))
             }
@@ -86,8 +110,7 @@ impl Reloader {
         let accounts = match &self.probes {
             Some(probes) => match probes.load().await {
                 Some(loaded) => {
-                    let (accounts, warnings) =
-                        loaded.map_err(|error| format!("the accounts file: {error}"))?;
+                    let (accounts, warnings) = loaded?;
                     Some((probes, accounts, warnings))
                 }
                 None => None,
@@ -97,9 +120,7 @@ impl Reloader {
         let mut done = Vec::new();
         // The accounts first: setting one up can still fail, and then nothing has changed.
         if let Some((probes, accounts, warnings)) = accounts {
-            let swapped = probes
-                .swap(accounts)
-                .map_err(|error| format!("the accounts file: {error}"))?;
+            let swapped = probes.swap(accounts)?;
             for warning in &warnings {
                 tracing::warn!("{warning}");
             }
@@ -134,15 +155,11 @@ impl WebReload {
 
     /// Reads the file again, off the async threads (bcrypt and file reads block), without
     /// applying it.
-    pub async fn load(&self) -> Result<WebConfig, String> {
+    pub async fn load(&self) -> Result<WebConfig, WebLoadError> {
         let file = self.path.clone();
-        let new = match tokio::task::spawn_blocking(move || config::load(&file)).await {
-            Ok(Ok(new)) => new,
-            Ok(Err(error)) => return Err(error.to_string()),
-            Err(error) => return Err(format!("reading it failed: {error}")),
-        };
+        let new = tokio::task::spawn_blocking(move || config::load(&file)).await??;
         if self.tls.is_some() != new.tls.is_some() {
-            return Err("turning TLS on or off needs a restart".into());
+            return Err(WebLoadError::TlsOnOrOff);
         }
         Ok(new)
     }
