@@ -485,7 +485,17 @@ impl Collector {
                     Ok(fleet.len())
                 }
                 Err(error) => {
-                    tracing::error!(%error, duration_seconds = duration.as_secs_f64(), "collection failed; reporting clouddevice_up 0");
+                    // A failure said once: the same one again (IAM held back after refusing the
+                    // credentials, a permission still missing) is not said on every scrape.
+                    let again = lock(&state)
+                        .last
+                        .as_ref()
+                        .is_some_and(|last| last.outcome.as_ref().err() == Some(error));
+                    if again {
+                        tracing::debug!(%error, "collection failed again the same way");
+                    } else {
+                        tracing::error!(%error, duration_seconds = duration.as_secs_f64(), "collection failed; reporting clouddevice_up 0");
+                    }
                     Err(error.clone())
                 }
             };

@@ -18,6 +18,7 @@ use crate::scrape::Exporter;
 use crate::self_metrics::{ExporterMetrics, ProcessMetrics};
 use crate::upstream::auth::AuthError;
 use crate::upstream::batch_query::BatchQuery;
+use crate::upstream::iam::FailedLogins;
 use crate::upstream::redact::Redactor;
 use crate::upstream::slots::RequestSlots;
 
@@ -65,6 +66,8 @@ pub struct Resources {
     pub max_requests: u32,
     /// Every account's secrets, scrubbed from what any account's upstream answers.
     pub redactor: Redactor,
+    /// Every IAM user's failed logins, whichever accounts sign in as it, across reloads.
+    pub failed_logins: FailedLogins,
     /// What token lifetimes and windows are measured on.
     pub clock: Clock,
     /// Collections on a schedule, each account at its own point of the interval.
@@ -93,6 +96,7 @@ impl Resources {
             source,
         })?
         .with_request_slots(&self.request_slots)
+        .with_failed_logins(&self.failed_logins)
         .with_clock(self.clock.clone());
         let mut collector =
             Collector::in_pool(&self.pool, Arc::new(source), metrics.clone(), self.keep)

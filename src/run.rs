@@ -298,6 +298,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
                 keep,
                 max_requests: config.max_requests,
                 redactor: Default::default(),
+                failed_logins: Default::default(),
                 clock: config.clock.clone(),
                 schedule,
             };

@@ -18,6 +18,7 @@ pub struct ExporterMetrics {
     api_requests: IntCounterVec,
     api_errors: IntCounterVec,
     token_expiry: GaugeVec,
+    iam_next_attempt: GaugeVec,
     request_duration: HistogramVec,
     invalid_text: IntCounter,
     invalid_values: IntCounter,
@@ -212,6 +213,14 @@ impl ExporterMetrics {
             ),
             &[],
         )?;
+        // No labels: the series appears once IAM has refused the credentials.
+        let iam_next_attempt = GaugeVec::new(
+            Opts::new(
+                "clouddevice_exporter_iam_next_attempt_timestamp_seconds",
+                "When the exporter next asks IAM for a token after IAM refused the credentials, as Unix seconds; 0 when it is not holding back.",
+            ),
+            &[],
+        )?;
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "clouddevice_exporter_api_request_duration_seconds",
@@ -246,6 +255,7 @@ impl ExporterMetrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(token_expiry.clone()))?;
+        registry.register(Box::new(iam_next_attempt.clone()))?;
         registry.register(Box::new(api_errors.clone()))?;
         registry.register(Box::new(invalid_text.clone()))?;
         registry.register(Box::new(invalid_values.clone()))?;
@@ -257,6 +267,7 @@ impl ExporterMetrics {
             api_requests,
             api_errors,
             token_expiry,
+            iam_next_attempt,
             request_duration,
             invalid_text,
             invalid_values,
@@ -326,6 +337,13 @@ impl ExporterMetrics {
 
     pub fn set_token_expiry(&self, unix_seconds: f64) {
         self.token_expiry
+            .with_label_values(&[] as &[&str])
+            .set(unix_seconds);
+    }
+
+    /// When IAM is next asked after it refused the credentials; 0 once it is not held back.
+    pub fn set_iam_next_attempt(&self, unix_seconds: f64) {
+        self.iam_next_attempt
             .with_label_values(&[] as &[&str])
             .set(unix_seconds);
     }

@@ -124,8 +124,10 @@ fn issue_token_of(state: &SimState, body: &Bytes) -> Response {
         );
     }
     if let Some(expected) = &state.config.iam_user {
+        let changed = lock(&state.iam_password).clone();
+        let expected_password = changed.as_deref().unwrap_or(&expected.password);
         let right =
-            name == expected.name && domain == expected.domain && password == expected.password;
+            name == expected.name && domain == expected.domain && password == expected_password;
         if !right {
             return iam_error(
                 StatusCode::UNAUTHORIZED,

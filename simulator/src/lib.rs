@@ -215,6 +215,8 @@ struct SimState {
     issued: Mutex<auth::Issued>,
     iam_requests: AtomicU64,
     iam_down: AtomicBool,
+    /// The IAM user's password since an administrator changed it, if one did.
+    iam_password: Mutex<Option<String>>,
     /// Every signature received, so tests can check none leaked.
     signatures: Mutex<Vec<String>>,
     /// The canonical request the gateway rebuilt for each signed request.
@@ -422,6 +424,12 @@ impl SimHandle {
         self.state.iam_down.store(down, Ordering::Relaxed);
     }
 
+    /// Changes the IAM user's password, as an administrator does: logins with the old one are
+    /// refused from now on (tokens already issued still work).
+    pub fn set_iam_password(&self, password: &str) {
+        *lock(&self.state.iam_password) = Some(password.to_string());
+    }
+
     /// Every token the IAM endpoint issued.
     pub fn issued_tokens(&self) -> Vec<String> {
         lock(&self.state.issued).tokens()
@@ -558,6 +566,7 @@ impl SimState {
             issued: Mutex::new(auth::Issued::default()),
             iam_requests: AtomicU64::new(0),
             iam_down: AtomicBool::new(false),
+            iam_password: Mutex::new(None),
             signatures: Mutex::new(Vec::new()),
             canonical_requests: Mutex::new(Vec::new()),
             last_query: Mutex::new(Vec::new()),

@@ -18,7 +18,7 @@ fn advice(error: &ApiError) -> Option<String> {
     let advice = match error {
         ApiError::Request { failure, .. } => return request_advice(failure).map(str::to_string),
         ApiError::Iam { status: Some(400 | 401), .. } => {
-            "check --iam.username, --iam.domain, --iam.project(-id) and the password"
+            "check --iam.username, --iam.domain, --iam.project(-id) and the password; a changed password is tried at once after a reload of the accounts file or a restart"
         }
         ApiError::Iam {
             cause: Cause::Iam(IamCause::Redirect),
@@ -134,8 +134,8 @@ mod tests {
             transient: false,
         };
         let wrong = iam(Some(401), Cause::Code("IAM.0101".into()));
-        assert!(explain(&wrong).ends_with(
-            "; check --iam.username, --iam.domain, --iam.project(-id) and the password"
+        assert!(explain(&wrong).contains(
+            "; check --iam.username, --iam.domain, --iam.project(-id) and the password; a changed password is tried at once"
         ));
         let moved = iam(None, Cause::Iam(IamCause::Redirect));
         assert!(explain(&moved).ends_with("; set --iam.endpoint to the address IAM answers on"));

@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::self_metrics::ExporterMetrics;
 use crate::upstream::credentials::{AccessKey, Credentials};
 use crate::upstream::error::ApiError;
-use crate::upstream::iam::IamSession;
+use crate::upstream::iam::{FailedLogins, IamSession};
 use crate::upstream::redact::Redactor;
 use crate::upstream::retry::RetryPolicy;
 use crate::upstream::sign;
@@ -52,6 +52,14 @@ impl Auth {
     pub fn set_clock(&mut self, clock: Clock) {
         if let Kind::Iam(session) = &mut self.kind {
             session.set_clock(clock);
+        }
+    }
+
+    /// Counts an IAM user's failed logins with every other account that shares `failed_logins`;
+    /// the other sign-ins have no logins.
+    pub fn set_failed_logins(&mut self, failed_logins: FailedLogins) {
+        if let Kind::Iam(session) = &mut self.kind {
+            session.set_failed_logins(failed_logins);
         }
     }
 

@@ -21,6 +21,7 @@ use crate::upstream::credentials::Credentials;
 use crate::upstream::error::Progress;
 use crate::upstream::error::{ApiError, RequestFailure};
 use crate::upstream::http::{self, error_chain, read_capped, redirect_target, Capped};
+use crate::upstream::iam::FailedLogins;
 use crate::upstream::paging::{self, Pages};
 use crate::upstream::rate::{RateLimit, RateTurn};
 use crate::upstream::redact::Redactor;
@@ -180,6 +181,13 @@ impl BatchQuery {
     /// one cap (`--clouddevice.max-requests-in-flight`) on top of each one's concurrency.
     pub fn with_request_slots(mut self, slots: &RequestSlots) -> Self {
         self.slots = Some(slots.for_account());
+        self
+    }
+
+    /// Counts failed IAM logins with every other account that shares `failed_logins`, so that
+    /// accounts signing in as one IAM user together stay under its lockout.
+    pub fn with_failed_logins(mut self, failed_logins: &FailedLogins) -> Self {
+        self.auth.set_failed_logins(failed_logins.clone());
         self
     }
 

@@ -1,7 +1,15 @@
 //! IAM password login: exchanges an IAM user's password for a project-scoped token, caches it,
 //! renews it at half its remaining lifetime, and makes concurrent callers share one renewal.
+//!
+//! IAM locks a user after a few failed logins (by default 5 in 15 minutes; an administrator may
+//! set 3), and the user may be a person's own. So after IAM refuses the credentials an account
+//! does not ask again for a while ([`REFUSAL_HOLD`], doubled on each further refusal up to
+//! [`MAX_REFUSAL_HOLD`]): its scrapes fail at once with the refusal. And however many accounts
+//! sign in as one IAM user, at most [`MAX_FAILED_LOGINS`] of their logins fail in any
+//! [`LOCKOUT_WINDOW`] ([`FailedLogins`]).
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -34,6 +42,82 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 const MAX_ANSWER_BYTES: u64 = 4 << 20;
 /// Tokens live 24 hours; assumed when IAM's answer does not say.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// How long an account waits before asking IAM again after IAM refused its credentials.
+pub const REFUSAL_HOLD: Duration = Duration::from_secs(10 * 60);
+pub const MAX_REFUSAL_HOLD: Duration = Duration::from_secs(3600);
+/// At most this many failed logins of one IAM user in any [`LOCKOUT_WINDOW`], under the 3 an
+/// administrator may lower IAM's lockout to.
+pub const MAX_FAILED_LOGINS: usize = 2;
+pub const LOCKOUT_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// The failed logins of each IAM user (IAM endpoint, domain and name), shared by every account
+/// that signs in as that user, so that together they stay under IAM's lockout. Each failure
+/// keeps a fingerprint of the login sent: credentials IAM has not refused yet (a password fixed
+/// and reloaded) are tried at once, whatever the window holds.
+#[derive(Clone, Default)]
+pub struct FailedLogins(Arc<Mutex<HashMap<String, UserLogins>>>);
+
+#[derive(Default)]
+struct UserLogins {
+    /// In the last [`LOCKOUT_WINDOW`], oldest first, with the fingerprint of what was sent.
+    failures: VecDeque<(Moment, u64)>,
+    /// What IAM said the last time it refused this user.
+    last: Option<Refusal>,
+}
+
+/// A point in time on a session's clock, and the same as wall-clock time (which is said).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Moment(Instant, SystemTime);
+
+impl Moment {
+    fn later(self, by: Duration) -> Moment {
+        Moment(self.0 + by, self.1 + by)
+    }
+}
+
+impl FailedLogins {
+    /// When `user` may try the login `sent` again, if not at `now`, and IAM's last refusal of
+    /// the user: until the oldest failure in the window leaves it.
+    fn held(&self, user: &str, sent: u64, now: Moment) -> Option<Refusal> {
+        let mut users = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let logins = users.get_mut(user)?;
+        while logins
+            .failures
+            .front()
+            .is_some_and(|(t, _)| t.0 + LOCKOUT_WINDOW <= now.0)
+        {
+            logins.failures.pop_front();
+        }
+        let (oldest, _) = *logins.failures.front()?;
+        let refused_before = logins.failures.iter().any(|(_, s)| *s == sent);
+        if logins.failures.len() < MAX_FAILED_LOGINS || !refused_before {
+            return None;
+        }
+        let last = logins.last.as_ref()?;
+        Some(Refusal {
+            until: oldest.later(LOCKOUT_WINDOW),
+            ..last.clone()
+        })
+    }
+
+    fn record(&self, user: &str, sent: u64, refusal: &Refusal, at: Moment) {
+        let mut users = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let logins = users.entry(user.to_string()).or_default();
+        logins.failures.push_back((at, sent));
+        logins.last = Some(refusal.clone());
+    }
+}
+
+/// IAM's refusal of the credentials, kept to answer with until IAM is asked again.
+#[derive(Clone)]
+struct Refusal {
+    cause: Cause,
+    status: Option<u16>,
+    reason: String,
+    until: Moment,
+    /// What the next refusal holds for: twice this one's, at most [`MAX_REFUSAL_HOLD`].
+    hold: Duration,
+}
 
 /// A token handed out, with the generation that tells a later rejection which token it was.
 pub struct IssuedToken {
@@ -54,6 +138,7 @@ struct State {
     current: Option<Token>,
     generation: u64,
     quiet_until: Option<Instant>,
+    refused: Option<Refusal>,
 }
 
 pub struct IamSession {
@@ -69,6 +154,11 @@ pub struct IamSession {
     /// Scrubs the password and the tokens issued from what IAM answers.
     redactor: Redactor,
     state: tokio::sync::Mutex<State>,
+    /// This user's failed logins, with every other account's that signs in as it.
+    failed_logins: FailedLogins,
+    /// The IAM user, as [`FailedLogins`] knows it, and a fingerprint of the login it sends.
+    user: String,
+    sent: u64,
 }
 
 #[derive(Deserialize)]
@@ -133,7 +223,18 @@ impl IamSession {
             metrics,
             redactor,
             state: tokio::sync::Mutex::new(State::default()),
+            failed_logins: FailedLogins::default(),
+            user: format!(
+                "{} {} {}",
+                credentials.endpoint, credentials.domain, credentials.username
+            ),
+            sent: fingerprint(&body.to_string()),
         }
+    }
+
+    /// Counts failed logins with every other session that shares `failed_logins`.
+    pub fn set_failed_logins(&mut self, failed_logins: FailedLogins) {
+        self.failed_logins = failed_logins;
     }
 
     /// Measures token lifetimes on `clock` (tests move it instead of waiting).
@@ -165,6 +266,13 @@ impl IamSession {
                 return Ok(lease);
             }
         }
+        // Held back after failed logins: a usable token still serves, else the refusal answers.
+        if let Some(held) = self.held(&state) {
+            return match lease(&state).filter(|_| usable) {
+                Some(lease) => Ok(lease),
+                None => Err(held),
+            };
+        }
         // Without a usable token, the scrape depends on this answer: a transient failure is
         // retried like any request. With one, a failed renewal waits for the quiet period.
         match self.fetch(deadline, !usable).await {
@@ -178,6 +286,16 @@ impl IamSession {
                 state.current = Some(token);
                 state.generation += 1;
                 state.quiet_until = None;
+                if state.refused.take().is_some() {
+                    self.metrics.set_iam_next_attempt(0.0);
+                }
+            }
+            Err(error) if refuses_credentials(&error) => {
+                let next = self.refused(&mut state, &error);
+                tracing::error!(%error, next_attempt = %show(next), "IAM refused the credentials; it is not asked again before the next attempt, since repeated failed logins lock the IAM user");
+                if !usable {
+                    return Err(error);
+                }
             }
             Err(error) => {
                 if !usable {
@@ -194,6 +312,67 @@ impl IamSession {
             reason: "no token is held".into(),
             transient: false,
         })
+    }
+
+    fn now(&self) -> Moment {
+        Moment(self.clock.instant(), self.clock.now())
+    }
+
+    /// Why IAM is not asked now, if it is not: this account's credentials were refused lately,
+    /// or this IAM user's logins failed too often lately.
+    fn held(&self, state: &State) -> Option<ApiError> {
+        let now = self.now();
+        let own = state.refused.clone().filter(|r| now < r.until);
+        let user = self.failed_logins.held(&self.user, self.sent, now);
+        let refusal = match (own, user) {
+            (Some(own), Some(user)) => Some(if user.until > own.until { user } else { own }),
+            (own, user) => own.or(user),
+        }?;
+        Some(ApiError::Iam {
+            cause: refusal.cause,
+            status: refusal.status,
+            reason: format!(
+                "{}; IAM is not asked again before {}, since repeated failed logins lock the IAM user",
+                refusal.reason,
+                show(refusal.until)
+            ),
+            transient: false,
+        })
+    }
+
+    /// Keeps IAM's refusal of the credentials, counts it as a failed login of the user, and
+    /// returns when IAM is asked next.
+    fn refused(&self, state: &mut State, error: &ApiError) -> Moment {
+        let now = self.now();
+        let hold = state
+            .refused
+            .as_ref()
+            .map_or(REFUSAL_HOLD, |r| (r.hold * 2).min(MAX_REFUSAL_HOLD));
+        let (cause, status, reason) = match error {
+            ApiError::Iam {
+                cause,
+                status,
+                reason,
+                ..
+            } => (cause.clone(), *status, reason.clone()),
+            other => (Cause::Other, None, other.to_string()),
+        };
+        let refusal = Refusal {
+            cause,
+            status,
+            reason,
+            until: now.later(hold),
+            hold,
+        };
+        self.failed_logins
+            .record(&self.user, self.sent, &refusal, now);
+        state.refused = Some(refusal);
+        let user = self.failed_logins.held(&self.user, self.sent, now);
+        let next = now.later(hold).max(user.map_or(now, |r| r.until));
+        let unix = next.1.duration_since(SystemTime::UNIX_EPOCH);
+        self.metrics
+            .set_iam_next_attempt(unix.map_or(0.0, |d| d.as_secs_f64()));
+        next
     }
 
     /// The API refused the token of `generation`: forget it, unless a newer one is already held.
@@ -364,4 +543,30 @@ impl IamSession {
             usable_until: expires_at - EXPIRY_MARGIN.min(remaining / 10),
         })
     }
+}
+/// Whether IAM refused the credentials themselves (a wrong user, password or domain, or a user
+/// it will not let in): asking again with the same ones fails again, and counts toward lockout.
+fn refuses_credentials(error: &ApiError) -> bool {
+    matches!(
+        error,
+        ApiError::Iam {
+            status: Some(400 | 401 | 403),
+            ..
+        }
+    )
+}
+
+/// Tells one login from another without keeping the password: the first 8 bytes of its SHA-256.
+fn fingerprint(login: &str) -> u64 {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(login.as_bytes());
+    hash.iter().take(8).fold(0, |n, b| n << 8 | u64::from(*b))
+}
+
+/// A moment as the log and the error say it: UTC, to the second.
+fn show(at: Moment) -> String {
+    let at = OffsetDateTime::from(at.1);
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    at.format(format).unwrap_or_else(|_| at.to_string())
 }

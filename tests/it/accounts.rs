@@ -875,3 +875,56 @@ async fn a_healthy_account_is_read_beside_sixteen_slow_or_rate_limited_ones() {
         p.abort();
     }
 }
+
+#[tokio::test]
+async fn accounts_signing_in_as_one_iam_user_fail_at_most_twice_in_fifteen_minutes() {
+    let sim = three_account_simulator(Duration::ZERO).await;
+    let url = sim.url();
+    let files = Files::new();
+    files.secret("games.password", "not-pw-games");
+    let names = ["games", "games-eu", "games-us"];
+    let entries: Vec<String> = names
+        .iter()
+        .map(|name| {
+            files
+                .games(&url, "")
+                .replacen("  games:", &format!("  {name}:"), 1)
+        })
+        .collect();
+    let config = files.accounts(&entries);
+    let clock = clouddevice_exporter::clock::Clock::manual();
+    let exporter =
+        TestExporter::start_flags_on(&["--config.file", &config], labs_env(), clock.clone()).await;
+    let games = sim.account("games").unwrap();
+    let probe_all = |up: f64| {
+        let exporter = &exporter;
+        async move {
+            for name in names {
+                for _ in 0..3 {
+                    assert_eq!(probe(exporter, name).await.up(), up, "{name}");
+                }
+            }
+        }
+    };
+    probe_all(0.0).await;
+    assert_eq!(
+        games.iam_requests(),
+        2,
+        "three accounts, one IAM user: two failed logins"
+    );
+    clock.advance(Duration::from_secs(10 * 60 + 1));
+    probe_all(0.0).await;
+    assert_eq!(
+        games.iam_requests(),
+        2,
+        "the accounts' own holds are over, the user's fifteen minutes are not"
+    );
+    clock.advance(Duration::from_secs(5 * 60));
+    probe_all(0.0).await;
+    assert_eq!(games.iam_requests(), 4);
+    // The password fixed and reloaded: each account signs in at once.
+    files.secret("games.password", "pw-games");
+    exporter.reload.reload().await.unwrap();
+    probe_all(1.0).await;
+    assert_eq!(games.iam_requests(), 7);
+}

@@ -279,9 +279,68 @@ async fn a_wrong_password_fails_the_scrape_with_a_readable_log_line() {
         "{line}"
     );
     assert!(line.contains("check --iam.username"), "{line}");
-    // The next scrape tries again.
+    // The next scrape does not try again: a wrong password locks the IAM user.
     assert_eq!(exporter.scrape().await.up(), 0.0);
+    assert_eq!(sim.iam_requests(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_password_is_tried_again_after_ten_minutes_then_after_twenty() {
+    let clock = Clock::manual();
+    let sim = simulator(iam_fleet_on(10, Duration::from_secs(3600), clock.clone())).await;
+    let exporter = iam_exporter_on(&sim, "not-the-password", &[], clock.clone()).await;
+    for _ in 0..30 {
+        assert_eq!(exporter.scrape().await.up(), 0.0);
+    }
+    assert_eq!(sim.iam_requests(), 1, "30 scrapes, one failed login");
+    let m = exporter.scrape().await;
+    assert_eq!(
+        m.errors("IAM.0101"),
+        Some(1.0),
+        "scrapes held back ask nothing"
+    );
+    let unix_now = |clock: &Clock| {
+        let since = clock.now().duration_since(std::time::UNIX_EPOCH);
+        since.unwrap().as_secs_f64()
+    };
+    let next = m
+        .value("clouddevice_exporter_iam_next_attempt_timestamp_seconds")
+        .expect("when IAM is asked next");
+    assert!((next - unix_now(&clock) - 600.0).abs() < 5.0, "{next}");
+    let landing = exporter.get("/").await.text().await.unwrap();
+    assert!(
+        landing.contains("IAM is not asked again before"),
+        "the refusal is what the scrapes say: {landing}"
+    );
+    clock.advance(Duration::from_secs(9 * 60));
+    exporter.scrape().await;
+    assert_eq!(sim.iam_requests(), 1);
+    clock.advance(Duration::from_secs(61));
+    exporter.scrape().await;
+    assert_eq!(sim.iam_requests(), 2, "asked again after ten minutes");
+    // The hold doubles: twenty minutes now.
+    clock.advance(Duration::from_secs(19 * 60));
+    exporter.scrape().await;
     assert_eq!(sim.iam_requests(), 2);
+    clock.advance(Duration::from_secs(61));
+    exporter.scrape().await;
+    assert_eq!(sim.iam_requests(), 3, "asked again after twenty more");
+}
+
+#[tokio::test]
+async fn a_password_refused_while_a_token_still_works_is_not_tried_every_30_seconds() {
+    let clock = Clock::manual();
+    let sim = simulator(iam_fleet_on(10, Duration::from_secs(1000), clock.clone())).await;
+    let exporter = iam_exporter_on(&sim, PASSWORD, &[], clock.clone()).await;
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+    // IAM's password changes (an administrator rotated it): renewals are refused.
+    sim.set_iam_password("rotated");
+    clock.advance(Duration::from_secs(505));
+    for _ in 0..5 {
+        assert_eq!(exporter.scrape().await.up(), 1.0, "the token still serves");
+        clock.advance(Duration::from_secs(31));
+    }
+    assert_eq!(sim.iam_requests(), 2, "one token, one refused renewal");
 }
 
 #[tokio::test]

@@ -72,7 +72,7 @@ impl TestExporter {
         TestExporter::start_flags_on(flags, env, Clock::system()).await
     }
 
-    async fn start_flags_on(flags: &[&str], env: SecretEnv, clock: Clock) -> TestExporter {
+    pub async fn start_flags_on(flags: &[&str], env: SecretEnv, clock: Clock) -> TestExporter {
         if std::env::var_os("TEST_LOG").is_some() {
             logging::init(
                 clouddevice_exporter::logging::LogLevel::Debug,
