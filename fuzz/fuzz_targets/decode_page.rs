@@ -2,7 +2,8 @@
 //! more rows than asked for; the error check of non-2xx answers too.
 #![no_main]
 
-use clouddevice_exporter::upstream::wire::{api_error, decode_page, Decoding};
+use clouddevice_exporter::upstream::error_body;
+use clouddevice_exporter::upstream::wire::{decode_page, Decoding};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
@@ -14,5 +15,5 @@ fuzz_target!(|body: &[u8]| {
     if let Ok(page) = decode_page(body, limits) {
         assert!(page.instances.len() <= 50);
     }
-    let _ = api_error(body);
+    let _ = error_body::read(body);
 });

@@ -153,6 +153,13 @@ pub enum FaultKind {
     Status { status: u16, code: Option<String> },
     /// HTTP 200 with this `error_code` in the body, as the service answers many errors.
     ApiError { code: String },
+    /// This HTTP status, with `code` and its message written in `shape`: the ways Huawei's
+    /// services and gateways write errors, as its SDKs read them.
+    Shaped {
+        status: u16,
+        code: String,
+        shape: ErrorShape,
+    },
     /// The first half of the normal body only.
     Truncate,
     /// The normal answer, this much later.
@@ -170,6 +177,38 @@ pub enum FaultKind {
     DeleteFirst,
     /// The page's last row replaced by a copy of its first.
     DuplicateRow,
+}
+
+/// How an error answer writes its code and message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// `{"error_code", "error_msg"}`, as the reference does.
+    Reference,
+    /// `{"error_code", "error_message"}`, as other Huawei services do.
+    ErrorMessage,
+    /// `{"errorCode", "errorMsg"}`.
+    Camel,
+    /// `{"code", "message"}`.
+    CodeMessage,
+    /// `{"error": {"code", "message"}}`, as IAM does.
+    Nested,
+    /// `{"data": {"error_code", "error_msg"}}`, in the envelope the reference's tables give.
+    Data,
+}
+
+impl ErrorShape {
+    fn body(self, code: &str, message: &str) -> String {
+        use serde_json::json;
+        match self {
+            ErrorShape::Reference => json!({ "error_code": code, "error_msg": message }),
+            ErrorShape::ErrorMessage => json!({ "error_code": code, "error_message": message }),
+            ErrorShape::Camel => json!({ "errorCode": code, "errorMsg": message }),
+            ErrorShape::CodeMessage => json!({ "code": code, "message": message }),
+            ErrorShape::Nested => json!({ "error": { "code": code, "message": message } }),
+            ErrorShape::Data => json!({ "data": { "error_code": code, "error_msg": message } }),
+        }
+        .to_string()
+    }
 }
 
 /// What a moving fleet (`--change-every`) evolves from, and when.
@@ -585,14 +624,18 @@ fn router(tenants: Arc<Tenants>) -> Router {
 }
 
 fn error_response(status: u16, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error_code": code, "error_msg": message }).to_string();
+    shaped_error(status, code, message, ErrorShape::Reference)
+}
+
+fn shaped_error(status: u16, code: &str, message: &str, shape: ErrorShape) -> Response {
+    let body = shape.body(code, message);
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, [("content-type", "application/json")], body).into_response()
 }
 
 /// The messages the reference gives for its codes (and the gateway's for its own).
 fn message_for(code: &str) -> &'static str {
-    match code {
+    match code.to_ascii_uppercase().as_str() {
         "KOOPHONE.API.0000" => "The tenant does not exist.",
         "KOOPHONE.API.0002" => "The x-request-id is missing.",
         "KOOPHONE.API.1000" => "The request parameter is incorrect.",
@@ -605,7 +648,8 @@ fn message_for(code: &str) -> &'static str {
         "APIGW.0301" => "Incorrect IAM authentication information.",
         "APIGW.0303" => "Incorrect app authentication information: signature expired.",
         "APIGW.0307" => "The token must be updated.",
-        "APIGW.0308" => "The throttling threshold has been reached.",
+        "APIGW.0308" | "APIG.0308" => "The throttling threshold has been reached.",
+        "KOOPHONE.API.0004" => "The project does not exist.",
         _ => "Simulated error.",
     }
 }
@@ -725,6 +769,11 @@ async fn batch_query(
             };
         }
         Some(FaultKind::ApiError { code }) => return api_error(200, code),
+        Some(FaultKind::Shaped {
+            status,
+            code,
+            shape,
+        }) => return shaped_error(*status, code, message_for(code), *shape),
         Some(FaultKind::Throttle { retry_after }) => {
             let mut response = api_error(429, "APIGW.0308");
             if let Some(seconds) = retry_after {

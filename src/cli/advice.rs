@@ -4,6 +4,7 @@
 //! without their prefix).
 
 use crate::self_metrics::{Cause, IamCause};
+use crate::upstream::codes::{self, Kind};
 use crate::upstream::error::{ApiError, Progress, RequestFailure};
 
 /// The error as the operator reads it: what happened, then what to do about it.
@@ -52,32 +53,41 @@ fn request_advice(failure: &RequestFailure) -> Option<&'static str> {
             "set --clouddevice.endpoint to the address the API answers on"
         }
         RequestFailure::Refused { status, code, .. } => {
-            return refusal_advice(code.as_deref(), *status)
+            return refusal_advice(codes::kind(*status, code.as_deref()), code.as_deref())
         }
     })
 }
 
-/// What an operator can do about the errors the reference and the gateway document.
-fn refusal_advice(code: Option<&str>, status: u16) -> Option<&'static str> {
-    Some(match (code, status) {
-        (Some("APIGW.0301" | "APIGW.0307"), _) | (_, 401) => {
+/// What an operator can do about an answer that names an error, by its kind (its code first,
+/// else its status: [`codes::kind`]).
+fn refusal_advice(kind: Kind, code: Option<&str>) -> Option<&'static str> {
+    let code = code.map(codes::spelled);
+    Some(match (kind, code.as_deref()) {
+        (Kind::Credentials, _) => {
             "the credentials are wrong or expired: check the token, password or key pair"
         }
-        (Some("KOOPHONE.API.1001"), _) | (_, 403) => {
-            "grant the IAM user koophone:cloudphoneResource:queryInstanceBatch"
-        }
-        (Some("KOOPHONE.API.1004"), _) => "the account has not subscribed to CloudDevice",
-        (Some("KOOPHONE.API.0000"), _) => "the tenant does not exist: check the account",
-        (Some("KOOPHONE.API.1000" | "KOOPHONE.API.5002" | "KOOPHONE.API.5004"), _) => {
-            "check the --clouddevice.* filter flags"
-        }
-        (Some("APIGW.0308"), _) | (_, 429) => {
+        (Kind::Permission, _) => "grant the IAM user koophone:cloudphoneResource:queryInstanceBatch",
+        (Kind::Throttled, _) => {
             "the API is throttling: set --clouddevice.requests-per-second under the gateway's limit for this account, or read the list less often (--collection.interval)"
         }
-        (_, 500..=599) | (Some("KOOPHONE.API.9999"), _) => {
-            "the service failed: the next scrape tries again"
+        (Kind::ServiceFailed, _) => "the service failed: the next scrape tries again",
+        (Kind::NoTenant, _) => "the tenant does not exist: check the account",
+        (Kind::NotSubscribed, _) => "the account has not subscribed to CloudDevice: subscribe to it in the console",
+        (Kind::NoProject, _) => {
+            "the project id sent does not exist: check --clouddevice.project-id (project_id in the accounts file) against the console's My Credentials page"
         }
-        _ => return None,
+        (Kind::MissingHeader, Some("KOOPHONE.API.0002")) => {
+            "the service did not see the X-Request-Id header the exporter sends: a proxy between them may drop it"
+        }
+        (Kind::MissingHeader, _) => {
+            "the service missed a request header it needs: a proxy between them may drop it; report it with the request id"
+        }
+        (Kind::BadFilter, _) => "check the --clouddevice.* filter flags",
+        (Kind::NotFound, _) => {
+            "no such API there: set --clouddevice.endpoint to the service's base URL, without the path /v1/instances/batch-query"
+        }
+        (Kind::Other, Some("KPAPI.2209")) => "the service has no device to assign: ask Huawei's support",
+        (Kind::Other, _) => return None,
     })
 }
 

@@ -17,9 +17,11 @@ use crate::clock::Clock;
 use crate::fleet::Fleet;
 use crate::self_metrics::{Cause, ExporterMetrics};
 use crate::upstream::auth::{Auth, AuthError};
+use crate::upstream::codes::Kind;
 use crate::upstream::credentials::Credentials;
 use crate::upstream::error::Progress;
 use crate::upstream::error::{ApiError, RequestFailure};
+use crate::upstream::error_body;
 use crate::upstream::http::{self, error_chain, read_capped, redirect_target, Capped};
 use crate::upstream::iam::FailedLogins;
 use crate::upstream::paging::{self, Pages};
@@ -247,8 +249,10 @@ impl BatchQuery {
                 self.rate.answered();
             }
             self.report(&error);
-            // A 401: the API refused the credentials (`APIGW.0307` expired token, `APIGW.0301` wrong one).
-            if !renewed && error.status() == Some(401) && self.auth.refused(stamp).await {
+            // The gateway refused the credentials (`APIGW.0307` an expired token, `APIGW.0301` a
+            // wrong one): an IAM token is renewed and the page asked once more.
+            let refused = error.kind() == Some(Kind::Credentials);
+            if !renewed && refused && self.auth.refused(stamp).await {
                 renewed = true;
                 continue;
             }
@@ -363,7 +367,7 @@ impl BatchQuery {
             Err(Capped::Failed(e)) => return Err(transport(e)),
         };
         if !status.is_success() {
-            let (code, message) = wire::api_error(&body).unzip();
+            let (code, message) = error_body::read(&body).unzip();
             return Err(failed(RequestFailure::Refused {
                 status: status.as_u16(),
                 code: code.map(|c| self.redactor.code(c)),

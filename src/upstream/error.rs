@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::self_metrics::Cause;
+use crate::upstream::codes::{self, Kind};
 
 /// Why a page, or a whole read of the list, failed.
 #[derive(Debug, thiserror::Error)]
@@ -187,13 +188,25 @@ impl ApiError {
             RequestFailure::Decode(_) => Cause::Decode,
             RequestFailure::Redirect { .. } => Cause::Redirect,
             RequestFailure::TooLarge { .. } => Cause::TooLarge,
-            RequestFailure::Refused { status, code, .. } => match code.as_deref() {
-                _ if *status == 429 => Cause::Throttled,
-                Some("APIGW.0308") => Cause::Throttled,
-                Some(code) if looks_like_code(code) => Cause::Code(code.to_string()),
-                _ if (200..300).contains(status) => Cause::Other,
-                _ => Cause::Http(*status),
-            },
+            RequestFailure::Refused { status, code, .. } => {
+                let counted = code.as_deref().and_then(code_cause);
+                match (codes::kind(*status, code.as_deref()), counted) {
+                    (Kind::Throttled, _) => Cause::Throttled,
+                    (_, Some(cause)) => cause,
+                    _ if (200..300).contains(status) => Cause::Other,
+                    _ => Cause::Http(*status),
+                }
+            }
+        }
+    }
+
+    /// What kind of refusal this is, when the API answered with an error.
+    pub fn kind(&self) -> Option<Kind> {
+        match self.failure()? {
+            RequestFailure::Refused { status, code, .. } => {
+                Some(codes::kind(*status, code.as_deref()))
+            }
+            _ => None,
         }
     }
 
@@ -256,10 +269,14 @@ pub fn clip(text: String) -> String {
     }
 }
 
-/// Whether an upstream string is shaped like an error code (`KOOPHONE.API.1001`, `IAM.0101`):
-/// only such a string may become an `error_code` label.
-pub fn looks_like_code(code: &str) -> bool {
-    crate::self_metrics::code_shaped(code)
+/// What an upstream's code is counted as: a documented code in its documented spelling, another
+/// code-shaped one as sent; `None` for free text, which may never become a label.
+pub fn code_cause(code: &str) -> Option<Cause> {
+    match codes::documented(code) {
+        Some((spelled, _)) => Some(Cause::Documented(spelled)),
+        None if crate::self_metrics::code_shaped(code) => Some(Cause::Code(code.to_string())),
+        None => None,
+    }
 }
 
 #[cfg(test)]
@@ -314,9 +331,18 @@ mod tests {
             "KOOPHONE.API.1001"
         );
         assert_eq!(api("{\"x\": 1}").cause().label(), "other");
-        // The documented shape only: a capital first, then letters, digits, `_` and `.`.
-        assert_eq!(api("lower.case").cause().label(), "other");
+        // Codes' shapes only: a letter first, then letters, digits, `_` and `.`; lower-case
+        // first (other Huawei services' `common.00000400`) with a `.`, which no cause has.
+        assert_eq!(api("common.00000400").cause().label(), "common.00000400");
+        assert_eq!(api("timeout").cause().label(), "other");
         assert_eq!(api("APIGW-0301").cause().label(), "other");
+        // Documented codes in their documented spelling, whatever case they came in.
+        assert_eq!(
+            status(Some("KooPhone.API.1001"), 401).cause().label(),
+            "KOOPHONE.API.1001"
+        );
+        assert_eq!(status(Some("APIG.0308"), 429).cause().label(), "throttled");
+        assert_eq!(api("APIG.0308").cause().label(), "throttled");
         assert_eq!(
             api(&format!("A{}", "B".repeat(64))).cause().label(),
             "other"

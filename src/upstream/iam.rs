@@ -26,6 +26,7 @@ use crate::secret::Secret;
 use crate::self_metrics::{Cause, ExporterMetrics, IamCause};
 use crate::upstream::credentials::{IamCredentials, ProjectScope};
 use crate::upstream::error::ApiError;
+use crate::upstream::error_body;
 use crate::upstream::http::{self, read_capped, redirect_target, Capped};
 use crate::upstream::redact::Redactor;
 use crate::upstream::retry::RetryPolicy;
@@ -170,25 +171,6 @@ struct TokenBody {
 struct TokenTimes {
     #[serde(default)]
     expires_at: Option<String>,
-}
-
-/// IAM answers errors as `{"error": {"code", "message"}}` or `{"error_code", "error_msg"}`.
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    error: Option<NestedError>,
-    #[serde(default)]
-    error_code: Option<String>,
-    #[serde(default)]
-    error_msg: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct NestedError {
-    #[serde(default)]
-    code: Option<serde_json::Value>,
-    #[serde(default)]
-    message: Option<String>,
 }
 
 impl IamSession {
@@ -482,22 +464,16 @@ impl IamSession {
                 ),
             })?;
         if !status.is_success() {
-            let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
-            let (code, message) = match parsed.error {
-                Some(e) => (
-                    e.code
-                        .map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_string)),
-                    e.message,
-                ),
-                None => (parsed.error_code, parsed.error_msg),
-            };
+            // IAM answers `{"error": {"code", "message"}}` or `{"error_code", "error_msg"}`.
+            let (code, message) = error_body::read(&body).unzip();
             // IAM may echo the password (or a proxy the request body): never keep it.
             let code = code.map(|c| self.redactor.code(c));
             let message = message.map(|m| self.redactor.clean(m));
             let cause = code
-                .clone()
-                .filter(|c| crate::upstream::error::looks_like_code(c) && c.contains('.'))
-                .map_or(Cause::Iam(IamCause::Http(status.as_u16())), Cause::Code);
+                .as_deref()
+                .filter(|c| c.contains('.'))
+                .and_then(crate::upstream::error::code_cause)
+                .unwrap_or(Cause::Iam(IamCause::Http(status.as_u16())));
             let mut reason = format!("IAM answered HTTP {}", status.as_u16());
             if let Some(code) = code {
                 reason.push_str(&format!(" {code}"));

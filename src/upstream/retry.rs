@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::upstream::codes;
 use crate::upstream::error::{ApiError, RequestFailure};
 
 /// First retry delay; doubled for each further retry, with jitter.
@@ -19,16 +20,16 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Whether the same request may succeed a moment later: no answer, a 5xx, or throttling.
-    /// Other 4xx and business errors would fail the same way again.
+    /// Whether the same request may succeed a moment later: no answer, or an answer whose code
+    /// (else status) says throttling or a failure of the service ([`codes::kind`]). Business
+    /// errors would fail the same way again, whatever their status.
     pub fn retries(error: &ApiError) -> bool {
         match error {
             ApiError::Request { failure, .. } => match failure {
                 RequestFailure::Timeout(_) | RequestFailure::Transport(_) => true,
-                RequestFailure::Refused { status, code, .. } if (200..300).contains(status) => {
-                    code.as_deref() == Some("APIGW.0308")
+                RequestFailure::Refused { status, code, .. } => {
+                    codes::kind(*status, code.as_deref()).retried()
                 }
-                RequestFailure::Refused { status, .. } => *status == 429 || *status >= 500,
                 _ => false,
             },
             ApiError::Iam { transient, .. } => *transient,
@@ -101,6 +102,26 @@ mod tests {
         assert!(!RetryPolicy::retries(&status(None, 404)));
         assert!(!RetryPolicy::retries(&api("KOOPHONE.API.1001")));
         assert!(!RetryPolicy::retries(&api("KOOPHONE.API.1004")));
+        // The code decides, whatever the status: the reference lists permanent business codes
+        // under HTTP 500 too.
+        assert!(!RetryPolicy::retries(&status(
+            Some("KOOPHONE.API.1001"),
+            500
+        )));
+        assert!(!RetryPolicy::retries(&status(
+            Some("KooPhone.API.0000"),
+            500
+        )));
+        assert!(!RetryPolicy::retries(&status(Some("KPAPI.2209"), 500)));
+        assert!(RetryPolicy::retries(&status(
+            Some("KOOPHONE.API.9999"),
+            500
+        )));
+        assert!(RetryPolicy::retries(&status(
+            Some("KOOPHONE.API.9999"),
+            400
+        )));
+        assert!(RetryPolicy::retries(&api("APIG.0308")));
         let decode = ApiError::request(1, "r", RequestFailure::Decode(String::new()));
         assert!(!RetryPolicy::retries(&decode));
         let iam = |transient| ApiError::Iam {

@@ -42,6 +42,7 @@ enum PageField {
     TotalCount,
     ErrorCode,
     ErrorMsg,
+    ErrorMessage,
     #[serde(other)]
     Other,
 }
@@ -248,6 +249,10 @@ impl Paging {
             PageField::TotalCount => self.total_count = int(map.next_value()?, "total_count")?,
             PageField::ErrorCode => self.error_code = text(map.next_value()?, "error_code")?,
             PageField::ErrorMsg => self.error_msg = text(map.next_value()?, "error_msg")?,
+            // Other Huawei services name the message so.
+            PageField::ErrorMessage if self.error_msg.is_none() => {
+                self.error_msg = text(map.next_value()?, "error_message")?
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -567,15 +572,6 @@ pub enum DecodeError {
     /// The body is not the JSON the reference describes.
     #[error("undecodable response body: {0}")]
     Malformed(String),
-}
-
-/// The error a body names, if any: `error_code` present and not `"0"`, at the top level or in `data`.
-/// Used on every response, including non-2xx ones whose body is often this same JSON.
-pub fn api_error(body: &[u8]) -> Option<(String, String)> {
-    match parse(body, envelope(PhantomData::<IgnoredAny>)) {
-        Err(DecodeError::Api { code, message }) => Some((code, message)),
-        _ => None,
-    }
 }
 
 /// A parsed envelope: the rows, and the paging fields inside `data` and at the top level.
@@ -946,12 +942,15 @@ mod tests {
     }
 
     #[test]
-    fn api_error_reads_non_2xx_bodies() {
+    fn an_error_message_under_another_name_is_read_too() {
+        let body = r#"{"error_code":"APIG.0308","error_message":"The throttling threshold has been reached"}"#;
         assert_eq!(
-            api_error(br#"{"error_code":"APIGW.0307","error_msg":"The token must be updated."}"#),
-            Some(("APIGW.0307".into(), "The token must be updated.".into()))
+            decode(body.as_bytes()).unwrap_err(),
+            DecodeError::Api {
+                code: "APIG.0308".into(),
+                message: "The throttling threshold has been reached".into()
+            }
         );
-        assert_eq!(api_error(b"Bad Gateway"), None);
     }
 
     #[test]

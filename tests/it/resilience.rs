@@ -7,7 +7,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use clouddevice_exporter::clock::Clock;
-use clouddevice_simulator::{Fault, FaultKind, SimConfig};
+use clouddevice_simulator::{ErrorShape, Fault, FaultKind, SimConfig};
 use common::{sim_and_exporter, sim_and_exporter_on, Scraped, TestExporter};
 
 fn fleet(instances: usize) -> SimConfig {
@@ -383,4 +383,98 @@ async fn a_client_with_a_tiny_timeout_cannot_fail_the_scrapes_it_shares_a_collec
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     hostile.await.unwrap();
     assert_eq!(up, [1.0; 5]);
+}
+
+/// One scrape of a 300-phone fleet whose page 2 always answers `status` with `code` written in
+/// `shape`: what it counted, how often page 2 was asked, and what the landing page says.
+async fn refused_with(status: u16, code: &str, shape: ErrorShape) -> (Scraped, u64, String) {
+    let (sim, exporter) = sim_and_exporter(fleet(300), &[]).await;
+    let kind = FaultKind::Shaped {
+        status,
+        code: code.into(),
+        shape,
+    };
+    sim.inject(on_page(2, None, kind));
+    let m = exporter.scrape().await;
+    assert_eq!(m.up(), 0.0, "{code}");
+    let landing = exporter.get("/").await.text().await.unwrap();
+    let said = landing
+        .lines()
+        .find(|l| l.contains("Last collection"))
+        .unwrap_or_default()
+        .replace("&#39;", "'");
+    (m, sim.page_requests(2), said)
+}
+
+#[tokio::test]
+async fn a_permission_code_is_a_permission_error_whatever_the_status() {
+    let (m, asked, said) = refused_with(401, "KOOPHONE.API.1001", ErrorShape::Reference).await;
+    assert_eq!(asked, 1, "not retried, and no token renewal for it");
+    assert_eq!(errors(&m, "KOOPHONE.API.1001"), Some(1.0));
+    assert!(
+        said.contains("Insufficient instance permissions."),
+        "{said}"
+    );
+    assert!(
+        said.contains("grant the IAM user koophone:cloudphoneResource:queryInstanceBatch"),
+        "{said}"
+    );
+    assert!(!said.contains("credentials are wrong"), "{said}");
+}
+
+#[tokio::test]
+async fn business_codes_under_http_500_are_not_retried_but_9999_is() {
+    for (code, retried) in [
+        ("KOOPHONE.API.1000", false),
+        ("KOOPHONE.API.0000", false),
+        ("KPAPI.2209", false),
+        ("KOOPHONE.API.9999", true),
+    ] {
+        let (m, asked, _) = refused_with(500, code, ErrorShape::Reference).await;
+        assert_eq!(asked, if retried { 3 } else { 1 }, "{code}");
+        assert_eq!(errors(&m, code), Some(asked as f64), "{code}");
+    }
+}
+
+#[tokio::test]
+async fn codes_in_any_case_and_every_shape_the_sdk_reads_are_understood() {
+    let (m, asked, said) = refused_with(401, "KooPhone.API.1001", ErrorShape::Camel).await;
+    assert_eq!(asked, 1);
+    assert_eq!(
+        errors(&m, "KOOPHONE.API.1001"),
+        Some(1.0),
+        "labelled in the reference's spelling"
+    );
+    assert!(
+        said.contains("Insufficient instance permissions."),
+        "{said}"
+    );
+    // The dedicated gateway's throttle, its message under another name: a throttle, retried.
+    let (m, asked, said) = refused_with(429, "APIG.0308", ErrorShape::ErrorMessage).await;
+    assert_eq!(asked, 3);
+    assert_eq!(errors(&m, "throttled"), Some(3.0));
+    assert!(
+        said.contains("The throttling threshold has been reached"),
+        "{said}"
+    );
+    // IAM's nested shape, and the envelope of the reference's tables.
+    let (m, asked, said) = refused_with(500, "KPAPI.2209", ErrorShape::Nested).await;
+    assert_eq!((asked, errors(&m, "KPAPI.2209")), (1, Some(1.0)));
+    assert!(said.contains("No device can be assigned."), "{said}");
+    let (m, _, _) = refused_with(400, "KOOPHONE.API.5002", ErrorShape::Data).await;
+    assert_eq!(errors(&m, "KOOPHONE.API.5002"), Some(1.0));
+    // Another service's lower-case code keeps a label of its own.
+    let (m, asked, said) = refused_with(400, "common.00000400", ErrorShape::CodeMessage).await;
+    assert_eq!((asked, errors(&m, "common.00000400")), (1, Some(1.0)));
+    assert!(
+        said.contains("API error common.00000400: Simulated error."),
+        "{said}"
+    );
+}
+
+#[tokio::test]
+async fn a_project_that_does_not_exist_is_said_with_what_to_check() {
+    let (m, asked, said) = refused_with(200, "KOOPHONE.API.0004", ErrorShape::Reference).await;
+    assert_eq!((asked, errors(&m, "KOOPHONE.API.0004")), (1, Some(1.0)));
+    assert!(said.contains("check --clouddevice.project-id"), "{said}");
 }
