@@ -17,8 +17,11 @@ pub fn explain(error: &ApiError) -> String {
 
 fn advice(error: &ApiError) -> Option<String> {
     let advice = match error {
-        ApiError::Request { failure, .. } => return request_advice(failure).map(str::to_string),
-        ApiError::Iam { status: Some(400 | 401), .. } => {
+        ApiError::Request { failure, url, .. } => return request_advice(failure, url),
+        ApiError::Iam {
+            status: Some(400 | 401 | 403),
+            ..
+        } => {
             "check --iam.username, --iam.domain, --iam.project(-id) and the password; a changed password is tried at once after a reload of the accounts file or a restart"
         }
         ApiError::Iam {
@@ -37,8 +40,8 @@ fn advice(error: &ApiError) -> Option<String> {
     Some(advice.to_string())
 }
 
-fn request_advice(failure: &RequestFailure) -> Option<&'static str> {
-    Some(match failure {
+fn request_advice(failure: &RequestFailure, url: &str) -> Option<String> {
+    let advice = match failure {
         RequestFailure::Timeout(_) => {
             "raise --clouddevice.timeout or lower --clouddevice.page-size"
         }
@@ -52,10 +55,23 @@ fn request_advice(failure: &RequestFailure) -> Option<&'static str> {
         RequestFailure::Redirect { .. } => {
             "set --clouddevice.endpoint to the address the API answers on"
         }
-        RequestFailure::Refused { status, code, .. } => {
-            return refusal_advice(codes::kind(*status, code.as_deref()), code.as_deref())
+        RequestFailure::WrongScheme { https: true } => {
+            "the endpoint speaks plain HTTP there: write http:// in --clouddevice.endpoint, or give the port that speaks TLS"
         }
-    })
+        RequestFailure::WrongScheme { https: false } => {
+            "if that port speaks TLS, write https:// in --clouddevice.endpoint"
+        }
+        RequestFailure::Refused { status, code, .. } => {
+            let kind = codes::kind(*status, code.as_deref());
+            if kind == Kind::NotFound && !url.is_empty() {
+                return Some(format!(
+                    "the API is not at {url}: set --clouddevice.endpoint to the service's base URL; the exporter adds the reference's path /v1/instances/batch-query"
+                ));
+            }
+            return refusal_advice(kind, code.as_deref()).map(str::to_string);
+        }
+    };
+    Some(advice.to_string())
 }
 
 /// What an operator can do about an answer that names an error, by its kind (its code first,

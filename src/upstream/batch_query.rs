@@ -123,6 +123,8 @@ impl Filters {
 pub struct BatchQuery {
     http: reqwest::Client,
     url: Url,
+    /// `url` as errors show it.
+    shown_url: Arc<str>,
     auth: Auth,
     config: BatchQueryConfig,
     metrics: Arc<ExporterMetrics>,
@@ -167,6 +169,7 @@ impl BatchQuery {
         )?;
         Ok(BatchQuery {
             http,
+            shown_url: Arc::from(http::shown(&url)),
             url,
             auth,
             metrics,
@@ -333,11 +336,16 @@ impl BatchQuery {
         request_id: &str,
         timeout: Duration,
     ) -> Result<Page, ApiError> {
-        let failed = |failure| ApiError::request(page, request_id, failure);
+        let failed = |failure| ApiError::request(page, request_id, failure).at(&self.shown_url);
         let transport = |e: reqwest::Error| {
-            failed(match e.is_timeout() {
-                true => RequestFailure::Timeout(timeout),
-                false => RequestFailure::Transport(self.redactor.clean(error_chain(&e))),
+            failed(if e.is_timeout() {
+                RequestFailure::Timeout(timeout)
+            } else if http::other_protocol(&e) {
+                RequestFailure::WrongScheme {
+                    https: self.url.scheme() == "https",
+                }
+            } else {
+                RequestFailure::Transport(self.redactor.clean(error_chain(&e)))
             })
         };
         let response = match self.http.execute(request).await {

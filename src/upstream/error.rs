@@ -4,6 +4,7 @@
 //! `clouddevice_exporter_api_errors_total` (the API's code when it looks like one, else the
 //! cause).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::self_metrics::Cause;
@@ -18,6 +19,8 @@ pub enum ApiError {
         page: u64,
         request_id: String,
         failure: RequestFailure,
+        /// The URL asked, without its query or credentials; empty when not known.
+        url: Arc<str>,
     },
     #[error("cannot get an IAM token: {reason}")]
     Iam {
@@ -56,6 +59,11 @@ pub enum RequestFailure {
     },
     #[error("could not be decoded: {0}")]
     Decode(String),
+    /// The answer came in the other protocol: plain HTTP to a TLS (`https://`) request, or no
+    /// HTTP at all (the connection closed, or the answer was not HTTP) to a plain one, as a TLS
+    /// port answers.
+    #[error("{}", if *.https { "was answered in plain HTTP to a TLS (https://) request" } else { "got no HTTP answer to a plain http:// request (the connection closed, or the answer was not HTTP)" })]
+    WrongScheme { https: bool },
     /// The body passed the response limit, of `limit` bytes.
     #[error("sent more than {limit} bytes")]
     TooLarge { limit: u64 },
@@ -159,7 +167,16 @@ impl ApiError {
             page,
             request_id: request_id.to_string(),
             failure,
+            url: Arc::from(""),
         }
+    }
+
+    /// The same error, saying the URL asked (shown without its query or credentials).
+    pub fn at(mut self, shown_url: &Arc<str>) -> Self {
+        if let ApiError::Request { url, .. } = &mut self {
+            *url = shown_url.clone();
+        }
+        self
     }
 
     /// The request's failure, when this is one request's.
@@ -184,7 +201,7 @@ impl ApiError {
         };
         match failure {
             RequestFailure::Timeout(_) => Cause::Timeout,
-            RequestFailure::Transport(_) => Cause::Transport,
+            RequestFailure::Transport(_) | RequestFailure::WrongScheme { .. } => Cause::Transport,
             RequestFailure::Decode(_) => Cause::Decode,
             RequestFailure::Redirect { .. } => Cause::Redirect,
             RequestFailure::TooLarge { .. } => Cause::TooLarge,

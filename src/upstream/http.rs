@@ -86,6 +86,34 @@ pub fn shown(url: &Url) -> String {
     shown.to_string()
 }
 
+/// Whether a request failed because the other end speaks the other protocol: plain HTTP to a
+/// TLS request (rustls reads a record that is not TLS), or, to a plain request, an answer that
+/// is not HTTP or a connection closed before any answer (as a TLS port does).
+pub fn other_protocol(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+            );
+        }
+        if let Some(http) = e.downcast_ref::<hyper::Error>() {
+            return http.is_parse() || http.is_incomplete_message();
+        }
+        // An I/O error's source is its inner error's source: the inner one itself (rustls's,
+        // under tokio-rustls) is reached through `get_ref`.
+        source = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
+}
+
 /// Why a body could not be read whole.
 pub enum Capped {
     TooLarge,

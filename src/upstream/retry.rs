@@ -27,6 +27,7 @@ impl RetryPolicy {
         match error {
             ApiError::Request { failure, .. } => match failure {
                 RequestFailure::Timeout(_) | RequestFailure::Transport(_) => true,
+                RequestFailure::WrongScheme { .. } => false,
                 RequestFailure::Refused { status, code, .. } => {
                     codes::kind(*status, code.as_deref()).retried()
                 }

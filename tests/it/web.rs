@@ -259,3 +259,25 @@ async fn a_reload_posted_by_a_page_of_another_site_is_refused() {
     assert_eq!(post(None).await, 200);
     assert_eq!(post(Some(format!("http://{}", exporter.addr))).await, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_a_tls_port_says_to_write_https() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pki(dir.path());
+    let (mut running, address) = start(
+        dir.path(),
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+        &[],
+    );
+    // An exporter whose API endpoint is that TLS port, written http://.
+    let exporter = common::TestExporter::start(&format!("http://{address}"), &[]).await;
+    assert_eq!(exporter.scrape().await.up(), 0.0);
+    let landing = exporter.get("/").await.text().await.unwrap();
+    assert!(
+        landing.contains("got no HTTP answer to a plain http:// request")
+            && landing
+                .contains("if that port speaks TLS, write https:// in --clouddevice.endpoint"),
+        "{landing}"
+    );
+    assert!(running.terminate().success());
+}
