@@ -12,6 +12,7 @@
 //! that counts something imports [`self_metrics`], the exporter's own counters, which imports
 //! nothing of the crate.
 
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod collect;

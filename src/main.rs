@@ -7,7 +7,7 @@ use clap::error::ErrorKind;
 
 use clouddevice_exporter::cli::credentials::SecretEnv;
 use clouddevice_exporter::run::{Cli, Command};
-use clouddevice_exporter::{healthcheck, logging, run, simulate};
+use clouddevice_exporter::{check, healthcheck, logging, run, simulate};
 
 // A scrape of a large fleet makes and frees millions of small strings, which mimalloc does with
 // much less CPU than glibc's allocator (measured in BENCHMARKS.md).
@@ -56,6 +56,34 @@ fn main() -> ExitCode {
         Some(Command::Healthcheck(args)) => runtime
             .block_on(healthcheck::run(args))
             .map_err(|e| format!("healthcheck: {e}")),
+        Some(Command::Check(args)) => {
+            let check::CheckArgs {
+                exporter: args,
+                account,
+                config_only,
+            } = *args;
+            let log = args.log;
+            let demo = match args.demo.then(|| runtime.block_on(run::start_demo())) {
+                Some(Ok((sim, demo))) => Some((sim, demo)),
+                Some(Err(e)) => return fail(&e.to_string(), 1),
+                None => None,
+            };
+            let setup = demo.as_ref().map(|(_, demo)| demo);
+            let config = match args.validate_demo(SecretEnv::from_process(), setup) {
+                Ok(config) => config,
+                Err(e) => return fail(&e.to_string(), 2),
+            };
+            logging::init(log.level, log.format);
+            let (report, all_read) =
+                runtime.block_on(check::run(&config, account.as_deref(), config_only));
+            print!("{report}");
+            drop(demo);
+            return if all_read {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
         None => {
             let args = cli.exporter;
             let log = args.log;

@@ -83,7 +83,11 @@ fn with_env_names(command: clap::Command, prefix: &str) -> clap::Command {
             }
         })
         .mut_subcommands(|sub| {
-            let prefix = format!("{prefix}_{}", snake(sub.get_name()));
+            // `check` takes the exporter's flags, from the exporter's variables.
+            let prefix = match sub.get_name() {
+                "check" => prefix.to_string(),
+                name => format!("{prefix}_{}", snake(name)),
+            };
             with_env_names(sub, &prefix)
         })
 }
@@ -94,6 +98,8 @@ pub enum Command {
     Simulate(Box<SimulateArgs>),
     /// Ask a running exporter's /-/healthy: exit 0 when it answers 200 (for images without curl).
     Healthcheck(HealthcheckArgs),
+    /// Sign in and read each account's whole list once, with the exporter's flags, and print what was found (phones by region and status, requests, time) or why it failed; exit 0 when every account was read whole. Binds no port.
+    Check(Box<crate::check::CheckArgs>),
 }
 
 /// Size and seed of the fleet `--demo` serves, and how often it moves.

@@ -269,3 +269,81 @@ fn healthcheck_trusts_the_ca_it_is_given_for_https() {
     );
     assert!(running.terminate().success());
 }
+
+#[test]
+fn check_reads_every_demo_account_and_exits_0() {
+    let out = run(&mut exporter(&["check", "--demo"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for account in ["retail", "games"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("account {account} ")))
+            .unwrap_or_else(|| panic!("no line for {account}: {stdout}"));
+        assert!(line.contains("(a static token): OK: "), "{line}");
+        assert!(
+            line.contains(" phones in ") && line.contains(" request(s), 0 throttled"),
+            "{line}"
+        );
+    }
+    assert!(stdout.contains("  by region: cn-"), "{stdout}");
+    assert!(stdout.contains("  frozen: normal "), "{stdout}");
+    let out = run(&mut exporter(&[
+        "check",
+        "--demo",
+        "--account",
+        "games",
+        "--config-only",
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout, "the configuration is valid: 1 account(s): games\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_with_a_wrong_password_exits_1_saying_it_was_refused() {
+    let sim = common::simulator(clouddevice_simulator::SimConfig {
+        iam_user: Some(clouddevice_simulator::SimIamUser {
+            name: "reader".into(),
+            domain: "corp".into(),
+            password: "right-pa55word".into(),
+        }),
+        ..clouddevice_simulator::SimConfig::new(10, 3)
+    })
+    .await;
+    let url = sim.url();
+    let args = [
+        "check",
+        "--clouddevice.endpoint",
+        &url,
+        "--iam.endpoint",
+        &url,
+        "--iam.username",
+        "reader",
+        "--iam.domain",
+        "corp",
+        "--iam.project",
+        "cn-north-4",
+    ]
+    .map(String::from);
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(exporter(&args).env("CLOUDDEVICE_IAM_PASSWORD", "wr0ng-pa55word"))
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("account default (an IAM user's password): FAILED"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("The username or password is wrong"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("check --iam.username"), "{stdout}");
+    assert!(!stdout.contains("wr0ng-pa55word") && !stderr.contains("wr0ng-pa55word"));
+    assert_eq!(sim.iam_requests(), 1);
+}
