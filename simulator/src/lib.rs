@@ -95,6 +95,9 @@ pub struct SimConfig {
     pub clock: Arc<dyn TimeSource>,
     /// The gateway's limit of requests a second for this account; `None` for none.
     pub rate_limit: Option<u32>,
+    /// The projects IAM lists for the access key, (name, id); `None` lists one of any name
+    /// asked for, with the id `project-of-<name>`.
+    pub projects: Option<Vec<(String, String)>>,
 }
 
 impl SimConfig {
@@ -118,6 +121,7 @@ impl SimConfig {
             change_every: None,
             clock: Arc::new(SystemTime),
             rate_limit: None,
+            projects: None,
         }
     }
 }
@@ -253,6 +257,8 @@ struct SimState {
     deleted: AtomicUsize,
     issued: Mutex<auth::Issued>,
     iam_requests: AtomicU64,
+    /// IAM project lists asked for.
+    project_requests: AtomicU64,
     iam_down: AtomicBool,
     /// The IAM user's password since an administrator changed it, if one did.
     iam_password: Mutex<Option<String>>,
@@ -469,6 +475,11 @@ impl SimHandle {
         *lock(&self.state.iam_password) = Some(password.to_string());
     }
 
+    /// IAM project lists the simulator answered (`GET /v3/projects`).
+    pub fn project_requests(&self) -> u64 {
+        self.state.project_requests.load(Ordering::Relaxed)
+    }
+
     /// Every token the IAM endpoint issued.
     pub fn issued_tokens(&self) -> Vec<String> {
         lock(&self.state.issued).tokens()
@@ -604,6 +615,7 @@ impl SimState {
             deleted: AtomicUsize::new(0),
             issued: Mutex::new(auth::Issued::default()),
             iam_requests: AtomicU64::new(0),
+            project_requests: AtomicU64::new(0),
             iam_down: AtomicBool::new(false),
             iam_password: Mutex::new(None),
             signatures: Mutex::new(Vec::new()),
@@ -620,6 +632,7 @@ fn router(tenants: Arc<Tenants>) -> Router {
     Router::new()
         .route("/v1/instances/batch-query", get(batch_query))
         .route("/v3/auth/tokens", post(auth::issue_token))
+        .route("/v3/projects", get(projects))
         .with_state(tenants)
 }
 
@@ -677,6 +690,30 @@ fn take_fault(state: &SimState, page: u64) -> Option<FaultKind> {
 
 fn valid_time(s: &str) -> bool {
     time::PrimitiveDateTime::parse(s, fleet::TIME_FORMAT).is_ok()
+}
+
+/// IAM's KeystoneListProjects, signed with the account's access key: the projects named as
+/// asked, of those the account has (by default, one of any name asked for).
+async fn projects(State(tenants): State<Arc<Tenants>>, headers: HeaderMap, uri: Uri) -> Response {
+    let Some(state) = tenants.owner(&headers).cloned() else {
+        return api_error(401, "APIGW.0301");
+    };
+    state.project_requests.fetch_add(1, Ordering::Relaxed);
+    if let Err(code) = auth::check(&state, &headers, &uri) {
+        return api_error(401, code);
+    }
+    let query: HashMap<String, String> = gateway::decode_query(uri.query()).into_iter().collect();
+    let name = query.get("name").cloned().unwrap_or_default();
+    let projects: Vec<serde_json::Value> = match &state.config.projects {
+        None => vec![serde_json::json!({ "id": format!("project-of-{name}"), "name": name })],
+        Some(projects) => projects
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(n, id)| serde_json::json!({ "id": id, "name": n }))
+            .collect(),
+    };
+    let body = serde_json::json!({ "projects": projects }).to_string();
+    (StatusCode::OK, [("content-type", "application/json")], body).into_response()
 }
 
 async fn batch_query(

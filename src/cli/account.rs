@@ -109,6 +109,8 @@ pub struct AccountShape {
     pub iam: Option<IamShape>,
     pub access_key: Option<AccessKeyShape>,
     pub project_id: Option<String>,
+    /// Of an access key: the project of this name is looked up when no `project_id` is given.
+    pub region: Option<String>,
     pub page_size: Option<u32>,
     pub concurrency: Option<u32>,
     pub timeout: Option<String>,
@@ -185,6 +187,7 @@ pub enum Key {
     SecretKeyEnv,
     SecurityTokenEnv,
     ProjectId,
+    Region,
     PageSize,
     Concurrency,
     Timeout,
@@ -226,6 +229,7 @@ impl Key {
             Key::SecretKeyEnv => ("access_key.secret_key_env", SECRET_KEY_ENV),
             Key::SecurityTokenEnv => ("access_key.security_token_env", SECURITY_TOKEN_ENV),
             Key::ProjectId => ("project_id", "--clouddevice.project-id"),
+            Key::Region => ("region", "--clouddevice.region"),
             Key::PageSize => ("page_size", "--clouddevice.page-size"),
             Key::Concurrency => ("concurrency", "--clouddevice.concurrency"),
             Key::Timeout => ("timeout", "--clouddevice.timeout"),
@@ -559,7 +563,7 @@ impl Reader<'_> {
                 ),
             ));
         };
-        self.access_key(key, shape.project_id.clone())
+        self.access_key(key, shape, defaults)
     }
 
     fn iam(
@@ -613,7 +617,8 @@ impl Reader<'_> {
     fn access_key(
         &mut self,
         key: &AccessKeyShape,
-        project_id: Option<String>,
+        shape: &AccountShape,
+        defaults: &AccountDefaults,
     ) -> Result<Credentials, SettingError> {
         let (access_key, secret_key, file_token) = match &key.credentials_file {
             Some(path) => {
@@ -646,11 +651,24 @@ impl Reader<'_> {
             Some(name) => Some(self.variable(Key::SecurityTokenEnv, Some(name))?),
             None => file_token,
         };
+        let (project_id, region) = (shape.project_id.clone(), shape.region.clone());
+        if project_id.is_none() && region.is_none() {
+            return Err(self.error(
+                Key::Region,
+                format!(
+                    "missing; an access key sends the project's id as X-Project-Id, as Huawei's SDKs do: set {} (the project of that name is looked up from IAM) or {}",
+                    self.name(Key::Region),
+                    self.name(Key::ProjectId)
+                ),
+            ));
+        }
         Ok(Credentials::AkSk(AccessKey {
             access_key,
             secret_key,
             security_token,
             project_id,
+            region,
+            iam_endpoint: defaults.iam_endpoint.clone(),
         }))
     }
 

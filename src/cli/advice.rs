@@ -36,6 +36,9 @@ fn advice(error: &ApiError) -> Option<String> {
             "at about 1 kB of memory each, raise --clouddevice.max-instances only as far as the exporter's memory allows"
         }
         ApiError::Deadline { progress } => return Some(deadline_advice(progress)),
+        ApiError::NoProject { .. } => {
+            "set --clouddevice.region to the region of the account's phones (the project of that name is looked up), or --clouddevice.project-id to the project's id (region and project_id in the accounts file)"
+        }
     };
     Some(advice.to_string())
 }

@@ -56,9 +56,13 @@ pub struct CredentialArgs {
     #[arg(long = "clouddevice.credentials-file", value_name = "FILE")]
     pub credentials_file: Option<PathBuf>,
 
-    /// Project ID sent as X-Project-Id with AK/SK-signed requests.
+    /// Project ID sent as X-Project-Id with AK/SK-signed requests; without it, the project named after --clouddevice.region is looked up from IAM (--iam.endpoint), as Huawei's SDKs do.
     #[arg(long = "clouddevice.project-id", value_name = "ID")]
     pub project_id: Option<String>,
+
+    /// The region of the account's phones (e.g. cn-north-4): with an access key and no --clouddevice.project-id, the project of that name is looked up once and sent as X-Project-Id.
+    #[arg(long = "clouddevice.region", value_name = "REGION")]
+    pub region: Option<String>,
 }
 
 /// The secrets the environment may hold, read once by `main` (tests pass their own).
@@ -154,6 +158,7 @@ impl CredentialArgs {
                 security_token_env: named(env.security_token.is_some(), SECURITY_TOKEN_ENV),
             }),
             project_id: self.project_id,
+            region: self.region,
             ..AccountShape::default()
         };
         (shape, env.lookup())
@@ -302,6 +307,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains(SECRET_KEY_ENV));
+        // The project's id is sent on every request, as Huawei's SDKs do: given, or looked up by
+        // the region.
+        let pair = || SecretEnv {
+            access_key: secret("AK1"),
+            secret_key: secret("SK1"),
+            ..SecretEnv::default()
+        };
+        let error = resolve(&[], pair()).unwrap_err().to_string();
+        assert!(
+            error.contains("--clouddevice.region") && error.contains("--clouddevice.project-id"),
+            "{error}"
+        );
+        let Credentials::AkSk(key) =
+            resolve(&["--clouddevice.region", "cn-north-4"], pair()).unwrap()
+        else {
+            panic!("AK/SK mode expected")
+        };
+        assert_eq!(
+            (key.project_id, key.region.as_deref()),
+            (None, Some("cn-north-4"))
+        );
     }
 
     #[test]
@@ -313,7 +339,12 @@ mod tests {
             0o600,
         );
         let Credentials::AkSk(key) = resolve(
-            &["--clouddevice.credentials-file", &plain],
+            &[
+                "--clouddevice.credentials-file",
+                &plain,
+                "--clouddevice.region",
+                "cn-north-4",
+            ],
             SecretEnv::default(),
         )
         .unwrap() else {
@@ -329,7 +360,12 @@ mod tests {
             0o600,
         );
         let Credentials::AkSk(key) = resolve(
-            &["--clouddevice.credentials-file", &csv],
+            &[
+                "--clouddevice.credentials-file",
+                &csv,
+                "--clouddevice.region",
+                "cn-north-4",
+            ],
             SecretEnv::default(),
         )
         .unwrap() else {

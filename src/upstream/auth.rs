@@ -14,6 +14,7 @@ use crate::self_metrics::ExporterMetrics;
 use crate::upstream::credentials::{AccessKey, Credentials};
 use crate::upstream::error::ApiError;
 use crate::upstream::iam::{FailedLogins, IamSession};
+use crate::upstream::project::ProjectLookup;
 use crate::upstream::redact::Redactor;
 use crate::upstream::retry::RetryPolicy;
 use crate::upstream::sign;
@@ -34,7 +35,7 @@ pub struct Auth {
 enum Kind {
     Token(HeaderValue),
     Iam(Box<IamSession>),
-    AkSk(AccessKey),
+    AkSk(Box<(AccessKey, ProjectLookup)>),
 }
 
 /// Which credentials a request went out with, to hand back if the API refuses them.
@@ -90,7 +91,8 @@ impl Auth {
                 {
                     sensitive(value)?;
                 }
-                Kind::AkSk(key.clone())
+                let lookup = ProjectLookup::new(http.clone(), timeout, metrics, redactor);
+                Kind::AkSk(Box::new((key.clone(), lookup)))
             }
         };
         Ok(Auth { kind })
@@ -113,8 +115,10 @@ impl Auth {
                 request.headers_mut().insert("x-auth-token", lease.token);
                 Ok(Stamp(Some(lease.generation)))
             }
-            Kind::AkSk(key) => {
-                sign_request(key, request, OffsetDateTime::now_utc());
+            Kind::AkSk(signer) => {
+                let (key, lookup) = &**signer;
+                let project = lookup.project(key, deadline).await?;
+                sign_request(key, Some(project), request, OffsetDateTime::now_utc());
                 Ok(Stamp(None))
             }
         }
@@ -133,9 +137,14 @@ impl Auth {
     }
 }
 
-/// Signs a bodiless request with SDK-HMAC-SHA256, signing Host, X-Sdk-Date and, when set,
+/// Signs a bodiless request with SDK-HMAC-SHA256, signing Host, X-Sdk-Date and, when given,
 /// X-Project-Id and X-Security-Token.
-fn sign_request(key: &AccessKey, request: &mut reqwest::Request, now: OffsetDateTime) {
+pub(super) fn sign_request(
+    key: &AccessKey,
+    project: Option<&str>,
+    request: &mut reqwest::Request,
+    now: OffsetDateTime,
+) {
     let url = request.url().clone();
     let host = match (url.host_str(), url.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),
@@ -144,7 +153,7 @@ fn sign_request(key: &AccessKey, request: &mut reqwest::Request, now: OffsetDate
     };
     let date = sign::sdk_date(now);
     let mut signed: Vec<(&str, &str)> = vec![("host", &host), ("x-sdk-date", &date)];
-    if let Some(project) = &key.project_id {
+    if let Some(project) = project {
         signed.push(("x-project-id", project));
     }
     if let Some(token) = &key.security_token {
@@ -182,11 +191,13 @@ mod tests {
             secret_key: Secret::new("MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc"),
             security_token: None,
             project_id: Some("9d71ec45aef04d84a991c12250227b5c".into()),
+            region: None,
+            iam_endpoint: "https://iam.myhuaweicloud.com".parse().unwrap(),
         };
         let url = "https://koophone.myhuaweicloud.com/v1/instances/batch-query?page_no=1&page_size=100&x-request-id=0f8fad5b-d9cb-469f-a165-70867728950e";
         let mut request = reqwest::Request::new(reqwest::Method::GET, url.parse().unwrap());
         let now = time::macros::datetime!(2026-11-27 12:00:00 UTC);
-        sign_request(&key, &mut request, now);
+        sign_request(&key, key.project_id.as_deref(), &mut request, now);
         let h = request.headers();
         assert_eq!(h["x-sdk-date"], "20261127T120000Z");
         assert_eq!(h["x-project-id"], "9d71ec45aef04d84a991c12250227b5c");

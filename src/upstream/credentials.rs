@@ -36,7 +36,11 @@ pub struct AccessKey {
     pub access_key: String,
     pub secret_key: Secret,
     pub security_token: Option<Secret>,
+    /// Sent as X-Project-Id; when `None`, the project named `region` is looked up from IAM at
+    /// `iam_endpoint` (`GET /v3/projects?name=`), signed with the same key, as Huawei's SDKs do.
     pub project_id: Option<String>,
+    pub region: Option<String>,
+    pub iam_endpoint: Url,
 }
 
 /// `access_key = AK` / `secret_key = SK` / `security_token = T` lines (`#` comments allowed), or the

@@ -39,6 +39,10 @@ pub enum ApiError {
     ListChanged { reason: String },
     #[error("the deadline passed {progress}")]
     Deadline { progress: Progress },
+    /// IAM's project list for the access key holds no project named after the region, or more
+    /// than one.
+    #[error("IAM knows {} named {region:?} for this access key{}", if *.found == 0 { "no project".to_string() } else { format!("{} projects", .found) }, if *.found == 0 { "" } else { ", not one" })]
+    NoProject { region: String, found: usize },
 }
 
 /// How one request for a page failed.
@@ -198,6 +202,7 @@ impl ApiError {
             ApiError::TooManyPages { .. } => return Cause::TooManyPages,
             ApiError::TooManyInstances { .. } => return Cause::TooManyInstances,
             ApiError::ListChanged { .. } => return Cause::ListChanged,
+            ApiError::NoProject { .. } => return Cause::Other,
         };
         match failure {
             RequestFailure::Timeout(_) => Cause::Timeout,

@@ -21,6 +21,7 @@ pub mod error_body;
 pub mod http;
 pub mod iam;
 pub mod paging;
+pub mod project;
 pub mod rate;
 pub mod redact;
 pub mod repair;

@@ -331,6 +331,8 @@ mod tests {
             secret_key: Secret::new("sk\"quoted\\secret"),
             security_token: Some(Secret::new("SecurityTok3n")),
             project_id: None,
+            region: Some("cn-north-4".into()),
+            iam_endpoint: "https://iam.myhuaweicloud.com".parse().unwrap(),
         }));
         let text = r#"bad key sk"quoted\secret, as JSON "sk\"quoted\\secret", token SecurityTok3n for AKID"#;
         assert_eq!(

@@ -537,3 +537,72 @@ async fn no_secret_appears_in_any_log_line_or_scraped_text() {
         }
     }
 }
+
+/// An access-key exporter of `sim` without a project id, in `region`.
+async fn aksk_exporter_in(sim: &SimHandle, region: &str) -> TestExporter {
+    logs();
+    let env = SecretEnv {
+        access_key: Some(Secret::new(AK)),
+        secret_key: Some(Secret::new(SK)),
+        ..SecretEnv::default()
+    };
+    let url = sim.url();
+    let flags = ["--clouddevice.region", region, "--iam.endpoint", &url];
+    TestExporter::start_with(&url, &flags, env).await
+}
+
+#[tokio::test]
+async fn without_a_project_id_the_project_of_the_region_is_looked_up_once_and_sent() {
+    let sim = simulator(aksk_fleet()).await;
+    let exporter = aksk_exporter_in(&sim, "cn-north-4").await;
+    for _ in 0..3 {
+        assert_eq!(exporter.scrape().await.up(), 1.0);
+    }
+    assert_eq!(sim.project_requests(), 1, "looked up once, for the process");
+    let canonical = sim.canonical_requests();
+    let with_project = canonical
+        .iter()
+        .filter(|c| c.contains("\nx-project-id:project-of-cn-north-4\n"))
+        .count();
+    assert_eq!(
+        with_project, 9,
+        "every page of three scrapes: {canonical:?}"
+    );
+    assert!(log_text().contains("found the project of the access key"));
+}
+
+#[tokio::test]
+async fn a_region_without_exactly_one_project_fails_naming_what_to_set() {
+    let two = vec![
+        ("cn-south-1".to_string(), "p1".to_string()),
+        ("cn-south-1".to_string(), "p2".to_string()),
+    ];
+    for (projects, said) in [
+        (
+            vec![],
+            r#"IAM knows no project named "cn-south-1" for this access key"#,
+        ),
+        (
+            two,
+            r#"IAM knows 2 projects named "cn-south-1" for this access key, not one"#,
+        ),
+    ] {
+        let sim = simulator(SimConfig {
+            projects: Some(projects),
+            ..aksk_fleet()
+        })
+        .await;
+        let exporter = aksk_exporter_in(&sim, "cn-south-1").await;
+        assert_eq!(exporter.scrape().await.up(), 0.0);
+        assert_eq!(sim.requests(), 0, "no page is asked for without a project");
+        let landing = exporter
+            .get("/")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .replace("&quot;", "\"");
+        assert!(landing.contains(said), "{landing}");
+        assert!(landing.contains("set --clouddevice.region"), "{landing}");
+    }
+}

@@ -805,7 +805,12 @@ async fn secrets_echoed_by_the_upstream_are_never_republished_in_flag_mode() {
 
     // An access key pair's secret key and security token, echoed by the API.
     let api = echoing_api(ECHO_SECRET_KEY).await;
-    let mut cmd = exporter(&["--clouddevice.endpoint", &api.uri()]);
+    let mut cmd = exporter(&[
+        "--clouddevice.endpoint",
+        &api.uri(),
+        "--clouddevice.project-id",
+        "p1",
+    ]);
     cmd.env("CLOUDDEVICE_ACCESS_KEY", "QTWAOYTTINDUT2QVKYUC")
         .env("CLOUDDEVICE_SECRET_KEY", ECHO_SECRET_KEY)
         .env("CLOUDDEVICE_SECURITY_TOKEN", ECHO_SECURITY_TOKEN);
@@ -833,6 +838,7 @@ async fn secrets_echoed_by_the_upstream_are_never_republished_in_accounts_file_m
   key:
     endpoint: {key_api}
     access_key: {{access_key_env: ECHO_AK, secret_key_env: ECHO_SK, security_token_env: ECHO_ST}}
+    project_id: p1
 ",
         token_api = token_api.uri(),
         issued_api = issued_api.uri(),
