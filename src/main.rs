@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 
 use clouddevice_exporter::cli::credentials::SecretEnv;
+use clouddevice_exporter::cli::{Config, Demo, ExporterArgs};
 use clouddevice_exporter::run::{Cli, Command};
 use clouddevice_exporter::{check, healthcheck, logging, run, simulate};
+use clouddevice_simulator::SimHandle;
 
 // A scrape of a large fleet makes and frees millions of small strings, which mimalloc does with
 // much less CPU than glibc's allocator (measured in BENCHMARKS.md).
@@ -62,18 +64,10 @@ fn main() -> ExitCode {
                 account,
                 config_only,
             } = *args;
-            let log = args.log;
-            let demo = match args.demo.then(|| runtime.block_on(run::start_demo())) {
-                Some(Ok((sim, demo))) => Some((sim, demo)),
-                Some(Err(e)) => return fail(&e.to_string(), 1),
-                None => None,
+            let (config, demo) = match configure(args, &runtime) {
+                Ok(configured) => configured,
+                Err(exit) => return exit,
             };
-            let setup = demo.as_ref().map(|(_, demo)| demo);
-            let config = match args.validate_demo(SecretEnv::from_process(), setup) {
-                Ok(config) => config,
-                Err(e) => return fail(&e.to_string(), 2),
-            };
-            logging::init(log.level, log.format);
             let (report, all_read) =
                 runtime.block_on(check::run(&config, account.as_deref(), config_only));
             print!("{report}");
@@ -85,21 +79,10 @@ fn main() -> ExitCode {
             };
         }
         None => {
-            let args = cli.exporter;
-            let log = args.log;
-            // --demo's simulator listens first, so that what it serves is part of the
-            // configuration as validated; it lives as long as the exporter.
-            let demo = match args.demo.then(|| runtime.block_on(run::start_demo())) {
-                Some(Ok((sim, demo))) => Some((sim, demo)),
-                Some(Err(e)) => return fail(&e.to_string(), 1),
-                None => None,
+            let (config, demo) = match configure(cli.exporter, &runtime) {
+                Ok(configured) => configured,
+                Err(exit) => return exit,
             };
-            let setup = demo.as_ref().map(|(_, demo)| demo);
-            let config = match args.validate_demo(SecretEnv::from_process(), setup) {
-                Ok(config) => config,
-                Err(e) => return fail(&e.to_string(), 2),
-            };
-            logging::init(log.level, log.format);
             for warning in &config.warnings {
                 tracing::warn!("{warning}");
             }
@@ -117,6 +100,27 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e, 1),
     }
+}
+
+/// Validates the exporter's flags and starts logging; under `--demo` its simulator listens
+/// first, so that what it serves is part of the configuration as validated (it lives as long as
+/// what it returns).
+fn configure(
+    args: ExporterArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(Config, Option<(SimHandle, Demo)>), ExitCode> {
+    let log = args.log;
+    let demo = match args.demo.then(|| runtime.block_on(run::start_demo())) {
+        Some(Ok(demo)) => Some(demo),
+        Some(Err(e)) => return Err(fail(&e.to_string(), 1)),
+        None => None,
+    };
+    let setup = demo.as_ref().map(|(_, demo)| demo);
+    let config = args
+        .validate_demo(SecretEnv::from_process(), setup)
+        .map_err(|e| fail(&e.to_string(), 2))?;
+    logging::init(log.level, log.format);
+    Ok((config, demo))
 }
 
 /// Makes a large scrape's memory go back to the system once the scrape is over.

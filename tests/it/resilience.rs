@@ -397,12 +397,7 @@ async fn refused_with(status: u16, code: &str, shape: ErrorShape) -> (Scraped, u
     sim.inject(on_page(2, None, kind));
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0, "{code}");
-    let landing = exporter.get("/").await.text().await.unwrap();
-    let said = landing
-        .lines()
-        .find(|l| l.contains("Last collection"))
-        .unwrap_or_default()
-        .replace("&#39;", "'");
+    let said = exporter.last_collection().await;
     (m, sim.page_requests(2), said)
 }
 

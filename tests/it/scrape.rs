@@ -638,16 +638,6 @@ async fn a_list_longer_than_max_instances_is_up_0_naming_the_flag() {
     );
 }
 
-/// What the landing page says of the last collection.
-async fn last_collection(exporter: &common::TestExporter) -> String {
-    let landing = exporter.get("/").await.text().await.unwrap();
-    landing
-        .lines()
-        .find(|l| l.contains("Last collection"))
-        .unwrap_or_default()
-        .replace("&#39;", "'")
-}
-
 #[tokio::test]
 async fn a_wrong_path_in_the_endpoint_names_the_url_asked_and_the_flag() {
     let sim = common::simulator(fleet(10)).await;
@@ -656,7 +646,7 @@ async fn a_wrong_path_in_the_endpoint_names_the_url_asked_and_the_flag() {
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
     assert_eq!(m.errors("http_404"), Some(1.0), "not retried");
-    let said = last_collection(&exporter).await;
+    let said = exporter.last_collection().await;
     let asked = format!("{}/koophone/v1/instances/batch-query", sim.url());
     assert!(
         said.contains(&format!("the API is not at {asked}:")),
@@ -672,7 +662,7 @@ async fn https_to_a_plain_http_port_says_to_write_http() {
     let endpoint = sim.url().replacen("http://", "https://", 1);
     let exporter = common::TestExporter::start(&endpoint, &[]).await;
     assert_eq!(exporter.scrape().await.up(), 0.0);
-    let said = last_collection(&exporter).await;
+    let said = exporter.last_collection().await;
     assert!(
         said.contains("was answered in plain HTTP to a TLS (https://) request; the endpoint speaks plain HTTP there: write http:// in --clouddevice.endpoint"),
         "{said}"

@@ -96,12 +96,7 @@ async fn a_read_the_deadline_cuts_short_says_how_far_it_got_and_what_helps() {
     .await;
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
-    let landing = exporter.get("/").await.text().await.unwrap();
-    let said = landing
-        .lines()
-        .find(|l| l.contains("Last collection"))
-        .unwrap_or_default()
-        .replace("&#39;", "'");
+    let said = exporter.last_collection().await;
     assert!(said.contains("the deadline passed after"), "{said}");
     assert!(said.contains("of 10 pages read"), "{said}");
     assert!(

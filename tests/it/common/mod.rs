@@ -129,6 +129,17 @@ impl TestExporter {
             .expect("exporter answers")
     }
 
+    /// What the landing page says of the last collection: its outcome, or its error with what
+    /// to change.
+    pub async fn last_collection(&self) -> String {
+        let landing = self.get("/").await.text().await.expect("the landing page");
+        landing
+            .lines()
+            .find(|l| l.contains("Last collection"))
+            .unwrap_or_default()
+            .replace("&#39;", "'")
+    }
+
     /// Scrapes /metrics and returns the text; a scrape always answers 200, even when up is 0.
     pub async fn scrape(&self) -> Scraped {
         let response = self.get("/metrics").await;
