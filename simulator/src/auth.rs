@@ -124,11 +124,26 @@ fn issue_token_of(state: &SimState, body: &Bytes) -> Response {
         );
     }
     if let Some(expected) = &state.config.iam_user {
+        // IAM's login policy: too many failed logins lock the user, right password or not.
+        let now = state.config.clock.now();
+        let lockout = state.config.iam_lockout;
+        let mut failures = lock(&state.iam_failures);
+        failures.retain(|t| now.duration_since(*t).unwrap_or_default() < lockout.window);
+        if failures.len() >= lockout.failures as usize {
+            state.iam_locked_answers.fetch_add(1, Ordering::Relaxed);
+            return iam_error(
+                StatusCode::UNAUTHORIZED,
+                "IAM.0102",
+                "The user is locked after too many failed logins.",
+            );
+        }
+        drop(failures);
         let changed = lock(&state.iam_password).clone();
         let expected_password = changed.as_deref().unwrap_or(&expected.password);
         let right =
             name == expected.name && domain == expected.domain && password == expected_password;
         if !right {
+            lock(&state.iam_failures).push(now);
             return iam_error(
                 StatusCode::UNAUTHORIZED,
                 "IAM.0101",

@@ -98,6 +98,26 @@ pub struct SimConfig {
     /// The projects IAM lists for the access key, (name, id); `None` lists one of any name
     /// asked for, with the id `project-of-<name>`.
     pub projects: Option<Vec<(String, String)>>,
+    /// IAM's login policy for the user.
+    pub iam_lockout: Lockout,
+}
+
+/// IAM's login authentication policy: this many failed logins within `window` lock the user
+/// (while the failures stay in the window, as a lock that lasts the window does). IAM's default
+/// is 5 in 15 minutes; an administrator may set 3 to 10.
+#[derive(Debug, Clone, Copy)]
+pub struct Lockout {
+    pub failures: u32,
+    pub window: Duration,
+}
+
+impl Default for Lockout {
+    fn default() -> Self {
+        Lockout {
+            failures: 5,
+            window: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 impl SimConfig {
@@ -122,6 +142,7 @@ impl SimConfig {
             clock: Arc::new(SystemTime),
             rate_limit: None,
             projects: None,
+            iam_lockout: Lockout::default(),
         }
     }
 }
@@ -259,6 +280,10 @@ struct SimState {
     iam_requests: AtomicU64,
     /// IAM project lists asked for.
     project_requests: AtomicU64,
+    /// IAM's failed logins of the user, within its lockout window.
+    iam_failures: Mutex<Vec<std::time::SystemTime>>,
+    /// Logins refused because the user was locked.
+    iam_locked_answers: AtomicU64,
     iam_down: AtomicBool,
     /// The IAM user's password since an administrator changed it, if one did.
     iam_password: Mutex<Option<String>>,
@@ -475,6 +500,11 @@ impl SimHandle {
         *lock(&self.state.iam_password) = Some(password.to_string());
     }
 
+    /// Logins IAM refused because too many had failed before: the user was locked.
+    pub fn iam_locked_answers(&self) -> u64 {
+        self.state.iam_locked_answers.load(Ordering::Relaxed)
+    }
+
     /// IAM project lists the simulator answered (`GET /v3/projects`).
     pub fn project_requests(&self) -> u64 {
         self.state.project_requests.load(Ordering::Relaxed)
@@ -616,6 +646,8 @@ impl SimState {
             issued: Mutex::new(auth::Issued::default()),
             iam_requests: AtomicU64::new(0),
             project_requests: AtomicU64::new(0),
+            iam_failures: Mutex::new(Vec::new()),
+            iam_locked_answers: AtomicU64::new(0),
             iam_down: AtomicBool::new(false),
             iam_password: Mutex::new(None),
             signatures: Mutex::new(Vec::new()),

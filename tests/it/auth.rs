@@ -606,3 +606,37 @@ async fn a_region_without_exactly_one_project_fails_naming_what_to_set() {
         assert!(landing.contains("set --clouddevice.region"), "{landing}");
     }
 }
+
+#[tokio::test]
+async fn two_hours_of_scrapes_with_a_wrong_password_never_lock_the_iam_user() {
+    // IAM set to its strictest policy: 3 failed logins in 15 minutes lock the user.
+    let clock = Clock::manual();
+    let lockout = clouddevice_simulator::Lockout {
+        failures: 3,
+        window: Duration::from_secs(15 * 60),
+    };
+    let sim = simulator(SimConfig {
+        iam_lockout: lockout,
+        ..iam_fleet_on(10, Duration::from_secs(3600), clock.clone())
+    })
+    .await;
+    let exporter = iam_exporter_on(&sim, "not-the-password", &[], clock.clone()).await;
+    for _ in 0..120 {
+        assert_eq!(exporter.scrape().await.up(), 0.0);
+        clock.advance(Duration::from_secs(60));
+    }
+    assert_eq!(sim.iam_locked_answers(), 0, "the user was never locked");
+    // 0, 10, 30, 70 minutes: holds of 10, 20 and 40 minutes.
+    assert_eq!(sim.iam_requests(), 4);
+    // The simulated policy does lock: three more failures in a row, and the fourth is refused.
+    let http = reqwest::Client::new();
+    let login = serde_json::json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": USER, "password": "wrong", "domain": {"name": DOMAIN}}}},
+        "scope": {"project": {"name": "cn-north-4"}}}});
+    for _ in 0..4 {
+        let url = format!("{}/v3/auth/tokens", sim.url());
+        http.post(url).body(login.to_string()).send().await.unwrap();
+    }
+    assert_eq!(sim.iam_locked_answers(), 1);
+}
