@@ -144,6 +144,9 @@ async fn check_account(
         "account {name} ({sign_in}): OK: {} phones in {took:.2} s, {requests} request(s), {throttled} throttled",
         fleet.len()
     );
+    if let Some(project) = source.project() {
+        let _ = writeln!(report, "  project (X-Project-Id): {project}");
+    }
     let expiry = metrics
         .gather()
         .iter()

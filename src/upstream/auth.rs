@@ -124,6 +124,14 @@ impl Auth {
         }
     }
 
+    /// The project an access key's requests name: given, or looked up (once one was).
+    pub fn project(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::AkSk(signer) => signer.0.project_id.as_deref().or(signer.1.found()),
+            _ => None,
+        }
+    }
+
     /// The API refused the credentials of `stamp`. Returns whether a retry may succeed: only
     /// for IAM tokens, which can be renewed; a static token or a key pair would fail the same way.
     pub async fn refused(&self, stamp: Stamp) -> bool {

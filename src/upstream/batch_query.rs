@@ -196,6 +196,11 @@ impl BatchQuery {
         self
     }
 
+    /// The project an access key's requests name, once known (`X-Project-Id`).
+    pub fn project(&self) -> Option<&str> {
+        self.auth.project()
+    }
+
     /// Measures the IAM token's lifetime on `clock`.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.auth.set_clock(clock);

@@ -78,6 +78,11 @@ impl ProjectLookup {
         Ok(id)
     }
 
+    /// The project id looked up so far, if one was.
+    pub fn found(&self) -> Option<&str> {
+        self.found.get().map(String::as_str)
+    }
+
     async fn look_up(&self, key: &AccessKey, deadline: Instant) -> Result<String, ApiError> {
         let region = key.region.clone().unwrap_or_default();
         let failed = |cause: Cause, status: Option<u16>, said: String, transient: bool| {

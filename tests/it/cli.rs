@@ -347,3 +347,42 @@ async fn check_with_a_wrong_password_exits_1_saying_it_was_refused() {
     assert!(!stdout.contains("wr0ng-pa55word") && !stderr.contains("wr0ng-pa55word"));
     assert_eq!(sim.iam_requests(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_says_which_project_an_access_key_found() {
+    let sim = common::simulator(clouddevice_simulator::SimConfig {
+        access_key: Some(("AKCHECK".into(), "sk-check-5ecret".into())),
+        ..clouddevice_simulator::SimConfig::new(10, 4)
+    })
+    .await;
+    let url = sim.url();
+    let args = [
+        "check",
+        "--clouddevice.endpoint",
+        &url,
+        "--iam.endpoint",
+        &url,
+        "--clouddevice.region",
+        "cn-north-4",
+    ]
+    .map(String::from);
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(exporter(&args)
+            .env("CLOUDDEVICE_ACCESS_KEY", "AKCHECK")
+            .env("CLOUDDEVICE_SECRET_KEY", "sk-check-5ecret"))
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("account default (an access key): OK: 10 phones"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  project (X-Project-Id): project-of-cn-north-4"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sk-check-5ecret"));
+}
