@@ -160,6 +160,8 @@ pub struct IamSession {
     /// The IAM user, as [`FailedLogins`] knows it, and a fingerprint of the login it sends.
     user: String,
     sent: u64,
+    /// The IAM user's name, which the log names.
+    username: String,
 }
 
 #[derive(Deserialize)]
@@ -211,6 +213,7 @@ impl IamSession {
                 credentials.endpoint, credentials.domain, credentials.username
             ),
             sent: fingerprint(&body.to_string()),
+            username: credentials.username.clone(),
         }
     }
 
@@ -274,7 +277,7 @@ impl IamSession {
             }
             Err(error) if refuses_credentials(&error) => {
                 let next = self.refused(&mut state, &error);
-                tracing::error!(%error, next_attempt = %show(next), "IAM refused the credentials; it is not asked again before the next attempt, since repeated failed logins lock the IAM user");
+                tracing::error!(%error, iam_user = %self.username, next_attempt = %show(next), "IAM refused the credentials; it is not asked again before the next attempt, since repeated failed logins lock the IAM user");
                 if !usable {
                     return Err(error);
                 }

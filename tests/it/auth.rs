@@ -640,3 +640,53 @@ async fn two_hours_of_scrapes_with_a_wrong_password_never_lock_the_iam_user() {
     }
     assert_eq!(sim.iam_locked_answers(), 1);
 }
+
+#[tokio::test]
+async fn iams_refusal_is_logged_once_per_hold_not_once_per_scrape() {
+    const ONCE: &str = "log-once-reader";
+    let clock = Clock::manual();
+    let sim = simulator(SimConfig {
+        iam_user: Some(SimIamUser {
+            name: ONCE.into(),
+            domain: DOMAIN.into(),
+            password: PASSWORD.into(),
+        }),
+        clock: std::sync::Arc::new(clock.clone()),
+        ..SimConfig::new(10, 5)
+    })
+    .await;
+    logs();
+    let url = sim.url();
+    let flags = [
+        "--iam.endpoint",
+        &url,
+        "--iam.username",
+        ONCE,
+        "--iam.domain",
+        DOMAIN,
+        "--iam.project",
+        "cn-north-4",
+    ];
+    let env = SecretEnv {
+        iam_password: Some(Secret::new("not-the-password")),
+        ..SecretEnv::default()
+    };
+    let exporter = TestExporter::start_on(&url, &flags, env, clock.clone()).await;
+    let said = || {
+        let logs = log_text();
+        let refusals = logs
+            .lines()
+            .filter(|l| l.contains("IAM refused the credentials") && l.contains(ONCE))
+            .count();
+        refusals
+    };
+    for _ in 0..10 {
+        exporter.scrape().await;
+    }
+    assert_eq!(said(), 1, "one line for ten scrapes");
+    clock.advance(Duration::from_secs(601));
+    for _ in 0..10 {
+        exporter.scrape().await;
+    }
+    assert_eq!(said(), 2, "one more when IAM was asked again");
+}
