@@ -104,29 +104,34 @@ async fn check_account(
     let started = Instant::now();
     let result = source.read(started + time).await;
     let took = started.elapsed().as_secs_f64();
-    let count = |family: &str, label: &str, value: &str| -> f64 {
+    // The counters a scrape would export, summed over the series whose labels hold `labels`.
+    let count = |family: &str, labels: &[(&str, &str)]| -> f64 {
         metrics
             .gather()
             .iter()
             .filter(|f| f.name() == family)
             .flat_map(|f| f.get_metric())
             .filter(|m| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == label && (value.is_empty() || l.value() == value))
+                labels.iter().all(|(name, value)| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == *name && l.value() == *value)
+                })
             })
             .map(|m| m.get_counter().value())
             .sum()
     };
     let requests = count(
         "clouddevice_exporter_api_requests_total",
-        "api",
-        "batch_query",
+        &[("api", "batch_query")],
+    );
+    let pages = count(
+        "clouddevice_exporter_api_requests_total",
+        &[("api", "batch_query"), ("code", "200")],
     );
     let throttled = count(
         "clouddevice_exporter_api_errors_total",
-        "error_code",
-        "throttled",
+        &[("error_code", "throttled")],
     );
     let fleet = match result {
         Ok(fleet) => fleet,
@@ -141,7 +146,7 @@ async fn check_account(
     };
     let _ = writeln!(
         report,
-        "account {name} ({sign_in}): OK: {} phones in {took:.2} s, {requests} request(s), {throttled} throttled",
+        "account {name} ({sign_in}): OK: {} phones in {took:.2} s, {pages} page(s), {requests} request(s), {throttled} throttled",
         fleet.len()
     );
     if let Some(project) = source.project() {

@@ -285,6 +285,7 @@ fn check_reads_every_demo_account_and_exits_0() {
             line.contains(" phones in ") && line.contains(" request(s), 0 throttled"),
             "{line}"
         );
+        assert!(line.contains(" page(s), "), "{line}");
     }
     assert!(stdout.contains("  by region: cn-"), "{stdout}");
     assert!(stdout.contains("  frozen: normal "), "{stdout}");
@@ -378,6 +379,10 @@ async fn check_says_which_project_an_access_key_found() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
         stdout.contains("account default (an access key): OK: 10 phones"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(" 1 page(s), 1 request(s), 0 throttled"),
         "{stdout}"
     );
     assert!(
