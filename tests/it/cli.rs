@@ -301,6 +301,30 @@ fn check_reads_every_demo_account_and_exits_0() {
     assert_eq!(stdout, "the configuration is valid: 1 account(s): games\n");
 }
 
+/// `clouddevice_exporter check` against `sim`, with these flags after the endpoints and these
+/// environment variables, run off the async threads.
+async fn check_against(
+    sim: &clouddevice_simulator::SimHandle,
+    flags: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let url = sim.url();
+    let mut cmd = exporter(&[
+        "check",
+        "--clouddevice.endpoint",
+        &url,
+        "--iam.endpoint",
+        &url,
+    ]);
+    cmd.args(flags);
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    tokio::task::spawn_blocking(move || run(&mut cmd))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_with_a_wrong_password_exits_1_saying_it_was_refused() {
     let sim = common::simulator(clouddevice_simulator::SimConfig {
@@ -312,27 +336,20 @@ async fn check_with_a_wrong_password_exits_1_saying_it_was_refused() {
         ..clouddevice_simulator::SimConfig::new(10, 3)
     })
     .await;
-    let url = sim.url();
-    let args = [
-        "check",
-        "--clouddevice.endpoint",
-        &url,
-        "--iam.endpoint",
-        &url,
+    let flags = [
         "--iam.username",
         "reader",
         "--iam.domain",
         "corp",
         "--iam.project",
         "cn-north-4",
-    ]
-    .map(String::from);
-    let out = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(exporter(&args).env("CLOUDDEVICE_IAM_PASSWORD", "wr0ng-pa55word"))
-    })
-    .await
-    .unwrap();
+    ];
+    let out = check_against(
+        &sim,
+        &flags,
+        &[("CLOUDDEVICE_IAM_PASSWORD", "wr0ng-pa55word")],
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
@@ -356,25 +373,11 @@ async fn check_says_which_project_an_access_key_found() {
         ..clouddevice_simulator::SimConfig::new(10, 4)
     })
     .await;
-    let url = sim.url();
-    let args = [
-        "check",
-        "--clouddevice.endpoint",
-        &url,
-        "--iam.endpoint",
-        &url,
-        "--clouddevice.region",
-        "cn-north-4",
-    ]
-    .map(String::from);
-    let out = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(exporter(&args)
-            .env("CLOUDDEVICE_ACCESS_KEY", "AKCHECK")
-            .env("CLOUDDEVICE_SECRET_KEY", "sk-check-5ecret"))
-    })
-    .await
-    .unwrap();
+    let env = [
+        ("CLOUDDEVICE_ACCESS_KEY", "AKCHECK"),
+        ("CLOUDDEVICE_SECRET_KEY", "sk-check-5ecret"),
+    ];
+    let out = check_against(&sim, &["--clouddevice.region", "cn-north-4"], &env).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
