@@ -105,9 +105,9 @@ async fn check_account(
     let result = source.read(started + time).await;
     let took = started.elapsed().as_secs_f64();
     // The counters a scrape would export, summed over the series whose labels hold `labels`.
+    let families = metrics.gather();
     let count = |family: &str, labels: &[(&str, &str)]| -> f64 {
-        metrics
-            .gather()
+        families
             .iter()
             .filter(|f| f.name() == family)
             .flat_map(|f| f.get_metric())
@@ -152,8 +152,7 @@ async fn check_account(
     if let Some(project) = source.project() {
         let _ = writeln!(report, "  project (X-Project-Id): {project}");
     }
-    let expiry = metrics
-        .gather()
+    let expiry = families
         .iter()
         .filter(|f| f.name() == "clouddevice_exporter_token_expiry_timestamp_seconds")
         .flat_map(|f| f.get_metric())

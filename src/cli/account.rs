@@ -14,11 +14,12 @@ use serde::Deserialize;
 use crate::exposition::ExpositionConfig;
 use crate::flags::{parse_positive_duration, parse_time_zone};
 use crate::secret::{read_secret_file, Secret};
-use crate::upstream::batch_query::{AccountSettings, BatchQueryConfig, Filters};
+use crate::upstream::batch_query::{BatchQueryConfig, Filters};
 use crate::upstream::credentials::{
     parse_credentials_file, AccessKey, Credentials, IamCredentials, ProjectScope,
 };
 use crate::upstream::http::endpoint_url;
+use crate::upstream::settings::AccountSettings;
 
 use super::{limits, parse_instance_metrics, parse_instance_name, parse_query_time, PoolSceneTag};
 

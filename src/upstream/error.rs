@@ -232,14 +232,6 @@ impl ApiError {
         }
     }
 
-    /// The HTTP status the API answered with, when it answered with an error.
-    pub fn status(&self) -> Option<u16> {
-        match self.failure()? {
-            RequestFailure::Refused { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
     /// Whether this failure is the whole collection's (the list could not be put together, or
     /// the deadline passed) rather than one request's. Each is counted once, by the layer that
     /// saw it: requests where they are made, these by the collection.

@@ -26,6 +26,7 @@ pub mod rate;
 pub mod redact;
 pub mod repair;
 pub mod retry;
+pub mod settings;
 pub mod sign;
 pub mod slots;
 pub mod wire;

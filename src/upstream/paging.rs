@@ -9,8 +9,8 @@ use tokio::time::Instant;
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::fleet::{Fleet, Instance};
-use crate::upstream::batch_query::AccountSettings;
 use crate::upstream::error::{ApiError, Progress};
+use crate::upstream::settings::AccountSettings;
 use crate::upstream::wire::Page;
 
 /// A paged list: what [`read_fleet`] reads.
