@@ -288,6 +288,24 @@ pub fn read(
     .account(shape, name, defaults)
 }
 
+/// The flags' settings and exposition, written as an account's keys in `shape`, checked by the
+/// reader that checks each accounts-file entry, over `base`: what every account leaves out.
+pub fn flag_defaults(
+    shape: &AccountShape,
+    base: AccountDefaults,
+) -> Result<AccountDefaults, SettingError> {
+    let reader = Reader {
+        origin: Origin::Flags,
+        env: &EnvLookup::default(),
+        warnings: &mut Vec::new(),
+    };
+    Ok(AccountDefaults {
+        settings: reader.settings(shape, &base.settings)?,
+        exposition: reader.exposition(shape, &base.exposition)?,
+        ..base
+    })
+}
+
 /// Checks one account, with what every error needs to name it.
 struct Reader<'a> {
     origin: Origin<'a>,
@@ -343,15 +361,7 @@ impl Reader<'_> {
             None => defaults.endpoint.clone(),
         };
         let credentials = self.credentials(&shape, defaults)?;
-        let mut exposition = defaults.exposition.clone();
-        if let Some(text) = &shape.instance_metrics {
-            exposition.instance_metrics =
-                parse_instance_metrics(text).map_err(|e| self.error(Key::InstanceMetrics, e))?;
-        }
-        if let Some(text) = &shape.instance_name_label {
-            exposition.instance_name =
-                parse_instance_name(text).map_err(|e| self.error(Key::InstanceNameLabel, e))?;
-        }
+        let exposition = self.exposition(&shape, &defaults.exposition)?;
         Ok(Account {
             name: name.to_string(),
             upstream: BatchQueryConfig {
@@ -362,6 +372,24 @@ impl Reader<'_> {
             },
             exposition,
         })
+    }
+
+    /// The account's exposition: each key it writes, checked, over the flags' value.
+    fn exposition(
+        &self,
+        shape: &AccountShape,
+        flags: &ExpositionConfig,
+    ) -> Result<ExpositionConfig, SettingError> {
+        let mut exposition = flags.clone();
+        if let Some(text) = &shape.instance_metrics {
+            exposition.instance_metrics =
+                parse_instance_metrics(text).map_err(|e| self.error(Key::InstanceMetrics, e))?;
+        }
+        if let Some(text) = &shape.instance_name_label {
+            exposition.instance_name =
+                parse_instance_name(text).map_err(|e| self.error(Key::InstanceNameLabel, e))?;
+        }
+        Ok(exposition)
     }
 
     /// The account's settings: each key it writes, checked, over the flags' value.

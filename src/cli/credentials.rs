@@ -136,29 +136,29 @@ impl CredentialArgs {
     /// The flags' sign-in in the accounts file's shape, and where its variables are looked up:
     /// a mode is given when any of its flags or variables is, as an account's is when its key is
     /// written. The IAM endpoint is left to the defaults, which hold `--iam.endpoint`.
-    pub fn shape(self, env: &SecretEnv) -> (AccountShape, EnvLookup) {
+    pub fn shape(&self, env: &SecretEnv) -> (AccountShape, EnvLookup) {
         let named = |set: bool, name: &str| set.then(|| name.to_string());
         let (token, iam, aksk) = (self.token_set(env), self.iam_set(env), self.aksk_set(env));
         let shape = AccountShape {
-            token_file: self.auth_token_file,
+            token_file: self.auth_token_file.clone(),
             token_env: named(token && env.auth_token.is_some(), TOKEN_ENV),
             iam: iam.then(|| IamShape {
                 endpoint: None,
-                username: self.iam_username,
-                domain: self.iam_domain,
-                project: self.iam_project,
-                project_id: self.iam_project_id,
-                password_file: self.iam_password_file,
+                username: self.iam_username.clone(),
+                domain: self.iam_domain.clone(),
+                project: self.iam_project.clone(),
+                project_id: self.iam_project_id.clone(),
+                password_file: self.iam_password_file.clone(),
                 password_env: named(env.iam_password.is_some(), PASSWORD_ENV),
             }),
             access_key: aksk.then(|| AccessKeyShape {
-                credentials_file: self.credentials_file,
+                credentials_file: self.credentials_file.clone(),
                 access_key_env: named(env.access_key.is_some(), ACCESS_KEY_ENV),
                 secret_key_env: named(env.secret_key.is_some(), SECRET_KEY_ENV),
                 security_token_env: named(env.security_token.is_some(), SECURITY_TOKEN_ENV),
             }),
-            project_id: self.project_id,
-            region: self.region,
+            project_id: self.project_id.clone(),
+            region: self.region.clone(),
             ..AccountShape::default()
         };
         (shape, env.lookup())

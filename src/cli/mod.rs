@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, ValueEnum};
 
 use crate::exposition::{ExpositionConfig, InstanceMetrics, InstanceName};
-use crate::flags::{parse_duration, parse_positive_duration, parse_time_zone, LogArgs};
+use crate::flags::{parse_duration, parse_positive_duration, LogArgs};
 use crate::secret::Secret;
 use crate::upstream::api_time::API_TIME_FORMAT;
 use crate::upstream::batch_query::BatchQueryConfig;
@@ -43,20 +43,6 @@ pub mod limits {
     pub const MAX_RETRIES: RangeInclusive<u32> = 0..=10;
 }
 
-/// `--clouddevice.page-size`: a number the API accepts.
-fn parse_page_size(s: &str) -> Result<u32, String> {
-    let range = limits::PAGE_SIZE;
-    match s.trim().parse::<u32>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(format!(
-            "write {} to {}; {}",
-            range.start(),
-            range.end(),
-            limits::PAGE_SIZE_NOTE
-        )),
-    }
-}
-
 /// `--clouddevice.requests-per-second`: 0 for no limit, else a rate from 0.01 to 10,000.
 pub(crate) fn parse_rate(s: &str) -> Result<Option<f64>, String> {
     match s.trim().parse::<f64>() {
@@ -64,11 +50,6 @@ pub(crate) fn parse_rate(s: &str) -> Result<Option<f64>, String> {
         Ok(rate) if (0.01..=10_000.0).contains(&rate) => Ok(Some(rate)),
         _ => Err("write requests a second from 0.01 to 10000, or 0 for no limit".into()),
     }
-}
-
-/// A flag's parser for a number in `range`.
-fn in_range(range: std::ops::RangeInclusive<u32>) -> clap::builder::RangedI64ValueParser<u32> {
-    clap::value_parser!(u32).range(i64::from(*range.start())..=i64::from(*range.end()))
 }
 
 use account::{
@@ -112,39 +93,60 @@ pub struct ExporterArgs {
     pub endpoint: String,
 
     /// page_size asked for (at most 200, as the API allows); the exporter follows the page size the service actually returns.
-    #[arg(long = "clouddevice.page-size", default_value_t = 200, value_name = "N",
-          value_parser = parse_page_size)]
+    #[arg(
+        long = "clouddevice.page-size",
+        default_value_t = 200,
+        value_name = "N"
+    )]
     pub page_size: u32,
 
     /// Most page requests in flight at once.
-    #[arg(long = "clouddevice.concurrency", default_value_t = 4, value_name = "N",
-          value_parser = in_range(limits::CONCURRENCY))]
+    #[arg(
+        long = "clouddevice.concurrency",
+        default_value_t = 4,
+        value_name = "N"
+    )]
     pub concurrency: u32,
 
     /// Timeout of each request to the API (e.g. 10s, 1500ms).
-    #[arg(long = "clouddevice.timeout", default_value = "10s", value_name = "DURATION",
-          value_parser = parse_duration)]
-    pub timeout: Duration,
+    #[arg(
+        long = "clouddevice.timeout",
+        default_value = "10s",
+        value_name = "DURATION"
+    )]
+    pub timeout: String,
 
     /// Most requests a second to the API, per account: pages, retries and every scrape together (0 = no limit). The gateway throttles each account past its own limit (APIGW.0308).
-    #[arg(long = "clouddevice.requests-per-second", default_value = "0",
-          value_name = "N", value_parser = |s: &str| parse_rate(s).map(|rate| rate.unwrap_or(0.0)))]
+    #[arg(
+        long = "clouddevice.requests-per-second",
+        default_value_t = 0.0,
+        value_name = "N"
+    )]
     pub requests_per_second: f64,
 
     /// Most pages one scrape reads; a list that would need more fails the scrape instead.
-    #[arg(long = "clouddevice.max-pages", default_value_t = 10_000, value_name = "N",
-          value_parser = in_range(limits::MAX_PAGES))]
+    #[arg(
+        long = "clouddevice.max-pages",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
     pub max_pages: u32,
 
     /// Most instances one collection holds (about 1 kB of memory each); a longer list fails the
     /// collection instead, so a hostile or runaway API cannot take the exporter's memory.
-    #[arg(long = "clouddevice.max-instances", default_value_t = 200_000, value_name = "N",
-          value_parser = in_range(limits::MAX_INSTANCES))]
+    #[arg(
+        long = "clouddevice.max-instances",
+        default_value_t = 200_000,
+        value_name = "N"
+    )]
     pub max_instances: u32,
 
     /// Retries of a page after a transport error, a 5xx or a 429, within the scrape's deadline.
-    #[arg(long = "clouddevice.max-retries", default_value_t = 2, value_name = "N",
-          value_parser = in_range(limits::MAX_RETRIES))]
+    #[arg(
+        long = "clouddevice.max-retries",
+        default_value_t = 2,
+        value_name = "N"
+    )]
     pub max_retries: u32,
 
     /// Largest response body read from the API, in bytes; a larger one fails the scrape.
@@ -226,19 +228,21 @@ pub struct ExporterArgs {
     pub instance_name: Option<String>,
 
     /// Optional query_start_time filter, UTC, as `2023-08-15 14:30:45`.
-    #[arg(long = "clouddevice.query-start-time", value_name = "TIME",
-          value_parser = parse_query_time)]
+    #[arg(long = "clouddevice.query-start-time", value_name = "TIME")]
     pub query_start_time: Option<String>,
 
     /// Optional query_end_time filter, UTC, as `2023-08-15 14:30:45`.
-    #[arg(long = "clouddevice.query-end-time", value_name = "TIME",
-          value_parser = parse_query_time)]
+    #[arg(long = "clouddevice.query-end-time", value_name = "TIME")]
     pub query_end_time: Option<String>,
 
     /// Time zone of the backup_time and restore_time the API sends: UTC or an offset such as +08:00.
-    #[arg(long = "clouddevice.time-zone", default_value = "UTC",
-          value_name = "ZONE", value_parser = parse_time_zone, allow_hyphen_values = true)]
-    pub time_zone: time::UtcOffset,
+    #[arg(
+        long = "clouddevice.time-zone",
+        default_value = "UTC",
+        value_name = "ZONE",
+        allow_hyphen_values = true
+    )]
+    pub time_zone: String,
 
     #[command(flatten)]
     pub credentials: CredentialArgs,
@@ -255,14 +259,16 @@ pub struct ExporterArgs {
 
     /// Per-instance series for all instances, only those in trouble (`problems`), or none (`true`/`false` mean all/none).
     #[arg(long = "collector.instance-metrics", value_name = "MODE",
-          default_value = "all", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "all",
-          value_parser = parse_instance_metrics)]
-    pub instance_metrics: InstanceMetrics,
+          default_value = "all", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "all")]
+    pub instance_metrics: String,
 
     /// Where per-instance series carry instance_name: everywhere, info (clouddevice_instance_info only) or nowhere.
-    #[arg(long = "collector.instance-name", default_value = "everywhere",
-          value_name = "WHERE", value_parser = parse_instance_name)]
-    pub instance_name_label: InstanceName,
+    #[arg(
+        long = "collector.instance-name",
+        default_value = "everywhere",
+        value_name = "WHERE"
+    )]
+    pub instance_name_label: String,
 
     /// Bounds of the backup-age buckets (clouddevice_instances_by_backup_age), ascending; +Inf is always added.
     #[arg(long = "collector.backup-age-buckets", default_value = "1d,3d,7d,30d",
@@ -450,7 +456,6 @@ impl ExporterArgs {
                 .map(|url| crate::web::sd::External::from_url(&url))
             })
             .transpose()?;
-        let telemetry_path = telemetry_path(&self.telemetry_path)?;
         let collection = match (self.collection_interval, self.collection_timeout) {
             (interval, timeout) if interval.is_zero() && !timeout.is_zero() => {
                 return Err(ConfigError::TimeoutWithoutInterval)
@@ -459,146 +464,18 @@ impl ExporterArgs {
             (interval, timeout) if timeout.is_zero() => Some((interval, interval)),
             both => Some(both),
         };
-        // Checked even under --demo, which then reads its own simulator instead.
-        let endpoint = endpoint_url(
-            "--clouddevice.endpoint",
-            &self.endpoint,
-            "https://koophone.myhuaweicloud.com",
-        )?;
-        let endpoint = match demo.filter(|_| self.demo) {
-            Some(demo) => demo.endpoint.clone(),
-            None => endpoint,
-        };
         let mut warnings = Vec::new();
-        let web = match self.web_config_file {
+        let web = match &self.web_config_file {
             Some(path) => {
-                let config = web_config::load(&path)?;
+                let config = web_config::load(path)?;
                 warnings.extend(config.warnings.iter().cloned());
-                Some((path, config))
+                Some((path.clone(), config))
             }
             None => None,
         };
-        let account_defaults = AccountDefaults {
-            endpoint: endpoint.clone(),
-            iam_endpoint: endpoint_url(
-                "--iam.endpoint",
-                &self.credentials.iam_endpoint,
-                "https://iam.myhuaweicloud.com",
-            )?,
-            settings: AccountSettings {
-                page_size: self.page_size,
-                concurrency: self.concurrency as usize,
-                timeout: self.timeout,
-                max_pages: self.max_pages,
-                max_instances: self.max_instances,
-                max_retries: self.max_retries,
-                requests_per_second: (self.requests_per_second > 0.0)
-                    .then_some(self.requests_per_second),
-                max_response_bytes: self.max_response_bytes,
-                time_zone: self.time_zone,
-            },
-            exposition: ExpositionConfig {
-                instance_metrics: self.instance_metrics,
-                instance_name: self.instance_name_label,
-                backup_age_buckets: self.backup_age_buckets.clone(),
-                max_groups: self.max_groups as usize,
-            },
-        };
-        let accounts = match (self.config_file, self.demo) {
-            (Some(_), true) => return Err(ConfigError::DemoAndFile),
-            (Some(path), false) => {
-                let accounts = accounts::load(&path, &account_defaults, &env.named, &mut warnings)?;
-                Some(AccountsFile {
-                    path: Some(path),
-                    accounts,
-                    env: env.named.clone(),
-                })
-            }
-            (None, _) => None,
-        };
-        if accounts.is_some() || self.demo {
-            for reserved in [PROBE_PATH, SD_PATH] {
-                if telemetry_path == reserved {
-                    return Err(ConfigError::TelemetryPath(
-                        telemetry_path,
-                        "is where the accounts are probed or listed; write e.g. /metrics",
-                    ));
-                }
-            }
-        }
-        let filters = FiltersShape {
-            pool_scene_tag: self.pool_scene_tag.map(|tag| tag.as_str().to_string()),
-            instance_id: self.instance_id,
-            instance_name: self.instance_name,
-            query_start_time: self.query_start_time,
-            query_end_time: self.query_end_time,
-        };
-        let (upstream, accounts) = match (accounts, self.demo) {
-            (Some(file), _) => {
-                let modes = self.credentials.modes(&env);
-                if !modes.is_empty() {
-                    return Err(ConfigError::FileAndFlags(modes.join(", ")));
-                }
-                (None, Some(file))
-            }
-            // --demo's accounts are the flags' account signed in with each simulated account's
-            // token, handed to the reader as the variable named after the account.
-            (None, true) => {
-                let tokens: Vec<(String, Secret)> = match demo {
-                    Some(demo) => demo.accounts.clone(),
-                    None => vec![("demo".into(), Secret::new("demo"))],
-                };
-                let lookup = {
-                    let tokens = tokens.clone();
-                    EnvLookup::new(move |name| {
-                        tokens
-                            .iter()
-                            .find(|(n, _)| n == name)
-                            .map(|(_, t)| t.clone())
-                    })
-                };
-                let accounts = tokens
-                    .iter()
-                    .map(|(name, _)| {
-                        let shape = AccountShape {
-                            token_env: Some(name.clone()),
-                            filters: filters.clone(),
-                            ..AccountShape::default()
-                        };
-                        account::read(
-                            shape,
-                            name,
-                            Origin::Flags,
-                            &account_defaults,
-                            &lookup,
-                            &mut warnings,
-                        )
-                    })
-                    .collect::<Result<Vec<Account>, _>>()?;
-                let first = accounts.first().map(|a| a.upstream.clone());
-                (
-                    first,
-                    Some(AccountsFile {
-                        path: None,
-                        accounts,
-                        env: EnvLookup::default(),
-                    }),
-                )
-            }
-            (None, false) => {
-                let (shape, lookup) = self.credentials.shape(&env);
-                let shape = AccountShape { filters, ..shape };
-                let account = account::read(
-                    shape,
-                    "flags",
-                    Origin::Flags,
-                    &account_defaults,
-                    &lookup,
-                    &mut warnings,
-                )?;
-                (Some(account.upstream), None)
-            }
-        };
+        let account_defaults = self.account_defaults(demo)?;
+        let (upstream, accounts) = self.accounts(&env, demo, &account_defaults, &mut warnings)?;
+        let telemetry_path = telemetry_path(&self.telemetry_path, accounts.is_some())?;
         Ok(Config {
             listen_address,
             external,
@@ -626,6 +503,127 @@ impl ExporterArgs {
             warnings,
         })
     }
+
+    /// What every account leaves out: the flags, written as an account's keys and read by the
+    /// reader of the accounts file, so that each setting has one check and one message.
+    fn account_defaults(&self, demo: Option<&Demo>) -> Result<AccountDefaults, ConfigError> {
+        // Checked even under --demo, which then reads its own simulator instead.
+        let endpoint = endpoint_url(
+            "--clouddevice.endpoint",
+            &self.endpoint,
+            "https://koophone.myhuaweicloud.com",
+        )?;
+        let flags = AccountShape {
+            page_size: Some(self.page_size),
+            concurrency: Some(self.concurrency),
+            timeout: Some(self.timeout.clone()),
+            max_pages: Some(self.max_pages),
+            max_instances: Some(self.max_instances),
+            max_retries: Some(self.max_retries),
+            requests_per_second: Some(self.requests_per_second),
+            time_zone: Some(self.time_zone.clone()),
+            instance_metrics: Some(self.instance_metrics.clone()),
+            instance_name_label: Some(self.instance_name_label.clone()),
+            ..AccountShape::default()
+        };
+        // Every setting `flags` writes replaces the example's.
+        let base = AccountDefaults {
+            endpoint: match demo.filter(|_| self.demo) {
+                Some(demo) => demo.endpoint.clone(),
+                None => endpoint,
+            },
+            iam_endpoint: endpoint_url(
+                "--iam.endpoint",
+                &self.credentials.iam_endpoint,
+                "https://iam.myhuaweicloud.com",
+            )?,
+            settings: AccountSettings {
+                max_response_bytes: self.max_response_bytes,
+                ..AccountSettings::example()
+            },
+            exposition: ExpositionConfig {
+                instance_metrics: InstanceMetrics::All,
+                instance_name: InstanceName::Everywhere,
+                backup_age_buckets: self.backup_age_buckets.clone(),
+                max_groups: self.max_groups as usize,
+            },
+        };
+        Ok(account::flag_defaults(&flags, base)?)
+    }
+
+    /// The flags' account, or the accounts of the file or of `--demo`: each read by
+    /// [`account::read`], the one reader of an account's keys.
+    fn accounts(
+        &self,
+        env: &SecretEnv,
+        demo: Option<&Demo>,
+        defaults: &AccountDefaults,
+        warnings: &mut Vec<String>,
+    ) -> Result<(Option<BatchQueryConfig>, Option<AccountsFile>), ConfigError> {
+        let filters = FiltersShape {
+            pool_scene_tag: self.pool_scene_tag.map(|tag| tag.as_str().to_string()),
+            instance_id: self.instance_id.clone(),
+            instance_name: self.instance_name.clone(),
+            query_start_time: self.query_start_time.clone(),
+            query_end_time: self.query_end_time.clone(),
+        };
+        match (&self.config_file, self.demo) {
+            (Some(_), true) => Err(ConfigError::DemoAndFile),
+            (Some(path), false) => {
+                let modes = self.credentials.modes(env);
+                if !modes.is_empty() {
+                    return Err(ConfigError::FileAndFlags(modes.join(", ")));
+                }
+                let accounts = accounts::load(path, defaults, &env.named, warnings)?;
+                let file = AccountsFile {
+                    path: Some(path.clone()),
+                    accounts,
+                    env: env.named.clone(),
+                };
+                Ok((None, Some(file)))
+            }
+            // --demo's built-in accounts: the flags' account signed in with each simulated
+            // account's token, handed to the reader as the variable named after the account.
+            (None, true) => {
+                let tokens: Vec<(String, Secret)> = match demo {
+                    Some(demo) => demo.accounts.clone(),
+                    None => vec![("demo".into(), Secret::new("demo"))],
+                };
+                let names: Vec<String> = tokens.iter().map(|(name, _)| name.clone()).collect();
+                let lookup = EnvLookup::new(move |name| {
+                    tokens
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, t)| t.clone())
+                });
+                let accounts = names
+                    .into_iter()
+                    .map(|name| {
+                        let shape = AccountShape {
+                            token_env: Some(name.clone()),
+                            filters: filters.clone(),
+                            ..AccountShape::default()
+                        };
+                        account::read(shape, &name, Origin::Flags, defaults, &lookup, warnings)
+                    })
+                    .collect::<Result<Vec<Account>, _>>()?;
+                let first = accounts.first().map(|a| a.upstream.clone());
+                let file = AccountsFile {
+                    path: None,
+                    accounts,
+                    env: EnvLookup::default(),
+                };
+                Ok((first, Some(file)))
+            }
+            (None, false) => {
+                let (shape, lookup) = self.credentials.shape(env);
+                let shape = AccountShape { filters, ..shape };
+                let account =
+                    account::read(shape, "flags", Origin::Flags, defaults, &lookup, warnings)?;
+                Ok((Some(account.upstream), None))
+            }
+        }
+    }
 }
 
 /// `:PORT` becomes `0.0.0.0:PORT`; anything else must be `HOST:PORT` with a numeric port.
@@ -640,8 +638,12 @@ pub fn listen_address(s: &str) -> Result<String, ConfigError> {
     }
 }
 
-fn telemetry_path(s: &str) -> Result<String, ConfigError> {
+/// `accounts`: whether `/probe` and `/sd` are served, whose paths are then taken.
+fn telemetry_path(s: &str, accounts: bool) -> Result<String, ConfigError> {
     let err = |why| Err(ConfigError::TelemetryPath(s.to_string(), why));
+    if accounts && [PROBE_PATH, SD_PATH].contains(&s) {
+        return err("is where the accounts are probed or listed; write e.g. /metrics");
+    }
     if !s.starts_with('/') || s.len() < 2 {
         return err("must start with / and name a path other than /; write e.g. /metrics");
     }
@@ -675,6 +677,16 @@ mod tests {
         Cli::try_parse_from(std::iter::once("clouddevice_exporter").chain(args.iter().copied()))
     }
 
+    /// The flags, parsed and validated with a token from the environment.
+    fn config(args: &[&str]) -> Result<Config, String> {
+        let env = SecretEnv {
+            auth_token: Some(Secret::new("tok")),
+            ..SecretEnv::default()
+        };
+        let cli = parse(args).map_err(|e| e.to_string())?;
+        cli.exporter.validate(env).map_err(|e| e.to_string())
+    }
+
     #[test]
     fn the_cli_definition_is_consistent() {
         Cli::command().debug_assert();
@@ -689,7 +701,8 @@ mod tests {
         assert_eq!(a.endpoint, "https://koophone.myhuaweicloud.com");
         assert_eq!((a.page_size, a.concurrency), (200, 4));
         assert_eq!(a.pool_scene_tag, None);
-        assert_eq!(a.instance_metrics, InstanceMetrics::All);
+        let exposition = config(&[]).unwrap().exposition;
+        assert_eq!(exposition.instance_metrics, InstanceMetrics::All);
         assert_eq!(
             (a.log.level, a.log.format),
             (LogLevel::Info, LogFormat::Logfmt)
@@ -698,7 +711,7 @@ mod tests {
 
     #[test]
     fn instance_metrics_modes_and_their_old_spellings() {
-        let mode = |args: &[&str]| parse(args).map(|c| c.exporter.instance_metrics);
+        let mode = |args: &[&str]| config(args).map(|c| c.exposition.instance_metrics);
         for (value, expected) in [
             ("all", InstanceMetrics::All),
             ("true", InstanceMetrics::All),
@@ -717,33 +730,41 @@ mod tests {
     }
 
     #[test]
-    fn bad_values_are_refused_by_the_parser() {
+    fn bad_values_are_refused_naming_the_flag() {
         for args in [
             &["--clouddevice.page-size", "0"][..],
             &["--clouddevice.concurrency", "many"],
+            &["--clouddevice.concurrency", "0"],
+            &["--clouddevice.max-retries", "11"],
+            &["--clouddevice.requests-per-second", "0.001"],
             &["--clouddevice.pool-scene-tag", "CLOUD_TV"],
             &["--clouddevice.query-start-time", "2023-08-15T14:30:45"],
             &["--clouddevice.timeout", "10"],
+            &["--clouddevice.timeout", "0s"],
+            &["--collector.instance-name", "somewhere"],
             &["--log.format", "xml"],
         ] {
-            assert!(parse(args).is_err(), "{args:?}");
+            let err = config(args).unwrap_err();
+            assert!(err.contains(args[0]), "{args:?}: {err}");
         }
-        let err = parse(&["--clouddevice.page-size", "500"])
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains(
-                "write 1 to 200; 200 is the largest page_size the ListInstances API accepts"
-            ),
-            "{err}"
-        );
+        let err = config(&["--clouddevice.page-size", "500"]).unwrap_err();
         assert_eq!(
-            parse(&["--clouddevice.page-size", "200"])
-                .unwrap()
-                .exporter
-                .page_size,
-            200
+            err,
+            "--clouddevice.page-size: 500 is out of range; write 1 to 200; \
+             200 is the largest page_size the ListInstances API accepts"
+        );
+        let settings = config(&[
+            "--clouddevice.page-size",
+            "200",
+            "--clouddevice.timeout",
+            "2s",
+        ])
+        .unwrap()
+        .account_defaults
+        .settings;
+        assert_eq!(
+            (settings.page_size, settings.timeout),
+            (200, Duration::from_secs(2))
         );
     }
 
@@ -764,9 +785,12 @@ mod tests {
 
     #[test]
     fn time_zones_are_utc_or_a_fixed_offset() {
-        let zone = |s: &str| parse(&["--clouddevice.time-zone", s]).map(|c| c.exporter.time_zone);
+        let zone = |s: &str| {
+            config(&["--clouddevice.time-zone", s]).map(|c| c.account_defaults.settings.time_zone)
+        };
         assert_eq!(zone("UTC").unwrap(), time::UtcOffset::UTC);
-        assert_eq!(parse(&[]).unwrap().exporter.time_zone, time::UtcOffset::UTC);
+        let default = config(&[]).unwrap().account_defaults.settings.time_zone;
+        assert_eq!(default, time::UtcOffset::UTC);
         assert_eq!(zone("+08:00").unwrap(), time::macros::offset!(+8));
         assert_eq!(zone("-05:30").unwrap(), time::macros::offset!(-5:30));
         for bad in ["08:00", "+8", "Asia/Shanghai", "+25:00"] {
@@ -787,12 +811,14 @@ mod tests {
     #[test]
     fn telemetry_paths_that_would_break_routing_are_refused() {
         for bad in ["metrics", "/", "/-/healthy", "/{x}", "/a*"] {
-            assert!(telemetry_path(bad).is_err(), "{bad}");
+            assert!(telemetry_path(bad, false).is_err(), "{bad}");
         }
         assert_eq!(
-            telemetry_path("/custom/metrics").unwrap(),
+            telemetry_path("/custom/metrics", false).unwrap(),
             "/custom/metrics"
         );
+        assert!(telemetry_path("/probe", false).is_ok());
+        assert!(telemetry_path("/probe", true).is_err());
     }
 
     #[test]
