@@ -60,7 +60,7 @@ use credentials::{CredentialArgs, SecretEnv};
 
 #[derive(Debug, Args)]
 pub struct ExporterArgs {
-    /// Address to serve metrics on (`:PORT` means all interfaces).
+    /// Address to serve metrics on: `:PORT` listens on every interface, IPv4 and IPv6 (IPv4 alone where the machine has no IPv6); `HOST:PORT` on that address alone, e.g. 127.0.0.1:10123, 0.0.0.0:10123 (every IPv4 interface) or [::1]:10123.
     #[arg(
         long = "web.listen-address",
         default_value = ":10123",
@@ -626,16 +626,12 @@ impl ExporterArgs {
     }
 }
 
-/// `:PORT` becomes `0.0.0.0:PORT`; anything else must be `HOST:PORT` with a numeric port.
+/// `:PORT` (every interface, [`crate::web::signals::bind`]) or `HOST:PORT`, with a numeric port.
 pub fn listen_address(s: &str) -> Result<String, ConfigError> {
     let bad = || ConfigError::ListenAddress(s.to_string());
-    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let (_, port) = s.rsplit_once(':').ok_or_else(bad)?;
     port.parse::<u16>().map_err(|_| bad())?;
-    if host.is_empty() {
-        Ok(format!("0.0.0.0:{port}"))
-    } else {
-        Ok(s.to_string())
-    }
+    Ok(s.to_string())
 }
 
 /// `accounts`: whether `/probe` and `/sd` are served, whose paths are then taken.
@@ -800,7 +796,7 @@ mod tests {
 
     #[test]
     fn listen_address_forms() {
-        assert_eq!(listen_address(":10123").unwrap(), "0.0.0.0:10123");
+        assert_eq!(listen_address(":10123").unwrap(), ":10123");
         assert_eq!(listen_address("127.0.0.1:0").unwrap(), "127.0.0.1:0");
         assert_eq!(listen_address("[::1]:9000").unwrap(), "[::1]:9000");
         assert!(listen_address("10123").is_err());

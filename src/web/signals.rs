@@ -16,15 +16,44 @@ pub struct BindError {
     source: std::io::Error,
 }
 
-/// Binds the address `flag` gave.
+/// Binds the address `flag` gave: `:PORT` is every interface, IPv4 and IPv6, as Go's `:PORT`
+/// is; anything else is the address it names.
 pub async fn bind(address: &str, flag: &'static str) -> Result<TcpListener, BindError> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| BindError {
-            flag,
-            address: address.to_string(),
-            source,
-        })
+    let bound = match address.strip_prefix(':').map(str::parse::<u16>) {
+        Some(Ok(port)) => every_interface(port),
+        _ => TcpListener::bind(address).await,
+    };
+    bound.map_err(|source| BindError {
+        flag,
+        address: address.to_string(),
+        source,
+    })
+}
+
+/// One IPv6 socket that takes IPv4 too (IPV6_V6ONLY off, whatever the system's default), or
+/// IPv4 alone on a machine without IPv6.
+fn every_interface(port: u16) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+    let dual_stack = || -> std::io::Result<Socket> {
+        let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_only_v6(false)?;
+        Ok(socket)
+    };
+    let (socket, address) = match dual_stack() {
+        Ok(socket) => (socket, SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))),
+        Err(_) => (
+            Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?,
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+        ),
+    };
+    // As tokio's `TcpListener::bind` does: a restart may bind while old connections linger.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// A channel that receives a message on every SIGHUP, the signal to re-read the web
@@ -78,4 +107,53 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 's
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpStream;
+
+    /// Whether this machine can use IPv6 loopback at all.
+    fn has_ipv6() -> bool {
+        std::net::TcpListener::bind("[::1]:0").is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_bare_port_takes_ipv4_and_ipv6() {
+        let listener = bind(":0", "--web.listen-address").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        if has_ipv6() {
+            TcpStream::connect(("::1", port)).await.unwrap();
+        } else {
+            eprintln!("no IPv6 on this machine: only 127.0.0.1 was tried");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_host_and_port_takes_that_address_alone() {
+        let listener = bind("127.0.0.1:0", "--web.listen-address").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        if has_ipv6() {
+            assert!(TcpStream::connect(("::1", port)).await.is_err());
+            let listener = bind("[::1]:0", "--web.listen-address").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            TcpStream::connect(("::1", port)).await.unwrap();
+            assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_address_in_use_names_the_flag() {
+        let first = bind("127.0.0.1:0", "--web.listen-address").await.unwrap();
+        let taken = first.local_addr().unwrap().to_string();
+        let err = bind(&taken, "--web.listen-address").await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot listen on --web.listen-address {taken}: ")),
+            "{err}"
+        );
+    }
 }

@@ -126,6 +126,22 @@ fn demo_serves_a_fleet_and_sigterm_stops_it_cleanly() {
 }
 
 #[test]
+fn a_bare_port_answers_on_ipv4_and_ipv6_loopback() {
+    let mut demo = Running::start(&mut exporter(&["--demo", "--web.listen-address", ":0"]));
+    let address = demo.listening_address();
+    let port = address.rsplit_once(':').expect("HOST:PORT").1;
+    let (status, _) = get(&format!("http://127.0.0.1:{port}/-/healthy"));
+    assert_eq!(status, 200);
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        let (status, _) = get(&format!("http://[::1]:{port}/-/healthy"));
+        assert_eq!(status, 200);
+    } else {
+        eprintln!("no IPv6 on this machine: only 127.0.0.1 was asked");
+    }
+    assert!(demo.terminate().success());
+}
+
+#[test]
 fn json_logs_are_one_object_per_line() {
     let mut demo = Running::start(&mut exporter(&[
         "--demo",
