@@ -1,6 +1,7 @@
 //! The signals the exporter and the simulator answer, and the listening socket they bind.
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -33,20 +34,28 @@ pub async fn bind(address: &str, flag: &'static str) -> Result<TcpListener, Bind
 /// One IPv6 socket that takes IPv4 too (IPV6_V6ONLY off, whatever the system's default), or
 /// IPv4 alone on a machine without IPv6.
 fn every_interface(port: u16) -> std::io::Result<TcpListener> {
+    use std::io::ErrorKind::{AddrInUse, PermissionDenied};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    match listen(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)), true) {
+        // In use or not allowed is so for IPv4 too; anything else is a machine without IPv6.
+        Err(e) if ![AddrInUse, PermissionDenied].contains(&e.kind()) => {
+            listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), false)
+        }
+        bound => bound,
+    }
+}
+
+/// A listening socket on `address`; `dual_stack` takes IPv4 on an IPv6 socket too.
+fn listen(address: SocketAddr, dual_stack: bool) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
-    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-    let dual_stack = || -> std::io::Result<Socket> {
-        let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    if dual_stack {
         socket.set_only_v6(false)?;
-        Ok(socket)
-    };
-    let (socket, address) = match dual_stack() {
-        Ok(socket) => (socket, SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))),
-        Err(_) => (
-            Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?,
-            SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
-        ),
-    };
+    }
     // As tokio's `TcpListener::bind` does: a restart may bind while old connections linger.
     #[cfg(unix)]
     socket.set_reuse_address(true)?;
