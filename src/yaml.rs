@@ -13,15 +13,85 @@ use serde::de::{Deserialize, DeserializeOwned, Deserializer, MapAccess, Visitor}
 /// and parsed in tens of milliseconds however they nest.
 pub const MAX_FLOW_COLLECTIONS: usize = 4_096;
 
-/// Parses `text` as `T` within the budget.
-pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+/// Parses `text` as `T` within the budget; `expecting` says in the file's words what a key holds
+/// (given its path, as `accounts.games.page_size`), where serde would name a Rust type.
+pub fn from_str<T: DeserializeOwned>(
+    text: &str,
+    expecting: &dyn Fn(&str) -> Option<String>,
+) -> Result<T, String> {
     let flows = text.bytes().filter(|b| matches!(b, b'{' | b'[')).count();
     if flows > MAX_FLOW_COLLECTIONS {
         return Err(format!(
             "holds {flows} `{{` and `[`, more than the {MAX_FLOW_COLLECTIONS} a file may have; write nested values as indented blocks"
         ));
     }
-    serde_yaml_ng::from_str(text).map_err(|e| without_values(&e.to_string()))
+    serde_yaml_ng::from_str(text).map_err(|e| in_words(&e.to_string(), expecting))
+}
+
+/// serde's "accounts.a.page_size: invalid type: string \"x\", expected u32 at line 4 column 16"
+/// as "line 4: accounts.a.page_size must be a whole number from 1 to 200, not text": the line,
+/// the key, what belongs there in the file's words, never the value found. Other errors keep
+/// serde's words, without values.
+fn in_words(message: &str, expecting: &dyn Fn(&str) -> Option<String>) -> String {
+    let reworded = (|| {
+        let (head, at) = match message.rsplit_once(" at line ") {
+            Some((head, at)) => (head, format!("line {}: ", at.split(' ').next()?)),
+            None => (message, String::new()),
+        };
+        let (path, problem) = match head.split_once(": ") {
+            Some((path, problem)) if !path.contains(' ') => (path, problem),
+            _ => ("the file", head),
+        };
+        if let Some(rest) = problem.strip_prefix("unknown field `") {
+            let (key, known) = rest.split_once('`')?;
+            let known = known
+                .strip_prefix(", expected one of ")
+                .or_else(|| known.strip_prefix(", expected "))
+                .unwrap_or_default();
+            return Some(format!(
+                "{at}{path} has no key {key:?}; the keys are {}",
+                known.replace('`', "")
+            ));
+        }
+        let (found, expected) = problem.split_once(", expected ")?;
+        let expected = expecting(path).unwrap_or_else(|| rust_type_in_words(expected).into());
+        Some(match found.strip_prefix("invalid type: ") {
+            Some(found) => {
+                let kind = found.split(['"', '`']).next().unwrap_or_default().trim();
+                if ["integer", "floating point"].contains(&kind) && expected.contains("number") {
+                    return Some(format!(
+                        "{at}{path} must be {expected}; the number written is not"
+                    ));
+                }
+                let found = match kind {
+                    "string" => "text",
+                    "integer" | "floating point" => "a number",
+                    "boolean" => "true or false",
+                    "sequence" => "a list",
+                    "map" => "a map",
+                    "unit value" => "empty",
+                    _ => "something else",
+                };
+                format!("{at}{path} must be {expected}, not {found}")
+            }
+            None => format!("{at}{path} must be {expected}; the value written is not"),
+        })
+    })();
+    reworded.unwrap_or_else(|| without_values(message))
+}
+
+/// What serde's name of a type means in a YAML file.
+fn rust_type_in_words(expected: &str) -> &str {
+    match expected {
+        e if e.starts_with("struct ") || e == "a map" => "a map of settings",
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more",
+        "i32" | "i64" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "a string" | "a borrowed string" | "string" => "text",
+        "a sequence" => "a list",
+        other => other,
+    }
 }
 
 /// What the error of a key given twice says after the key; [`given_twice`] finds it again.
@@ -130,6 +200,7 @@ mod tests {
     use super::*;
 
     #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Shape {
         page_size: Option<u32>,
@@ -137,27 +208,49 @@ mod tests {
     }
 
     #[test]
-    fn type_errors_name_the_key_and_type_never_the_value() {
-        let e = from_str::<Shape>("page_size: MIIsecret-token\n").unwrap_err();
-        assert!(!e.contains("MIIsecret"), "{e}");
-        assert!(
-            e.contains("page_size: invalid type: string, expected u32"),
-            "{e}"
+    fn type_errors_name_the_line_key_and_what_belongs_never_the_value() {
+        let none = |_: &str| None;
+        let e = from_str::<Shape>("page_size: MIIsecret-token\n", &none).unwrap_err();
+        assert_eq!(
+            e,
+            "line 1: page_size must be a whole number, 0 or more, not text"
         );
-        let e = from_str::<Shape>("page_size: -7\n").unwrap_err();
-        assert!(!e.contains("-7"), "{e}");
-        let e = from_str::<Shape>("name: [a, b]\n").unwrap_err();
-        assert!(e.contains("invalid type: sequence, expected"), "{e}");
+        let e = from_str::<Shape>("\npage_size: -7\n", &none).unwrap_err();
+        assert_eq!(
+            e,
+            "line 2: page_size must be a whole number, 0 or more; the number written is not"
+        );
+        let e = from_str::<Shape>("name: [a, b]\n", &none).unwrap_err();
+        assert_eq!(e, "line 1: name must be text, not a list");
+        let e = from_str::<Shape>("7\n", &none).unwrap_err();
+        assert_eq!(e, "the file must be a map of settings, not a number");
+        let words =
+            |path: &str| (path == "page_size").then(|| "a whole number from 1 to 200".into());
+        let e = from_str::<Shape>("page_size: many\n", &words).unwrap_err();
+        assert_eq!(
+            e,
+            "line 1: page_size must be a whole number from 1 to 200, not text"
+        );
+        let e = from_str::<Shape>("page_size: 1.5\n", &words).unwrap_err();
+        assert_eq!(
+            e,
+            "line 1: page_size must be a whole number from 1 to 200; the number written is not"
+        );
+        let e = from_str::<Shape>("name: a\npage_sise: 5\n", &words).unwrap_err();
+        assert_eq!(
+            e,
+            "line 2: the file has no key \"page_sise\"; the keys are page_size or name"
+        );
         assert_eq!(without_values("no values here"), "no values here");
     }
 
     #[test]
     fn deeply_nested_flow_collections_are_refused_before_parsing() {
         // Parsed, this would take 20 s before failing on the recursion limit.
-        let e = from_str::<Shape>(&"{a: ".repeat(80_000)).unwrap_err();
+        let e = from_str::<Shape>(&"{a: ".repeat(80_000), &|_| None).unwrap_err();
         assert!(e.contains("more than the 4096"), "{e}");
         let within = format!("name: {}{}\n", "[".repeat(100), "]".repeat(100));
-        assert!(!from_str::<Shape>(&within)
+        assert!(!from_str::<Shape>(&within, &|_| None)
             .unwrap_err()
             .contains("more than"));
     }

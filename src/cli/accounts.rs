@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::account::{
     self, Account, AccountDefaults, AccountShape, EnvLookup, Origin, SettingError,
 };
+use super::limits;
 use crate::files::{read_text, FileError, MAX_CONFIG_BYTES};
 
 /// Why the accounts file cannot be used.
@@ -30,6 +31,35 @@ struct FileShape {
     /// account's credentials would go to the second's endpoint.
     #[serde(deserialize_with = "crate::yaml::unique_keys")]
     accounts: BTreeMap<String, AccountShape>,
+}
+
+/// What a key of the accounts file holds, in the file's words, given its path
+/// (`accounts.games.page_size`).
+fn expecting(path: &str) -> Option<String> {
+    let mut parts = path.splitn(3, '.');
+    let (Some("accounts"), account, key) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    let whole = |range: std::ops::RangeInclusive<u32>| {
+        format!("a whole number from {} to {}", range.start(), range.end())
+    };
+    Some(match (account, key) {
+        (None, _) => "a map of accounts, each under its name".into(),
+        (Some(_), None) => "a map of the account's settings (a sign-in and any others)".into(),
+        (Some(_), Some(key)) => match key {
+            "page_size" => whole(limits::PAGE_SIZE),
+            "concurrency" => whole(limits::CONCURRENCY),
+            "max_pages" => whole(limits::MAX_PAGES),
+            "max_instances" => whole(limits::MAX_INSTANCES),
+            "max_retries" => whole(limits::MAX_RETRIES),
+            "requests_per_second" => "requests a second from 0.01 to 10000, or 0 for no limit".into(),
+            "timeout" => "a duration such as 10s or 1500ms".into(),
+            "iam" => "a map of the IAM user's settings (username, domain, project, password_file or password_env)".into(),
+            "access_key" => "a map of the access key's settings (credentials_file, or access_key_env and secret_key_env)".into(),
+            "filters" => "a map of filters (pool_scene_tag, instance_id, instance_name, query_start_time, query_end_time)".into(),
+            _ => "text".into(),
+        },
+    })
 }
 
 /// Loads and validates the accounts file. `warnings` collects secrets files that other users can
@@ -60,14 +90,15 @@ pub fn parse(
         path: path.to_path_buf(),
         message,
     };
-    let shape: FileShape =
-        crate::yaml::from_str(text).map_err(|e| match crate::yaml::given_twice(&e, text) {
+    let shape: FileShape = crate::yaml::from_str(text, &expecting).map_err(|e| {
+        match crate::yaml::given_twice(&e, text) {
             Some((name, lines)) => format(format!(
                 "account {name:?} is defined twice (lines {}); give each account its own name",
                 crate::yaml::lines(&lines)
             )),
             None => format(e),
-        })?;
+        }
+    })?;
     if shape.accounts.is_empty() {
         return Err(format(
             "names no accounts; add at least one under `accounts:`".into(),
@@ -200,10 +231,22 @@ mod tests {
             "accounts:\n  retail:\n    token_env: RETAIL_TOKEN\n    page_size: MIIpasted-t0ken\n",
         );
         assert!(!e.contains("MIIpasted"), "{e}");
-        assert!(
-            e.contains("page_size") && e.contains("invalid type: string, expected u32"),
-            "{e}"
+        assert_eq!(
+            e,
+            "--config.file \"accounts.yml\": line 4: accounts.retail.page_size must be a whole \
+             number from 1 to 200, not text"
         );
+        for (text, expected) in [
+            ("accounts: [a]\n", "line 1: accounts must be a map of accounts, each under its name, not a list"),
+            ("accounts:\n  a: 5\n", "line 2: accounts.a must be a map of the account's settings"),
+            ("accounts:\n  a: {token_env: X, concurrency: -1}\n", "line 2: accounts.a.concurrency must be a whole number from 1 to 256; the number written is not"),
+            ("accounts:\n  a: {token_env: X, filters: 3}\n", "line 2: accounts.a.filters must be a map of filters"),
+            ("accounts:\n  a: {token_env: X, timeout: [1]}\n", "line 2: accounts.a.timeout must be a duration such as 10s or 1500ms, not a list"),
+        ] {
+            let e = error(text);
+            assert!(e.contains(expected), "{text}: {e}");
+            assert!(!e.contains("struct") && !e.contains("u32"), "{e}");
+        }
     }
 
     #[test]
@@ -251,7 +294,7 @@ mod tests {
         // the right one.
         let e = error("account:\n  games: {}\n");
         assert!(
-            e.contains("unknown field `account`") && e.contains("expected `accounts`"),
+            e.contains("the file has no key \"account\"; the keys are accounts"),
             "{e}"
         );
         let e = error("accounts:\n  games:\n    iam: {username: u, domain: d, project: p}\n");

@@ -312,6 +312,20 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
 
 /// Checks the text of a web configuration file read from `path` (which names it in errors and
 /// anchors its relative paths), and loads the files it names.
+/// What a key of the web configuration holds, in its own words.
+fn expecting(path: &str) -> Option<String> {
+    Some(
+        match path {
+            "tls_server_config" => "a map of TLS settings (cert_file, key_file, ...)",
+            "http_server_config" => "a map of HTTP settings (headers, http2)",
+            "basic_auth_users" => "a map of user names to bcrypt hashes",
+            "http_server_config.headers" => "a map of header names to values",
+            _ => return None,
+        }
+        .into(),
+    )
+}
+
 pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
     let invalid = |reason: String| WebConfigError::Invalid {
         path: path.to_path_buf(),
@@ -320,12 +334,14 @@ pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
     let raw: WebConfigShape = if text.trim().is_empty() {
         WebConfigShape::default()
     } else {
-        crate::yaml::from_str(text).map_err(|e| match crate::yaml::given_twice(&e, text) {
-            Some((user, lines)) => invalid(format!(
-                "basic_auth_users.{user} is given twice (lines {}); keep one",
-                crate::yaml::lines(&lines)
-            )),
-            None => invalid(e),
+        crate::yaml::from_str(text, &expecting).map_err(|e| {
+            match crate::yaml::given_twice(&e, text) {
+                Some((user, lines)) => invalid(format!(
+                    "basic_auth_users.{user} is given twice (lines {}); keep one",
+                    crate::yaml::lines(&lines)
+                )),
+                None => invalid(e),
+            }
         })?
     };
     if raw.rate_limit.is_some() {
