@@ -23,8 +23,12 @@
     // region label (see the README of dashboards/).
     regionFrozenRatio: 0.2,
     regionFrozenMinCount: 10,
-    // Too many stopped or shut down phones in a region: this share, and at least this many.
+    // Too many stopped or shut down phones in a region: more than this share, and at least this
+    // many. Once it fires it resolves only when the share falls below notRunningResolveRatio, so
+    // a share that hovers at the threshold is one alert, not one an evaluation. Per region: the
+    // clouddevice:not_running_max_ratio and clouddevice:not_running_resolve_ratio rules.
     notRunningRatio: 0.2,
+    notRunningResolveRatio: 0.15,
     notRunningMinCount: 3,
     // A backup older than this is stale. Must be one of --collector.backup-age-buckets (the
     // exporter's default bounds: 86400, 259200, 604800, 2592000).
@@ -63,6 +67,31 @@
       tokenExpiring: '10m',
       configReloadFailed: '10m',
       collectionStale: '5m',
+    },
+
+    // How long an alert keeps firing once its condition no longer holds (keep_firing_for).
+    // While an exporter is down or cannot read the list its series vanish, which would resolve
+    // every alert it fed and start each `for:` again when it is back. 20m holds them through an
+    // outage of 15 minutes plus a scrape and an evaluation interval of up to 2.5 minutes each; a
+    // condition that really ends is reported resolved this much later. '0s' for none: the alerts
+    // on `up` itself need none.
+    keepFiringFor: {
+      instanceFrozen: '20m',
+      backupFailed: '20m',
+      restoreFailed: '20m',
+      regionFrozen: '20m',
+      notRunning: '20m',
+      backupStale: '30m',
+      undocumentedStatus: '20m',
+      fleetShrinking: '20m',
+      exporterDown: '0s',
+      exporterMissing: '0s',
+      scrapeFailing: '20m',
+      scrapeNearTimeout: '20m',
+      apiErrors: '20m',
+      tokenExpiring: '20m',
+      configReloadFailed: '20m',
+      collectionStale: '20m',
     },
 
     // Where each alert's runbook_url points: the base, then the alert's name in lower case.

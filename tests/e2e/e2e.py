@@ -24,7 +24,8 @@ checks that:
   - a second exporter, serving HTTPS with basic auth (--web.config.file), is scraped by
     Prometheus with `scheme: https`, `tls_config.ca_file` and `basic_auth`, and its target is up;
   - with a real Alertmanager, a frozen region (12 phones, over the count floor) is one
-    notification, a frozen phone elsewhere is its own, and failed scrapes resolve nothing;
+    notification, a frozen phone elsewhere is its own, and failed scrapes resolve nothing; nor
+    does the exporter stopped for a while, whose CloudDeviceExporterDown holds back the rest;
   - many accounts: an exporter with an accounts file of three simulated accounts, discovered on
     /sd by two Prometheus shards from examples/sharding/prometheus-shard.yml: each account probed
     by exactly one shard, with the simulator's counts and its `account` label on every series;
@@ -286,9 +287,10 @@ def alertmanager_run(binary, work):
         simulator = start("am-simulator", sim_args, work)
         # Scrapes every second, so no reuse window (10 s by default, below any real scrape
         # interval): the outage below must end for Prometheus when the simulator is back.
-        start("am-exporter", [binary, "--web.listen-address", f"127.0.0.1:{exp_port}", "--clouddevice.endpoint", sim,
-                              "--clouddevice.auth-token-file", os.path.join(work, "token"),
-                              "--scrape.min-interval=0s"], work)
+        exporter_args = [binary, "--web.listen-address", f"127.0.0.1:{exp_port}", "--clouddevice.endpoint", sim,
+                         "--clouddevice.auth-token-file", os.path.join(work, "token"),
+                         "--scrape.min-interval=0s"]
+        exporter = start("am-exporter", exporter_args, work)
         am_dir = os.path.join(work, "am")
         os.makedirs(am_dir)
         config = open(ALERTMANAGER).read()
@@ -362,6 +364,29 @@ scrape_configs:
         check(not resolved, f"a run of failed scrapes sends no resolved notification ({resolved})")
         check(not [n for n in later if n["groupLabels"].get("alertname") == "CloudDeviceInstanceFrozen"],
               "nor a repeated per-phone notification")
+
+        # The exporter down for a few seconds (minutes, scaled; keep_firing_for is 20): Prometheus
+        # marks every series stale and up 0. CloudDeviceExporterDown fires and holds back the
+        # rest (inhibited in Alertmanager, still firing in Prometheus); nothing else resolves.
+        before = len(hook.received)
+        stop(exporter)
+        wait_for("CloudDeviceExporterDown", lambda: hook.notifications("CloudDeviceExporterDown"), limit=20)
+
+        def suppressed():
+            held = json.loads(get(f"http://127.0.0.1:{am_port}/api/v2/alerts?filter=alertname%3D%22CloudDeviceInstanceFrozen%22"))
+            return held if held and all(a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"] for a in held) else None
+        held = wait_for("the phones' alerts held back by CloudDeviceExporterDown", suppressed, limit=20)
+        check(len(held) == len(in_region | {phone}),
+              f"while the exporter is down its {len(held)} frozen phones stay firing, inhibited by CloudDeviceExporterDown")
+        start("am-exporter-again", exporter_args, work)
+        wait_for("the exporter to be scraped again", lambda: prom_query(prom, "up{job=\"clouddevice\"} == 1")["result"], limit=20)
+        time.sleep(8)
+        firing = {a["labels"].get("instance_id") for a in alerts(prom, "CloudDeviceInstanceFrozen")}
+        check(firing == in_region | {phone}, "after the outage every frozen phone's alert is firing, none pending again")
+        later = hook.received[before:]
+        resolved = [n["groupLabels"] for n in later if n["groupLabels"].get("alertname") != "CloudDeviceExporterDown"
+                    and (n["status"] == "resolved" or any(a["status"] == "resolved" for a in n["alerts"]))]
+        check(not resolved, f"an exporter outage shorter than keep_firing_for resolves nothing but itself ({resolved})")
     finally:
         hook.close()
 
