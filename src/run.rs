@@ -345,6 +345,7 @@ pub fn build(config: &Config) -> Result<App, RunError> {
         probes.clone(),
         reload_state,
         options.stopping.clone(),
+        config.clock.clone(),
     ));
     Ok(App {
         router: web::router(telemetry, probes.clone(), reloader.clone(), &options),

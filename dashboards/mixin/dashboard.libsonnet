@@ -112,6 +112,12 @@ local util = import 'util.libsonnet';
     fieldConfig: { defaults: { unit: if age then 'dtdurations' else 'none', custom: { align: 'auto', filterable: true } }, overrides: [] },
   },
 
+  // Links a panel to the RUNBOOK.md sections of the alerts that watch what it shows, the
+  // sections the alerts' runbook_url point at.
+  local runbook(panel, alerts) = panel {
+    links: [{ title: 'Runbook: ' + a, url: c.runbookURL + std.asciiLower(a), targetBlank: true } for a in alerts],
+  },
+
   local row(title) = { type: 'row', title: title, collapsed: false, panels: [] },
   local colour(pattern, colour) = {
     matcher: { id: 'byRegexp', options: '/ %s$/' % pattern },
@@ -270,11 +276,13 @@ local util = import 'util.libsonnet';
         [row('Fleet overview'), [
           [stat('Instances', 'Cloud phones in the selected regions and SKUs, from the last scrape that read the whole list.', 'sum(%s)' % instances, [step('blue')]), 4, 4],
           [stat('Running', 'Instances whose running status is running.', 'sum(clouddevice_instances_by_running_status{%s, status="running"})' % f, [step('green')]), 4, 4],
-          [stat('Frozen', 'Instances that are frozen (frozen_status 1). Any frozen instance turns the panel red; the table below names them.', 'sum(%s)' % frozen, [step('green'), step('red', 1)]), 4, 4],
-          [stat('Failed backups', 'Instances whose last backup failed (backup_status 3).', 'sum(%s)' % failed, [step('green'), step('orange', 1), step('red', 10)]), 4, 4],
-          [stat('Exporter up', 'Up when every target of the selected jobs is scraped and its last scrape read every page of the instance list; down when Prometheus cannot scrape one (up 0) or one cannot read the list (clouddevice_up 0). An instant query: it never shows an old value.', 'min(up{%(t)s} * on (job, instance) clouddevice_up{%(t)s} or on (job, instance) up{%(t)s} * 0)' % { t: t }, [step('red'), step('green', 1)], '0', {
+          [runbook(stat('Frozen', 'Instances that are frozen (frozen_status 1). Any frozen instance turns the panel red; the table below names them.', 'sum(%s)' % frozen, [step('green'), step('red', 1)]), ['CloudDeviceInstanceFrozen', 'CloudDeviceRegionFrozen']), 4, 4],
+          [runbook(stat('Failed backups', 'Instances whose last backup failed (backup_status 3).', 'sum(%s)' % failed, [step('green'), step('orange', 1), step('red', 10)]), ['CloudDeviceBackupFailed']), 4, 4],
+          [runbook(stat('Exporter up', 'Each target of the selected jobs: up when it is scraped and its last scrape read every page of the instance list; down when Prometheus cannot scrape it (up 0) or it cannot read the list (clouddevice_up 0). An instant query: it never shows an old value.', 'up{%(t)s} * on (job, instance) group_left () clouddevice_up{%(t)s} or on (job, instance) up{%(t)s} * 0' % { t: t }, [step('red'), step('green', 1)], 'No target', {
+            targets: [target('up{%(t)s} * on (job, instance) group_left () clouddevice_up{%(t)s} or on (job, instance) up{%(t)s} * 0' % { t: t }, '{{instance}}', instant=true)],
+            options+: { textMode: 'value_and_name' },
             fieldConfig+: { defaults+: { mappings: [{ type: 'value', options: { '0': { text: 'down', color: 'red' }, '1': { text: 'up', color: 'green' } } }] } },
-          }), 4, 4],
+          }), ['CloudDeviceExporterDown', 'CloudDeviceScrapeFailing']), 4, 4],
           [stat('Exporter version', "The version of each clouddevice_exporter its own /metrics reports (clouddevice_exporter_build_info, read through the exporter selector: with an accounts file, the job that scrapes the exporter's /metrics, not the probes).", 'count by (version) (clouddevice_exporter_build_info{%s})' % E, [step('text')], 'No data', {
             targets: [target('count by (version) (clouddevice_exporter_build_info{%s})' % E, '{{version}}', instant=true)],
             options+: { colorMode: 'none', textMode: 'name' },
@@ -284,7 +292,7 @@ local util = import 'util.libsonnet';
           [change('Failed backups, change since yesterday', 'Instances whose last backup failed, now minus 24 hours ago.', 'sum(%s)' % failed), 8, 3],
         ]],
         [row('Running status'), [
-          [series('Instances by running status, per region', 'Instances in each running status (unknown, stopped, running, going_offline, starting, shut_down, undocumented), per region, over time. Each status has its own colour: running green, stopped orange, shut_down red, starting blue, going_offline yellow, unknown grey, undocumented purple.', [target('sum by (region, status) (clouddevice_instances_by_running_status{%s})' % f, '{{region}} {{status}}')], stacking='normal', extra={
+          [runbook(series('Instances by running status, per region', 'Instances in each running status (unknown, stopped, running, going_offline, starting, shut_down, undocumented), per region, over time. Each status has its own colour: running green, stopped orange, shut_down red, starting blue, going_offline yellow, unknown grey, undocumented purple.', [target('sum by (region, status) (clouddevice_instances_by_running_status{%s})' % f, '{{region}} {{status}}')], stacking='normal', extra={
             fieldConfig+: { overrides: [
               colour('running', 'green'),
               colour('stopped', 'orange'),
@@ -294,18 +302,18 @@ local util = import 'util.libsonnet';
               colour('unknown', 'text'),
               colour('undocumented', 'purple'),
             ] },
-          }), 16, 8],
-          [series('Instances per region', 'Total instances per region over time.', [target('sum by (region) (%s)' % instances, '{{region}}')]), 8, 8],
+          }), ['CloudDeviceInstancesNotRunning', 'CloudDeviceUndocumentedStatus']), 16, 8],
+          [runbook(series('Instances per region', 'Total instances per region over time.', [target('sum by (region) (%s)' % instances, '{{region}}')]), ['CloudDeviceFleetShrinking']), 8, 8],
         ]],
         [row('Frozen instances and failed backups'), [
           [table('Frozen instances (%d at most)' % L, 'Instances that are frozen now, by ID, name and region; %d at most. Needs per-instance series: --collector.instance-metrics=all or problems (a frozen instance is always exported in problems mode). In every mode, the Frozen stat and Frozen per region count them all.' % L, 'topk(%d, %s)' % [L, named('clouddevice_instance_frozen_status{%s} == 1' % r)]), 8, 9],
           [table('Failed backups (%d at most)' % L, 'Instances whose last backup failed, by ID, name and region; %d at most. Needs per-instance series: --collector.instance-metrics=all or problems. In every mode, Failed backups per region counts them all.' % L, 'topk(%d, %s)' % [L, named('clouddevice_instance_backup_status{%s} == 3' % r)]), 8, 9],
-          [table('Failed restores (%d at most)' % L, 'Instances whose last restore failed, by ID, name and region; %d at most. Needs per-instance series: --collector.instance-metrics=all or problems.' % L, 'topk(%d, %s)' % [L, named('clouddevice_instance_restore_status{%s} == 3' % r)]), 8, 9],
+          [runbook(table('Failed restores (%d at most)' % L, 'Instances whose last restore failed, by ID, name and region; %d at most. Needs per-instance series: --collector.instance-metrics=all or problems.' % L, 'topk(%d, %s)' % [L, named('clouddevice_instance_restore_status{%s} == 3' % r)]), ['CloudDeviceRestoreFailed']), 8, 9],
         ]],
         [row('Per region, in every instance-metrics mode'), [
-          [count('Frozen per region', 'Frozen instances per region, from the aggregate clouddevice_instances_by_frozen_status: works with every --collector.instance-metrics mode, none included.', 'sum by (region) (%s)' % frozen), 8, 8],
-          [count('Failed backups per region', 'Instances whose last backup failed, per region, from the aggregate clouddevice_instances_by_backup_status: works with every --collector.instance-metrics mode.', 'sum by (region) (%s)' % failed), 8, 8],
-          [count('Backups older than %s per region' % staleDays, 'Instances whose last backup is more than %s old, or that have no backup time, per region, from clouddevice_instances_by_backup_age and clouddevice_instances_without_backup_time: works with every mode. %d s must be one of --collector.backup-age-buckets.' % [staleDays, c.backupStaleSeconds], 'sum by (region) (clouddevice_instances_by_backup_age{%(f)s, max_age_seconds="+Inf"}) - sum by (region) (clouddevice_instances_by_backup_age{%(f)s, max_age_seconds="%(b)d"}) + sum by (region) (clouddevice_instances_without_backup_time{%(f)s})' % { f: f, b: c.backupStaleSeconds }), 8, 8],
+          [runbook(count('Frozen per region', 'Frozen instances per region, from the aggregate clouddevice_instances_by_frozen_status: works with every --collector.instance-metrics mode, none included.', 'sum by (region) (%s)' % frozen), ['CloudDeviceFrozenInRegion', 'CloudDeviceRegionFrozen']), 8, 8],
+          [runbook(count('Failed backups per region', 'Instances whose last backup failed, per region, from the aggregate clouddevice_instances_by_backup_status: works with every --collector.instance-metrics mode.', 'sum by (region) (%s)' % failed), ['CloudDeviceBackupsFailedInRegion']), 8, 8],
+          [runbook(count('Backups older than %s per region' % staleDays, 'Instances whose last backup is more than %s old, or that have no backup time, per region, from clouddevice_instances_by_backup_age and clouddevice_instances_without_backup_time: works with every mode. %d s must be one of --collector.backup-age-buckets.' % [staleDays, c.backupStaleSeconds], 'sum by (region) (clouddevice_instances_by_backup_age{%(f)s, max_age_seconds="+Inf"}) - sum by (region) (clouddevice_instances_by_backup_age{%(f)s, max_age_seconds="%(b)d"}) + sum by (region) (clouddevice_instances_without_backup_time{%(f)s})' % { f: f, b: c.backupStaleSeconds }), ['CloudDeviceBackupsStaleInRegion']), 8, 8],
         ]],
         [row('Backup freshness (all mode)'), [
           [table('Oldest successful backups (%d at most)' % L, "Instances whose last backup succeeded, with the time since it happened; the %d oldest first. Instances with a failed or no backup are in the other tables. Needs --collector.instance-metrics=all: for a target in problems mode, which leaves healthy instances out, it shows nothing rather than a part of them. In every mode, 'Backups older than %s per region' counts them." % [L, staleDays], 'sort_desc(topk(%d, %s and on (instance) %s))' % [L, named('(time() - clouddevice_instance_backup_timestamp_seconds{%s}) and on (job, instance, instance_id) (clouddevice_instance_backup_status{%s} == 2)' % [r, t]), complete], age=true), 8, 10],
@@ -340,12 +348,16 @@ local util = import 'util.libsonnet';
           [series('Logged-in share per SKU', 'Share of the instances of each SKU with a user logged in.', [target('sum by (sku) (clouddevice_instances_by_login_status{%s, status="logged_in"}) / sum by (sku) (%s)' % [f, instances], '{{sku}}')], unit='percentunit', extra={ fieldConfig+: { defaults+: { min: 0, max: 1 } } }), 12, 8],
         ]],
         [row('Exporter health'), [
-          [series('Whole list read', "clouddevice_up: 1 when a scrape read every page of the instance list, 0 when it failed (see the exporter's log and the errors panel).", [target('clouddevice_up{%s}' % t, '{{instance}}')], unit='none', extra={ fieldConfig+: { defaults+: { min: 0, max: 1 } } }), 8, 8],
-          [series('Scrape duration vs timeout', "Time each scrape spent reading the list, against the time it had (the scraper's timeout). A duration near the timeout means scrapes are about to fail: raise the timeout or --clouddevice.concurrency.", [target('clouddevice_scrape_duration_seconds{%s}' % t, 'duration {{instance}}', 'A'), target('clouddevice_scrape_timeout_seconds{%s}' % t, 'timeout {{instance}}', 'B')], unit='s', extra={ fieldConfig+: { defaults+: { min: 0 } } }), 8, 8],
-          [series('API errors by code', "Failed requests to the CloudDevice APIs per second, by error code (the API's own, or timeout, throttled, list_changed, too_large, ...).", [target('sum by (error_code) (rate(clouddevice_exporter_api_errors_total{%s}[$__rate_interval]))' % t, '{{error_code}}')], unit='reqps', extra={ fieldConfig+: { defaults+: { min: 0 } } }), 8, 8],
+          [runbook(series('Whole list read', "clouddevice_up: 1 when a scrape read every page of the instance list, 0 when it failed (see the exporter's log and the errors panel).", [target('clouddevice_up{%s}' % t, '{{instance}}')], unit='none', extra={ fieldConfig+: { defaults+: { min: 0, max: 1 } } }), ['CloudDeviceScrapeFailing']), 8, 8],
+          [runbook(series('Scrape duration vs timeout', "Time each scrape spent reading the list, against the time it had (the scraper's timeout). A duration near the timeout means scrapes are about to fail: raise the timeout or --clouddevice.concurrency.", [target('clouddevice_scrape_duration_seconds{%s}' % t, 'duration {{instance}}', 'A'), target('clouddevice_scrape_timeout_seconds{%s}' % t, 'timeout {{instance}}', 'B')], unit='s', extra={ fieldConfig+: { defaults+: { min: 0 } } }), ['CloudDeviceScrapeNearTimeout']), 8, 8],
+          [runbook(series('API errors by code', "Failed requests to the CloudDevice APIs per second, by error code (the API's own, or timeout, throttled, list_changed, too_large, ...).", [target('sum by (error_code) (rate(clouddevice_exporter_api_errors_total{%s}[$__rate_interval]))' % t, '{{error_code}}')], unit='reqps', extra={ fieldConfig+: { defaults+: { min: 0 } } }), ['CloudDeviceAPIErrors']), 8, 8],
           [series('API requests by status', 'Requests to the CloudDevice APIs per second, by API and HTTP status.', [target('sum by (api, code) (rate(clouddevice_exporter_api_requests_total{%s}[$__rate_interval]))' % t, '{{api}} {{code}}')], unit='reqps', extra={ fieldConfig+: { defaults+: { min: 0 } } }), 8, 8],
           [series('API latency (p95)', '95th percentile of the time from sending a request to the CloudDevice APIs to having its whole answer, by API.', [target('histogram_quantile(0.95, sum by (le, api) (rate(clouddevice_exporter_api_request_duration_seconds_bucket{%s}[$__rate_interval])))' % t, '{{api}}')], unit='s', extra={ fieldConfig+: { defaults+: { min: 0 } } }), 8, 8],
-          [series('Age of the data', 'Time since the last successful read of the instance list. It grows while scrapes fail, or up to --scrape.min-interval when collections are reused.', [target('time() - clouddevice_exporter_last_collection_timestamp_seconds{%s}' % t, '{{instance}}')], unit='s', extra={ fieldConfig+: { defaults+: { min: 0 } } }), 8, 8],
+          [runbook(stat('Age of the data', 'Each target: the time since its last successful read of the instance list, or "never read" for one that has not read it whole since it started. It grows while scrapes fail, or up to --scrape.min-interval when collections are reused.', 'time() - clouddevice_exporter_last_collection_timestamp_seconds{%(t)s} or on (job, instance) clouddevice_up{%(t)s} * 0 - 1' % { t: t }, [step('green'), step('orange', c.collectionStaleSeconds / 2), step('red', c.collectionStaleSeconds)], 'No target', {
+            targets: [target('time() - clouddevice_exporter_last_collection_timestamp_seconds{%(t)s} or on (job, instance) clouddevice_up{%(t)s} * 0 - 1' % { t: t }, '{{instance}}', instant=true)],
+            options+: { textMode: 'value_and_name' },
+            fieldConfig+: { defaults+: { unit: 's', decimals: null, mappings: [{ type: 'value', options: { '-1': { text: 'never read', color: 'red' } } }] } },
+          }), ['CloudDeviceCollectionStale', 'CloudDeviceScrapeFailing']), 8, 8],
         ]],
       ]),
     },

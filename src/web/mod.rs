@@ -401,6 +401,46 @@ fn last_collection(exporter: &Exporter) -> String {
     }
 }
 
+/// What the landing page says of the configuration files: which, how many accounts, and how
+/// the last reload went. Nothing when there is no file to reload.
+fn configuration(reloader: &Reloader, probes: Option<&crate::probe::Probes>) -> String {
+    let (web, accounts) = reloader.files();
+    if web.is_none() && accounts.is_none() {
+        return String::new();
+    }
+    let mut lines = Vec::new();
+    if let Some(path) = accounts {
+        let served = probes.map_or(0, |probes| probes.targets().len());
+        let plural = if served == 1 { "" } else { "s" };
+        lines.push(format!(
+            "Accounts file: {} ({served} account{plural} served).",
+            path.display()
+        ));
+    }
+    if let Some(path) = web {
+        lines.push(format!("Web configuration: {}.", path.display()));
+    }
+    lines.push(match reloader.last() {
+        None => "Last reload: none since the exporter started; the files are as they were read then.".into(),
+        Some(last) => {
+            let when = OffsetDateTime::from(last.at)
+                .format(&Rfc3339)
+                .unwrap_or_default();
+            match last.outcome {
+                Ok(what) => format!("Last reload at {when}: succeeded: {what}."),
+                Err(why) => format!(
+                    "Last reload at {when}: failed, so the configuration read before is still in use: {why}"
+                ),
+            }
+        }
+    });
+    let mut html = String::from("<h2>Configuration</h2>\n");
+    for line in lines {
+        html.push_str(&format!("<p>{}</p>\n", escape_html(&line)));
+    }
+    html
+}
+
 async fn landing(State(state): State<AppState>) -> Html<String> {
     let path = escape_html(&state.telemetry_path);
     let mut body = String::new();
@@ -413,6 +453,7 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
     let mut links = format!(
         "<a href=\"{path}\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a>"
     );
+    body.push_str(&configuration(&state.reloader, state.probes.as_deref()));
     if let Some(probes) = &state.probes {
         links.push_str(&format!(" · <a href=\"{SD_PATH}\">Service discovery</a>"));
         body.push_str("<h2>Accounts</h2>\n<ul>\n");

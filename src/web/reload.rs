@@ -36,6 +36,14 @@ pub enum WebLoadError {
     TlsOnOrOff,
 }
 
+/// How the last reload went, for the landing page.
+#[derive(Debug, Clone)]
+pub struct LastReload {
+    pub at: std::time::SystemTime,
+    /// What was reloaded, or why nothing was.
+    pub outcome: Result<String, String>,
+}
+
 /// What a reload re-reads, and where it records how it went.
 pub struct Reloader {
     /// Set by [`crate::web::serve`] when there is a web configuration file.
@@ -46,6 +54,8 @@ pub struct Reloader {
     one: tokio::sync::Mutex<()>,
     /// Cancelled when the process stops: reloads still queued or under way give up.
     stopping: tokio_util::sync::CancellationToken,
+    clock: crate::clock::Clock,
+    last: std::sync::Mutex<Option<LastReload>>,
 }
 
 impl Reloader {
@@ -54,6 +64,7 @@ impl Reloader {
         probes: Option<Arc<Probes>>,
         state: Option<ReloadState>,
         stopping: tokio_util::sync::CancellationToken,
+        clock: crate::clock::Clock,
     ) -> Self {
         Reloader {
             web: OnceLock::new(),
@@ -61,7 +72,24 @@ impl Reloader {
             state,
             one: tokio::sync::Mutex::new(()),
             stopping,
+            clock,
+            last: std::sync::Mutex::new(None),
         }
+    }
+
+    /// How the last reload went; `None` before the first.
+    pub fn last(&self) -> Option<LastReload> {
+        self.last.lock().map_or(None, |last| last.clone())
+    }
+
+    /// The files a reload re-reads: the web configuration's, then the accounts file's.
+    pub fn files(&self) -> (Option<PathBuf>, Option<PathBuf>) {
+        let web = self.web.get().map(|web| web.path.clone());
+        let accounts = self
+            .probes
+            .as_ref()
+            .and_then(|probes| probes.file().map(PathBuf::from));
+        (web, accounts)
     }
 
     /// The web configuration in use, which later reloads re-read too.
@@ -92,6 +120,15 @@ impl Reloader {
         }
         if let Some(state) = &self.state {
             state.record(result.is_ok());
+        }
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(LastReload {
+                at: self.clock.now(),
+                outcome: result
+                    .as_ref()
+                    .map(String::clone)
+                    .map_err(|e| e.to_string()),
+            });
         }
         result
     }

@@ -31,6 +31,7 @@ checks that:
     by exactly one shard, with the simulator's counts and its `account` label on every series;
     the dashboard's panels have data for an account, the version panel from the shards' second
     job on the exporter's /metrics; after SIGHUP with an account removed, the shards drop it;
+    an account that never read its list shows as such in the dashboard's data age;
     after SIGHUP with a broken file, CloudDeviceExporterConfigReloadFailed fires.
 The rules are loaded with every `for:` shortened to 2s, so the run takes seconds, not hours; the
 real durations are covered by `promtool test rules`. Everything started is stopped by pid.
@@ -510,6 +511,32 @@ def accounts_run(binary, work):
     except RuntimeError:
         check(False, f"after SIGHUP the shards probe {sorted(targets())}, expected account-1 and account-2")
 
+    # An account whose token is wrong never reads its list: the dashboard's data age says so
+    # ("never read", -1), beside the ages of the accounts that read theirs.
+    path = os.path.join(work, "account-4.token")
+    with open(path, "w") as f:
+        f.write("not-a-token-of-the-simulator")
+    os.chmod(path, 0o600)
+    with open(config, "w") as f:
+        f.write("accounts:\n" + entries["account-1"] + entries["account-2"]
+                + f"  account-4:\n    endpoint: {sim}\n    token_file: {path}\n")
+    exporter.send_signal(signal.SIGHUP)
+    _, exprs = dashboard_exprs(DASHBOARD)
+    (age,) = [expr for title, expr in exprs if title == "Age of the data"]
+
+    def ages():
+        got = {}
+        for shard in shards:
+            for r in prom_query(shard, age)["result"]:
+                got[r["metric"].get("instance")] = float(r["value"][1])
+        return got if {"account-1", "account-2", "account-4"} <= set(got) else None
+    try:
+        got = wait_for("the data age of every account", ages, limit=30)
+        check(got["account-4"] == -1 and 0 <= got["account-1"] < 60 and 0 <= got["account-2"] < 60,
+              f"'Age of the data' shows every account, one that never read its list as -1, 'never read' ({got})")
+    except RuntimeError as e:
+        check(False, f"'Age of the data' shows every account ({e})")
+
     # A broken file on SIGHUP: the exporter keeps its accounts and says so in
     # clouddevice_exporter_config_last_reload_successful, which the alert reads.
     with open(config, "w") as f:
@@ -538,6 +565,23 @@ def check_runbook_urls():
                   and url.startswith(prefix) and url[len(prefix):] in headings
                   and url[len(prefix):] == rule["alert"].lower(),
                   f"{rule['alert']} has a summary, a description and a runbook_url to its RUNBOOK.md section")
+    alerts = {rule["alert"].lower() for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
+    linked = set()
+
+    def walk(panels):
+        for panel in panels:
+            walk(panel.get("panels", []))
+            for link in panel.get("links", []):
+                url = link["url"]
+                anchor = url[len(prefix):]
+                linked.add(anchor)
+                check(url.startswith(prefix) and anchor in headings and anchor in alerts,
+                      f"panel {panel['title']!r} links to the RUNBOOK.md section of an alert ({anchor})")
+    walk(json.load(open(DASHBOARD))["panels"])
+    # No panel shows a missing job, the token's expiry or the reload state.
+    unshown = {"clouddeviceexportermissing", "clouddevicetokenexpiringsoon", "clouddeviceexporterconfigreloadfailed"}
+    check(alerts - linked == unshown,
+          f"every alert on what a panel shows has a panel linking to its runbook (none: {sorted(alerts - linked)})")
 
 
 def main():

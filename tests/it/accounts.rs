@@ -718,6 +718,21 @@ async fn post_reload_reloads_the_web_configuration_and_the_accounts_file_togethe
             .len()
     };
 
+    // The landing page names both files and how the last reload went.
+    let landing = |user: &'static str, password: &'static str| {
+        let request = call(reqwest::Method::GET, "/", user, password);
+        async move { request.await.unwrap().text().await.unwrap() }
+    };
+    let page = landing("alice", "a-pass").await;
+    assert!(
+        page.contains(&format!(
+            "Accounts file: {} (1 account served).",
+            accounts.display()
+        )) && page.contains(&format!("Web configuration: {}.", web.display()))
+            && page.contains("Last reload: none since the exporter started"),
+        "{page}"
+    );
+
     // Only POST reloads.
     let get = call(reqwest::Method::GET, "/-/reload", "alice", "a-pass")
         .await
@@ -749,6 +764,12 @@ async fn post_reload_reloads_the_web_configuration_and_the_accounts_file_togethe
         401,
         "alice left with the old web configuration"
     );
+    let page = landing("bob", "b-pass").await;
+    assert!(
+        page.contains("(2 accounts served).")
+            && page.contains(": succeeded: the accounts file (2 accounts: 1 kept, 1 added"),
+        "{page}"
+    );
 
     // The web configuration broken, the accounts file changed: neither is applied.
     write(&["retail"]);
@@ -779,6 +800,17 @@ async fn post_reload_reloads_the_web_configuration_and_the_accounts_file_togethe
         "{own}"
     );
     assert!(own.contains("clouddevice_exporter_accounts 2"), "{own}");
+    let page = landing("bob", "b-pass").await;
+    let failed = page
+        .lines()
+        .find(|line| line.contains("Last reload at"))
+        .unwrap_or_default();
+    assert!(
+        failed.contains(": failed, so the configuration read before is still in use: ")
+            && failed.contains("basic_auth_users.bob")
+            && page.contains("(2 accounts served)."),
+        "{page}"
+    );
 }
 
 #[tokio::test]
