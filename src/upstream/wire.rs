@@ -430,11 +430,19 @@ struct PageState {
 }
 
 impl PageState {
-    /// A text field, cut to `max` characters; an invalid one is counted and empty.
+    /// A text field, cut to `max` characters, each control character (a newline in a phone's
+    /// name) a space: every text field becomes a label value, which reaches alert summaries and
+    /// chat messages. An invalid one is counted and empty.
     fn text<'a>(&mut self, field: Field<Cow<'a, str>>, max: usize) -> Cow<'a, str> {
-        let Some(text) = self.value(field) else {
+        let Some(mut text) = self.value(field) else {
             return Cow::Borrowed("");
         };
+        // C0 controls and DEL are single bytes; C1 controls (U+0080 to U+009F) start with 0xC2.
+        if text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2)
+            && text.contains(char::is_control)
+        {
+            text = Cow::Owned(text.replace(char::is_control, " "));
+        }
         // Bytes bound characters from above: most values need no count at all.
         if text.len() <= max {
             return text;
@@ -984,6 +992,20 @@ mod tests {
         assert_eq!(page.instances[0].instance_name(), "ph\u{FFFD}\u{FFFD}one");
         assert_eq!(page.instances[1].instance_name(), "fine");
         assert_eq!(page.replaced_text, 2);
+    }
+
+    #[test]
+    fn control_characters_in_text_become_spaces() {
+        let body = r#"{"data":{"result":[
+            {"instance_id":"a\u0000b","instance_name":"phone\nname\r\t\u007f\u0085x","region":"cn\u001bnorth","instance_sku":"é £ ©"},
+            {"instance_id":"c","instance_name":"plain \" name"}]}}"#;
+        let page = decode(body.as_bytes()).unwrap();
+        let a = &page.instances[0];
+        assert_eq!(a.instance_id(), "a b");
+        assert_eq!(a.instance_name(), "phone name    x");
+        assert_eq!(&*a.region, "cn north");
+        assert_eq!(&*a.sku, "é £ ©", "printable characters stay");
+        assert_eq!(page.instances[1].instance_name(), "plain \" name");
     }
 
     #[test]
