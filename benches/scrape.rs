@@ -4,6 +4,7 @@
 //!
 //!     cargo bench --bench scrape
 //!     BENCH_SIZES=1000,10000,100000 BENCH_LATENCY=50ms BENCH_CONCURRENCY=16 cargo bench --bench scrape
+//!     BENCH_ACCEPT='application/openmetrics-text;version=1.0.0' cargo bench --bench scrape
 //!
 //! Prints a Markdown table. Linux only (reads /proc).
 
@@ -60,8 +61,17 @@ struct Row {
     gzip_mb: f64,
 }
 
+/// A scrape request, with the `Accept` header of `BENCH_ACCEPT` when it is set (e.g. what
+/// Prometheus sends, to measure the OpenMetrics answer).
+fn request(client: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
+    match std::env::var("BENCH_ACCEPT") {
+        Ok(accept) => client.get(url).header("Accept", accept),
+        Err(_) => client.get(url),
+    }
+}
+
 async fn scrape(client: &reqwest::Client, url: &str) -> String {
-    let response = client.get(url).send().await.expect("scrape");
+    let response = request(client, url).send().await.expect("scrape");
     response.text().await.expect("body")
 }
 
@@ -136,8 +146,7 @@ async fn measure(
     let cpu_before_gzip = cpu_seconds(pid, ticks);
     let mut gzip = Default::default();
     for _ in 0..SCRAPES {
-        gzip = client
-            .get(&url)
+        gzip = request(&client, &url)
             .header("Accept-Encoding", "gzip")
             .send()
             .await

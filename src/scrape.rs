@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::collect::{Collection, Collector, LastCollection};
 use crate::exposition::{
-    self, Exposition, ExpositionConfig, Families, FleetParts, Scheduled, Scrape,
+    self, Exposition, ExpositionConfig, Families, FleetParts, Format, Scheduled, Scrape,
 };
 use crate::self_metrics::ExporterMetrics;
 
@@ -66,6 +66,7 @@ impl Exporter {
         &self,
         timeout: Duration,
         families: Families,
+        format: Format,
     ) -> Result<Exposition, prometheus::Error> {
         let started = Instant::now();
         let budget = budget(timeout);
@@ -113,7 +114,7 @@ impl Exporter {
                 .and_then(|c| self.prepared(c)),
             scheduled,
         };
-        exposition::render(&scrape, self.metrics.gather())
+        exposition::render(&scrape, self.metrics.gather(), format)
     }
 
     pub fn last_collection(&self) -> Option<LastCollection> {

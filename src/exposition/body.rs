@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use prometheus::proto::MetricFamily;
-use prometheus::TextEncoder;
+
+use super::Format;
 
 use crate::fleet::{Dimension, Fleet, Instance};
 
@@ -176,12 +177,12 @@ impl Exposition {
         instances: Option<Arc<Fleet>>,
         help_suffix: Option<&str>,
         instance_name: InstanceName,
+        format: Format,
     ) -> Result<Self, prometheus::Error> {
-        let encoder = TextEncoder::new();
-        let mut named: Vec<(String, Part)> = Vec::with_capacity(families.len() + 9);
+        let mut named: Vec<(String, Part)> = Vec::with_capacity(families.len() + 10);
         for family in families.iter().filter(|f| !f.get_metric().is_empty()) {
             let mut text = String::new();
-            encoder.encode_utf8(std::slice::from_ref(family), &mut text)?;
+            format.encode(family, &mut text)?;
             named.push((family.name().to_string(), Part::Text(text.into_bytes())));
         }
         if let Some(fleet) = &instances {
@@ -194,7 +195,7 @@ impl Exposition {
                     Some(suffix) => format!("{} {suffix}", family.help()),
                     None => family.help(),
                 };
-                let header = format!("# HELP {name} {help}\n# TYPE {name} gauge\n").into_bytes();
+                let header = format.gauge_header(&name, &help).into_bytes();
                 named.push((
                     name.clone(),
                     Part::Rows {
@@ -206,8 +207,13 @@ impl Exposition {
             }
         }
         named.sort_by(|a, b| a.0.cmp(&b.0));
+        let end = Part::Text(format.end().to_vec());
         Ok(Exposition {
-            parts: named.into_iter().map(|(_, part)| part).collect(),
+            parts: named
+                .into_iter()
+                .map(|(_, part)| part)
+                .chain([end])
+                .collect(),
             labels: instances
                 .as_deref()
                 .map(|fleet| SeriesLabels::new(fleet, instance_name == InstanceName::Everywhere))
@@ -376,6 +382,7 @@ mod tests {
             Some(fleet(20_000)),
             None,
             InstanceName::Everywhere,
+            Format::Text,
         )
         .unwrap()
         .into_string();
@@ -399,7 +406,8 @@ mod tests {
                 Vec::new(),
                 Some(fleet(20_000)),
                 None,
-                InstanceName::Everywhere
+                InstanceName::Everywhere,
+                Format::Text,
             )
             .unwrap()
             .count()
@@ -470,7 +478,7 @@ mod tests {
         }
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut text = String::new();
-        TextEncoder::new()
+        prometheus::TextEncoder::new()
             .encode_utf8(&families, &mut text)
             .unwrap();
         text
@@ -522,7 +530,7 @@ mod tests {
                 })
                 .collect();
             let fleet = Arc::new(Fleet::from_pages([instances]).0);
-            let ours = Exposition::new(Vec::new(), Some(fleet.clone()), None, naming)
+            let ours = Exposition::new(Vec::new(), Some(fleet.clone()), None, naming, Format::Text)
                 .unwrap()
                 .into_string();
             // Byte for byte, sample order included: both follow the fleet's order.

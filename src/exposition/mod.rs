@@ -11,8 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::fleet::{BackupAges, Counts, Dimension, Fleet, UNDOCUMENTED};
 
 mod body;
+mod format;
 
 pub use body::{Exposition, InstanceName};
+pub use format::Format;
 
 /// Which instances get per-instance series (`--collector.instance-metrics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,7 +296,11 @@ fn cache_note(scrape: &Scrape) -> Option<String> {
 
 /// The body of a scrape: its own families, the per-instance series when they are on, and
 /// `own` (the exporter's self-metrics), in name order.
-pub fn render(scrape: &Scrape, own: Vec<MetricFamily>) -> Result<Exposition, prometheus::Error> {
+pub fn render(
+    scrape: &Scrape,
+    own: Vec<MetricFamily>,
+    format: Format,
+) -> Result<Exposition, prometheus::Error> {
     let wanted = scrape.families.aggregates || scrape.families.instances;
     let parts = match (&scrape.prepared, &scrape.fleet) {
         (Some(parts), Some(_)) => Some(parts.clone()),
@@ -324,6 +330,7 @@ pub fn render(scrape: &Scrape, own: Vec<MetricFamily>) -> Result<Exposition, pro
         instances,
         suffix.as_deref(),
         scrape.config.instance_name,
+        format,
     )
 }
 
@@ -476,7 +483,7 @@ fn family(name: &str, help: &str, metrics: Vec<Metric>) -> MetricFamily {
 
 /// The text of one scrape without the exporter's self-metrics: what tests and benchmarks read.
 pub fn render_text(scrape: &Scrape) -> Result<String, prometheus::Error> {
-    Ok(render(scrape, Vec::new())?.into_string())
+    Ok(render(scrape, Vec::new(), Format::Text)?.into_string())
 }
 
 #[cfg(test)]

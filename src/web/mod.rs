@@ -28,7 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
-use crate::exposition::Families;
+use crate::exposition::{Families, Format};
 use crate::logging::Throttle;
 use crate::probe::Probes;
 use crate::scrape::Exporter;
@@ -194,13 +194,19 @@ async fn metrics(
                 max: state.max_requests,
                 all: state.all_slots.as_ref(),
             };
-            let scraping = scrape(exporter, slots, families, timeout);
+            let scraping = scrape(exporter, slots, families, timeout, format(&headers));
             unless_stopping(&state.stopping, scraping).await
         }
         Telemetry::Process(metrics) => {
+            let format = format(&headers);
             let mut text = String::new();
-            match prometheus::TextEncoder::new().encode_utf8(&metrics.gather(), &mut text) {
-                Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
+            let encoded: Result<(), prometheus::Error> = metrics
+                .gather()
+                .iter()
+                .try_for_each(|family| format.encode(family, &mut text));
+            text.push_str(std::str::from_utf8(format.end()).unwrap_or_default());
+            match encoded {
+                Ok(()) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
                 Err(e) => {
                     let text = format!("cannot encode metrics: {e}\n");
                     (StatusCode::INTERNAL_SERVER_ERROR, text).into_response()
@@ -250,7 +256,7 @@ async fn probe(
         max: state.max_requests,
         all: state.all_slots.as_ref(),
     };
-    let scraping = scrape(&target.exporter, slots, families, timeout);
+    let scraping = scrape(&target.exporter, slots, families, timeout, format(&headers));
     unless_stopping(&state.stopping, scraping).await
 }
 
@@ -295,12 +301,22 @@ impl Limits<'_> {
     }
 }
 
+/// The format the scraper's `Accept` header asks for.
+fn format(headers: &HeaderMap) -> Format {
+    Format::negotiate(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|value| value.to_str().ok()),
+    )
+}
+
 /// One scrape of one account, holding a slot of each of `limits` until its body is sent.
 async fn scrape(
     exporter: &Exporter,
     limits: Limits<'_>,
     families: Families,
     timeout: Duration,
+    format: Format,
 ) -> Response {
     let slot = match limits.take() {
         Ok(slot) => slot,
@@ -319,7 +335,7 @@ async fn scrape(
             return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
         }
     };
-    match exporter.scrape(timeout, families).await {
+    match exporter.scrape(timeout, families, format).await {
         Ok(exposition) => {
             // Streamed: a large fleet's body is written as it is sent, never held whole.
             let chunks = futures::stream::iter(exposition).map(move |chunk| {
@@ -327,7 +343,7 @@ async fn scrape(
                 Ok::<_, std::convert::Infallible>(chunk)
             });
             let body = axum::body::Body::from_stream(chunks);
-            ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
+            ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot encode metrics");

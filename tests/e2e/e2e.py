@@ -549,6 +549,33 @@ def accounts_run(binary, work):
         check(False, "a refused accounts file fires CloudDeviceExporterConfigReloadFailed")
 
 
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+
+def check_formats(prom, exporter_url):
+    """Both formats of a whole scrape (hostile names included) are valid: OpenMetrics by the
+    reference parser (the Python client's), the text format by `promtool check metrics`; and
+    Prometheus itself took OpenMetrics (the units it knows come only from `# UNIT` lines)."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    om = get(f"{exporter_url}/metrics", headers={"Accept": PROMETHEUS_ACCEPT}).decode()
+    try:
+        families = list(text_string_to_metric_families(om))
+        samples = sum(len(f.samples) for f in families)
+        counters = [f.name for f in families if f.type == "counter"]
+        check(samples > INSTANCES and counters and all(not n.endswith("_total") for n in counters),
+              f"the OpenMetrics answer parses: {len(families)} families, {samples} samples, counters named without _total")
+    except ValueError as e:
+        check(False, f"the OpenMetrics answer parses ({e})")
+    text = get(f"{exporter_url}/metrics")
+    lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
+    check(lint.returncode == 0, f"promtool check metrics accepts the text format ({lint.stdout.decode()[:300]})")
+    units = wait_for("metadata from Prometheus", lambda: json.loads(get(
+        f"{prom}/api/v1/metadata?metric=clouddevice_scrape_duration_seconds"))["data"].get("clouddevice_scrape_duration_seconds"))
+    check(any(m.get("unit") == "seconds" for m in units),
+          f"Prometheus negotiated OpenMetrics: it knows the unit of clouddevice_scrape_duration_seconds ({units})")
+
+
 def check_runbook_urls():
     """Every alert has a summary, a description and a runbook_url to a section of RUNBOOK.md."""
     import yaml
@@ -673,6 +700,8 @@ scrape_configs:
         wait_for("rates and recording rules", lambda: prom_query(
             prom, "rate(clouddevice_exporter_api_requests_total[1m]) > 0 and on () count(region:clouddevice_instances:sum) > 0")["result"],
             limit=30)
+
+        check_formats(prom, exporter_url)
 
         for var in ("region", "sku"):
             values = prom_query(prom, f"group by ({var}) (clouddevice_instances)")["result"]

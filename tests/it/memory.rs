@@ -89,7 +89,7 @@ fn peak_while_rendering(fleet: Fleet) -> (usize, usize) {
     let scrape = Scrape::whole(Arc::new(fleet), config);
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
-    let body: usize = exposition::render(&scrape, Vec::new())
+    let body: usize = exposition::render(&scrape, Vec::new(), exposition::Format::Text)
         .unwrap()
         .map(|chunk| chunk.len())
         .sum();

@@ -312,6 +312,72 @@ async fn gzip_is_served_when_accepted() {
     assert!(plain.headers().get("content-encoding").is_none());
 }
 
+/// What Prometheus 2.42 sends: OpenMetrics first, the text format as a fallback.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+#[tokio::test]
+async fn openmetrics_when_the_scraper_asks_for_it_text_otherwise() {
+    let (_sim, exporter) = sim_and_exporter(fleet(100), &[]).await;
+    let http = reqwest::Client::new();
+    let scrape = |accept: Option<&'static str>, gzip: bool| {
+        let mut request = http.get(exporter.url("/metrics"));
+        if let Some(accept) = accept {
+            request = request.header("Accept", accept);
+        }
+        if gzip {
+            request = request.header("Accept-Encoding", "gzip");
+        }
+        async move {
+            let answer = request.send().await.unwrap();
+            let kind = answer.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let encoded = answer.headers().get("content-encoding").is_some();
+            let bytes = answer.bytes().await.unwrap();
+            let mut text = String::new();
+            if encoded {
+                std::io::Read::read_to_string(
+                    &mut flate2::read::GzDecoder::new(&bytes[..]),
+                    &mut text,
+                )
+                .unwrap();
+            } else {
+                text = String::from_utf8(bytes.to_vec()).unwrap();
+            }
+            (kind, text)
+        }
+    };
+    for gzip in [false, true] {
+        let (kind, om) = scrape(Some(PROMETHEUS_ACCEPT), gzip).await;
+        assert_eq!(
+            kind,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        assert!(om.ends_with("\n# EOF\n"), "{}", &om[om.len() - 200..]);
+        assert_eq!(om.matches("# EOF").count(), 1);
+        // A counter's metadata names it without _total; its samples keep it.
+        assert!(om.contains("# TYPE clouddevice_exporter_api_requests counter\n"));
+        assert!(om.contains("\nclouddevice_exporter_api_requests_total{"));
+        assert!(om.contains("# UNIT clouddevice_scrape_duration_seconds seconds\n"));
+        assert!(om.contains("\nclouddevice_up 1.0\n"), "gauges as floats");
+        let m = Scraped(om.clone());
+        assert_eq!(m.sum("clouddevice_instances"), 100.0);
+        assert_eq!(
+            om.matches("\nclouddevice_instance_frozen_status{").count(),
+            100
+        );
+
+        let (kind, text) = scrape(None, gzip).await;
+        assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+        assert!(text.contains("# TYPE clouddevice_exporter_api_requests_total counter\n"));
+        assert_eq!(Scraped(text).sum("clouddevice_instances"), 100.0);
+    }
+    let (kind, _) = scrape(Some("text/plain;version=0.0.4"), false).await;
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+}
+
 #[tokio::test]
 async fn landing_page_and_probes_answer() {
     let (_sim, exporter) =
