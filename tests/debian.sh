@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Debian package as an operator meets it (run by .ci/run, as root): built with cargo-deb,
 # installed with dpkg, its binary answering from /usr/bin and serving as the package's user, its
-# unit verified and rated by systemd-analyze, then removed (config stays) and purged (nothing
-# stays).
+# unit verified and rated by systemd-analyze, its conffile edited and the edit kept through an
+# upgrade (a second revision, packaged with `cargo deb --no-build`), then removed (config stays)
+# and purged (nothing stays).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 package=prometheus-clouddevice-exporter
@@ -22,6 +23,8 @@ owner=$(stat -c '%a %U:%G' /etc/clouddevice_exporter)
 installed=$(dpkg -L "$package")
 conffiles=$(dpkg-query -W -f='${Conffiles}\n' "$package" | awk 'NF { print $1 }')
 [ "$conffiles" = "/etc/default/$package" ] || { echo "conffiles: $conffiles"; exit 1; }
+# As shipped, the default names no file the package does not install: no sign-in at all.
+grep -qx 'ARGS=""' "/etc/default/$package" || { echo "the shipped ARGS is not empty"; exit 1; }
 
 unit=$(echo "$installed" | grep "/$package.service$")
 echo "debian: systemd-analyze verify $unit"
@@ -42,6 +45,21 @@ done
 /usr/bin/clouddevice_exporter healthcheck --url "http://127.0.0.1:$port/-/healthy"
 kill "$server"
 wait "$server" || true
+
+echo "debian: the operator's edit to the conffile is kept through an upgrade"
+sed -i 's|^ARGS=""$|ARGS="--clouddevice.auth-token-file=/etc/clouddevice_exporter/token"|' "/etc/default/$package"
+version=$(dpkg-query -W -f='${Version}' "$package")
+cargo deb --locked --no-build --deb-revision 2
+upgrade=$(ls target/debian/${package}_*-2_*.deb)
+dpkg -i "$upgrade" </dev/null 2>&1 | tee "${TMPDIR:-/tmp}/clouddevice-upgrade.log"
+now=$(dpkg-query -W -f='${Version}' "$package")
+[ "$now" != "$version" ] || { echo "the upgrade left version $version"; exit 1; }
+grep -qx 'ARGS="--clouddevice.auth-token-file=/etc/clouddevice_exporter/token"' "/etc/default/$package" \
+  || { echo "the upgrade lost the edit:"; cat "/etc/default/$package"; exit 1; }
+[ ! -e "/etc/default/$package.dpkg-new" ] && [ ! -e "/etc/default/$package.dpkg-old" ] \
+  || { echo "the upgrade left .dpkg-new or .dpkg-old files"; exit 1; }
+rm -f "${TMPDIR:-/tmp}/clouddevice-upgrade.log" "$upgrade"
+echo "debian: upgraded $version -> $now, the edit kept"
 
 echo "debian: dpkg -r leaves the configuration and nothing else"
 dpkg -r "$package"
