@@ -121,6 +121,12 @@ fn demo_serves_a_fleet_and_sigterm_stops_it_cleanly() {
     assert!(body.contains("clouddevice_instances{"));
     assert!(body.contains("process_resident_memory_bytes"));
     assert!(body.contains("clouddevice_exporter_build_info{"));
+    // What the README's second job asks for: the exporter's own metrics, not the fleet that
+    // the first job reads from /probe.
+    let (status, own) = get(&format!("http://{address}/metrics?collect[]=exporter"));
+    assert_eq!(status, 200);
+    assert!(own.contains("clouddevice_exporter_build_info{"), "{own}");
+    assert!(!own.contains("clouddevice_instances") && !own.contains("clouddevice_instance_"));
     let exit = demo.terminate();
     assert!(exit.success(), "exit after SIGTERM: {exit}");
 }
