@@ -1,6 +1,9 @@
 //! Flag pieces both command lines share, the exporter's and the simulator's: the logging flags,
 //! durations and time zones.
 
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
@@ -43,4 +46,37 @@ pub fn parse_time_zone(s: &str) -> Result<time::UtcOffset, String> {
         .ok()
         .filter(|o| o.whole_minutes().abs() <= 14 * 60)
         .ok_or_else(|| "write UTC or an offset from UTC such as +08:00 or -05:30".to_string())
+}
+
+/// A flag's parser for a whole number in `range`, whose error says so in words (clap's own
+/// would say "invalid digit found in string").
+pub fn whole_number<T>(
+    range: RangeInclusive<T>,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: FromStr + PartialOrd + Display + Copy + Send + Sync + 'static,
+{
+    move |s: &str| match s.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "write a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+/// A flag's parser for a number, whole or not, that is not negative.
+pub fn number(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err("write a number such as 5 or 0.5".into()),
+    }
+}
+
+/// A flag's parser for a whole number that a later check holds to its range.
+pub fn whole(s: &str) -> Result<u32, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "write a whole number, such as 4".to_string())
 }

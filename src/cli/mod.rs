@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, ValueEnum};
 
 use crate::exposition::{ExpositionConfig, InstanceMetrics, InstanceName};
-use crate::flags::{parse_duration, parse_positive_duration, LogArgs};
+use crate::flags::{number, parse_duration, parse_positive_duration, whole, whole_number, LogArgs};
 use crate::secret::Secret;
 use crate::upstream::api_time::API_TIME_FORMAT;
 use crate::upstream::batch_query::BatchQueryConfig;
@@ -96,16 +96,14 @@ pub struct ExporterArgs {
     #[arg(
         long = "clouddevice.page-size",
         default_value_t = 200,
-        value_name = "N"
-    )]
+        value_name = "N", value_parser = whole)]
     pub page_size: u32,
 
     /// Most page requests in flight at once.
     #[arg(
         long = "clouddevice.concurrency",
         default_value_t = 4,
-        value_name = "N"
-    )]
+        value_name = "N", value_parser = whole)]
     pub concurrency: u32,
 
     /// Timeout of each request to the API (e.g. 10s, 1500ms).
@@ -120,16 +118,14 @@ pub struct ExporterArgs {
     #[arg(
         long = "clouddevice.requests-per-second",
         default_value_t = 0.0,
-        value_name = "N"
-    )]
+        value_name = "N", value_parser = number)]
     pub requests_per_second: f64,
 
     /// Most pages one scrape reads; a list that would need more fails the scrape instead.
     #[arg(
         long = "clouddevice.max-pages",
         default_value_t = 10_000,
-        value_name = "N"
-    )]
+        value_name = "N", value_parser = whole)]
     pub max_pages: u32,
 
     /// Most instances one collection holds (about 1 kB of memory each); a longer list fails the
@@ -137,21 +133,19 @@ pub struct ExporterArgs {
     #[arg(
         long = "clouddevice.max-instances",
         default_value_t = 200_000,
-        value_name = "N"
-    )]
+        value_name = "N", value_parser = whole)]
     pub max_instances: u32,
 
     /// Retries of a page after a transport error, a 5xx or a 429, within the scrape's deadline.
     #[arg(
         long = "clouddevice.max-retries",
         default_value_t = 2,
-        value_name = "N"
-    )]
+        value_name = "N", value_parser = whole)]
     pub max_retries: u32,
 
     /// Largest response body read from the API, in bytes; a larger one fails the scrape.
     #[arg(long = "clouddevice.max-response-bytes", default_value_t = 32 << 20,
-          value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..))]
+          value_name = "BYTES", value_parser = whole_number(1024..=u64::MAX))]
     pub max_response_bytes: u64,
 
     /// Scrape timeout when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds header.
@@ -187,7 +181,7 @@ pub struct ExporterArgs {
     pub web_config_file: Option<PathBuf>,
 
     /// Most /metrics requests served at once; more get 503 (0 = no limit).
-    #[arg(long = "web.max-requests", default_value_t = 40, value_name = "N")]
+    #[arg(long = "web.max-requests", default_value_t = 40, value_name = "N", value_parser = whole)]
     pub max_requests: u32,
 
     /// Most /metrics and /probe answers in flight over all accounts together; more get 503
@@ -196,8 +190,7 @@ pub struct ExporterArgs {
     #[arg(
         long = "web.max-requests-total",
         default_value_t = 120,
-        value_name = "N"
-    )]
+        value_name = "N", value_parser = whole)]
     pub max_requests_total: u32,
 
     /// Longest a client may take to send a request's head (and TLS handshake), from its first byte.
@@ -254,7 +247,7 @@ pub struct ExporterArgs {
 
     /// Most requests in flight to the API over all accounts together, on top of each one's concurrency; one account takes at most half, and each has one more of its own that never waits for the others.
     #[arg(long = "clouddevice.max-requests-in-flight",
-          default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+          default_value_t = 64, value_name = "N", value_parser = whole_number(1..=4096u32))]
     pub max_requests_in_flight: u32,
 
     /// Per-instance series for all instances, only those in trouble (`problems`), or none (`true`/`false` mean all/none).
@@ -277,7 +270,7 @@ pub struct ExporterArgs {
 
     /// Most region and SKU pairs exported; past it the smallest are counted together under region="other",sku="other".
     #[arg(long = "collector.max-groups", default_value_t = 1_000,
-          value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+          value_name = "N", value_parser = whole_number(1..=100_000u32))]
     pub max_groups: u32,
 
     #[command(flatten)]
@@ -733,6 +726,10 @@ mod tests {
             &["--clouddevice.concurrency", "0"],
             &["--clouddevice.max-retries", "11"],
             &["--clouddevice.requests-per-second", "0.001"],
+            &["--clouddevice.requests-per-second", "fast"],
+            &["--web.max-requests", "lots"],
+            &["--collector.max-groups", "x"],
+            &["--clouddevice.max-response-bytes", "a lot"],
             &["--clouddevice.pool-scene-tag", "CLOUD_TV"],
             &["--clouddevice.query-start-time", "2023-08-15T14:30:45"],
             &["--clouddevice.timeout", "10"],
@@ -742,6 +739,8 @@ mod tests {
         ] {
             let err = config(args).unwrap_err();
             assert!(err.contains(args[0]), "{args:?}: {err}");
+            // The reader's words, not Rust's ("invalid digit found in string").
+            assert!(!err.contains("invalid digit") && !err.contains("literal"), "{err}");
         }
         let err = config(&["--clouddevice.page-size", "500"]).unwrap_err();
         assert_eq!(
