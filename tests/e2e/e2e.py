@@ -237,6 +237,42 @@ def scaled_rules():
     return scaled
 
 
+class TextOnly:
+    """What Prometheus 2.49's `scrape_protocols: [PrometheusText0.0.4]` does, for the 2.42 that
+    CI has: a pass-through on 127.0.0.1 that asks the exporter for the text format whatever the
+    scraper's `Accept` says, so that a real Prometheus ingests that format too."""
+
+    def __init__(self, upstream):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                headers = {"Accept": "text/plain;version=0.0.4"}
+                timeout = self.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+                if timeout:
+                    headers["X-Prometheus-Scrape-Timeout-Seconds"] = timeout
+                req = urllib.request.Request(upstream + self.path, headers=headers)
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    body, kind = r.read(), r.headers["Content-Type"]
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class Webhook:
     """A webhook receiver for Alertmanager on 127.0.0.1: keeps every notification it is sent."""
 
@@ -555,8 +591,9 @@ PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/ope
 
 def check_formats(prom, exporter_url):
     """Both formats of a whole scrape (hostile names included) are valid: OpenMetrics by the
-    reference parser (the Python client's), the text format by `promtool check metrics`; and
-    Prometheus itself took OpenMetrics (the units it knows come only from `# UNIT` lines)."""
+    reference parser (the Python client's), the text format by `promtool check metrics`; and a
+    real Prometheus ingests both, OpenMetrics (the units it knows come only from `# UNIT` lines)
+    and the text format."""
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
     om = get(f"{exporter_url}/metrics", headers={"Accept": PROMETHEUS_ACCEPT}).decode()
     try:
@@ -570,10 +607,17 @@ def check_formats(prom, exporter_url):
     text = get(f"{exporter_url}/metrics")
     lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
     check(lint.returncode == 0, f"promtool check metrics accepts the text format ({lint.stdout.decode()[:300]})")
-    units = wait_for("metadata from Prometheus", lambda: json.loads(get(
-        f"{prom}/api/v1/metadata?metric=clouddevice_scrape_duration_seconds"))["data"].get("clouddevice_scrape_duration_seconds"))
-    check(any(m.get("unit") == "seconds" for m in units),
-          f"Prometheus negotiated OpenMetrics: it knows the unit of clouddevice_scrape_duration_seconds ({units})")
+    # Per target: OpenMetrics from the exporter itself (Prometheus asks for it first), the text
+    # format through TextOnly. Only OpenMetrics carries units.
+    def units():
+        got = json.loads(get(f"{prom}/api/v1/targets/metadata?metric=clouddevice_scrape_duration_seconds"))["data"]
+        by_job = {m["target"]["job"]: m.get("unit", "") for m in got}
+        return by_job if {"clouddevice", "clouddevice-text"} <= set(by_job) else None
+    by_job = wait_for("per-target metadata from Prometheus", units)
+    check(by_job["clouddevice"] == "seconds" and by_job["clouddevice-text"] == "",
+          f"Prometheus ingests both formats: OpenMetrics (with units) from the exporter, text 0.0.4 through a text-only pass-through ({by_job})")
+    text_up = prom_query(prom, 'clouddevice_up{job="clouddevice-text"} == 1')["result"]
+    check(len(text_up) == 1, f"the text-format target reads the whole list ({text_up})")
 
 
 def check_runbook_urls():
@@ -664,6 +708,7 @@ def main():
         start("exporter-tls", [binary, "--demo", "--web.listen-address", f"127.0.0.1:{tls_port}",
                                "--web.config.file", os.path.join(work, "web.yml")], work)
 
+        text_only = TextOnly(exporter_url)
         with open(os.path.join(work, "alerts.yml"), "w") as f:
             f.write(scaled_rules())
         with open(os.path.join(work, "prometheus.yml"), "w") as f:
@@ -676,6 +721,9 @@ scrape_configs:
   - job_name: clouddevice
     static_configs:
       - targets: ["127.0.0.1:{exp_port}", "127.0.0.1:{problems_port}", "127.0.0.1:{none_port}"]
+  - job_name: clouddevice-text
+    static_configs:
+      - targets: ["{text_only.address}"]
   - job_name: clouddevice-tls
     scheme: https
     tls_config:
