@@ -740,7 +740,10 @@ mod tests {
             let err = config(args).unwrap_err();
             assert!(err.contains(args[0]), "{args:?}: {err}");
             // The reader's words, not Rust's ("invalid digit found in string").
-            assert!(!err.contains("invalid digit") && !err.contains("literal"), "{err}");
+            assert!(
+                !err.contains("invalid digit") && !err.contains("literal"),
+                "{err}"
+            );
         }
         let err = config(&["--clouddevice.page-size", "500"]).unwrap_err();
         assert_eq!(

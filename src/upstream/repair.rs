@@ -55,6 +55,17 @@ pub fn clean_text(body: &[u8]) -> (Cow<'_, str>, usize) {
 }
 
 /// The four hex digits of a `\u` escape starting at `at`.
+/// `text` with each control character (a newline, an escape, U+0085) a space: every text field
+/// of a row becomes a label value, which reaches alert summaries and chat messages.
+pub fn controls_as_spaces(text: Cow<'_, str>) -> Cow<'_, str> {
+    // C0 controls and DEL are single bytes; C1 controls (U+0080 to U+009F) start with 0xC2.
+    let maybe = text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+    if maybe && text.contains(char::is_control) {
+        return Cow::Owned(text.replace(char::is_control, " "));
+    }
+    text
+}
+
 fn hex_unit(b: &[u8], at: usize) -> Option<u16> {
     let digits = std::str::from_utf8(b.get(at..at + 4)?).ok()?;
     if !digits.bytes().all(|c| c.is_ascii_hexdigit()) {

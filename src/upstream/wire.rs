@@ -430,19 +430,12 @@ struct PageState {
 }
 
 impl PageState {
-    /// A text field, cut to `max` characters, each control character (a newline in a phone's
-    /// name) a space: every text field becomes a label value, which reaches alert summaries and
-    /// chat messages. An invalid one is counted and empty.
+    /// A text field, cut to `max` characters, its control characters spaces
+    /// ([`repair::controls_as_spaces`]); an invalid one is counted and empty.
     fn text<'a>(&mut self, field: Field<Cow<'a, str>>, max: usize) -> Cow<'a, str> {
-        let Some(mut text) = self.value(field) else {
+        let Some(text) = self.value(field).map(repair::controls_as_spaces) else {
             return Cow::Borrowed("");
         };
-        // C0 controls and DEL are single bytes; C1 controls (U+0080 to U+009F) start with 0xC2.
-        if text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2)
-            && text.contains(char::is_control)
-        {
-            text = Cow::Owned(text.replace(char::is_control, " "));
-        }
         // Bytes bound characters from above: most values need no count at all.
         if text.len() <= max {
             return text;
