@@ -142,15 +142,7 @@ fn openmetrics(family: &MetricFamily, out: &mut String) {
                     let le = Some(("le", f64::INFINITY));
                     sample(out, &bucket, metric, le, Count(h.get_sample_count()));
                 }
-                sample(
-                    out,
-                    &format!("{name}_sum"),
-                    metric,
-                    None,
-                    Float(h.get_sample_sum()),
-                );
-                let count = Count(h.get_sample_count());
-                sample(out, &format!("{name}_count"), metric, None, count);
+                sum_and_count(out, name, metric, h.get_sample_sum(), h.get_sample_count());
             }
             MetricType::SUMMARY => {
                 let s = metric.get_summary();
@@ -158,18 +150,16 @@ fn openmetrics(family: &MetricFamily, out: &mut String) {
                     let quantile = Some(("quantile", q.quantile()));
                     sample(out, name, metric, quantile, Float(q.value()));
                 }
-                sample(
-                    out,
-                    &format!("{name}_sum"),
-                    metric,
-                    None,
-                    Float(s.sample_sum()),
-                );
-                let count = Count(s.sample_count());
-                sample(out, &format!("{name}_count"), metric, None, count);
+                sum_and_count(out, name, metric, s.sample_sum(), s.sample_count());
             }
         }
     }
+}
+
+/// The `_sum` and `_count` samples of a histogram or a summary.
+fn sum_and_count(out: &mut String, name: &str, metric: &Metric, sum: f64, count: u64) {
+    sample(out, &format!("{name}_sum"), metric, None, Float(sum));
+    sample(out, &format!("{name}_count"), metric, None, Count(count));
 }
 
 /// A sample's value: a float, or a count of observations, written as the integer it is.
