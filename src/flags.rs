@@ -74,9 +74,38 @@ pub fn number(s: &str) -> Result<f64, String> {
     }
 }
 
-/// A flag's parser for a whole number that a later check holds to its range.
-pub fn whole(s: &str) -> Result<u32, String> {
+/// A flag's parser for a whole number that a later check holds to its range, or that has none.
+pub fn whole<T: FromStr>(s: &str) -> Result<T, String> {
     s.trim()
         .parse()
         .map_err(|_| "write a whole number, such as 4".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_read_or_refused_in_words() {
+        assert_eq!(whole::<u32>(" 4 "), Ok(4));
+        assert_eq!(whole::<u64>("18446744073709551615"), Ok(u64::MAX));
+        for bad in ["many", "-1", "1.5", ""] {
+            assert_eq!(
+                whole::<u32>(bad),
+                Err("write a whole number, such as 4".into())
+            );
+        }
+        let status = whole_number(100..=599u16);
+        assert_eq!(status("599"), Ok(599));
+        for bad in ["42", "600", "x"] {
+            assert_eq!(
+                status(bad),
+                Err("write a whole number from 100 to 599".into())
+            );
+        }
+        assert_eq!(number("0.5"), Ok(0.5));
+        for bad in ["fast", "-1", "inf", "NaN"] {
+            assert_eq!(number(bad), Err("write a number such as 5 or 0.5".into()));
+        }
+    }
 }

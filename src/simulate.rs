@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::flags::{parse_duration, parse_time_zone, LogArgs};
+use crate::flags::{parse_duration, parse_time_zone, whole, whole_number, LogArgs};
 use crate::secret::{read_secret_file, Secret, SecretFileError};
 use crate::web::signals::{self, BindError};
 use clouddevice_simulator::{self as simulator, PagingFields, SimConfig, SimIamUser};
@@ -21,16 +21,18 @@ pub struct SimulateArgs {
     pub listen_address: String,
 
     /// Number of instances in the simulated fleet.
-    #[arg(long = "instances", default_value_t = 1_000, value_name = "N")]
+    #[arg(long = "instances", default_value_t = 1_000, value_name = "N",
+          value_parser = whole::<usize>)]
     pub instances: usize,
 
     /// Seed the fleet is generated from: the same seed and size give the same fleet.
-    #[arg(long = "seed", default_value_t = 1, value_name = "N")]
+    #[arg(long = "seed", default_value_t = 1, value_name = "N",
+          value_parser = whole::<u64>)]
     pub seed: u64,
 
     /// Largest page the simulator serves, whatever page_size asks for (the real API's most is 200; 100 plays a service that serves less than asked).
     #[arg(long = "max-page-size", default_value_t = 100, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = whole_number(1..=100_000u32))]
     pub max_page_size: u32,
 
     /// Where the paging fields go: `top` (as the reference's example) or `data` (as its tables).
@@ -43,7 +45,7 @@ pub struct SimulateArgs {
     pub latency: Duration,
 
     /// The gateway's limit of requests a second per account: past it, HTTP 429 APIGW.0308 with Retry-After (0 = none).
-    #[arg(long = "rate-limit", default_value_t = 0, value_name = "N")]
+    #[arg(long = "rate-limit", default_value_t = 0, value_name = "N", value_parser = whole::<u32>)]
     pub rate_limit: u32,
 
     /// Zone to write backup and restore times in: UTC or an offset such as +08:00.
@@ -76,7 +78,7 @@ pub struct SimulateArgs {
 
     /// HTTP status sent with --error-code (the service also answers errors with 200).
     #[arg(long = "error-status", default_value_t = 400, value_name = "STATUS",
-          value_parser = clap::value_parser!(u16).range(100..=599))]
+          value_parser = whole_number(100..=599u16))]
     pub error_status: u16,
 
     /// File holding the only X-Auth-Token accepted; without it any non-empty token is.
@@ -124,7 +126,7 @@ pub struct SimulateArgs {
     /// --instances phones (seeds --seed, --seed+1, ...) and its own static token, `sim-account-K`:
     /// for trying the accounts file and for benchmarks. Takes no other credentials.
     #[arg(long = "accounts", default_value_t = 1, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=10_000),
+          value_parser = whole_number(1..=10_000u32),
           conflicts_with_all = ["auth_token_file", "iam_username", "access_key"])]
     pub accounts: u32,
 

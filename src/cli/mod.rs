@@ -96,14 +96,14 @@ pub struct ExporterArgs {
     #[arg(
         long = "clouddevice.page-size",
         default_value_t = 200,
-        value_name = "N", value_parser = whole)]
+        value_name = "N", value_parser = whole::<u32>)]
     pub page_size: u32,
 
     /// Most page requests in flight at once.
     #[arg(
         long = "clouddevice.concurrency",
         default_value_t = 4,
-        value_name = "N", value_parser = whole)]
+        value_name = "N", value_parser = whole::<u32>)]
     pub concurrency: u32,
 
     /// Timeout of each request to the API (e.g. 10s, 1500ms).
@@ -125,7 +125,7 @@ pub struct ExporterArgs {
     #[arg(
         long = "clouddevice.max-pages",
         default_value_t = 10_000,
-        value_name = "N", value_parser = whole)]
+        value_name = "N", value_parser = whole::<u32>)]
     pub max_pages: u32,
 
     /// Most instances one collection holds (about 1 kB of memory each); a longer list fails the
@@ -133,19 +133,19 @@ pub struct ExporterArgs {
     #[arg(
         long = "clouddevice.max-instances",
         default_value_t = 200_000,
-        value_name = "N", value_parser = whole)]
+        value_name = "N", value_parser = whole::<u32>)]
     pub max_instances: u32,
 
     /// Retries of a page after a transport error, a 5xx or a 429, within the scrape's deadline.
     #[arg(
         long = "clouddevice.max-retries",
         default_value_t = 2,
-        value_name = "N", value_parser = whole)]
+        value_name = "N", value_parser = whole::<u32>)]
     pub max_retries: u32,
 
     /// Largest response body read from the API, in bytes; a larger one fails the scrape.
     #[arg(long = "clouddevice.max-response-bytes", default_value_t = 32 << 20,
-          value_name = "BYTES", value_parser = whole_number(1024..=u64::MAX))]
+          value_name = "BYTES", value_parser = whole_number(1024..=1u64 << 40))]
     pub max_response_bytes: u64,
 
     /// Scrape timeout when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds header.
@@ -181,7 +181,7 @@ pub struct ExporterArgs {
     pub web_config_file: Option<PathBuf>,
 
     /// Most /metrics requests served at once; more get 503 (0 = no limit).
-    #[arg(long = "web.max-requests", default_value_t = 40, value_name = "N", value_parser = whole)]
+    #[arg(long = "web.max-requests", default_value_t = 40, value_name = "N", value_parser = whole::<u32>)]
     pub max_requests: u32,
 
     /// Most /metrics and /probe answers in flight over all accounts together; more get 503
@@ -190,7 +190,7 @@ pub struct ExporterArgs {
     #[arg(
         long = "web.max-requests-total",
         default_value_t = 120,
-        value_name = "N", value_parser = whole)]
+        value_name = "N", value_parser = whole::<u32>)]
     pub max_requests_total: u32,
 
     /// Longest a client may take to send a request's head (and TLS handshake), from its first byte.
