@@ -33,51 +33,54 @@ pub fn from_str<T: DeserializeOwned>(
 /// the key, what belongs there in the file's words, never the value found. Other errors keep
 /// serde's words, without values.
 fn in_words(message: &str, expecting: &dyn Fn(&str) -> Option<String>) -> String {
-    let reworded = (|| {
-        let (head, at) = match message.rsplit_once(" at line ") {
-            Some((head, at)) => (head, format!("line {}: ", at.split(' ').next()?)),
-            None => (message, String::new()),
-        };
-        let (path, problem) = match head.split_once(": ") {
-            Some((path, problem)) if !path.contains(' ') => (path, problem),
-            _ => ("the file", head),
-        };
-        if let Some(rest) = problem.strip_prefix("unknown field `") {
-            let (key, known) = rest.split_once('`')?;
-            let known = known
-                .strip_prefix(", expected one of ")
-                .or_else(|| known.strip_prefix(", expected "))
-                .unwrap_or_default();
-            return Some(format!(
-                "{at}{path} has no key {key:?}; the keys are {}",
-                known.replace('`', "")
-            ));
-        }
-        let (found, expected) = problem.split_once(", expected ")?;
-        let expected = expecting(path).unwrap_or_else(|| rust_type_in_words(expected).into());
-        Some(match found.strip_prefix("invalid type: ") {
-            Some(found) => {
-                let kind = found.split(['"', '`']).next().unwrap_or_default().trim();
-                if ["integer", "floating point"].contains(&kind) && expected.contains("number") {
-                    return Some(format!(
-                        "{at}{path} must be {expected}; the number written is not"
-                    ));
-                }
-                let found = match kind {
-                    "string" => "text",
-                    "integer" | "floating point" => "a number",
-                    "boolean" => "true or false",
-                    "sequence" => "a list",
-                    "map" => "a map",
-                    "unit value" => "empty",
-                    _ => "something else",
-                };
-                format!("{at}{path} must be {expected}, not {found}")
+    reworded(message, expecting).unwrap_or_else(|| without_values(message))
+}
+
+/// [`in_words`]' message, for the errors it rewords: a value of the wrong type or out of range,
+/// and a key the file may not have.
+fn reworded(message: &str, expecting: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let (head, at) = match message.rsplit_once(" at line ") {
+        Some((head, at)) => (head, format!("line {}: ", at.split(' ').next()?)),
+        None => (message, String::new()),
+    };
+    let (path, problem) = match head.split_once(": ") {
+        Some((path, problem)) if !path.contains(' ') => (path, problem),
+        _ => ("the file", head),
+    };
+    if let Some(rest) = problem.strip_prefix("unknown field `") {
+        let (key, known) = rest.split_once('`')?;
+        let known = known
+            .strip_prefix(", expected one of ")
+            .or_else(|| known.strip_prefix(", expected "))
+            .unwrap_or_default();
+        return Some(format!(
+            "{at}{path} has no key {key:?}; the keys are {}",
+            known.replace('`', "")
+        ));
+    }
+    let (found, expected) = problem.split_once(", expected ")?;
+    let expected = expecting(path).unwrap_or_else(|| rust_type_in_words(expected).into());
+    Some(match found.strip_prefix("invalid type: ") {
+        Some(found) => {
+            let kind = found.split(['"', '`']).next().unwrap_or_default().trim();
+            if ["integer", "floating point"].contains(&kind) && expected.contains("number") {
+                return Some(format!(
+                    "{at}{path} must be {expected}; the number written is not"
+                ));
             }
-            None => format!("{at}{path} must be {expected}; the value written is not"),
-        })
-    })();
-    reworded.unwrap_or_else(|| without_values(message))
+            let found = match kind {
+                "string" => "text",
+                "integer" | "floating point" => "a number",
+                "boolean" => "true or false",
+                "sequence" => "a list",
+                "map" => "a map",
+                "unit value" => "empty",
+                _ => "something else",
+            };
+            format!("{at}{path} must be {expected}, not {found}")
+        }
+        None => format!("{at}{path} must be {expected}; the value written is not"),
+    })
 }
 
 /// What serde's name of a type means in a YAML file.

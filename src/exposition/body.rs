@@ -207,7 +207,7 @@ impl Exposition {
             }
         }
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        let end = Part::Text(format.end().to_vec());
+        let end = Part::Text(format.end().as_bytes().to_vec());
         Ok(Exposition {
             parts: named
                 .into_iter()

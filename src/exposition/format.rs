@@ -23,7 +23,8 @@ impl Format {
     /// their `q`, highest first, the first `application/openmetrics-text` (version 1.0.0, 0.0.1
     /// or none) or `text/plain` (version 0.0.4 or none); text when it names neither.
     pub fn negotiate(accept: Option<&str>) -> Format {
-        let mut offers: Vec<(f32, Format)> = Vec::new();
+        // The best offer so far: of equal weight, the one named first.
+        let mut best: Option<(f32, Format)> = None;
         for range in accept.unwrap_or_default().split(',') {
             let mut parts = range.split(';');
             let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
@@ -46,13 +47,11 @@ impl Format {
                 ("text/plain", None | Some("0.0.4")) => Format::Text,
                 _ => continue,
             };
-            if q > 0.0 {
-                offers.push((q, format));
+            if q > best.map_or(0.0, |(weight, _)| weight) {
+                best = Some((q, format));
             }
         }
-        // Stable: of equal weight, the one named first.
-        offers.sort_by(|a, b| b.0.total_cmp(&a.0));
-        offers.first().map_or(Format::Text, |(_, format)| *format)
+        best.map_or(Format::Text, |(_, format)| format)
     }
 
     pub fn content_type(self) -> &'static str {
@@ -84,10 +83,10 @@ impl Format {
     }
 
     /// What ends an answer: OpenMetrics' `# EOF`.
-    pub fn end(self) -> &'static [u8] {
+    pub fn end(self) -> &'static str {
         match self {
-            Format::Text => b"",
-            Format::OpenMetrics => b"# EOF\n",
+            Format::Text => "",
+            Format::OpenMetrics => "# EOF\n",
         }
     }
 }

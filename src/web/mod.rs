@@ -204,7 +204,7 @@ async fn metrics(
                 .gather()
                 .iter()
                 .try_for_each(|family| format.encode(family, &mut text));
-            text.push_str(std::str::from_utf8(format.end()).unwrap_or_default());
+            text.push_str(format.end());
             match encoded {
                 Ok(()) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
                 Err(e) => {

@@ -417,7 +417,12 @@ scrape_configs:
               f"while the exporter is down its {len(held)} frozen phones stay firing, inhibited by CloudDeviceExporterDown")
         start("am-exporter-again", exporter_args, work)
         wait_for("the exporter to be scraped again", lambda: prom_query(prom, "up{job=\"clouddevice\"} == 1")["result"], limit=20)
-        time.sleep(8)
+        # The outage's own end: a resolved CloudDeviceExporterDown. Any alert the outage had
+        # resolved would have been sent before it (they resolve as the series go stale, and
+        # are not held back until ExporterDown fires).
+        wait_for("CloudDeviceExporterDown to be resolved", lambda: [
+            n for n in hook.received[before:] if n["groupLabels"].get("alertname") == "CloudDeviceExporterDown"
+            and n["status"] == "resolved"], limit=30)
         firing = {a["labels"].get("instance_id") for a in alerts(prom, "CloudDeviceInstanceFrozen")}
         check(firing == in_region | {phone}, "after the outage every frozen phone's alert is firing, none pending again")
         later = hook.received[before:]
