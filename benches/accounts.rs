@@ -56,19 +56,7 @@ fn main() {
         .timeout(Duration::from_secs(300))
         .build()
         .expect("an HTTP client");
-    let (_sim, sim_address) = start_with(
-        &[
-            "simulate",
-            "--listen-address",
-            "127.0.0.1:0",
-            "--accounts",
-            &accounts.to_string(),
-            "--instances",
-            &instances.to_string(),
-        ],
-        &[],
-    );
-    let endpoint = format!("http://{sim_address}");
+    let (_sim, endpoint) = common::simulator(instances, &["--accounts", &accounts.to_string()]);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = common::accounts_file(dir.path(), &endpoint, accounts);
 

@@ -60,25 +60,17 @@ fn sum(text: &str, prefix: &str) -> f64 {
 }
 
 fn simulator(accounts: usize, instances: usize) -> (Proc, String) {
-    let (sim, address) = start_with(
-        &[
-            "simulate",
-            "--listen-address",
-            "127.0.0.1:0",
-            "--accounts",
-            &accounts.to_string(),
-            "--instances",
-            &instances.to_string(),
-            "--max-page-size",
-            &PAGE.to_string(),
-            "--latency",
-            &format!("{LATENCY_MS}ms"),
-            "--rate-limit",
-            &LIMIT.to_string(),
-        ],
-        &[],
-    );
-    (sim, format!("http://{address}"))
+    let flags = [
+        "--accounts",
+        &accounts.to_string(),
+        "--max-page-size",
+        &PAGE.to_string(),
+        "--latency",
+        &format!("{LATENCY_MS}ms"),
+        "--rate-limit",
+        &LIMIT.to_string(),
+    ];
+    common::simulator(instances, &flags)
 }
 
 /// An exporter of the simulator's one account with these flags.

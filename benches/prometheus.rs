@@ -180,17 +180,8 @@ fn main() {
     println!("| instances | mode | samples / scrape | head series | series / phone | Prometheus RSS | scrape duration (mean) | exporter CPU / scrape |");
     println!("|---:|:---|---:|---:|---:|---:|---:|---:|");
     for &instances in &sizes {
-        let size = instances.to_string();
-        let (_simulator, sim_address) = start(&[
-            "simulate",
-            "--listen-address",
-            "127.0.0.1:0",
-            "--instances",
-            &size,
-            "--trouble-percent",
-            TROUBLE_PERCENT,
-        ]);
-        let endpoint = format!("http://{sim_address}");
+        let flags = ["--trouble-percent", TROUBLE_PERCENT];
+        let (_simulator, endpoint) = common::simulator(instances, &flags);
         for mode in &modes {
             let r = measure(&prometheus, instances, &endpoint, mode);
             println!(

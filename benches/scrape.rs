@@ -81,17 +81,7 @@ async fn measure(
     concurrency: &str,
     instance_metrics: bool,
 ) -> Row {
-    let size = instances.to_string();
-    let (_sim, sim_address) = start(&[
-        "simulate",
-        "--listen-address",
-        "127.0.0.1:0",
-        "--instances",
-        &size,
-        "--latency",
-        latency,
-    ]);
-    let endpoint = format!("http://{sim_address}");
+    let (_sim, endpoint) = common::simulator(instances, &["--latency", latency]);
     let floor = if instance_metrics {
         decode_floor(&reqwest::Client::new(), &endpoint, instances).await
     } else {

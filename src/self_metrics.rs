@@ -294,16 +294,12 @@ impl ExporterMetrics {
         self.api_errors.with_label_values(&[label.as_ref()]).inc();
     }
 
-    pub fn replaced_text(&self, n: usize) {
-        self.invalid_text.inc_by(n as u64);
-    }
-
-    pub fn invalid_values(&self, n: usize) {
-        self.invalid_values.inc_by(n as u64);
-    }
-
-    pub fn truncated_values(&self, n: usize) {
-        self.truncated_values.inc_by(n as u64);
+    /// What one page's decoding repaired: values of the wrong kind read as absent, texts cut to
+    /// their bound, invalid text read as U+FFFD.
+    pub fn odd_values(&self, invalid: usize, truncated: usize, replaced: usize) {
+        self.invalid_values.inc_by(invalid as u64);
+        self.truncated_values.inc_by(truncated as u64);
+        self.invalid_text.inc_by(replaced as u64);
     }
 
     /// A request waited `waited` for its turn (nothing is counted when it did not wait).

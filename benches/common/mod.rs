@@ -27,6 +27,20 @@ pub fn start(args: &[&str]) -> (Proc, String) {
     start_with(args, &[("CLOUDDEVICE_AUTH_TOKEN", "bench")])
 }
 
+/// `simulate` of `instances` phones with these further flags: the process and its endpoint.
+pub fn simulator(instances: usize, flags: &[&str]) -> (Proc, String) {
+    let size = instances.to_string();
+    let base = [
+        "simulate",
+        "--listen-address",
+        "127.0.0.1:0",
+        "--instances",
+        &size,
+    ];
+    let (process, address) = start_with(&[&base[..], flags].concat(), &[]);
+    (process, format!("http://{address}"))
+}
+
 /// Starts the binary with these environment variables (and no CLOUDDEVICE_* of the caller's).
 pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
     let mut command = Command::new(BIN);

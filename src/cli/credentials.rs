@@ -206,6 +206,16 @@ mod tests {
 
     use crate::files::scratch::Scratch as TempDir;
 
+    /// An IAM user's flags but its password.
+    const IAM_USER: &[&str] = &[
+        "--iam.username",
+        "u",
+        "--iam.domain",
+        "d",
+        "--iam.project",
+        "p",
+    ];
+
     #[test]
     fn no_credentials_names_all_three_modes() {
         let err = resolve(&[], SecretEnv::default()).unwrap_err().to_string();
@@ -244,17 +254,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--iam.project"), "{err}");
-        let err = resolve(
-            &[
-                "--iam.username",
-                "u",
-                "--iam.domain",
-                "d",
-                "--iam.project",
-                "p",
-            ],
-            SecretEnv::default(),
-        );
+        let err = resolve(IAM_USER, SecretEnv::default());
         assert!(err.unwrap_err().to_string().contains("password"));
         let ok = resolve(
             &[
@@ -333,48 +333,30 @@ mod tests {
     #[test]
     fn credentials_files_in_both_formats() {
         let dir = TempDir::new();
+        let key_pair = |file: &str| {
+            let flags = [
+                "--clouddevice.credentials-file",
+                file,
+                "--clouddevice.region",
+                "cn-north-4",
+            ];
+            match resolve(&flags, SecretEnv::default()) {
+                Ok(Credentials::AkSk(key)) => (key.access_key, key.secret_key.expose().to_string()),
+                other => panic!("AK/SK mode expected, not {other:?}"),
+            }
+        };
         let plain = dir.secret(
             "plain",
             "# key pair\naccess_key = AK2\nsecret_key = \"SK2\"\n",
             0o600,
         );
-        let Credentials::AkSk(key) = resolve(
-            &[
-                "--clouddevice.credentials-file",
-                &plain,
-                "--clouddevice.region",
-                "cn-north-4",
-            ],
-            SecretEnv::default(),
-        )
-        .unwrap() else {
-            panic!("AK/SK mode expected")
-        };
-        assert_eq!(
-            (key.access_key.as_str(), key.secret_key.expose()),
-            ("AK2", "SK2")
-        );
+        assert_eq!(key_pair(&plain), ("AK2".into(), "SK2".into()));
         let csv = dir.secret(
             "csv",
             "User Name,Access Key Id,Secret Access Key\nbot,AK3,SK3\n",
             0o600,
         );
-        let Credentials::AkSk(key) = resolve(
-            &[
-                "--clouddevice.credentials-file",
-                &csv,
-                "--clouddevice.region",
-                "cn-north-4",
-            ],
-            SecretEnv::default(),
-        )
-        .unwrap() else {
-            panic!("AK/SK mode expected")
-        };
-        assert_eq!(
-            (key.access_key.as_str(), key.secret_key.expose()),
-            ("AK3", "SK3")
-        );
+        assert_eq!(key_pair(&csv), ("AK3".into(), "SK3".into()));
         let junk = dir.secret("junk", "hello\n", 0o600);
         let err = resolve(
             &["--clouddevice.credentials-file", &junk],
@@ -458,18 +440,7 @@ mod tests {
             iam_password: secret("pa55word-xyz"),
             ..SecretEnv::default()
         };
-        let creds = resolve(
-            &[
-                "--iam.username",
-                "u",
-                "--iam.domain",
-                "d",
-                "--iam.project",
-                "p",
-            ],
-            env,
-        )
-        .unwrap();
+        let creds = resolve(IAM_USER, env).unwrap();
         assert!(!format!("{creds:?}").contains("pa55word"));
     }
 }

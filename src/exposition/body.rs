@@ -377,15 +377,19 @@ mod tests {
     fn every_family_header_is_written_once_whatever_the_chunk_boundaries() {
         // Enough rows for many chunks, with lines of varying length so that boundaries fall
         // everywhere, including right after a header.
-        let text = Exposition::new(
-            Vec::new(),
-            Some(fleet(20_000)),
-            None,
-            InstanceName::Everywhere,
-            Format::Text,
-        )
-        .unwrap()
-        .into_string();
+        let fleet = fleet(20_000);
+        let exposition = || {
+            let fleet = Some(fleet.clone());
+            Exposition::new(
+                Vec::new(),
+                fleet,
+                None,
+                InstanceName::Everywhere,
+                Format::Text,
+            )
+            .unwrap()
+        };
+        let text = exposition().into_string();
         for name in [
             "clouddevice_instance_info",
             "clouddevice_instance_running_status",
@@ -401,18 +405,7 @@ mod tests {
                 .count();
             assert_eq!(rows, 20_000, "{name}");
         }
-        assert!(
-            Exposition::new(
-                Vec::new(),
-                Some(fleet(20_000)),
-                None,
-                InstanceName::Everywhere,
-                Format::Text,
-            )
-            .unwrap()
-            .count()
-                > 10
-        );
+        assert!(exposition().count() > 10);
     }
 
     /// The same families built as the prometheus crate's metric families, series in the fleet's
@@ -421,7 +414,7 @@ mod tests {
     /// gauge vectors: a vector tells series apart by a hash of their label values run together,
     /// so `("b", "ab", "a")` and `("ba", "", "ba")` would become one series.
     fn reference(fleet: &Fleet, naming: InstanceName) -> String {
-        use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+        use crate::exposition;
         let mut families = Vec::new();
         for family in PerInstance::all() {
             let mut metrics = Vec::new();
@@ -450,31 +443,12 @@ mod tests {
                     ]);
                 }
                 labels.sort();
-                let mut gauge = Gauge::new();
-                gauge.set_value(value as f64);
-                let mut metric = Metric::from_gauge(gauge);
-                metric.set_label(
-                    labels
-                        .into_iter()
-                        .map(|(name, value)| {
-                            let mut pair = LabelPair::new();
-                            pair.set_name(name.to_string());
-                            pair.set_value(value.to_string());
-                            pair
-                        })
-                        .collect(),
-                );
-                metrics.push(metric);
+                metrics.push(exposition::gauge(&labels, value as f64));
             }
             if metrics.is_empty() {
                 continue;
             }
-            let mut mf = MetricFamily::new();
-            mf.set_name(family.name());
-            mf.set_help(family.help());
-            mf.set_field_type(MetricType::GAUGE);
-            mf.set_metric(metrics);
-            families.push(mf);
+            families.push(exposition::family(&family.name(), &family.help(), metrics));
         }
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut text = String::new();

@@ -361,25 +361,19 @@ impl BatchQuery {
         self.redactor.scrub_instances(&mut decoded.instances);
         self.last_rows
             .store(decoded.instances.len(), Ordering::Relaxed);
-        if decoded.invalid_values > 0 {
-            self.metrics.invalid_values(decoded.invalid_values);
+        let (invalid, truncated, replaced) = (
+            decoded.invalid_values,
+            decoded.truncated_values,
+            decoded.replaced_text,
+        );
+        self.metrics.odd_values(invalid, truncated, replaced);
+        if invalid + replaced > 0 {
             tracing::debug!(
                 page,
                 request_id,
-                invalid = decoded.invalid_values,
-                "the page held values of the wrong kind; each was read as absent"
-            );
-        }
-        if decoded.truncated_values > 0 {
-            self.metrics.truncated_values(decoded.truncated_values);
-        }
-        if decoded.replaced_text > 0 {
-            self.metrics.replaced_text(decoded.replaced_text);
-            tracing::debug!(
-                page,
-                request_id,
-                replaced = decoded.replaced_text,
-                "the page held invalid text; it was read as U+FFFD"
+                invalid,
+                replaced,
+                "the page held values of the wrong kind (each read as absent) or invalid text (read as U+FFFD)"
             );
         }
         Ok(decoded)

@@ -187,6 +187,22 @@ pub struct Timed<S> {
 
 impl<S> Timed<S> {
     /// Called when the stream would wait: waits no later than the deadline.
+    /// Counts what a write wrote, or waits on the write deadline.
+    fn written(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match poll {
+            Poll::Ready(Ok(n)) => {
+                self.conn.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.wait(cx, true),
+        }
+    }
+
     fn wait<T>(&mut self, cx: &mut Context<'_>, writing: bool) -> Poll<io::Result<T>> {
         if !writing {
             self.conn.state().read_waiting = Some(cx.waker().clone());
@@ -233,14 +249,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                this.conn.wrote(n);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.wait(cx, true),
-        }
+        let written = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.written(cx, written)
     }
 
     fn poll_write_vectored(
@@ -249,14 +259,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                this.conn.wrote(n);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.wait(cx, true),
-        }
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.written(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {

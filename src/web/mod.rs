@@ -184,18 +184,8 @@ async fn metrics(
 ) -> Response {
     match &*state.telemetry {
         Telemetry::Account(exporter) => {
-            let families = match families(&query) {
-                Ok(families) => families,
-                Err(response) => return response.into_response(),
-            };
-            let timeout = scrape_timeout(&headers, state.scrape_timeout);
-            let slots = Limits {
-                own: state.slots.as_ref(),
-                max: state.max_requests,
-                all: state.all_slots.as_ref(),
-            };
-            let scraping = scrape(exporter, slots, families, timeout, format(&headers));
-            unless_stopping(&state.stopping, scraping).await
+            let own = state.slots.as_ref();
+            scrape(&state, exporter, own, &query, &headers).await
         }
         Telemetry::Process(metrics) => {
             let format = format(&headers);
@@ -246,18 +236,8 @@ async fn probe(
             "unknown target {shown:?}: no such account in the accounts file; the accounts are listed on {SD_PATH}\n"
         ));
     };
-    let families = match families(&query) {
-        Ok(families) => families,
-        Err(response) => return response.into_response(),
-    };
-    let timeout = scrape_timeout(&headers, state.scrape_timeout);
-    let slots = Limits {
-        own: target.requests.as_ref(),
-        max: state.max_requests,
-        all: state.all_slots.as_ref(),
-    };
-    let scraping = scrape(&target.exporter, slots, families, timeout, format(&headers));
-    unless_stopping(&state.stopping, scraping).await
+    let own = target.requests.as_ref();
+    scrape(&state, &target.exporter, own, &query, &headers).await
 }
 
 /// `answer`, unless the process is told to stop first: then 503 at once, rather than keep the
@@ -310,8 +290,35 @@ fn format(headers: &HeaderMap) -> Format {
     )
 }
 
-/// One scrape of one account, holding a slot of each of `limits` until its body is sent.
+/// One scrape of one account as the request asks (`collect[]`, the scrape timeout header,
+/// `Accept`), holding a slot of its account's cap (`own`) and of all accounts' until its body is
+/// sent, unless the process is told to stop first.
 async fn scrape(
+    state: &AppState,
+    exporter: &Exporter,
+    own: Option<&Arc<Semaphore>>,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+) -> Response {
+    let families = match families(query) {
+        Ok(families) => families,
+        Err(response) => return response.into_response(),
+    };
+    let limits = Limits {
+        own,
+        max: state.max_requests,
+        all: state.all_slots.as_ref(),
+    };
+    let timeout = scrape_timeout(headers, state.scrape_timeout);
+    unless_stopping(
+        &state.stopping,
+        scrape_within(exporter, limits, families, timeout, format(headers)),
+    )
+    .await
+}
+
+/// One scrape of one account, holding a slot of each of `limits` until its body is sent.
+async fn scrape_within(
     exporter: &Exporter,
     limits: Limits<'_>,
     families: Families,

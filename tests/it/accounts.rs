@@ -600,12 +600,7 @@ fn a_bad_accounts_file_stops_the_start_with_one_line_naming_account_and_key() {
 
 #[test]
 fn the_demo_serves_two_accounts_on_probe_beside_its_metrics() {
-    let mut demo = Running::start(&mut exporter(&[
-        "--demo",
-        "--web.listen-address",
-        "127.0.0.1:0",
-    ]));
-    let address = demo.listening_address();
+    let (mut demo, address) = common::demo();
     let count = |path: &str| {
         let (status, body) = get(&format!("http://{address}{path}"));
         assert_eq!(status, 200, "{path}");

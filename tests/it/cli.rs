@@ -57,14 +57,7 @@ fn no_credentials_says_where_to_put_them() {
 
 #[test]
 fn two_credential_modes_are_refused_in_one_line() {
-    let mut cmd = exporter(&[
-        "--iam.username",
-        "u",
-        "--iam.domain",
-        "d",
-        "--iam.project",
-        "p",
-    ]);
+    let mut cmd = exporter(common::IAM_USER);
     cmd.env("CLOUDDEVICE_IAM_PASSWORD", "pw")
         .env("CLOUDDEVICE_AUTH_TOKEN", "t");
     let out = run(&mut cmd);
@@ -109,12 +102,7 @@ use common::get;
 
 #[test]
 fn demo_serves_a_fleet_and_sigterm_stops_it_cleanly() {
-    let mut demo = Running::start(&mut exporter(&[
-        "--demo",
-        "--web.listen-address",
-        "127.0.0.1:0",
-    ]));
-    let address = demo.listening_address();
+    let (mut demo, address) = common::demo();
     let (status, body) = get(&format!("http://{address}/metrics"));
     assert_eq!(status, 200);
     assert!(body.contains("clouddevice_up 1"), "{body}");
@@ -219,31 +207,19 @@ fn an_endpoint_with_a_password_is_refused_without_printing_it() {
     ));
     assert_one_line_error(&out, 2, "--clouddevice.endpoint");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("5ecret"));
-    let out = run(exporter(&[
-        "--iam.username",
-        "u",
-        "--iam.domain",
-        "d",
-        "--iam.project",
-        "p",
-    ])
-    .env("CLOUDDEVICE_IAM_PASSWORD", "x")
-    .env(
-        "CLOUDDEVICE_EXPORTER_IAM_ENDPOINT",
-        "https://u:pw-5ecret@iam.example/",
-    ));
+    let out = run(exporter(common::IAM_USER)
+        .env("CLOUDDEVICE_IAM_PASSWORD", "x")
+        .env(
+            "CLOUDDEVICE_EXPORTER_IAM_ENDPOINT",
+            "https://u:pw-5ecret@iam.example/",
+        ));
     assert_one_line_error(&out, 2, "--iam.endpoint");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("5ecret"));
 }
 
 #[test]
 fn healthcheck_answers_with_its_exit_code() {
-    let mut demo = Running::start(&mut exporter(&[
-        "--demo",
-        "--web.listen-address",
-        "127.0.0.1:0",
-    ]));
-    let address = demo.listening_address();
+    let (mut demo, address) = common::demo();
     let url = format!("http://{address}/-/healthy");
     let out = run(&mut exporter(&["healthcheck", "--url", &url]));
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -375,15 +351,12 @@ async fn check_with_a_wrong_password_exits_1_saying_it_was_refused() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(
-        stdout.contains("account default (an IAM user's password): FAILED"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("The username or password is wrong"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("check --iam.username"), "{stdout}");
+    let needles = [
+        "account default (an IAM user's password): FAILED",
+        "The username or password is wrong",
+        "check --iam.username",
+    ];
+    common::assert_holds(&stdout, &needles);
     assert!(!stdout.contains("wr0ng-pa55word") && !stderr.contains("wr0ng-pa55word"));
     assert_eq!(sim.iam_requests(), 1);
 }
@@ -402,17 +375,11 @@ async fn check_says_which_project_an_access_key_found() {
     let out = check_against(&sim, &["--clouddevice.region", "cn-north-4"], &env).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(
-        stdout.contains("account default (an access key): OK: 10 phones"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains(" 1 page(s), 1 request(s), 0 throttled"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("  project (X-Project-Id): project-of-cn-north-4"),
-        "{stdout}"
-    );
+    let needles = [
+        "account default (an access key): OK: 10 phones",
+        " 1 page(s), 1 request(s), 0 throttled",
+        "  project (X-Project-Id): project-of-cn-north-4",
+    ];
+    common::assert_holds(&stdout, &needles);
     assert!(!stdout.contains("sk-check-5ecret"));
 }

@@ -7,8 +7,11 @@ use crate::common;
 
 use std::time::Duration;
 
+use clouddevice_exporter::probe::Probes;
 use clouddevice_simulator::{Fault, SimConfig};
-use common::sim_and_exporter;
+use common::{sim_and_exporter, TestExporter};
+use std::path::Path;
+use std::sync::Arc;
 
 /// 500 phones, 3 pages of 200, each answered after 200 ms.
 fn slow_fleet() -> SimConfig {
@@ -105,6 +108,19 @@ async fn a_timeout_without_an_interval_is_refused() {
     assert!(err.contains("set --collection.interval too"), "{err}");
 }
 
+/// The exporter serving the accounts file `accounts`, collecting every `interval`.
+async fn collecting(accounts: &Path, interval: &str) -> (TestExporter, Arc<Probes>) {
+    let flags = [
+        "--config.file",
+        accounts.to_str().unwrap(),
+        "--collection.interval",
+        interval,
+    ];
+    let exporter = TestExporter::start_flags(&flags, Default::default()).await;
+    let probes = exporter.probes.clone().expect("an accounts file's probes");
+    (exporter, probes)
+}
+
 #[tokio::test]
 async fn a_reload_starts_collecting_for_an_added_account_and_stops_a_removed_one() {
     let sim = common::simulator(SimConfig::new(30, 5)).await;
@@ -113,14 +129,7 @@ async fn a_reload_starts_collecting_for_an_added_account_and_stops_a_removed_one
     let (accounts, write) = common::token_accounts(dir.path(), &url);
     write(&["retail"]);
     // Each account starts at its own point of a 2 s interval.
-    let flags = [
-        "--config.file",
-        accounts.to_str().unwrap(),
-        "--collection.interval",
-        "2s",
-    ];
-    let exporter = common::TestExporter::start_flags(&flags, Default::default()).await;
-    let probes = exporter.probes.clone().unwrap();
+    let (exporter, probes) = collecting(&accounts, "2s").await;
     let retail = probes.get("retail").unwrap();
     retail.exporter.collected().await;
     assert_eq!(exporter.get("/-/ready").await.status(), 200);
@@ -146,22 +155,20 @@ async fn a_reload_starts_collecting_for_an_added_account_and_stops_a_removed_one
     assert!(removed.upgrade().is_none(), "retail is still collecting");
 }
 
+/// Collections every 200 ms, none retried, and a failed one served from the last good fleet.
+const STALE: &[&str] = &[
+    "--collection.interval",
+    "200ms",
+    "--scrape.serve-stale-for",
+    "1h",
+    "--clouddevice.max-retries",
+    "0",
+];
+
 #[tokio::test]
 async fn a_failed_collection_serves_the_last_good_fleet_within_the_stale_window() {
-    let (sim, exporter) = sim_and_exporter(
-        SimConfig::new(300, 4),
-        &[
-            "--collection.interval",
-            "200ms",
-            "--scrape.serve-stale-for",
-            "1h",
-            "--clouddevice.max-retries",
-            "0",
-            "--collector.instance-metrics",
-            "problems",
-        ],
-    )
-    .await;
+    let flags = [STALE, &["--collector.instance-metrics", "problems"]].concat();
+    let (sim, exporter) = sim_and_exporter(SimConfig::new(300, 4), &flags).await;
     let account = exporter.account.clone().unwrap();
     account.collected().await;
     let good = exporter.scrape().await;
@@ -195,19 +202,8 @@ async fn a_failed_collection_serves_the_last_good_fleet_within_the_stale_window(
 #[tokio::test]
 async fn the_age_is_that_of_the_fleet_served_not_of_the_collection_that_failed() {
     let clock = clouddevice_exporter::clock::Clock::manual();
-    let (sim, exporter) = common::sim_and_exporter_on(
-        SimConfig::new(300, 4),
-        &[
-            "--collection.interval",
-            "200ms",
-            "--scrape.serve-stale-for",
-            "1h",
-            "--clouddevice.max-retries",
-            "0",
-        ],
-        clock.clone(),
-    )
-    .await;
+    let (sim, exporter) =
+        common::sim_and_exporter_on(SimConfig::new(300, 4), STALE, clock.clone()).await;
     let account = exporter.account.clone().unwrap();
     account.collected().await;
     sim.inject(Fault::every_page(503, None));
@@ -242,14 +238,7 @@ async fn a_reload_that_changes_an_account_keeps_serving_its_fleet_and_collects_a
     // An hour between collections. The account's name puts its point of the schedule 1.44 s
     // into the interval (`Schedule::offset`): a collector made afresh by the reload would
     // answer up 0 and leave /-/ready for that long.
-    let flags = [
-        "--config.file",
-        accounts.to_str().unwrap(),
-        "--collection.interval",
-        "1h",
-    ];
-    let exporter = common::TestExporter::start_flags(&flags, Default::default()).await;
-    let probes = exporter.probes.clone().unwrap();
+    let (exporter, probes) = collecting(&accounts, "1h").await;
     probes
         .get("retail-3639")
         .unwrap()

@@ -51,6 +51,21 @@ fn redirect_to(status: u16, target: &MockServer, path: &str) -> ResponseTemplate
     ResponseTemplate::new(status).insert_header("Location", format!("{}{path}", target.uri()))
 }
 
+/// The body `url` answers with.
+async fn text(http: &reqwest::Client, url: String) -> String {
+    let response = http.get(url).send().await.expect("an answer");
+    response.text().await.expect("a body")
+}
+
+/// Ten phones, each page answered after `latency`.
+async fn slow_simulator(latency: Duration) -> SimHandle {
+    simulator(SimConfig {
+        latency,
+        ..SimConfig::new(10, 1)
+    })
+    .await
+}
+
 fn errors(m: &Scraped, label: &str) -> f64 {
     m.errors(label).unwrap_or(0.0)
 }
@@ -298,21 +313,32 @@ async fn a_half_sent_request_is_dropped_after_the_read_header_timeout() {
     assert!(closed_by_server(&mut stream, Duration::from_secs(20)).await);
 }
 
+/// An exporter of `instances` phones with `--web.max-requests` and `--web.write-timeout` as
+/// given, whose scrapes are all served from its first collection, already made.
+async fn write_limited(
+    instances: usize,
+    max_requests: &str,
+    write_timeout: &str,
+) -> (SimHandle, TestExporter) {
+    let flags = [
+        "--web.max-requests",
+        max_requests,
+        "--web.write-timeout",
+        write_timeout,
+        "--scrape.min-interval",
+        "10m",
+    ];
+    let (sim, exporter) = sim_and_exporter(SimConfig::new(instances, 1), &flags).await;
+    assert_eq!(exporter.scrape().await.up(), 1.0);
+    (sim, exporter)
+}
+
 #[tokio::test]
 async fn clients_that_never_read_give_their_slots_back_after_the_write_timeout() {
     use tokio::io::AsyncWriteExt;
     // A body far larger than what the socket buffers on both sides can hold, so a client
     // that never reads leaves the response unsent; served from one collection.
-    let flags = [
-        "--web.max-requests",
-        "2",
-        "--web.write-timeout",
-        "1s",
-        "--scrape.min-interval",
-        "10m",
-    ];
-    let (_sim, exporter) = sim_and_exporter(SimConfig::new(30_000, 1), &flags).await;
-    assert_eq!(exporter.scrape().await.up(), 1.0);
+    let (_sim, exporter) = write_limited(30_000, "2", "1s").await;
     let mut stalled = Vec::new();
     for _ in 0..2 {
         let mut stream = connect(&exporter).await;
@@ -409,16 +435,7 @@ async fn one_http2_connection_cannot_take_more_than_a_few_slots() {
 
 #[tokio::test]
 async fn http2_streams_that_flow_control_blocks_give_their_slots_back_after_the_write_timeout() {
-    let flags = [
-        "--web.max-requests",
-        "4",
-        "--web.write-timeout",
-        "5s",
-        "--scrape.min-interval",
-        "10m",
-    ];
-    let (_sim, exporter) = sim_and_exporter(SimConfig::new(2_000, 1), &flags).await;
-    assert_eq!(exporter.scrape().await.up(), 1.0);
+    let (_sim, exporter) = write_limited(2_000, "4", "5s").await;
     let (mut client, connection) = never_reading_h2(&exporter).await;
     let mut answers = Vec::new();
     for _ in 0..4 {
@@ -542,11 +559,7 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_or_warned_about() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turning_scrapes_away_logs_one_line_not_one_per_request() {
     // Each page takes 5 s: the one scrape allowed holds its slot meanwhile.
-    let sim = simulator(SimConfig {
-        latency: Duration::from_secs(5),
-        ..SimConfig::new(10, 1)
-    })
-    .await;
+    let sim = slow_simulator(Duration::from_secs(5)).await;
     let url = sim.url();
     let running = Running::start(
         exporter(&[
@@ -742,15 +755,7 @@ async fn nothing_echoed(mut cmd: std::process::Command, paths: &[&str], held: &[
     let http = reqwest::Client::new();
     let mut shown = String::new();
     for p in paths.iter().chain(&["/"]) {
-        let text = http
-            .get(format!("http://{address}{p}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        shown.push_str(&text);
+        shown.push_str(&text(&http, format!("http://{address}{p}")).await);
     }
     assert!(shown.contains("clouddevice_up 0"), "{shown}");
     assert!(
@@ -1003,22 +1008,17 @@ async fn a_repeated_wrong_password_costs_one_check_so_a_login_from_the_same_addr
 #[tokio::test]
 async fn an_endpoint_query_string_never_reaches_the_logs() {
     // Nothing listens on port 1: every request fails, and says so in the log.
-    let mut cmd = exporter(&[
+    let flags = [
         "--clouddevice.endpoint",
         "http://127.0.0.1:1/gw/?apikey=Qu3ry-s3cret",
         "--iam.endpoint",
         "http://127.0.0.1:1/iam/?apikey=Qu3ry-s3cret",
-        "--iam.username",
-        "u",
-        "--iam.domain",
-        "d",
-        "--iam.project",
-        "p",
         "--web.listen-address",
         "127.0.0.1:0",
         "--log.level",
         "debug",
-    ]);
+    ];
+    let mut cmd = exporter(&[&flags, common::IAM_USER].concat());
     cmd.env("CLOUDDEVICE_IAM_PASSWORD", "pw");
     let running = Running::start(&mut cmd);
     let listening = running.wait_for("listening");
@@ -1086,14 +1086,7 @@ async fn by_default_a_client_looping_on_metrics_makes_one_collection_per_window(
     let mut scrapes = 0;
     // As fast as one client can, for 3 s: well inside the default 10 s window.
     while started.elapsed() < Duration::from_secs(3) {
-        let body = http
-            .get(format!("http://{address}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = text(&http, format!("http://{address}/metrics")).await;
         assert!(body.contains("clouddevice_up 1"), "{body}");
         scrapes += 1;
     }
@@ -1120,11 +1113,7 @@ fn binary_reading(sim: &SimHandle, flags: &[&str]) -> (Running, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_answers_a_scrape_waiting_on_a_slow_api_and_exits_within_seconds() {
-    let sim = simulator(SimConfig {
-        latency: Duration::from_secs(60),
-        ..SimConfig::new(10, 1)
-    })
-    .await;
+    let sim = slow_simulator(Duration::from_secs(60)).await;
     let (mut running, address) = binary_reading(&sim, &[]);
     let scrape = tokio::spawn(async move {
         let answer = reqwest::Client::new()

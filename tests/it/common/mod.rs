@@ -280,6 +280,35 @@ fn clean_env(cmd: &mut Command) {
     }
 }
 
+/// Fails naming the first of `needles` that `text` does not hold, and the text.
+#[track_caller]
+pub fn assert_holds(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+}
+
+/// An IAM user's flags but its password.
+pub const IAM_USER: &[&str] = &[
+    "--iam.username",
+    "u",
+    "--iam.domain",
+    "d",
+    "--iam.project",
+    "p",
+];
+
+/// `--demo` on a free port of 127.0.0.1: the running exporter and the address it listens on.
+pub fn demo() -> (Running, String) {
+    let demo = Running::start(&mut exporter(&[
+        "--demo",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]));
+    let address = demo.listening_address();
+    (demo, address)
+}
+
 /// A child process that is killed if the test ends before it does.
 pub struct Running {
     pub child: Child,
