@@ -429,22 +429,13 @@ mod tests {
         .0;
         let bounds = [DAY as u64, 3 * DAY as u64, 7 * DAY as u64, 30 * DAY as u64];
         let ages = fleet.backup_ages(now, &bounds);
-        assert_eq!(
-            ages[&("r", "a")],
-            BackupAges {
-                at_most: vec![2, 4, 4, 5],
-                with_time: 6,
-                without_time: 1,
-            }
-        );
-        assert_eq!(
-            ages[&("r", "b")],
-            BackupAges {
-                at_most: vec![0, 1, 1, 1],
-                with_time: 1,
-                without_time: 0,
-            }
-        );
+        // Per SKU: the count at most each bound old, then with a backup time, then without.
+        let of = |sku| {
+            let a = &ages[&("r", sku)];
+            (a.at_most.as_slice(), a.with_time, a.without_time)
+        };
+        assert_eq!(of("a"), (&[2, 4, 4, 5][..], 6, 1));
+        assert_eq!(of("b"), (&[0, 1, 1, 1][..], 1, 0));
     }
 
     #[test]

@@ -213,37 +213,53 @@ mod tests {
     #[test]
     fn type_errors_name_the_line_key_and_what_belongs_never_the_value() {
         let none = |_: &str| None;
-        let e = from_str::<Shape>("page_size: MIIsecret-token\n", &none).unwrap_err();
-        assert_eq!(
-            e,
-            "line 1: page_size must be a whole number, 0 or more, not text"
-        );
-        let e = from_str::<Shape>("\npage_size: -7\n", &none).unwrap_err();
-        assert_eq!(
-            e,
-            "line 2: page_size must be a whole number, 0 or more; the number written is not"
-        );
-        let e = from_str::<Shape>("name: [a, b]\n", &none).unwrap_err();
-        assert_eq!(e, "line 1: name must be text, not a list");
-        let e = from_str::<Shape>("7\n", &none).unwrap_err();
-        assert_eq!(e, "the file must be a map of settings, not a number");
         let words =
             |path: &str| (path == "page_size").then(|| "a whole number from 1 to 200".into());
-        let e = from_str::<Shape>("page_size: many\n", &words).unwrap_err();
-        assert_eq!(
-            e,
-            "line 1: page_size must be a whole number from 1 to 200, not text"
-        );
-        let e = from_str::<Shape>("page_size: 1.5\n", &words).unwrap_err();
-        assert_eq!(
-            e,
-            "line 1: page_size must be a whole number from 1 to 200; the number written is not"
-        );
-        let e = from_str::<Shape>("name: a\npage_sise: 5\n", &words).unwrap_err();
-        assert_eq!(
-            e,
-            "line 2: the file has no key \"page_sise\"; the keys are page_size or name"
-        );
+        type Expecting<'a> = &'a dyn Fn(&str) -> Option<String>;
+        let cases: [(&str, Expecting, &str); 7] = [
+            (
+                "page_size: MIIsecret-token\n",
+                &none,
+                "line 1: page_size must be a whole number, 0 or more, not text",
+            ),
+            (
+                "\npage_size: -7\n",
+                &none,
+                "line 2: page_size must be a whole number, 0 or more; the number written is not",
+            ),
+            (
+                "name: [a, b]\n",
+                &none,
+                "line 1: name must be text, not a list",
+            ),
+            (
+                "7\n",
+                &none,
+                "the file must be a map of settings, not a number",
+            ),
+            (
+                "page_size: many\n",
+                &words,
+                "line 1: page_size must be a whole number from 1 to 200, not text",
+            ),
+            (
+                "page_size: 1.5\n",
+                &words,
+                "line 1: page_size must be a whole number from 1 to 200; the number written is not",
+            ),
+            (
+                "name: a\npage_sise: 5\n",
+                &words,
+                "line 2: the file has no key \"page_sise\"; the keys are page_size or name",
+            ),
+        ];
+        for (text, expecting, said) in cases {
+            assert_eq!(
+                from_str::<Shape>(text, expecting).unwrap_err(),
+                said,
+                "{text:?}"
+            );
+        }
         assert_eq!(without_values("no values here"), "no values here");
     }
 

@@ -571,8 +571,8 @@ basic_auth_users: {}
             !tls.ignore_client_order,
             "prefer_server_cipher_suites: false"
         );
-        let suites: Vec<String> = tls
-            .crypto_provider()
+        let provider = tls.crypto_provider();
+        let suites: Vec<String> = provider
             .cipher_suites
             .iter()
             .map(|s| format!("{:?}", s.suite()))
@@ -585,8 +585,7 @@ basic_auth_users: {}
                 "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
             ]
         );
-        let groups: Vec<String> = tls
-            .crypto_provider()
+        let groups: Vec<String> = provider
             .kx_groups
             .iter()
             .map(|g| format!("{:?}", g.name()))

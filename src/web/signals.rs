@@ -128,11 +128,18 @@ mod tests {
         std::net::TcpListener::bind("[::1]:0").is_ok()
     }
 
+    /// A listener bound on `address`, and its port, once a connection to it from `from` went
+    /// through.
+    async fn bound(address: &str, from: &str) -> (TcpListener, u16) {
+        let listener = bind(address, "--web.listen-address").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        TcpStream::connect((from, port)).await.unwrap();
+        (listener, port)
+    }
+
     #[tokio::test]
     async fn a_bare_port_takes_ipv4_and_ipv6() {
-        let listener = bind(":0", "--web.listen-address").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (_listener, port) = bound(":0", "127.0.0.1").await;
         if has_ipv6() {
             TcpStream::connect(("::1", port)).await.unwrap();
         } else {
@@ -142,14 +149,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_host_and_port_takes_that_address_alone() {
-        let listener = bind("127.0.0.1:0", "--web.listen-address").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (_v4, port) = bound("127.0.0.1:0", "127.0.0.1").await;
         if has_ipv6() {
             assert!(TcpStream::connect(("::1", port)).await.is_err());
-            let listener = bind("[::1]:0", "--web.listen-address").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            TcpStream::connect(("::1", port)).await.unwrap();
+            let (_v6, port) = bound("[::1]:0", "::1").await;
             assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
         }
     }

@@ -685,10 +685,8 @@ fn the_documented_and_kubernetes_accounts_files_load() {
 /// accounts file together, as SIGHUP does: both or neither, one reload state for both.
 #[tokio::test]
 async fn post_reload_reloads_the_web_configuration_and_the_accounts_file_together() {
-    let sim = common::simulator(SimConfig::new(30, 5)).await;
-    let url = sim.url();
     let dir = tempfile::tempdir().unwrap();
-    let (accounts, write) = common::token_accounts(dir.path(), &url);
+    let (_sim, accounts, write) = common::token_accounts(dir.path()).await;
     let web = dir.path().join("web.yml");
     write(&["retail"]);
     let users = |name: &str, hash: &str| format!("basic_auth_users:\n  {name}: {hash}\n");

@@ -80,6 +80,18 @@ fn iam_fleet_on(instances: usize, lifetime: Duration, clock: Clock) -> SimConfig
     }
 }
 
+/// A simulator of `instances` phones whose IAM issues tokens that live `lifetime` on a manual
+/// clock, and an exporter on that clock signed in to it with the right password.
+async fn signed_in_on_a_manual_clock(
+    instances: usize,
+    lifetime: Duration,
+) -> (Clock, SimHandle, TestExporter) {
+    let clock = Clock::manual();
+    let sim = simulator(iam_fleet_on(instances, lifetime, clock.clone())).await;
+    let exporter = iam_exporter_on(&sim, PASSWORD, &[], clock.clone()).await;
+    (clock, sim, exporter)
+}
+
 async fn iam_exporter(sim: &SimHandle, password: &str, flags: &[&str]) -> TestExporter {
     iam_exporter_on(sim, password, flags, Clock::system()).await
 }
@@ -148,9 +160,7 @@ fn iam_fetches(m: &Scraped, code: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn an_iam_token_is_renewed_across_scrapes_once_per_renewal() {
-    let clock = Clock::manual();
-    let sim = simulator(iam_fleet_on(150, Duration::from_secs(3), clock.clone())).await;
-    let exporter = iam_exporter_on(&sim, PASSWORD, &[], clock.clone()).await;
+    let (clock, sim, exporter) = signed_in_on_a_manual_clock(150, Duration::from_secs(3)).await;
     let first = exporter.scrape().await;
     assert_eq!(first.up(), 1.0, "{}", first.0);
     assert_eq!(sim.iam_requests(), 1);
@@ -184,9 +194,7 @@ async fn an_iam_token_is_renewed_across_scrapes_once_per_renewal() {
 
 #[tokio::test]
 async fn ten_concurrent_scrapes_after_expiry_share_one_iam_call() {
-    let clock = Clock::manual();
-    let sim = simulator(iam_fleet_on(300, Duration::from_secs(2), clock.clone())).await;
-    let exporter = iam_exporter_on(&sim, PASSWORD, &[], clock.clone()).await;
+    let (clock, sim, exporter) = signed_in_on_a_manual_clock(300, Duration::from_secs(2)).await;
     assert_eq!(exporter.scrape().await.up(), 1.0);
     assert_eq!(sim.iam_requests(), 1);
     clock.advance(Duration::from_millis(2200));
@@ -334,9 +342,7 @@ async fn a_refused_password_is_tried_again_after_ten_minutes_then_after_twenty()
 
 #[tokio::test]
 async fn a_password_refused_while_a_token_still_works_is_not_tried_every_30_seconds() {
-    let clock = Clock::manual();
-    let sim = simulator(iam_fleet_on(10, Duration::from_secs(1000), clock.clone())).await;
-    let exporter = iam_exporter_on(&sim, PASSWORD, &[], clock.clone()).await;
+    let (clock, sim, exporter) = signed_in_on_a_manual_clock(10, Duration::from_secs(1000)).await;
     assert_eq!(exporter.scrape().await.up(), 1.0);
     // IAM's password changes (an administrator rotated it): renewals are refused.
     sim.set_iam_password("rotated");
@@ -350,9 +356,7 @@ async fn a_password_refused_while_a_token_still_works_is_not_tried_every_30_seco
 
 #[tokio::test]
 async fn when_iam_is_down_the_current_token_serves_until_it_expires() {
-    let clock = Clock::manual();
-    let sim = simulator(iam_fleet_on(20, Duration::from_secs(4), clock.clone())).await;
-    let exporter = iam_exporter_on(&sim, PASSWORD, &[], clock.clone()).await;
+    let (clock, sim, exporter) = signed_in_on_a_manual_clock(20, Duration::from_secs(4)).await;
     assert_eq!(exporter.scrape().await.up(), 1.0);
     sim.set_iam_down(true);
     clock.advance(Duration::from_millis(2200));

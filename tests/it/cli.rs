@@ -300,12 +300,14 @@ fn check_reads_every_demo_account_and_exits_0() {
 }
 
 /// `clouddevice_exporter check` against `sim`, with these flags after the endpoints and these
-/// environment variables, run off the async threads.
+/// environment variables, run off the async threads; it must exit with `code` and print each of
+/// `needles`. Its output and its log.
 async fn check_against(
     sim: &clouddevice_simulator::SimHandle,
     flags: &[&str],
     env: &[(&str, &str)],
-) -> Output {
+    (code, needles): (i32, &[&str]),
+) -> (String, String) {
     let url = sim.url();
     let mut cmd = exporter(&[
         "check",
@@ -318,9 +320,14 @@ async fn check_against(
     for (name, value) in env {
         cmd.env(name, value);
     }
-    tokio::task::spawn_blocking(move || run(&mut cmd))
+    let out = tokio::task::spawn_blocking(move || run(&mut cmd))
         .await
-        .unwrap()
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(code), "{stdout}{stderr}");
+    common::assert_holds(&stdout, needles);
+    (stdout, stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,21 +349,13 @@ async fn check_with_a_wrong_password_exits_1_saying_it_was_refused() {
         "--iam.project",
         "cn-north-4",
     ];
-    let out = check_against(
-        &sim,
-        &flags,
-        &[("CLOUDDEVICE_IAM_PASSWORD", "wr0ng-pa55word")],
-    )
-    .await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let env = [("CLOUDDEVICE_IAM_PASSWORD", "wr0ng-pa55word")];
     let needles = [
         "account default (an IAM user's password): FAILED",
         "The username or password is wrong",
         "check --iam.username",
     ];
-    common::assert_holds(&stdout, &needles);
+    let (stdout, stderr) = check_against(&sim, &flags, &env, (1, &needles)).await;
     assert!(!stdout.contains("wr0ng-pa55word") && !stderr.contains("wr0ng-pa55word"));
     assert_eq!(sim.iam_requests(), 1);
 }
@@ -372,14 +371,12 @@ async fn check_says_which_project_an_access_key_found() {
         ("CLOUDDEVICE_ACCESS_KEY", "AKCHECK"),
         ("CLOUDDEVICE_SECRET_KEY", "sk-check-5ecret"),
     ];
-    let out = check_against(&sim, &["--clouddevice.region", "cn-north-4"], &env).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let flags = ["--clouddevice.region", "cn-north-4"];
     let needles = [
         "account default (an access key): OK: 10 phones",
         " 1 page(s), 1 request(s), 0 throttled",
         "  project (X-Project-Id): project-of-cn-north-4",
     ];
-    common::assert_holds(&stdout, &needles);
+    let (stdout, _) = check_against(&sim, &flags, &env, (0, &needles)).await;
     assert!(!stdout.contains("sk-check-5ecret"));
 }

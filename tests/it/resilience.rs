@@ -244,16 +244,23 @@ async fn duplicated_rows_are_noticed_and_the_list_read_again() {
     assert_eq!(reads, [2, 2, 2], "every page read twice");
 }
 
-#[tokio::test]
-async fn an_oversized_body_is_refused_without_reading_it_all() {
+/// A scrape of 300 phones under a 200,000-byte cap whose page 2 is `kind`: it fails as too large,
+/// with page 2 asked once (too large is not transient). The simulator, for what it sent.
+async fn refused_as_too_large(kind: FaultKind) -> clouddevice_simulator::SimHandle {
     let flags = ["--clouddevice.max-response-bytes", "200000"];
     let (sim, exporter) = sim_and_exporter(fleet(300), &flags).await;
-    // Chunked, without a Content-Length: only the cap on what is read can refuse it.
-    sim.inject(on_page(2, None, FaultKind::OversizeChunked(50 << 20)));
+    sim.inject(on_page(2, None, kind));
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
     assert_eq!(errors(&m, "too_large"), Some(1.0));
     assert_eq!(sim.page_requests(2), 1, "too large is not transient");
+    sim
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_without_reading_it_all() {
+    // Chunked, without a Content-Length: only the cap on what is read can refuse it.
+    let sim = refused_as_too_large(FaultKind::OversizeChunked(50 << 20)).await;
     // The exporter stops reading past its cap: the rest of the 50 MiB is never even made (the
     // socket buffers on both sides hold a few MiB at most).
     let sent = sim.chunked_bytes();
@@ -262,13 +269,7 @@ async fn an_oversized_body_is_refused_without_reading_it_all() {
 
 #[tokio::test]
 async fn a_body_whose_length_is_over_the_cap_is_refused_before_it_is_read() {
-    let flags = ["--clouddevice.max-response-bytes", "200000"];
-    let (sim, exporter) = sim_and_exporter(fleet(300), &flags).await;
-    sim.inject(on_page(2, None, FaultKind::Oversize(50 << 20)));
-    let m = exporter.scrape().await;
-    assert_eq!(m.up(), 0.0);
-    assert_eq!(errors(&m, "too_large"), Some(1.0));
-    assert_eq!(sim.page_requests(2), 1, "too large is not transient");
+    refused_as_too_large(FaultKind::Oversize(50 << 20)).await;
 }
 
 #[tokio::test]

@@ -123,10 +123,8 @@ async fn collecting(accounts: &Path, interval: &str) -> (TestExporter, Arc<Probe
 
 #[tokio::test]
 async fn a_reload_starts_collecting_for_an_added_account_and_stops_a_removed_one() {
-    let sim = common::simulator(SimConfig::new(30, 5)).await;
-    let url = sim.url();
     let dir = tempfile::tempdir().unwrap();
-    let (accounts, write) = common::token_accounts(dir.path(), &url);
+    let (_sim, accounts, write) = common::token_accounts(dir.path()).await;
     write(&["retail"]);
     // Each account starts at its own point of a 2 s interval.
     let (exporter, probes) = collecting(&accounts, "2s").await;

@@ -139,17 +139,8 @@ async fn a_redirect_from_iam_does_not_carry_the_password_elsewhere() {
         iam_password: Some(Secret::new("hunter2-password")),
         ..SecretEnv::default()
     };
-    let iam_url = iam.uri();
-    let flags = [
-        "--iam.endpoint",
-        &iam_url,
-        "--iam.username",
-        "metrics",
-        "--iam.domain",
-        "corp",
-        "--iam.project",
-        "cn-north-4",
-    ];
+    let flags = iam_flags(&iam);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let exporter = TestExporter::start_with(&api.uri(), &flags, env).await;
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 0.0);
@@ -659,13 +650,8 @@ async fn a_reload_with_an_absurd_bcrypt_cost_is_refused_and_later_reloads_still_
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!("basic_auth_users:\n  alice: {}\n", hash("a-pass"));
     let (mut running, address) = start_with_web_config(dir.path(), &yaml, &[]);
-    let http = reqwest::Client::new();
-    let status = |user: &'static str, password: &'static str| {
-        let request = http
-            .get(format!("http://{address}/-/ready"))
-            .basic_auth(user, Some(password));
-        async move { request.send().await.unwrap().status().as_u16() }
-    };
+    let url = format!("http://{address}/-/ready");
+    let status = |user, password| common::status_as(&url, user, password);
     let web = dir.path().join("web.yml");
     let absurd = hash("b-pass").replacen("$04$", "$31$", 1);
     std::fs::write(&web, format!("basic_auth_users:\n  bob: {absurd}\n")).unwrap();

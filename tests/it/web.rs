@@ -116,13 +116,8 @@ async fn sighup_swaps_the_users_without_a_restart() {
         &format!("basic_auth_users:\n  alice: {}\n", hash("a-pass")),
         &[],
     );
-    let http = reqwest::Client::new();
-    let status = |user: &'static str, password: &'static str| {
-        let request = http
-            .get(format!("http://{address}/metrics"))
-            .basic_auth(user, Some(password));
-        async move { request.send().await.unwrap().status().as_u16() }
-    };
+    let url = format!("http://{address}/metrics");
+    let status = |user, password| common::status_as(&url, user, password);
     assert_eq!(status("alice", "a-pass").await, 200);
     assert_eq!(status("bob", "b-pass").await, 401);
 

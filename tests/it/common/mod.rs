@@ -148,13 +148,15 @@ impl TestExporter {
     }
 }
 
-/// An accounts file in `dir` whose accounts all read `url` with one token any simulator
-/// accepts; `write(names)` (re)writes it with these accounts. Returns the file's path and `write`.
-pub fn token_accounts(dir: &Path, url: &str) -> (std::path::PathBuf, impl Fn(&[&str])) {
+/// A simulator of 30 phones, and an accounts file in `dir` whose accounts all read it with one
+/// token; `write(names)` (re)writes the file with these accounts. Returns the simulator, the
+/// file's path and `write`.
+pub async fn token_accounts(dir: &Path) -> (SimHandle, std::path::PathBuf, impl Fn(&[&str])) {
+    let sim = simulator(SimConfig::new(30, 5)).await;
     let token = dir.join("token");
     std::fs::write(&token, "any-token").unwrap();
     let accounts = dir.join("accounts.yml");
-    let (path, url) = (accounts.clone(), url.to_string());
+    let (path, url) = (accounts.clone(), sim.url());
     let write = move |names: &[&str]| {
         let entries: String = names
             .iter()
@@ -167,7 +169,7 @@ pub fn token_accounts(dir: &Path, url: &str) -> (std::path::PathBuf, impl Fn(&[&
             .collect();
         std::fs::write(&path, format!("accounts:\n{entries}")).unwrap();
     };
-    (accounts, write)
+    (sim, accounts, write)
 }
 
 /// A simulator on 127.0.0.1:0.
@@ -278,6 +280,14 @@ fn clean_env(cmd: &mut Command) {
             cmd.env_remove(key);
         }
     }
+}
+
+/// The status of a GET of `url` as `user` with `password`.
+pub async fn status_as(url: &str, user: &str, password: &str) -> u16 {
+    let request = reqwest::Client::new()
+        .get(url)
+        .basic_auth(user, Some(password));
+    request.send().await.expect("an answer").status().as_u16()
 }
 
 /// Fails naming the first of `needles` that `text` does not hold, and the text.
