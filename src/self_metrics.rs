@@ -268,10 +268,8 @@ impl ExporterMetrics {
         self.api_requests.with_label_values(&[api, code]).inc();
     }
 
-    /// Counts a failure under its label, bounded: a code that is neither documented nor among
-    /// the first [`MAX_UNDOCUMENTED_CODES`] seen is counted as `other`, so a misbehaving or
-    /// hostile upstream cannot make series without end.
-    /// Counts an error by its cause. An upstream's code gets a label of its own when it is
+    /// Counts an error by its cause, under a bounded set of labels so that a misbehaving or
+    /// hostile upstream cannot make series without end. An upstream's code gets a label of its own when it is
     /// documented, or among the first [`MAX_UNDOCUMENTED_CODES`] others; past that, or when it
     /// does not look like a code, it counts as `other`.
     pub fn api_error(&self, cause: &Cause) {
