@@ -207,14 +207,11 @@ mod tests {
     use crate::files::scratch::Scratch as TempDir;
 
     /// An IAM user's flags but its password.
-    const IAM_USER: &[&str] = &[
-        "--iam.username",
-        "u",
-        "--iam.domain",
-        "d",
-        "--iam.project",
-        "p",
-    ];
+    fn iam_user() -> Vec<&'static str> {
+        "--iam.username u --iam.domain d --iam.project p"
+            .split(' ')
+            .collect()
+    }
 
     #[test]
     fn no_credentials_names_all_three_modes() {
@@ -254,7 +251,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--iam.project"), "{err}");
-        let err = resolve(IAM_USER, SecretEnv::default());
+        let err = resolve(&iam_user(), SecretEnv::default());
         assert!(err.unwrap_err().to_string().contains("password"));
         let ok = resolve(
             &[
@@ -440,7 +437,7 @@ mod tests {
             iam_password: secret("pa55word-xyz"),
             ..SecretEnv::default()
         };
-        let creds = resolve(IAM_USER, env).unwrap();
+        let creds = resolve(&iam_user(), env).unwrap();
         assert!(!format!("{creds:?}").contains("pa55word"));
     }
 }
