@@ -269,9 +269,9 @@ impl ExporterMetrics {
     }
 
     /// Counts an error by its cause, under a bounded set of labels so that a misbehaving or
-    /// hostile upstream cannot make series without end. An upstream's code gets a label of its own when it is
-    /// documented, or among the first [`MAX_UNDOCUMENTED_CODES`] others; past that, or when it
-    /// does not look like a code, it counts as `other`.
+    /// hostile upstream cannot make series without end. An upstream's code gets a label of its
+    /// own when it is documented, or among the first [`MAX_UNDOCUMENTED_CODES`] others; past
+    /// that, or when it does not look like a code, it counts as `other`.
     pub fn api_error(&self, cause: &Cause) {
         let label = match cause {
             Cause::Code(code) if !code_shaped(code) => Cause::Other.label(),

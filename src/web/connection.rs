@@ -186,7 +186,6 @@ pub struct Timed<S> {
 }
 
 impl<S> Timed<S> {
-    /// Called when the stream would wait: waits no later than the deadline.
     /// Counts what a write wrote, or waits on the write deadline.
     fn written(
         &mut self,
@@ -203,6 +202,7 @@ impl<S> Timed<S> {
         }
     }
 
+    /// Called when the stream would wait: waits no later than the deadline.
     fn wait<T>(&mut self, cx: &mut Context<'_>, writing: bool) -> Poll<io::Result<T>> {
         if !writing {
             self.conn.state().read_waiting = Some(cx.waker().clone());
