@@ -159,12 +159,12 @@ impl Probes {
         })
     }
 
-    /// The accounts now, by name.
     /// The accounts file the accounts come from; `None` for `--demo`'s.
     pub fn file(&self) -> Option<&std::path::Path> {
         self.source.as_ref().map(|source| source.path.as_path())
     }
 
+    /// The accounts now, by name.
     pub fn targets(&self) -> Arc<BTreeMap<String, Arc<Target>>> {
         self.current
             .read()

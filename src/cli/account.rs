@@ -440,8 +440,9 @@ impl Reader<'_> {
                 flags.max_retries,
             )?,
             requests_per_second: match shape.requests_per_second {
-                Some(rate) => super::parse_rate(&rate.to_string())
-                    .map_err(|e| self.error(Key::RequestsPerSecond, e))?,
+                Some(rate) => {
+                    super::rate(rate).map_err(|e| self.error(Key::RequestsPerSecond, e))?
+                }
                 None => flags.requests_per_second,
             },
             max_response_bytes: flags.max_response_bytes,

@@ -52,7 +52,7 @@ fn expecting(path: &str) -> Option<String> {
             "max_pages" => whole(limits::MAX_PAGES),
             "max_instances" => whole(limits::MAX_INSTANCES),
             "max_retries" => whole(limits::MAX_RETRIES),
-            "requests_per_second" => "requests a second from 0.01 to 10000, or 0 for no limit".into(),
+            "requests_per_second" => limits::RATE.into(),
             "timeout" => "a duration such as 10s or 1500ms".into(),
             "iam" => "a map of the IAM user's settings (username, domain, project, password_file or password_env)".into(),
             "access_key" => "a map of the access key's settings (credentials_file, or access_key_env and secret_key_env)".into(),

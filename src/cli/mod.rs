@@ -41,14 +41,16 @@ pub mod limits {
     pub const MAX_PAGES: RangeInclusive<u32> = 1..=u32::MAX;
     pub const MAX_INSTANCES: RangeInclusive<u32> = 1..=u32::MAX;
     pub const MAX_RETRIES: RangeInclusive<u32> = 0..=10;
+    /// What `requests_per_second` takes, in words.
+    pub const RATE: &str = "requests a second from 0.01 to 10000, or 0 for no limit";
 }
 
 /// `--clouddevice.requests-per-second`: 0 for no limit, else a rate from 0.01 to 10,000.
-pub(crate) fn parse_rate(s: &str) -> Result<Option<f64>, String> {
-    match s.trim().parse::<f64>() {
-        Ok(0.0) => Ok(None),
-        Ok(rate) if (0.01..=10_000.0).contains(&rate) => Ok(Some(rate)),
-        _ => Err("write requests a second from 0.01 to 10000, or 0 for no limit".into()),
+pub(crate) fn rate(rate: f64) -> Result<Option<f64>, String> {
+    match rate {
+        0.0 => Ok(None),
+        rate if (0.01..=10_000.0).contains(&rate) => Ok(Some(rate)),
+        _ => Err(format!("write {}", limits::RATE)),
     }
 }
 
@@ -93,17 +95,13 @@ pub struct ExporterArgs {
     pub endpoint: String,
 
     /// page_size asked for (at most 200, as the API allows); the exporter follows the page size the service actually returns.
-    #[arg(
-        long = "clouddevice.page-size",
-        default_value_t = 200,
-        value_name = "N", value_parser = whole::<u32>)]
+    #[arg(long = "clouddevice.page-size", default_value_t = 200, value_name = "N",
+          value_parser = whole::<u32>)]
     pub page_size: u32,
 
     /// Most page requests in flight at once.
-    #[arg(
-        long = "clouddevice.concurrency",
-        default_value_t = 4,
-        value_name = "N", value_parser = whole::<u32>)]
+    #[arg(long = "clouddevice.concurrency", default_value_t = 4, value_name = "N",
+          value_parser = whole::<u32>)]
     pub concurrency: u32,
 
     /// Timeout of each request to the API (e.g. 10s, 1500ms).
@@ -115,32 +113,24 @@ pub struct ExporterArgs {
     pub timeout: String,
 
     /// Most requests a second to the API, per account: pages, retries and every scrape together (0 = no limit). The gateway throttles each account past its own limit (APIGW.0308).
-    #[arg(
-        long = "clouddevice.requests-per-second",
-        default_value_t = 0.0,
-        value_name = "N", value_parser = number)]
+    #[arg(long = "clouddevice.requests-per-second", default_value_t = 0.0, value_name = "N",
+          value_parser = number)]
     pub requests_per_second: f64,
 
     /// Most pages one scrape reads; a list that would need more fails the scrape instead.
-    #[arg(
-        long = "clouddevice.max-pages",
-        default_value_t = 10_000,
-        value_name = "N", value_parser = whole::<u32>)]
+    #[arg(long = "clouddevice.max-pages", default_value_t = 10_000, value_name = "N",
+          value_parser = whole::<u32>)]
     pub max_pages: u32,
 
     /// Most instances one collection holds (about 1 kB of memory each); a longer list fails the
     /// collection instead, so a hostile or runaway API cannot take the exporter's memory.
-    #[arg(
-        long = "clouddevice.max-instances",
-        default_value_t = 200_000,
-        value_name = "N", value_parser = whole::<u32>)]
+    #[arg(long = "clouddevice.max-instances", default_value_t = 200_000, value_name = "N",
+          value_parser = whole::<u32>)]
     pub max_instances: u32,
 
     /// Retries of a page after a transport error, a 5xx or a 429, within the scrape's deadline.
-    #[arg(
-        long = "clouddevice.max-retries",
-        default_value_t = 2,
-        value_name = "N", value_parser = whole::<u32>)]
+    #[arg(long = "clouddevice.max-retries", default_value_t = 2, value_name = "N",
+          value_parser = whole::<u32>)]
     pub max_retries: u32,
 
     /// Largest response body read from the API, in bytes; a larger one fails the scrape.
@@ -187,10 +177,8 @@ pub struct ExporterArgs {
     /// Most /metrics and /probe answers in flight over all accounts together; more get 503
     /// (0 = no limit). A client that reads nothing holds about 1 MB until --web.write-timeout:
     /// this bounds what stalled readers cost, however many accounts there are.
-    #[arg(
-        long = "web.max-requests-total",
-        default_value_t = 120,
-        value_name = "N", value_parser = whole::<u32>)]
+    #[arg(long = "web.max-requests-total", default_value_t = 120, value_name = "N",
+          value_parser = whole::<u32>)]
     pub max_requests_total: u32,
 
     /// Longest a client may take to send a request's head (and TLS handshake), from its first byte.

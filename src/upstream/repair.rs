@@ -54,7 +54,6 @@ pub fn clean_text(body: &[u8]) -> (Cow<'_, str>, usize) {
     (text, replaced)
 }
 
-/// The four hex digits of a `\u` escape starting at `at`.
 /// `text` with each control character (a newline, an escape, U+0085) a space: every text field
 /// of a row becomes a label value, which reaches alert summaries and chat messages.
 pub fn controls_as_spaces(text: Cow<'_, str>) -> Cow<'_, str> {
@@ -66,6 +65,7 @@ pub fn controls_as_spaces(text: Cow<'_, str>) -> Cow<'_, str> {
     text
 }
 
+/// The four hex digits of a `\u` escape starting at `at`.
 fn hex_unit(b: &[u8], at: usize) -> Option<u16> {
     let digits = std::str::from_utf8(b.get(at..at + 4)?).ok()?;
     if !digits.bytes().all(|c| c.is_ascii_hexdigit()) {

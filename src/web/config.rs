@@ -310,8 +310,6 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
     parse(&text, path)
 }
 
-/// Checks the text of a web configuration file read from `path` (which names it in errors and
-/// anchors its relative paths), and loads the files it names.
 /// What a key of the web configuration holds, in its own words.
 fn expecting(path: &str) -> Option<String> {
     Some(
@@ -326,6 +324,8 @@ fn expecting(path: &str) -> Option<String> {
     )
 }
 
+/// Checks the text of a web configuration file read from `path` (which names it in errors and
+/// anchors its relative paths), and loads the files it names.
 pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
     let invalid = |reason: String| WebConfigError::Invalid {
         path: path.to_path_buf(),
