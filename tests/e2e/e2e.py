@@ -170,6 +170,12 @@ def prom_query(prom, expr):
     return body["data"]
 
 
+def am_alerts(am_port, name):
+    """Alertmanager's alerts of that name, with their state (active or suppressed)."""
+    query = urllib.parse.urlencode({"filter": f'alertname="{name}"'})
+    return json.loads(get(f"http://127.0.0.1:{am_port}/api/v2/alerts?{query}"))
+
+
 def alerts(prom, name, state="firing"):
     body = json.loads(get(f"{prom}/api/v1/alerts"))
     return [a for a in body["data"]["alerts"] if a["labels"].get("alertname") == name and a["state"] == state]
@@ -372,7 +378,14 @@ scrape_configs:
         except RuntimeError as e:
             check(False, f"notifications arrive ({e}; got {[n['groupLabels'] for n in hook.received]})")
             return
-        time.sleep(6)  # a few group intervals, for anything that should not come
+        # Alertmanager itself says the region's phones are held back by the region's alert: from
+        # then on none of them can be notified, and the notifications so far are all there are.
+        def region_held():
+            of_region = [a for a in am_alerts(am_port, "CloudDeviceInstanceFrozen")
+                         if a["labels"].get("region") == FROZEN_REGION]
+            held = [a for a in of_region if a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"]]
+            return held if len(of_region) == len(held) == len(in_region) else None
+        wait_for("the region's phones held back by CloudDeviceRegionFrozen", region_held, limit=30)
         region = hook.notifications("CloudDeviceRegionFrozen", FROZEN_REGION)
         check(len(region) == 1 and len(region[0]["alerts"]) == 1 and region[0]["status"] == "firing",
               f"a region-wide freeze gives one region notification ({len(region)} received)")
@@ -388,13 +401,21 @@ scrape_configs:
         # A run of failed scrapes, shorter than keep_firing_for (10 minutes, 10 s here): the
         # exporter answers clouddevice_up 0 and no phones, and Prometheus marks their series stale.
         before = len(hook.received)
+        # An alert that resolved and fired again would be a new one, active since later.
+        active_since = {tuple(sorted(a["labels"].items())): a["activeAt"]
+                        for a in json.loads(get(f"{prom}/api/v1/alerts"))["data"]["alerts"] if a["state"] == "firing"}
         stop(simulator)
         # Four failed scrapes on record, as Prometheus itself counts them.
         wait_for("four failed scrapes", lambda: [r for r in prom_query(
             prom, "count_over_time((clouddevice_up == 0)[30s:1s])")["result"] if float(r["value"][1]) >= 4], limit=20)
         start("am-simulator-again", sim_args, work)
         wait_for("scrapes to succeed again", lambda: prom_query(prom, "clouddevice_up == 1")["result"], limit=20)
-        time.sleep(8)
+        # Rules are evaluated on the data at hand: once scrapes succeed, no alert of the fleet can
+        # resolve. Every one firing before is still firing, active since the same moment.
+        after = {tuple(sorted(a["labels"].items())): a["activeAt"]
+                 for a in json.loads(get(f"{prom}/api/v1/alerts"))["data"]["alerts"] if a["state"] == "firing"}
+        changed = [dict(k).get("alertname") for k, at in active_since.items() if after.get(k) != at]
+        check(not changed, f"the failed scrapes resolved no alert in Prometheus ({changed})")
         later = hook.received[before:]
         resolved = [n["groupLabels"] for n in later if n["status"] == "resolved"
                     or any(a["status"] == "resolved" for a in n["alerts"])]
@@ -410,7 +431,7 @@ scrape_configs:
         wait_for("CloudDeviceExporterDown", lambda: hook.notifications("CloudDeviceExporterDown"), limit=20)
 
         def suppressed():
-            held = json.loads(get(f"http://127.0.0.1:{am_port}/api/v2/alerts?filter=alertname%3D%22CloudDeviceInstanceFrozen%22"))
+            held = am_alerts(am_port, "CloudDeviceInstanceFrozen")
             return held if held and all(a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"] for a in held) else None
         held = wait_for("the phones' alerts held back by CloudDeviceExporterDown", suppressed, limit=20)
         check(len(held) == len(in_region | {phone}),
