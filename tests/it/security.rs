@@ -326,7 +326,7 @@ async fn write_limited(
 
 #[tokio::test]
 async fn clients_that_never_read_give_their_slots_back_after_the_write_timeout() {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // A body far larger than what the socket buffers on both sides can hold, so a client
     // that never reads leaves the response unsent; served from one collection.
     let (_sim, exporter) = write_limited(30_000, "2", "1s").await;
@@ -339,23 +339,25 @@ async fn clients_that_never_read_give_their_slots_back_after_the_write_timeout()
             .unwrap();
         stalled.push(stream);
     }
-    // Both slots are taken by clients that read nothing...
-    let exporter = &exporter;
-    let answers = |status: u16, tries: usize| async move {
-        for _ in 0..tries {
-            if exporter.get("/metrics").await.status() == status {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
-    };
-    assert!(
-        answers(503, 20).await,
-        "the stalled clients hold both slots"
-    );
+    // Both answers have begun, each holding its slot from before its first byte, and their
+    // clients read no more of them...
+    for stream in &mut stalled {
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+    }
+    let status = exporter.get("/metrics").await.status();
+    assert_eq!(status, 503, "the stalled clients hold both slots");
     // ...until the write timeout closes their connections and gives the slots back.
-    assert!(answers(200, 300).await, "a scrape is served again");
+    let mut served = false;
+    for _ in 0..300 {
+        served = exporter.get("/metrics").await.status() == 200;
+        if served {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "a scrape is served again");
     for stream in &mut stalled {
         assert!(closed_by_server(stream, Duration::from_secs(10)).await);
     }
