@@ -208,6 +208,7 @@ pub async fn exporter(config: Config) -> Result<(), RunError> {
         tracing::info!(accounts = ?DEMO_ACCOUNTS.map(|a| a.0), endpoint = %config.account_defaults.endpoint, "demo mode: scraping a built-in simulated fleet on /metrics, and its accounts on /probe");
     }
     let app = build(&config)?;
+    let serving = web::Serving::new(config.conn_limits, config.web.clone(), &app.reloader);
     tracing::info!(
         address = %listener.local_addr()?,
         telemetry_path = %config.telemetry_path,
@@ -232,11 +233,7 @@ pub async fn exporter(config: Config) -> Result<(), RunError> {
         signal.await;
         stopping.cancel();
     };
-    let serving = web::Serving {
-        limits: config.conn_limits,
-        web: config.web.clone(),
-    };
-    web::serve(listener, app.router, serving, shutdown, &app.reloader).await?;
+    web::serve(listener, app.router, serving, shutdown).await?;
     Ok(())
 }
 

@@ -179,6 +179,7 @@ impl Reloader {
 }
 
 /// The web configuration in use, and the file a reload reads it from.
+#[derive(Clone)]
 pub struct WebReload {
     pub(super) path: PathBuf,
     pub(super) access: Arc<RwLock<Arc<Access>>>,

@@ -23,10 +23,28 @@ use crate::web::connection::{ConnLimits, LimitedAcceptor};
 use crate::web::reload::{Reloader, WebReload};
 
 /// How the server runs: its connection limits, and the web configuration (TLS, basic auth,
-/// headers) with the file it came from, if there is one.
+/// headers) as served, shared with the reloader that swaps it, if there is one.
 pub struct Serving {
-    pub limits: ConnLimits,
-    pub web: Option<(PathBuf, WebConfig)>,
+    limits: ConnLimits,
+    web: Option<WebReload>,
+}
+
+impl Serving {
+    /// What [`serve`] serves with. The web configuration and its file are handed to `reloader`
+    /// here, before anything is served: a reload asked for from now on (a SIGHUP sent as soon as
+    /// the exporter says it listens) re-reads them too.
+    pub fn new(limits: ConnLimits, web: Option<(PathBuf, WebConfig)>, reloader: &Reloader) -> Self {
+        let web = web.map(|(path, web)| {
+            let served = WebReload {
+                path,
+                access: Arc::new(RwLock::new(web.access.clone())),
+                tls: web.tls.map(RustlsConfig::from_config),
+            };
+            reloader.serve_web(served.clone());
+            served
+        });
+        Serving { limits, web }
+    }
 }
 
 /// How long the answers under way have to finish once the server is told to stop: enough for
@@ -37,13 +55,12 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Serves until `shutdown` completes, then lets the answers under way finish (for at most
 /// [`SHUTDOWN_GRACE`]). Every connection is under [`ConnLimits`]. With a web configuration: basic auth on every
 /// path but `/-/healthy`, the configured headers on every answer, and TLS when the file asks for
-/// it. `reloader` is given the web configuration to re-read with the accounts file.
+/// it.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     serving: Serving,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    reloader: &Reloader,
 ) -> std::io::Result<()> {
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
@@ -53,22 +70,15 @@ pub async fn serve(
     });
     let guard = LimitedAcceptor::new(serving.limits);
     let listener = listener.into_std()?;
-    let Some((path, web)) = serving.web else {
+    let Some(WebReload { access, tls, .. }) = serving.web else {
         let server = axum_server::from_tcp(listener)?.acceptor(guard);
         return run(server, handle, app).await;
     };
-    let access = Arc::new(RwLock::new(web.access.clone()));
     let guarded = Guarded {
-        access: access.clone(),
+        access,
         checks: PasswordChecks::default(),
     };
     let app = app.layer(middleware::from_fn_with_state(guarded, guard_access));
-    let tls = web.tls.map(RustlsConfig::from_config);
-    reloader.serve_web(WebReload {
-        path,
-        access,
-        tls: tls.clone(),
-    });
     match tls {
         None => {
             run(

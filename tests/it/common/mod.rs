@@ -98,15 +98,11 @@ impl TestExporter {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let serving = web::Serving {
-            limits: config.conn_limits,
-            web: config.web.clone(),
-        };
+        let serving = web::Serving::new(config.conn_limits, config.web.clone(), &reload);
         let shutdown = async {
             let _ = stopped.await;
         };
-        let reloader = reload.clone();
-        tokio::spawn(async move { web::serve(listener, app, serving, shutdown, &reloader).await });
+        tokio::spawn(async move { web::serve(listener, app, serving, shutdown).await });
         TestExporter {
             addr,
             http: reqwest::Client::new(),
