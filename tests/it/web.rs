@@ -276,3 +276,39 @@ async fn plain_http_to_a_tls_port_says_to_write_https() {
     );
     assert!(running.terminate().success());
 }
+
+#[tokio::test]
+async fn the_web_configuration_is_the_reloaders_before_anything_is_served() {
+    use clouddevice_exporter::cli::credentials::SecretEnv;
+    use clouddevice_exporter::run::{build, Cli};
+    use clouddevice_exporter::secret::Secret;
+    use clouddevice_exporter::web::Serving;
+    // What the exporter does before it logs `listening`, and so before a SIGHUP is acted on.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("web.yml");
+    std::fs::write(
+        &file,
+        format!("basic_auth_users:\n  alice: {}\n", hash("a-pass")),
+    )
+    .unwrap();
+    let args = [
+        "clouddevice_exporter",
+        "--web.config.file",
+        file.to_str().unwrap(),
+    ];
+    let env = SecretEnv {
+        auth_token: Some(Secret::new("t")),
+        ..SecretEnv::default()
+    };
+    let config = Cli::from_args(args)
+        .unwrap()
+        .exporter
+        .validate(env)
+        .unwrap();
+    let app = build(&config).unwrap();
+    assert_eq!(app.reloader.files().0, None, "nothing is served yet");
+    let _serving = Serving::new(config.conn_limits, config.web.clone(), &app.reloader);
+    assert_eq!(app.reloader.files().0, Some(file));
+    let said = app.reloader.reload().await.unwrap();
+    assert!(said.contains("the web configuration"), "{said}");
+}
