@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 
-use clouddevice_exporter::cli::credentials::SecretEnv;
+use clouddevice_exporter::cli::account::EnvLookup;
 use clouddevice_exporter::cli::{Config, Demo, ExporterArgs};
 use clouddevice_exporter::run::{Cli, Command};
 use clouddevice_exporter::{check, healthcheck, logging, run, simulate};
@@ -117,7 +117,7 @@ fn configure(
     };
     let setup = demo.as_ref().map(|(_, demo)| demo);
     let config = args
-        .validate_demo(SecretEnv::from_process(), setup)
+        .validate_demo(EnvLookup::process(), setup)
         .map_err(|e| fail(&e.to_string(), 2))?;
     logging::init(log.level, log.format);
     Ok((config, demo))

@@ -23,7 +23,8 @@ use crate::upstream::settings::AccountSettings;
 
 use super::{limits, parse_instance_metrics, parse_instance_name, parse_query_time, PoolSceneTag};
 
-/// Reads named environment variables holding secrets: the process environment, or a test's.
+/// Reads named environment variables holding secrets: the process environment, or a test's. The
+/// flags' sign-in reads the variables named below; the accounts file names its own.
 #[derive(Clone)]
 pub struct EnvLookup(Arc<Lookup>);
 
@@ -45,8 +46,23 @@ impl EnvLookup {
         })
     }
 
+    /// Exactly these variables: `--demo`'s tokens, or a test's environment.
+    pub fn of(pairs: impl IntoIterator<Item = (String, Secret)>) -> Self {
+        let pairs: Vec<(String, Secret)> = pairs.into_iter().collect();
+        Self::new(move |name| {
+            pairs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, secret)| secret.clone())
+        })
+    }
+
     pub fn get(&self, name: &str) -> Option<Secret> {
         (self.0)(name)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
     }
 }
 

@@ -11,7 +11,6 @@ use super::account::{
     AccessKeyShape, AccountShape, EnvLookup, IamShape, ACCESS_KEY_ENV, PASSWORD_ENV,
     SECRET_KEY_ENV, SECURITY_TOKEN_ENV, TOKEN_ENV,
 };
-use crate::secret::Secret;
 
 #[derive(Debug, Args)]
 pub struct CredentialArgs {
@@ -65,50 +64,9 @@ pub struct CredentialArgs {
     pub region: Option<String>,
 }
 
-/// The secrets the environment may hold, read once by `main` (tests pass their own).
-#[derive(Debug, Default, Clone)]
-pub struct SecretEnv {
-    pub auth_token: Option<Secret>,
-    pub iam_password: Option<Secret>,
-    pub access_key: Option<Secret>,
-    pub secret_key: Option<Secret>,
-    pub security_token: Option<Secret>,
-    /// Variables the accounts file names (`token_env`, `password_env`, ...).
-    pub named: EnvLookup,
-}
-
-impl SecretEnv {
-    pub fn from_process() -> Self {
-        let named = EnvLookup::process();
-        SecretEnv {
-            auth_token: named.get(TOKEN_ENV),
-            iam_password: named.get(PASSWORD_ENV),
-            access_key: named.get(ACCESS_KEY_ENV),
-            secret_key: named.get(SECRET_KEY_ENV),
-            security_token: named.get(SECURITY_TOKEN_ENV),
-            named,
-        }
-    }
-}
-
-impl SecretEnv {
-    /// The variables of the flags' sign-in by their names, and any other through `named`.
-    fn lookup(&self) -> EnvLookup {
-        let env = self.clone();
-        EnvLookup::new(move |name| match name {
-            TOKEN_ENV => env.auth_token.clone(),
-            PASSWORD_ENV => env.iam_password.clone(),
-            ACCESS_KEY_ENV => env.access_key.clone(),
-            SECRET_KEY_ENV => env.secret_key.clone(),
-            SECURITY_TOKEN_ENV => env.security_token.clone(),
-            other => env.named.get(other),
-        })
-    }
-}
-
 impl CredentialArgs {
     /// The sign-in modes the flags and the environment set: none, one, or (a mistake) several.
-    pub fn modes(&self, env: &SecretEnv) -> Vec<&'static str> {
+    pub fn modes(&self, env: &EnvLookup) -> Vec<&'static str> {
         [
             (self.token_set(env), "static token"),
             (self.iam_set(env), "IAM password"),
@@ -119,29 +77,27 @@ impl CredentialArgs {
         .collect()
     }
 
-    fn token_set(&self, env: &SecretEnv) -> bool {
-        self.auth_token_file.is_some() || env.auth_token.is_some()
+    fn token_set(&self, env: &EnvLookup) -> bool {
+        self.auth_token_file.is_some() || env.has(TOKEN_ENV)
     }
 
-    fn iam_set(&self, env: &SecretEnv) -> bool {
-        self.iam_username.is_some()
-            || self.iam_password_file.is_some()
-            || env.iam_password.is_some()
+    fn iam_set(&self, env: &EnvLookup) -> bool {
+        self.iam_username.is_some() || self.iam_password_file.is_some() || env.has(PASSWORD_ENV)
     }
 
-    fn aksk_set(&self, env: &SecretEnv) -> bool {
-        self.credentials_file.is_some() || env.access_key.is_some() || env.secret_key.is_some()
+    fn aksk_set(&self, env: &EnvLookup) -> bool {
+        self.credentials_file.is_some() || env.has(ACCESS_KEY_ENV) || env.has(SECRET_KEY_ENV)
     }
 
-    /// The flags' sign-in in the accounts file's shape, and where its variables are looked up:
-    /// a mode is given when any of its flags or variables is, as an account's is when its key is
-    /// written. The IAM endpoint is left to the defaults, which hold `--iam.endpoint`.
-    pub fn shape(&self, env: &SecretEnv) -> (AccountShape, EnvLookup) {
-        let named = |set: bool, name: &str| set.then(|| name.to_string());
-        let (token, iam, aksk) = (self.token_set(env), self.iam_set(env), self.aksk_set(env));
-        let shape = AccountShape {
+    /// The flags' sign-in in the accounts file's shape, its variables named by their names in
+    /// `env`: a mode is given when any of its flags or variables is, as an account's is when its
+    /// key is written. The IAM endpoint is left to the defaults, which hold `--iam.endpoint`.
+    pub fn shape(&self, env: &EnvLookup) -> AccountShape {
+        let named = |name: &str| env.has(name).then(|| name.to_string());
+        let (iam, aksk) = (self.iam_set(env), self.aksk_set(env));
+        AccountShape {
             token_file: self.auth_token_file.clone(),
-            token_env: named(token && env.auth_token.is_some(), TOKEN_ENV),
+            token_env: named(TOKEN_ENV),
             iam: iam.then(|| IamShape {
                 endpoint: None,
                 username: self.iam_username.clone(),
@@ -149,19 +105,18 @@ impl CredentialArgs {
                 project: self.iam_project.clone(),
                 project_id: self.iam_project_id.clone(),
                 password_file: self.iam_password_file.clone(),
-                password_env: named(env.iam_password.is_some(), PASSWORD_ENV),
+                password_env: named(PASSWORD_ENV),
             }),
             access_key: aksk.then(|| AccessKeyShape {
                 credentials_file: self.credentials_file.clone(),
-                access_key_env: named(env.access_key.is_some(), ACCESS_KEY_ENV),
-                secret_key_env: named(env.secret_key.is_some(), SECRET_KEY_ENV),
-                security_token_env: named(env.security_token.is_some(), SECURITY_TOKEN_ENV),
+                access_key_env: named(ACCESS_KEY_ENV),
+                secret_key_env: named(SECRET_KEY_ENV),
+                security_token_env: named(SECURITY_TOKEN_ENV),
             }),
             project_id: self.project_id.clone(),
             region: self.region.clone(),
             ..AccountShape::default()
-        };
-        (shape, env.lookup())
+        }
     }
 }
 
@@ -169,6 +124,7 @@ impl CredentialArgs {
 mod tests {
     use super::*;
     use crate::cli::account::{self, AccountDefaults, Origin, SettingError};
+    use crate::secret::Secret;
     use crate::upstream::credentials::{Credentials, ProjectScope};
     use clap::Parser;
 
@@ -184,23 +140,19 @@ mod tests {
             .args
     }
 
-    fn secret(s: &str) -> Option<Secret> {
-        Some(Secret::new(s))
-    }
-
     /// The flags' sign-in, read as the exporter reads it; `warnings` collects what it would log.
     fn resolve_warning(
         flags: &[&str],
-        env: SecretEnv,
+        env: EnvLookup,
         warnings: &mut Vec<String>,
     ) -> Result<Credentials, SettingError> {
-        let (shape, lookup) = args(flags).shape(&env);
+        let shape = args(flags).shape(&env);
         let defaults = AccountDefaults::example();
-        account::read(shape, "flags", Origin::Flags, &defaults, &lookup, warnings)
+        account::read(shape, "flags", Origin::Flags, &defaults, &env, warnings)
             .map(|account| account.upstream.credentials)
     }
 
-    fn resolve(flags: &[&str], env: SecretEnv) -> Result<Credentials, SettingError> {
+    fn resolve(flags: &[&str], env: EnvLookup) -> Result<Credentials, SettingError> {
         resolve_warning(flags, env, &mut Vec::new())
     }
 
@@ -215,7 +167,7 @@ mod tests {
 
     #[test]
     fn no_credentials_names_all_three_modes() {
-        let err = resolve(&[], SecretEnv::default()).unwrap_err().to_string();
+        let err = resolve(&[], EnvLookup::default()).unwrap_err().to_string();
         for hint in [TOKEN_ENV, "--iam.username", ACCESS_KEY_ENV, "--demo"] {
             assert!(err.contains(hint), "{err}");
         }
@@ -223,12 +175,11 @@ mod tests {
 
     #[test]
     fn two_modes_are_refused() {
-        let env = SecretEnv {
-            auth_token: secret("t"),
-            access_key: secret("ak"),
-            secret_key: secret("sk"),
-            ..SecretEnv::default()
-        };
+        let env = EnvLookup::of([
+            (TOKEN_ENV.into(), Secret::new("t")),
+            (ACCESS_KEY_ENV.into(), Secret::new("ak")),
+            (SECRET_KEY_ENV.into(), Secret::new("sk")),
+        ]);
         let err = resolve(&[], env).unwrap_err().to_string();
         assert!(
             err.contains("a token (--clouddevice.auth-token-file or CLOUDDEVICE_AUTH_TOKEN) and an access key")
@@ -239,10 +190,7 @@ mod tests {
 
     #[test]
     fn iam_mode_needs_user_domain_project_and_password() {
-        let env = || SecretEnv {
-            iam_password: secret("pw"),
-            ..SecretEnv::default()
-        };
+        let env = || EnvLookup::of([(PASSWORD_ENV.into(), Secret::new("pw"))]);
         let err = resolve(&["--iam.username", "u"], env())
             .unwrap_err()
             .to_string();
@@ -251,7 +199,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--iam.project"), "{err}");
-        let err = resolve(&iam_user(), SecretEnv::default());
+        let err = resolve(&iam_user(), EnvLookup::default());
         assert!(err.unwrap_err().to_string().contains("password"));
         let ok = resolve(
             &[
@@ -282,12 +230,11 @@ mod tests {
 
     #[test]
     fn aksk_from_the_environment() {
-        let env = SecretEnv {
-            access_key: secret("AK1"),
-            secret_key: secret("SK1"),
-            security_token: secret("ST1"),
-            ..SecretEnv::default()
-        };
+        let env = EnvLookup::of([
+            (ACCESS_KEY_ENV.into(), Secret::new("AK1")),
+            (SECRET_KEY_ENV.into(), Secret::new("SK1")),
+            (SECURITY_TOKEN_ENV.into(), Secret::new("ST1")),
+        ]);
         let Credentials::AkSk(key) = resolve(&["--clouddevice.project-id", "p1"], env).unwrap()
         else {
             panic!("AK/SK mode expected")
@@ -296,20 +243,18 @@ mod tests {
         assert_eq!(key.secret_key.expose(), "SK1");
         assert_eq!(key.security_token.unwrap().expose(), "ST1");
         assert_eq!(key.project_id.as_deref(), Some("p1"));
-        let half = SecretEnv {
-            access_key: secret("AK1"),
-            ..SecretEnv::default()
-        };
+        let half = EnvLookup::of([(ACCESS_KEY_ENV.into(), Secret::new("AK1"))]);
         assert!(resolve(&[], half)
             .unwrap_err()
             .to_string()
             .contains(SECRET_KEY_ENV));
         // The project's id is sent on every request, as Huawei's SDKs do: given, or looked up by
         // the region.
-        let pair = || SecretEnv {
-            access_key: secret("AK1"),
-            secret_key: secret("SK1"),
-            ..SecretEnv::default()
+        let pair = || {
+            EnvLookup::of([
+                (ACCESS_KEY_ENV.into(), Secret::new("AK1")),
+                (SECRET_KEY_ENV.into(), Secret::new("SK1")),
+            ])
         };
         let error = resolve(&[], pair()).unwrap_err().to_string();
         assert!(
@@ -337,7 +282,7 @@ mod tests {
                 "--clouddevice.region",
                 "cn-north-4",
             ];
-            match resolve(&flags, SecretEnv::default()) {
+            match resolve(&flags, EnvLookup::default()) {
                 Ok(Credentials::AkSk(key)) => (key.access_key, key.secret_key.expose().to_string()),
                 other => panic!("AK/SK mode expected, not {other:?}"),
             }
@@ -357,7 +302,7 @@ mod tests {
         let junk = dir.secret("junk", "hello\n", 0o600);
         let err = resolve(
             &["--clouddevice.credentials-file", &junk],
-            SecretEnv::default(),
+            EnvLookup::default(),
         )
         .unwrap_err()
         .to_string();
@@ -376,7 +321,7 @@ mod tests {
         let mut warnings = Vec::new();
         resolve_warning(
             &["--clouddevice.auth-token-file", &open],
-            SecretEnv::default(),
+            EnvLookup::default(),
             &mut warnings,
         )
         .unwrap();
@@ -385,7 +330,7 @@ mod tests {
         warnings.clear();
         resolve_warning(
             &["--clouddevice.auth-token-file", &closed],
-            SecretEnv::default(),
+            EnvLookup::default(),
             &mut warnings,
         )
         .unwrap();
@@ -398,16 +343,13 @@ mod tests {
         let file = dir.secret("token", "  tok-from-file\n", 0o600);
         let Credentials::Token(t) = resolve(
             &["--clouddevice.auth-token-file", &file],
-            SecretEnv::default(),
+            EnvLookup::default(),
         )
         .unwrap() else {
             panic!("token mode expected")
         };
         assert_eq!(t.expose(), "tok-from-file");
-        let env = SecretEnv {
-            auth_token: secret("x"),
-            ..SecretEnv::default()
-        };
+        let env = EnvLookup::of([(TOKEN_ENV.into(), Secret::new("x"))]);
         let err = resolve(&["--clouddevice.auth-token-file", &file], env)
             .unwrap_err()
             .to_string();
@@ -417,14 +359,14 @@ mod tests {
         );
         let err = resolve(
             &["--clouddevice.auth-token-file", "/nonexistent/t"],
-            SecretEnv::default(),
+            EnvLookup::default(),
         )
         .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/t"), "{err}");
         let empty = dir.secret("empty", "\n", 0o600);
         let err = resolve(
             &["--clouddevice.auth-token-file", &empty],
-            SecretEnv::default(),
+            EnvLookup::default(),
         )
         .unwrap_err()
         .to_string();
@@ -433,10 +375,7 @@ mod tests {
 
     #[test]
     fn secrets_never_show_in_debug_output() {
-        let env = SecretEnv {
-            iam_password: secret("pa55word-xyz"),
-            ..SecretEnv::default()
-        };
+        let env = EnvLookup::of([(PASSWORD_ENV.into(), Secret::new("pa55word-xyz"))]);
         let creds = resolve(&iam_user(), env).unwrap();
         assert!(!format!("{creds:?}").contains("pa55word"));
     }

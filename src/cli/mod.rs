@@ -58,7 +58,7 @@ use account::{
     Account, AccountDefaults, AccountShape, EnvLookup, FiltersShape, Origin, SettingError,
 };
 use accounts::AccountsError;
-use credentials::{CredentialArgs, SecretEnv};
+use credentials::CredentialArgs;
 
 #[derive(Debug, Args)]
 pub struct ExporterArgs {
@@ -418,12 +418,12 @@ impl ExporterArgs {
     /// Validates the flags; `env` holds the secrets from the environment, passed in so tests
     /// need no process-wide environment. `--demo` without its simulator ([`Self::validate_demo`])
     /// points at `--clouddevice.endpoint`, for tests of the flags alone.
-    pub fn validate(self, env: SecretEnv) -> Result<Config, ConfigError> {
+    pub fn validate(self, env: EnvLookup) -> Result<Config, ConfigError> {
         self.validate_demo(env, None)
     }
 
     /// Validates the flags, with `--demo`'s simulator already listening.
-    pub fn validate_demo(self, env: SecretEnv, demo: Option<&Demo>) -> Result<Config, ConfigError> {
+    pub fn validate_demo(self, env: EnvLookup, demo: Option<&Demo>) -> Result<Config, ConfigError> {
         let listen_address = listen_address(&self.listen_address)?;
         let external = self
             .external_url
@@ -536,7 +536,7 @@ impl ExporterArgs {
     /// [`account::read`], the one reader of an account's keys.
     fn accounts(
         &self,
-        env: &SecretEnv,
+        env: &EnvLookup,
         demo: Option<&Demo>,
         defaults: &AccountDefaults,
         warnings: &mut Vec<String>,
@@ -555,11 +555,11 @@ impl ExporterArgs {
                 if !modes.is_empty() {
                     return Err(ConfigError::FileAndFlags(modes.join(", ")));
                 }
-                let accounts = accounts::load(path, defaults, &env.named, warnings)?;
+                let accounts = accounts::load(path, defaults, env, warnings)?;
                 let file = AccountsFile {
                     path: Some(path.clone()),
                     accounts,
-                    env: env.named.clone(),
+                    env: env.clone(),
                 };
                 Ok((None, Some(file)))
             }
@@ -571,12 +571,7 @@ impl ExporterArgs {
                     None => vec![("demo".into(), Secret::new("demo"))],
                 };
                 let names: Vec<String> = tokens.iter().map(|(name, _)| name.clone()).collect();
-                let lookup = EnvLookup::new(move |name| {
-                    tokens
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, t)| t.clone())
-                });
+                let lookup = EnvLookup::of(tokens);
                 let accounts = names
                     .into_iter()
                     .map(|name| {
@@ -597,10 +592,12 @@ impl ExporterArgs {
                 Ok((first, Some(file)))
             }
             (None, false) => {
-                let (shape, lookup) = self.credentials.shape(env);
-                let shape = AccountShape { filters, ..shape };
+                let shape = AccountShape {
+                    filters,
+                    ..self.credentials.shape(env)
+                };
                 let account =
-                    account::read(shape, "flags", Origin::Flags, defaults, &lookup, warnings)?;
+                    account::read(shape, "flags", Origin::Flags, defaults, env, warnings)?;
                 Ok((Some(account.upstream), None))
             }
         }
@@ -639,6 +636,7 @@ fn telemetry_path(s: &str, accounts: bool) -> Result<String, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use super::account::TOKEN_ENV;
     use super::*;
     use crate::logging::{LogFormat, LogLevel};
     use crate::upstream::credentials::Credentials;
@@ -656,10 +654,7 @@ mod tests {
 
     /// The flags, parsed and validated with a token from the environment.
     fn config(args: &[&str]) -> Result<Config, String> {
-        let env = SecretEnv {
-            auth_token: Some(Secret::new("tok")),
-            ..SecretEnv::default()
-        };
+        let env = EnvLookup::of([(TOKEN_ENV.into(), Secret::new("tok"))]);
         let cli = parse(args).map_err(|e| e.to_string())?;
         cli.exporter.validate(env).map_err(|e| e.to_string())
     }
@@ -817,7 +812,7 @@ mod tests {
             "CCTEST-00001",
         ])
         .unwrap();
-        let config = cli.exporter.validate(SecretEnv::default()).unwrap();
+        let config = cli.exporter.validate(EnvLookup::default()).unwrap();
         let pairs: Vec<_> = config
             .upstream
             .as_ref()
@@ -837,10 +832,7 @@ mod tests {
     #[test]
     fn the_token_does_not_show_in_the_config_debug_output() {
         let cli = parse(&[]).unwrap();
-        let env = SecretEnv {
-            auth_token: Some(Secret::new("tok-5ecret")),
-            ..SecretEnv::default()
-        };
+        let env = EnvLookup::of([(TOKEN_ENV.into(), Secret::new("tok-5ecret"))]);
         let config = cli.exporter.validate(env).unwrap();
         assert!(
             matches!(&config.upstream.as_ref().unwrap().credentials, Credentials::Token(t) if t.expose() == "tok-5ecret")
@@ -852,14 +844,11 @@ mod tests {
     fn the_telemetry_path_cannot_take_the_probe_or_sd_path_when_they_are_served() {
         for path in ["/probe", "/sd"] {
             let cli = parse(&["--demo", "--web.telemetry-path", path]).unwrap();
-            let err = cli.exporter.validate(SecretEnv::default()).unwrap_err();
+            let err = cli.exporter.validate(EnvLookup::default()).unwrap_err();
             assert!(err.to_string().contains(path), "{err}");
             // Without accounts to probe, the paths are free.
             let cli = parse(&["--web.telemetry-path", path]).unwrap();
-            let env = SecretEnv {
-                auth_token: Some(Secret::new("t")),
-                ..SecretEnv::default()
-            };
+            let env = EnvLookup::of([(TOKEN_ENV.into(), Secret::new("t"))]);
             assert!(cli.exporter.validate(env).is_ok(), "{path}");
         }
     }
@@ -876,7 +865,7 @@ mod tests {
         let cli = parse(&["--demo", "--clouddevice.page-size", "50"]).unwrap();
         let config = cli
             .exporter
-            .validate_demo(SecretEnv::default(), Some(&demo))
+            .validate_demo(EnvLookup::default(), Some(&demo))
             .unwrap();
         let upstream = config.upstream.unwrap();
         assert_eq!(upstream.endpoint, demo.endpoint);
@@ -896,7 +885,7 @@ mod tests {
         let cli = parse(&["--demo", "--clouddevice.endpoint", "ftp://x"]).unwrap();
         assert!(cli
             .exporter
-            .validate_demo(SecretEnv::default(), Some(&demo))
+            .validate_demo(EnvLookup::default(), Some(&demo))
             .is_err());
     }
 
@@ -910,7 +899,7 @@ mod tests {
             "2024-01-01 00:00:00",
         ])
         .unwrap();
-        let err = cli.exporter.validate(SecretEnv::default()).unwrap_err();
+        let err = cli.exporter.validate(EnvLookup::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "--clouddevice.query-end-time: is earlier than --clouddevice.query-start-time; swap them"

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clouddevice_exporter::cli::account::EnvLookup;
-use clouddevice_exporter::cli::credentials::SecretEnv;
 use clouddevice_exporter::secret::Secret;
 use clouddevice_simulator::{self, Fault, FaultKind, SimConfig, SimHandle, SimIamUser};
 use common::{exporter, Running, Scraped, TestExporter};
@@ -97,15 +96,11 @@ impl Files {
     }
 }
 
-fn labs_env() -> SecretEnv {
-    SecretEnv {
-        named: EnvLookup::new(|name| match name {
-            "LABS_AK" => Some(Secret::new("AK-labs")),
-            "LABS_SK" => Some(Secret::new("SK-labs")),
-            _ => None,
-        }),
-        ..SecretEnv::default()
-    }
+fn labs_env() -> EnvLookup {
+    EnvLookup::of([
+        ("LABS_AK".into(), Secret::new("AK-labs")),
+        ("LABS_SK".into(), Secret::new("SK-labs")),
+    ])
 }
 
 async fn start(config: &str, flags: &[&str]) -> TestExporter {
@@ -636,7 +631,7 @@ fn load_example(text: &str, secrets: &[(&str, &str)]) -> Vec<String> {
     let config = clouddevice_exporter::run::Cli::from_args(args)
         .unwrap()
         .exporter
-        .validate(SecretEnv::default())
+        .validate(EnvLookup::default())
         .unwrap_or_else(|e| panic!("{e}"));
     let accounts = config.accounts.expect("the accounts file").accounts;
     accounts.into_iter().map(|a| a.name).collect()
@@ -698,7 +693,7 @@ async fn post_reload_reloads_the_web_configuration_and_the_accounts_file_togethe
         web.to_str().unwrap(),
         "--web.enable-lifecycle",
     ];
-    let exporter = TestExporter::start_flags(&flags, SecretEnv::default()).await;
+    let exporter = TestExporter::start_flags(&flags, EnvLookup::default()).await;
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, user: &str, password: &str| {
         http.request(method, exporter.url(path))
@@ -820,7 +815,7 @@ async fn post_reload_is_refused_without_the_lifecycle_flag() {
     );
     std::fs::write(&accounts, entry).unwrap();
     let flags = ["--config.file", accounts.to_str().unwrap()];
-    let exporter = TestExporter::start_flags(&flags, SecretEnv::default()).await;
+    let exporter = TestExporter::start_flags(&flags, EnvLookup::default()).await;
     let post = reqwest::Client::new()
         .post(exporter.url("/-/reload"))
         .send()
@@ -875,7 +870,7 @@ async fn a_healthy_account_is_read_beside_sixteen_slow_or_rate_limited_ones() {
     std::fs::write(&accounts, file).unwrap();
     let exporter = TestExporter::start_flags(
         &["--config.file", accounts.to_str().unwrap()],
-        SecretEnv::default(),
+        EnvLookup::default(),
     )
     .await;
     let http = reqwest::Client::new();

@@ -9,7 +9,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use clouddevice_exporter::cli::credentials::SecretEnv;
+use clouddevice_exporter::cli::account::{
+    EnvLookup, ACCESS_KEY_ENV, PASSWORD_ENV, SECRET_KEY_ENV, SECURITY_TOKEN_ENV,
+};
 use clouddevice_exporter::clock::Clock;
 use clouddevice_exporter::secret::Secret;
 use clouddevice_exporter::self_metrics::ExporterMetrics;
@@ -116,10 +118,7 @@ async fn iam_exporter_on(
         "cn-north-4",
     ];
     all.extend_from_slice(flags);
-    let env = SecretEnv {
-        iam_password: Some(Secret::new(password)),
-        ..SecretEnv::default()
-    };
+    let env = EnvLookup::of([(PASSWORD_ENV.into(), Secret::new(password))]);
     TestExporter::start_on(&url, &all, env, clock).await
 }
 
@@ -138,12 +137,12 @@ async fn aksk_exporter_with(
     extra: &[&str],
 ) -> TestExporter {
     logs();
-    let env = SecretEnv {
-        access_key: Some(Secret::new(AK)),
-        secret_key: Some(Secret::new(secret_key)),
-        security_token: security_token.map(Secret::new),
-        ..SecretEnv::default()
-    };
+    let mut env = vec![
+        (ACCESS_KEY_ENV.into(), Secret::new(AK)),
+        (SECRET_KEY_ENV.into(), Secret::new(secret_key)),
+    ];
+    env.extend(security_token.map(|t| (SECURITY_TOKEN_ENV.into(), Secret::new(t))));
+    let env = EnvLookup::of(env);
     let mut flags = vec![
         "--clouddevice.project-id",
         "9d71ec45aef04d84a991c12250227b5c",
@@ -550,11 +549,10 @@ async fn no_secret_appears_in_any_log_line_or_scraped_text() {
 /// An access-key exporter of `sim` without a project id, in `region`.
 async fn aksk_exporter_in(sim: &SimHandle, region: &str) -> TestExporter {
     logs();
-    let env = SecretEnv {
-        access_key: Some(Secret::new(AK)),
-        secret_key: Some(Secret::new(SK)),
-        ..SecretEnv::default()
-    };
+    let env = EnvLookup::of([
+        (ACCESS_KEY_ENV.into(), Secret::new(AK)),
+        (SECRET_KEY_ENV.into(), Secret::new(SK)),
+    ]);
     let url = sim.url();
     let flags = ["--clouddevice.region", region, "--iam.endpoint", &url];
     TestExporter::start_with(&url, &flags, env).await
@@ -676,10 +674,7 @@ async fn iams_refusal_is_logged_once_per_hold_not_once_per_scrape() {
         "--iam.project",
         "cn-north-4",
     ];
-    let env = SecretEnv {
-        iam_password: Some(Secret::new("not-the-password")),
-        ..SecretEnv::default()
-    };
+    let env = EnvLookup::of([(PASSWORD_ENV.into(), Secret::new("not-the-password"))]);
     let exporter = TestExporter::start_on(&url, &flags, env, clock.clone()).await;
     let said = || {
         let logs = log_text();

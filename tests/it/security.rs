@@ -14,7 +14,9 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use clouddevice_exporter::cli::credentials::SecretEnv;
+use clouddevice_exporter::cli::account::{
+    EnvLookup, ACCESS_KEY_ENV, PASSWORD_ENV, SECRET_KEY_ENV, SECURITY_TOKEN_ENV, TOKEN_ENV,
+};
 use clouddevice_exporter::secret::Secret;
 use clouddevice_simulator::{SimConfig, SimHandle};
 
@@ -75,7 +77,7 @@ async fn landing(exporter: &TestExporter) -> String {
 }
 
 /// Scrapes an API that redirects every request to `other`, with these secrets.
-async fn scrape_through_redirect(status: u16, env: SecretEnv, flags: &[&str]) {
+async fn scrape_through_redirect(status: u16, env: EnvLookup, flags: &[&str]) {
     let other = elsewhere().await;
     let api = MockServer::start().await;
     Mock::given(method("GET"))
@@ -101,22 +103,21 @@ async fn scrape_through_redirect(status: u16, env: SecretEnv, flags: &[&str]) {
 
 #[tokio::test]
 async fn a_redirect_does_not_carry_the_static_token_elsewhere() {
-    let env = SecretEnv {
-        auth_token: Some(Secret::new(TOKEN)),
-        ..SecretEnv::default()
-    };
+    let env = EnvLookup::of([(TOKEN_ENV.into(), Secret::new(TOKEN))]);
     scrape_through_redirect(302, env.clone(), &[]).await;
     scrape_through_redirect(307, env, &[]).await;
 }
 
 #[tokio::test]
 async fn a_redirect_does_not_carry_a_signed_request_elsewhere() {
-    let env = SecretEnv {
-        access_key: Some(Secret::new("QTWAOYTTINDUT2QVKYUC")),
-        secret_key: Some(Secret::new("MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc")),
-        security_token: Some(Secret::new("temporary-token")),
-        ..SecretEnv::default()
-    };
+    let env = EnvLookup::of([
+        (ACCESS_KEY_ENV.into(), Secret::new("QTWAOYTTINDUT2QVKYUC")),
+        (
+            SECRET_KEY_ENV.into(),
+            Secret::new("MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc"),
+        ),
+        (SECURITY_TOKEN_ENV.into(), Secret::new("temporary-token")),
+    ]);
     let flags = [
         "--clouddevice.project-id",
         "9d71ec45aef04d84a991c12250227b5c",
@@ -135,10 +136,7 @@ async fn a_redirect_from_iam_does_not_carry_the_password_elsewhere() {
         .await;
     // The API itself is never asked: there is no token to ask it with.
     let api = MockServer::start().await;
-    let env = SecretEnv {
-        iam_password: Some(Secret::new("hunter2-password")),
-        ..SecretEnv::default()
-    };
+    let env = EnvLookup::of([(PASSWORD_ENV.into(), Secret::new("hunter2-password"))]);
     let flags = iam_flags(&iam);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let exporter = TestExporter::start_with(&api.uri(), &flags, env).await;
@@ -1244,7 +1242,7 @@ async fn stalled_readers_hold_a_bounded_number_of_answers_over_all_accounts() {
         "--web.max-requests-total",
         "3",
     ];
-    let exporter = TestExporter::start_flags(&flags, SecretEnv::default()).await;
+    let exporter = TestExporter::start_flags(&flags, EnvLookup::default()).await;
     let address = exporter.addr.to_string();
     let mut stalled = Vec::new();
     for target in ["a1", "a1", "a2"] {
@@ -1268,10 +1266,7 @@ async fn secrets_in_instance_data_and_in_encoded_or_partial_forms_are_never_repu
                      "project_name": b64, "region": url, "running_status": 2});
     let page = json!({"data": {"result": [row]}, "total_count": 1, "error_code": "0"});
     let server = answering("GET", PATH, ResponseTemplate::new(200).set_body_json(page)).await;
-    let env = SecretEnv {
-        auth_token: Some(Secret::new(ECHO_TOKEN)),
-        ..SecretEnv::default()
-    };
+    let env = EnvLookup::of([(TOKEN_ENV.into(), Secret::new(ECHO_TOKEN))]);
     let exporter = TestExporter::start_with(&server.uri(), &[], env.clone()).await;
     let m = exporter.scrape().await;
     assert_eq!(m.up(), 1.0);

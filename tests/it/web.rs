@@ -279,7 +279,7 @@ async fn plain_http_to_a_tls_port_says_to_write_https() {
 
 #[tokio::test]
 async fn the_web_configuration_is_the_reloaders_before_anything_is_served() {
-    use clouddevice_exporter::cli::credentials::SecretEnv;
+    use clouddevice_exporter::cli::account::{EnvLookup, TOKEN_ENV};
     use clouddevice_exporter::run::{build, Cli};
     use clouddevice_exporter::secret::Secret;
     use clouddevice_exporter::web::Serving;
@@ -296,10 +296,7 @@ async fn the_web_configuration_is_the_reloaders_before_anything_is_served() {
         "--web.config.file",
         file.to_str().unwrap(),
     ];
-    let env = SecretEnv {
-        auth_token: Some(Secret::new("t")),
-        ..SecretEnv::default()
-    };
+    let env = EnvLookup::of([(TOKEN_ENV.into(), Secret::new("t"))]);
     let config = Cli::from_args(args)
         .unwrap()
         .exporter

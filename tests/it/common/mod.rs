@@ -11,7 +11,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clouddevice_exporter::cli::credentials::SecretEnv;
+use clouddevice_exporter::cli::account::{EnvLookup, TOKEN_ENV};
 use clouddevice_exporter::clock::Clock;
 use clouddevice_exporter::probe::Probes;
 use clouddevice_exporter::run::Cli;
@@ -40,15 +40,12 @@ pub struct TestExporter {
 impl TestExporter {
     /// Starts the exporter with these flags (plus the endpoint) and the test token.
     pub async fn start(endpoint: &str, flags: &[&str]) -> TestExporter {
-        let env = SecretEnv {
-            auth_token: Some(Secret::new(TOKEN)),
-            ..SecretEnv::default()
-        };
+        let env = EnvLookup::of([(TOKEN_ENV.into(), Secret::new(TOKEN))]);
         TestExporter::start_with(endpoint, flags, env).await
     }
 
     /// Starts the exporter with these flags (plus the endpoint) and these secrets.
-    pub async fn start_with(endpoint: &str, flags: &[&str], env: SecretEnv) -> TestExporter {
+    pub async fn start_with(endpoint: &str, flags: &[&str], env: EnvLookup) -> TestExporter {
         TestExporter::start_on(endpoint, flags, env, Clock::system()).await
     }
 
@@ -57,7 +54,7 @@ impl TestExporter {
     pub async fn start_on(
         endpoint: &str,
         flags: &[&str],
-        env: SecretEnv,
+        env: EnvLookup,
         clock: Clock,
     ) -> TestExporter {
         let args: Vec<&str> = ["--clouddevice.endpoint", endpoint]
@@ -68,11 +65,11 @@ impl TestExporter {
     }
 
     /// Starts the exporter with exactly these flags and these secrets.
-    pub async fn start_flags(flags: &[&str], env: SecretEnv) -> TestExporter {
+    pub async fn start_flags(flags: &[&str], env: EnvLookup) -> TestExporter {
         TestExporter::start_flags_on(flags, env, Clock::system()).await
     }
 
-    pub async fn start_flags_on(flags: &[&str], env: SecretEnv, clock: Clock) -> TestExporter {
+    pub async fn start_flags_on(flags: &[&str], env: EnvLookup, clock: Clock) -> TestExporter {
         if std::env::var_os("TEST_LOG").is_some() {
             logging::init(
                 clouddevice_exporter::logging::LogLevel::Debug,
@@ -191,10 +188,7 @@ pub async fn sim_and_exporter_on(
         ..config
     })
     .await;
-    let env = SecretEnv {
-        auth_token: Some(Secret::new(TOKEN)),
-        ..SecretEnv::default()
-    };
+    let env = EnvLookup::of([(TOKEN_ENV.into(), Secret::new(TOKEN))]);
     let exporter = TestExporter::start_on(&sim.url(), flags, env, clock).await;
     (sim, exporter)
 }
