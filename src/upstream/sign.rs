@@ -144,24 +144,6 @@ pub fn authorization(
     format!("{ALGORITHM} Access={access_key}, SignedHeaders={signed}, Signature={signature}")
 }
 
-/// The fields of an `Authorization` header: (access key, signed header names, signature).
-pub fn parse_authorization(value: &str) -> Option<(&str, Vec<&str>, &str)> {
-    let rest = value.strip_prefix(ALGORITHM)?.trim_start();
-    let mut access = None;
-    let mut signed = None;
-    let mut signature = None;
-    for field in rest.split(',').map(str::trim) {
-        let (name, value) = field.split_once('=')?;
-        match name {
-            "Access" => access = Some(value),
-            "SignedHeaders" => signed = Some(value.split(';').collect()),
-            "Signature" => signature = Some(value),
-            _ => return None,
-        }
-    }
-    Some((access?, signed?, signature?))
-}
-
 /// The `X-Sdk-Date` form of a time: `YYYYMMDDTHHMMSSZ`, UTC.
 pub fn sdk_date(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -174,14 +156,6 @@ pub fn sdk_date(t: time::OffsetDateTime) -> String {
         t.minute(),
         t.second()
     )
-}
-
-/// Parses an `X-Sdk-Date`.
-pub fn parse_sdk_date(s: &str) -> Option<time::OffsetDateTime> {
-    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    time::PrimitiveDateTime::parse(s, format)
-        .ok()
-        .map(|t| t.assume_utc())
 }
 
 #[cfg(test)]
@@ -272,18 +246,10 @@ mod tests {
     }
 
     #[test]
-    fn authorization_round_trips() {
-        let value = "SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date, Signature=abc";
-        let (ak, signed, sig) = parse_authorization(value).unwrap();
-        assert_eq!((ak, signed, sig), ("AK", vec!["host", "x-sdk-date"], "abc"));
-        assert!(parse_authorization("Bearer x").is_none());
-    }
-
-    #[test]
-    fn sdk_dates_format_and_parse() {
+    fn sdk_dates_are_written_in_utc() {
         let t = time::macros::datetime!(2026-11-27 12:00:00 UTC);
         assert_eq!(sdk_date(t), "20261127T120000Z");
-        assert_eq!(parse_sdk_date("20261127T120000Z"), Some(t));
-        assert_eq!(parse_sdk_date("2026-11-27"), None);
+        let beijing = time::macros::datetime!(2026-11-28 04:05:06 +08:00);
+        assert_eq!(sdk_date(beijing), "20261127T200506Z");
     }
 }
