@@ -1,9 +1,9 @@
 //! Any request canonicalised and signed without a panic, and the `Authorization` header it makes
-//! read back to the same fields. The input is text: the method on the first line, the URL on
+//! naming the key, the signed headers and a signature of 64 hex digits, exactly. The input is text: the method on the first line, the URL on
 //! the second, then `name: value` header lines, an empty line, and the body.
 #![no_main]
 
-use clouddevice_exporter::upstream::sign::{authorization, canonical_request, parse_authorization};
+use clouddevice_exporter::upstream::sign::{authorization, canonical_request};
 use libfuzzer_sys::fuzz_target;
 
 const ACCESS_KEY: &str = "QTWAOYTTINDUT2QVKYUC";
@@ -33,11 +33,11 @@ fuzz_target!(|text: &str| {
         &headers,
         body.as_bytes(),
     );
-    let (access, names, signature) =
-        parse_authorization(&value).expect("the header it made reads back");
-    assert_eq!(access, ACCESS_KEY);
-    assert_eq!(names.join(";"), signed);
-    assert_eq!(signature.len(), 64);
+    let fields = format!("SDK-HMAC-SHA256 Access={ACCESS_KEY}, SignedHeaders={signed}, Signature=");
+    let signature = value
+        .strip_prefix(&fields)
+        .expect("the header names the key and the signed headers");
+    assert!(signature.len() == 64 && signature.bytes().all(|b| b.is_ascii_hexdigit()));
     // The same request signs the same way.
     assert_eq!(
         value,

@@ -24,7 +24,8 @@ use crate::upstream::settings::AccountSettings;
 use super::{limits, parse_instance_metrics, parse_instance_name, parse_query_time, PoolSceneTag};
 
 /// Reads named environment variables holding secrets: the process environment, or a test's. The
-/// flags' sign-in reads the variables named below; the accounts file names its own.
+/// flags' sign-in reads fixed names ([`TOKEN_ENV`], [`PASSWORD_ENV`], ...); an entry of the
+/// accounts file names its own (`token_env`, `iam.password_env`, ...).
 #[derive(Clone)]
 pub struct EnvLookup(Arc<Lookup>);
 
