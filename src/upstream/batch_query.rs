@@ -1,6 +1,6 @@
 //! The batch-query API (`GET /v1/instances/batch-query`) as a [`Source`] of fleets: one page
 //! per request, with its request id, its credentials, a timeout that never outlasts the scrape's
-//! deadline, retries by the [`RetryPolicy`], a cap on the body, and its error typed by cause.
+//! deadline, retries by the [`RetryPolicy`](super::retry::RetryPolicy), a cap on the body, and its error typed by cause.
 //! Every failed request is counted and logged here, once. Putting pages together is `paging`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -159,7 +159,7 @@ impl BatchQuery {
         self
     }
 
-    /// Fetches one page before `deadline`, retrying transient failures as the [`RetryPolicy`]
+    /// Fetches one page before `deadline`, retrying transient failures as the [`RetryPolicy`](super::retry::RetryPolicy)
     /// says; a refused IAM token is renewed and the page asked once more. Every failed attempt
     /// is counted and logged with its request id.
     pub async fn fetch_page(&self, page: u64, deadline: Instant) -> Result<Page, ApiError> {

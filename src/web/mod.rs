@@ -1,7 +1,7 @@
 //! The exporter's HTTP face (axum): the telemetry path, the landing page, the health probes,
 //! `/-/reload`, and `/probe` and `/sd` for the accounts of a file, gzip when asked for. Handlers
 //! stay thin: a scrape is `scrape::Exporter`, a probe `probe::Probes`, a reload
-//! [`reload::Reloader`]. Serving it on a socket (TLS, basic auth, limits) is [`serve`].
+//! [`reload::Reloader`]. Serving it on a socket (TLS, basic auth, limits) is [`serve()`].
 
 pub mod config;
 pub mod connection;
@@ -78,7 +78,7 @@ struct AppState {
     stopping: CancellationToken,
 }
 
-/// The router, without a socket ([`serve`] serves it): the telemetry path, the landing page,
+/// The router, without a socket ([`serve()`] serves it): the telemetry path, the landing page,
 /// the health probes, `/-/reload`, and `/probe` and `/sd` when there are accounts to probe.
 pub fn router(
     telemetry: Telemetry,
