@@ -1,7 +1,8 @@
 //! The batch-query API (`GET /v1/instances/batch-query`) as a [`Source`] of fleets: one page
 //! per request, with its request id, its credentials, a timeout that never outlasts the scrape's
-//! deadline, retries by the [`RetryPolicy`](super::retry::RetryPolicy), a cap on the body, and its error typed by cause.
-//! Every failed request is counted and logged here, once. Putting pages together is `paging`.
+//! deadline, retries by the [`RetryPolicy`](super::retry::RetryPolicy), a cap on the body, and
+//! its error typed by cause. Every failed request is counted and logged here, once. Putting pages
+//! together is `paging`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
