@@ -160,9 +160,9 @@ impl BatchQuery {
         self
     }
 
-    /// Fetches one page before `deadline`, retrying transient failures as the [`RetryPolicy`](super::retry::RetryPolicy)
-    /// says; a refused IAM token is renewed and the page asked once more. Every failed attempt
-    /// is counted and logged with its request id.
+    /// Fetches one page before `deadline`, retrying transient failures as the
+    /// [`RetryPolicy`](super::retry::RetryPolicy) says; a refused IAM token is renewed and the
+    /// page asked once more. Every failed attempt is counted and logged with its request id.
     pub async fn fetch_page(&self, page: u64, deadline: Instant) -> Result<Page, ApiError> {
         let mut retries = 0;
         let mut renewed = false;
