@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -259,9 +260,16 @@ class TextOnly:
                 if timeout:
                     headers["X-Prometheus-Scrape-Timeout-Seconds"] = timeout
                 req = urllib.request.Request(upstream + self.path, headers=headers)
-                with urllib.request.urlopen(req, timeout=30) as r:
-                    body, kind = r.read(), r.headers["Content-Type"]
-                self.send_response(200)
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        status, body, kind = r.status, r.read(), r.headers["Content-Type"]
+                except urllib.error.HTTPError as e:
+                    status, body, kind = e.code, e.read(), e.headers.get("Content-Type", "text/plain")
+                except OSError as e:
+                    # The exporter is down (the test stops it on purpose): a failed scrape, as
+                    # Prometheus would see it asking directly, not a traceback in the log.
+                    status, body, kind = 502, f"{e}\n".encode(), "text/plain"
+                self.send_response(status)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
