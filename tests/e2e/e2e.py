@@ -177,6 +177,13 @@ def am_alerts(am_port, name):
     return json.loads(get(f"http://127.0.0.1:{am_port}/api/v2/alerts?{query}"))
 
 
+def firing_since(prom):
+    """Every alert firing in Prometheus, by its labels, with the moment it became active."""
+    body = json.loads(get(f"{prom}/api/v1/alerts"))
+    return {tuple(sorted(a["labels"].items())): a["activeAt"]
+            for a in body["data"]["alerts"] if a["state"] == "firing"}
+
+
 def alerts(prom, name, state="firing"):
     body = json.loads(get(f"{prom}/api/v1/alerts"))
     return [a for a in body["data"]["alerts"] if a["labels"].get("alertname") == name and a["state"] == state]
@@ -410,8 +417,7 @@ scrape_configs:
         # exporter answers clouddevice_up 0 and no phones, and Prometheus marks their series stale.
         before = len(hook.received)
         # An alert that resolved and fired again would be a new one, active since later.
-        active_since = {tuple(sorted(a["labels"].items())): a["activeAt"]
-                        for a in json.loads(get(f"{prom}/api/v1/alerts"))["data"]["alerts"] if a["state"] == "firing"}
+        active_since = firing_since(prom)
         stop(simulator)
         # Four failed scrapes on record, as Prometheus itself counts them.
         wait_for("four failed scrapes", lambda: [r for r in prom_query(
@@ -420,8 +426,7 @@ scrape_configs:
         wait_for("scrapes to succeed again", lambda: prom_query(prom, "clouddevice_up == 1")["result"], limit=20)
         # Rules are evaluated on the data at hand: once scrapes succeed, no alert of the fleet can
         # resolve. Every one firing before is still firing, active since the same moment.
-        after = {tuple(sorted(a["labels"].items())): a["activeAt"]
-                 for a in json.loads(get(f"{prom}/api/v1/alerts"))["data"]["alerts"] if a["state"] == "firing"}
+        after = firing_since(prom)
         changed = [dict(k).get("alertname") for k, at in active_since.items() if after.get(k) != at]
         check(not changed, f"the failed scrapes resolved no alert in Prometheus ({changed})")
         later = hook.received[before:]
